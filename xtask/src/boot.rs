@@ -1,0 +1,100 @@
+//! Booting a built VM: picking the accelerator, a free loopback port, and (for
+//! tests) waiting with a deadline until the guest answers HTTP.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    http,
+    linuxkit::Artifacts,
+    qemu::{self, Accel, Console, VmSpec, Why},
+    ui,
+};
+
+/// How the user asked for the VM to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmOpts {
+    /// Accelerator: kvm or tcg. Default: KVM if a short probe boot shows it works, else TCG.
+    #[arg(long, value_enum)]
+    pub accel: Option<Accel>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 3072)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+}
+
+pub fn accel(opts: &VmOpts, kernel: &Path) -> Accel {
+    let has_kvm = Path::new("/dev/kvm").exists();
+    let (accel, why) = qemu::choose_accel(opts.accel, has_kvm, || qemu::probe_kvm(kernel, Duration::from_secs(10)));
+    let reason = match why {
+        Why::Requested => "as requested with --accel",
+        Why::NoKvmDevice => "no /dev/kvm",
+        Why::KvmProbeFailed => "/dev/kvm exists but a KVM probe boot did not finish: software emulation",
+        Why::KvmProbeOk => "KVM probe boot worked",
+    };
+    ui::note(format!("QEMU accelerator: {accel} ({reason})"));
+    accel
+}
+
+pub fn spec(opts: &VmOpts, artifacts: &Artifacts, accel: Accel, console: Console, forwards: Vec<(u16, u16)>) -> VmSpec {
+    VmSpec {
+        kernel: artifacts.kernel.clone(),
+        initrd: artifacts.initrd.clone(),
+        cmdline: artifacts.cmdline.clone(),
+        accel,
+        cpus: opts.cpus,
+        memory_mb: opts.memory,
+        console,
+        forwards,
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+pub fn serial_log(dist: &Path, name: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dist)?;
+    let log = dist.join(format!("{name}-serial.log"));
+    fs::write(&log, b"")?;
+    Ok(log)
+}
+
+/// Poll `GET http://127.0.0.1:port/` with `Host: host` until it returns 200,
+/// QEMU exits, or the deadline passes. Returns the body and when it came.
+pub fn wait_for_200(vm: &mut qemu::Vm, port: u16, host: &str, deadline: Instant) -> Result<(String, Instant)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut last = String::from("no answer yet");
+    loop {
+        if let Some(status) = vm.exited()? {
+            bail!("QEMU exited ({status}) before {host} answered HTTP 200 (last: {last})");
+        }
+        match http::get(addr, host, "/", Duration::from_secs(5)) {
+            Ok(r) if r.status == 200 => return Ok((r.body, Instant::now())),
+            Ok(r) => last = format!("HTTP {}", r.status),
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("no HTTP 200 for Host {host} on 127.0.0.1:{port} before the deadline (last: {last})");
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The last `n` lines of the serial log, for failure reports.
+pub fn log_tail(log: &Path, n: usize) -> String {
+    let text = fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

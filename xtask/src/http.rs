@@ -1,0 +1,93 @@
+//! Just enough HTTP/1.0 client to ask the VM for a page: one GET with a chosen
+//! Host header, the status and the body back.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// GET `path` from `addr` with `Host: host`. HTTP/1.0, so the server closes the
+/// connection after the response and the body is everything that follows.
+pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw)
+}
+
+pub fn parse(raw: &[u8]) -> Result<Response> {
+    if raw.is_empty() {
+        // QEMU accepts forwarded connections before anything listens in the guest,
+        // then closes them: an empty answer means "not up yet".
+        bail!("connection closed without a response");
+    }
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response has no end of headers")?;
+    let head = std::str::from_utf8(&raw[..split]).context("response headers are not UTF-8")?;
+    let status_line = head.lines().next().unwrap_or_default();
+    let mut parts = status_line.split_whitespace();
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        bail!("malformed status line {status_line:?}");
+    };
+    if !version.starts_with("HTTP/1.") {
+        bail!("not an HTTP/1.x response: {status_line:?}");
+    }
+    let status = code.parse().with_context(|| format!("malformed status line {status_line:?}"))?;
+    let body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
+    Ok(Response { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_and_body() {
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: nginx\r\n\r\nhi\n").unwrap();
+        assert_eq!(r, Response { status: 200, body: "hi\n".into() });
+        let r = parse(b"HTTP/1.0 404 Not Found\r\n\r\n404 page not found\n").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "404 page not found\n"));
+    }
+
+    #[test]
+    fn rejects_non_responses() {
+        for (raw, want) in [
+            (&b""[..], "without a response"),
+            (b"HTTP/1.1 200 OK\r\nhalf", "no end of headers"),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed status line"),
+            (b"ICY 200 OK\r\n\r\n", "not an HTTP/1.x response"),
+        ] {
+            let err = parse(raw).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn talks_to_a_real_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap();
+            req
+        });
+        let r = get(addr, "a.localhost", "/x", Duration::from_secs(5)).unwrap();
+        assert_eq!(r, Response { status: 200, body: "body".into() });
+        let req = server.join().unwrap();
+        assert!(req.starts_with("GET /x HTTP/1.0\r\nHost: a.localhost\r\n"), "{req}");
+    }
+}

@@ -1,0 +1,342 @@
+//! The VM's own images in the local profile: one recipe folder per image under
+//! `images/`, its Debian packages unpacked by mmdebstrap, built by buildah
+//! (daemonless), and imported into the project's LinuxKit cache.
+//!
+//! An image's tag is a hash of everything it is made from (its recipe folder, its
+//! pins, the Debian suite), so the tag alone says whether the cache is current.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{symlink, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::{host, oci, project::Project, ui};
+
+/// Registry part of every image this project builds. Not a real registry: the
+/// name only says "built here", so no stand-in ever carries an upstream name.
+pub const REGISTRY: &str = "linuxkit-compose.local";
+
+/// Bump when the way images are assembled changes, so every tag changes with it.
+const RECIPE_FORMAT: &str = "1";
+
+/// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
+const ROOTFS_TAR: &str = "rootfs.tar";
+
+/// An image reference plus whether it had to be built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    pub reference: String,
+    pub fresh: bool,
+}
+
+pub fn reference(name: &str, tag: &str) -> String {
+    format!("{REGISTRY}/{name}:{tag}")
+}
+
+/// The tag of image `name` as its recipe and pins stand now.
+pub fn tag(project: &Project, name: &str) -> Result<String> {
+    let dir = recipe_dir(project, name);
+    if !dir.join("Dockerfile").is_file() {
+        bail!("{}: no Dockerfile in the image recipe folder", project.rel(&dir.join("Dockerfile")).display());
+    }
+    let files = recipe_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
+    let packages = project.pins.image_packages(name)?;
+    let pins = format!("suite={}\npackages={}\n", project.pins.debian.suite, packages.join(","));
+    Ok(content_tag(name, &files, &pins))
+}
+
+fn recipe_dir(project: &Project, name: &str) -> PathBuf {
+    project.root.join("images").join(name)
+}
+
+/// One file of a recipe: its path relative to the recipe folder, whether it is
+/// executable, and its bytes.
+pub type RecipeFile = (String, bool, Vec<u8>);
+
+/// The first 12 hex digits of a SHA-256 over the recipe's name, files and pins.
+pub fn content_tag(name: &str, files: &[RecipeFile], pins: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("format={RECIPE_FORMAT}\nname={name}\n{pins}"));
+    for (path, exec, bytes) in files {
+        h.update(format!("{path}\0{exec}\0{}\0", bytes.len()));
+        h.update(bytes);
+    }
+    let digest = h.finalize();
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn recipe_files(dir: &Path) -> Result<Vec<RecipeFile>> {
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<RecipeFile>) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)?;
+        let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+        if meta.is_dir() {
+            if rel != "target" {
+                walk(base, &path, out)?;
+            }
+        } else if meta.file_type().is_symlink() {
+            out.push((rel, false, fs::read_link(&path)?.to_string_lossy().into_owned().into_bytes()));
+        } else {
+            out.push((rel, meta.permissions().mode() & 0o111 != 0, fs::read(&path)?));
+        }
+    }
+    Ok(())
+}
+
+/// Make sure image `name` is in the LinuxKit cache, building it if its tag is not.
+pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<Built> {
+    let reference = reference(name, &tag(project, name)?);
+    if oci::cache_has(&project.linuxkit_cache(), &reference)? {
+        ui::cached(format!("image {reference}"));
+        return Ok(Built { reference, fresh: false });
+    }
+    let step = ui::step(format!("building image {reference}"));
+    build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
+    step.done();
+    Ok(Built { reference, fresh: true })
+}
+
+fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<()> {
+    let work = project.cache_path("build").join(name);
+    if work.exists() {
+        sh.remove_path(&work)?;
+    }
+    let context = work.join("context");
+    let tree = work.join("tree");
+    sh.create_dir(&context)?;
+    let recipe = recipe_dir(project, name);
+    cmd!(sh, "cp -a {recipe}/. {context}/").run()?;
+
+    debian_tree(sh, project, project.pins.image_packages(name)?, &tree)?;
+    match name {
+        "kernel" => kernel_files(sh, project, &tree, &context)?,
+        _ => tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
+    }
+    if name == "init" {
+        let service = guest_service(sh, project)?;
+        sh.copy_file(&service, context.join("service"))?;
+    }
+
+    buildah_build(sh, project, &context, reference)?;
+    let layout = work.join("oci");
+    buildah(sh, project, &["push", "--quiet", reference, &format!("oci:{}", layout.display())])?;
+    oci::import(sh, project, &layout, reference)?;
+    sh.remove_path(&work)?;
+    Ok(())
+}
+
+/// Unpack Debian `packages` (with their dependencies, unconfigured) into `tree`
+/// and give it the merged-/usr links and the users its programs expect.
+fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> Result<()> {
+    host::require(sh, project, "mmdebstrap")?;
+    let debian = &project.pins.debian;
+    let (suite, mirror) = (&debian.suite, &debian.mirror);
+    let include = format!("--include={}", packages.join(","));
+    let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
+        .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
+    cmd!(sh, "mmdebstrap --quiet --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}")
+        .run()
+        .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
+    merge_usr(tree)?;
+    base_users(tree)?;
+    // mmdebstrap leaves apt's and dpkg's own state behind; the image needs none of it.
+    for leftover in ["var/lib/apt", "var/cache/apt", "var/lib/dpkg", "var/log/apt"] {
+        let path = tree.join(leftover);
+        if path.exists() {
+            fs::remove_dir_all(&path)?;
+        }
+    }
+    for leftover in ["var/log/dpkg.log", "var/log/alternatives.log"] {
+        let _ = fs::remove_file(tree.join(leftover));
+    }
+    // The directories Debian's base-files would provide.
+    for (dir, mode) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("run", 0o755), ("root", 0o700), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755)] {
+        let path = tree.join(dir);
+        fs::create_dir_all(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// `bin sbin lib lib64` as links into `usr/`, as on any current Debian system.
+/// The extract variant runs no maintainer scripts, so nobody else makes them.
+pub fn merge_usr(tree: &Path) -> Result<()> {
+    for dir in ["bin", "sbin", "lib", "lib64"] {
+        let top = tree.join(dir);
+        let under_usr = tree.join("usr").join(dir);
+        fs::create_dir_all(&under_usr)?;
+        let meta = fs::symlink_metadata(&top);
+        if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        if meta.is_ok() {
+            // A package still shipping files in /bin (say): move them under /usr.
+            for entry in fs::read_dir(&top)? {
+                let entry = entry?;
+                fs::rename(entry.path(), under_usr.join(entry.file_name()))?;
+            }
+            fs::remove_dir(&top)?;
+        }
+        symlink(format!("usr/{dir}"), &top)?;
+    }
+    Ok(())
+}
+
+/// The accounts Debian's base-passwd would create that the image programs use.
+fn base_users(tree: &Path) -> Result<()> {
+    let etc = tree.join("etc");
+    fs::create_dir_all(&etc)?;
+    let files = [
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        ("group", "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n"),
+    ];
+    for (file, contents) in files {
+        let path = etc.join(file);
+        if !path.exists() {
+            fs::write(&path, contents)?;
+        }
+    }
+    Ok(())
+}
+
+fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
+    cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} .").run()?;
+    Ok(())
+}
+
+/// LinuxKit's kernel image shape: `kernel` (the bzImage) and `kernel.tar` (the
+/// modules, unpacked into the VM's root) at the image root.
+fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> Result<()> {
+    let boot = tree.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .with_context(|| format!("{} missing: is the kernel package in pins.yml `images.kernel`?", boot.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .context("the kernel package has no /boot/vmlinuz-*")?;
+    let version = vmlinuz.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    ui::note(format!("kernel {version}"));
+    sh.copy_file(&vmlinuz, context.join("kernel"))?;
+    // The package ships no modules.dep (its postinst makes it): make it here.
+    host::require(sh, project, "depmod")?;
+    cmd!(sh, "depmod -b {tree} {version}").run().context("depmod")?;
+    let kernel_tar = context.join("kernel.tar");
+    cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} usr/lib/modules").run()?;
+    Ok(())
+}
+
+/// The init image's `service` program (images/init/lkc-service), built static for the VM.
+fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
+    let step = ui::step("building the VM's service runner (images/init/lkc-service)");
+    let target_dir = project.root.join("target/guest");
+    cmd!(sh, "cargo build --quiet --release --locked -p lkc-service --target x86_64-unknown-linux-gnu")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .run()
+        .context("building images/init/lkc-service")?;
+    step.done();
+    Ok(target_dir.join("x86_64-unknown-linux-gnu/release/service"))
+}
+
+fn buildah_build(sh: &Shell, project: &Project, context: &Path, reference: &str) -> Result<()> {
+    let context = context.to_str().context("non-UTF-8 path")?;
+    let file = format!("{context}/Dockerfile");
+    buildah(
+        sh,
+        project,
+        &["bud", "--quiet", "--isolation", "chroot", "--timestamp", "0", "-f", &file, "-t", reference, context],
+    )
+}
+
+/// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
+pub fn buildah(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
+    host::require(sh, project, "buildah")?;
+    let store = project.cache_path("buildah");
+    let (root, runroot) = (store.join("root"), store.join("run"));
+    cmd!(sh, "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}")
+        .quiet()
+        .run()
+        .with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
+    Ok(())
+}
+
+/// Write `contents` to `path` through a temporary file, so a reader never sees half of it.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, exec: bool, body: &str) -> RecipeFile {
+        (path.to_string(), exec, body.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn tag_changes_with_every_input() {
+        let files = vec![file("Dockerfile", false, "FROM scratch\n"), file("init", true, "#!/bin/sh\n")];
+        let base = content_tag("init", &files, "packages=busybox-static");
+        assert_eq!(base.len(), 12);
+        assert_eq!(base, content_tag("init", &files, "packages=busybox-static"), "deterministic");
+
+        let mut edited = files.clone();
+        edited[1].2 = b"#!/bin/sh\necho\n".to_vec();
+        let mut chmod = files.clone();
+        chmod[1].1 = false;
+        let mut renamed = files.clone();
+        renamed[1].0 = "init2".into();
+        for (what, tag) in [
+            ("content", content_tag("init", &edited, "packages=busybox-static")),
+            ("mode", content_tag("init", &chmod, "packages=busybox-static")),
+            ("path", content_tag("init", &renamed, "packages=busybox-static")),
+            ("pins", content_tag("init", &files, "packages=busybox")),
+            ("name", content_tag("getty", &files, "packages=busybox-static")),
+        ] {
+            assert_ne!(base, tag, "changing the {what} must change the tag");
+        }
+    }
+
+    #[test]
+    fn repo_recipes_have_tags() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let project = Project { dist: root.join("dist"), cache: root.join("target/none"), pins: crate::pins::Pins::load(&root).unwrap(), root, install: false };
+        for name in project.pins.images.keys() {
+            let tag = tag(&project, name).unwrap();
+            assert!(tag.chars().all(|c| c.is_ascii_hexdigit()), "{name}: {tag}");
+        }
+    }
+
+    #[test]
+    fn merge_usr_links_and_moves() {
+        let tmp = std::env::temp_dir().join(format!("lkc-merge-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(tmp.join("bin")).unwrap();
+        fs::write(tmp.join("bin/sh"), "x").unwrap();
+        merge_usr(&tmp).unwrap();
+        for d in ["bin", "sbin", "lib", "lib64"] {
+            assert_eq!(fs::read_link(tmp.join(d)).unwrap(), Path::new(&format!("usr/{d}")));
+        }
+        assert_eq!(fs::read_to_string(tmp.join("usr/bin/sh")).unwrap(), "x");
+        merge_usr(&tmp).unwrap(); // idempotent
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,114 @@
+//! `cargo xtask`: builds LinuxKit's compose example from source and boots it.
+//!
+//! In the default `local` profile every image the VM needs is made here, from
+//! Debian packages and Go modules, without a Docker engine or a registry: the
+//! recipes are folders under `images/`, the pins are `pins.yml`, the LinuxKit
+//! YAML is written to `linuxkit/`, outputs go to `dist/`, and everything fetched
+//! is cached outside the repository (`$LINUXKIT_COMPOSE_CACHE`).
+
+mod boot;
+mod gotools;
+mod host;
+mod http;
+mod images;
+mod linuxkit;
+mod oci;
+mod pins;
+mod project;
+mod qemu;
+mod test_boot;
+mod ui;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+/// Build and boot LinuxKit VMs that run a compose application.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    /// Never install missing Debian packages; print the apt-get command instead.
+    #[arg(long, global = true)]
+    no_install: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the host programs the build needs, their versions, and how to install missing ones.
+    Doctor,
+    /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
+    VmImages {
+        /// Image recipe names under images/ (default: all in pins.yml).
+        names: Vec<String>,
+    },
+    /// Regenerate the LinuxKit YAML under linuxkit/ from the recipes and pins (builds nothing).
+    Yaml,
+    /// Build the smoke VM (nginx serving one page) into dist/smoke-{kernel,initrd.img}.
+    Smoke,
+    /// Boot the smoke VM with its serial console on this terminal (Ctrl-A X quits).
+    RunSmoke {
+        /// Host port on 127.0.0.1 forwarded to the guest's port 80.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[command(flatten)]
+        vm: boot::VmOpts,
+    },
+    /// Build, boot headless, check over HTTP, report the time to the first answer.
+    TestBoot(test_boot::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let sh = Shell::new()?;
+    let root = project_root();
+    sh.change_dir(&root);
+    let project = project::Project::new(root, !cli.no_install)?;
+    match cli.command {
+        Command::Doctor => host::doctor(&sh, &project),
+        Command::VmImages { names } => {
+            let names = if names.is_empty() { project.pins.images.keys().cloned().collect() } else { names };
+            for name in names {
+                images::ensure(&sh, &project, &name)?;
+            }
+            Ok(())
+        }
+        Command::Yaml => {
+            linuxkit::smoke_vm().write_yaml(&project)?;
+            Ok(())
+        }
+        Command::Smoke => linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ()),
+        Command::RunSmoke { port, vm } => run_smoke(&sh, &project, port, &vm),
+        Command::TestBoot(args) => test_boot::run(&sh, &project, &args),
+    }
+}
+
+fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmOpts) -> Result<()> {
+    let artifacts = linuxkit::build(sh, project, &linuxkit::smoke_vm())?;
+    let accel = boot::accel(opts, &artifacts.kernel);
+    let spec = boot::spec(opts, &artifacts, accel, qemu::Console::Terminal, vec![(port, 80)]);
+    println!("smoke VM: http://127.0.0.1:{port}/ once nginx is up. Ctrl-A X quits QEMU.");
+    let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
+    if !status.success() {
+        anyhow::bail!("QEMU exited with {status}");
+    }
+    Ok(())
+}
+
+/// The workspace root: xtask/'s parent.
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}

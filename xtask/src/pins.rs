@@ -1,0 +1,144 @@
+//! `pins.yml`: every Debian suite, package set and Go module version the build fetches.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const FILE: &str = "pins.yml";
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pins {
+    pub debian: Debian,
+    pub go: BTreeMap<String, GoTool>,
+    /// Debian packages of each VM image, by recipe folder name under `images/`.
+    pub images: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Debian {
+    pub suite: String,
+    pub mirror: String,
+    /// Host program -> the Debian package that provides it.
+    pub host_packages: BTreeMap<String, String>,
+}
+
+/// A Go program built from a module fetched through the Go module proxy.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoTool {
+    pub module: String,
+    pub version: String,
+    /// The module's go.sum hash (`h1:…`), checked after download. Required for
+    /// modules the checksum database does not list.
+    #[serde(default)]
+    pub sum: Option<String>,
+    /// Package to build, relative to the module root.
+    pub package: String,
+    pub binary: String,
+}
+
+impl Pins {
+    pub fn load(root: &Path) -> Result<Pins> {
+        let path = root.join(FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Pins::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Pins> {
+        let pins: Pins = serde_yaml::from_str(text)?;
+        pins.validate()?;
+        Ok(pins)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, tool) in &self.go {
+            if !tool.version.starts_with('v') {
+                bail!("go.{name}.version {:?} is not a Go module version (v…)", tool.version);
+            }
+            if let Some(sum) = &tool.sum {
+                if !sum.starts_with("h1:") {
+                    bail!("go.{name}.sum {sum:?} is not a go.sum hash (h1:…)");
+                }
+            }
+        }
+        for (name, packages) in &self.images {
+            if packages.is_empty() {
+                bail!("images.{name} lists no Debian packages");
+            }
+        }
+        Ok(())
+    }
+
+    /// The Debian packages of image `name`.
+    pub fn image_packages(&self, name: &str) -> Result<&[String]> {
+        match self.images.get(name) {
+            Some(p) => Ok(p),
+            None => bail!("{FILE} has no `images.{name}` package list"),
+        }
+    }
+
+    pub fn go_tool(&self, name: &str) -> Result<&GoTool> {
+        self.go.get(name).with_context(|| format!("{FILE} has no `go.{name}` entry"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_pins_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let pins = Pins::load(root).unwrap();
+        assert_eq!(pins.debian.suite, "trixie");
+        let lk = pins.go_tool("linuxkit").unwrap();
+        assert!(lk.sum.as_deref().unwrap().starts_with("h1:"));
+        assert!(pins.image_packages("kernel").unwrap().contains(&"linux-image-cloud-amd64".to_string()));
+    }
+
+    const MINIMAL: &str = "
+debian: {suite: trixie, mirror: http://m, host_packages: {}}
+go:
+  t: {module: example.com/t, version: v1.0.0, package: ., binary: t}
+images:
+  a: [busybox-static]
+";
+
+    #[test]
+    fn minimal_pins_parse() {
+        let pins = Pins::parse(MINIMAL).unwrap();
+        assert_eq!(pins.image_packages("a").unwrap(), ["busybox-static"]);
+        assert_eq!(pins.go_tool("t").unwrap().sum, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Pins::parse(&MINIMAL.replace("suite:", "suit: x, suite:")).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `suit`"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_versions_are_rejected() {
+        let err = Pins::parse(&MINIMAL.replace("v1.0.0", "1.0.0")).unwrap_err();
+        assert!(format!("{err:#}").contains("go.t.version"), "{err:#}");
+        let err = Pins::parse(&MINIMAL.replace("binary: t}", "binary: t, sum: md5}")).unwrap_err();
+        assert!(format!("{err:#}").contains("go.t.sum"), "{err:#}");
+    }
+
+    #[test]
+    fn empty_package_list_is_rejected() {
+        let err = Pins::parse(&MINIMAL.replace("[busybox-static]", "[]")).unwrap_err();
+        assert!(format!("{err:#}").contains("images.a lists no Debian packages"), "{err:#}");
+    }
+
+    #[test]
+    fn missing_image_names_the_file() {
+        let pins = Pins::parse(MINIMAL).unwrap();
+        let err = pins.image_packages("nope").unwrap_err();
+        assert_eq!(err.to_string(), "pins.yml has no `images.nope` package list");
+    }
+}
