@@ -21,7 +21,10 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resul
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n")?;
+    // One write: a request split over several segments can meet a server that
+    // answers and closes after the first, and the close then resets our read.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw)
@@ -79,9 +82,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
             let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).unwrap();
-            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before the end of its request");
+                req.extend_from_slice(&buf[..n]);
+            }
+            let req = String::from_utf8(req).unwrap();
             s.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap();
             req
         });
