@@ -23,7 +23,7 @@ use crate::{host, oci, project::Project, ui};
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "1";
+const RECIPE_FORMAT: &str = "2";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
@@ -154,7 +154,7 @@ fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) 
     merge_usr(tree)?;
     base_users(tree)?;
     // mmdebstrap leaves apt's and dpkg's own state behind; the image needs none of it.
-    for leftover in ["var/lib/apt", "var/cache/apt", "var/lib/dpkg", "var/log/apt"] {
+    for leftover in ["etc/apt", "etc/dpkg", "var/lib/apt", "var/cache/apt", "var/lib/dpkg", "var/log/apt"] {
         let path = tree.join(leftover);
         if path.exists() {
             fs::remove_dir_all(&path)?;
@@ -234,7 +234,10 @@ fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> R
     host::require(sh, project, "depmod")?;
     cmd!(sh, "depmod -b {tree} {version}").run().context("depmod")?;
     let kernel_tar = context.join("kernel.tar");
-    cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} usr/lib/modules").run()?;
+    // The parents need entries of their own: the kernel's initramfs unpacker
+    // creates no missing directories, and would drop every module without them.
+    cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} --no-recursion usr usr/lib --recursion usr/lib/modules")
+        .run()?;
     Ok(())
 }
 

@@ -65,7 +65,7 @@ pub fn base(refs: &Refs) -> Config {
             Container { name: "network".into(), image: img("network"), ..Default::default() },
         ],
         services: vec![Container { name: "getty".into(), image: img("getty"), ..Default::default() }],
-        files: vec![],
+        files: vec![File { path: "etc/hostname".into(), contents: "linuxkit-compose\n".into(), mode: "0644".into() }],
     }
 }
 

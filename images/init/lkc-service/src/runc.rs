@@ -1,6 +1,7 @@
 //! Invoking `runc` (looked up on PATH): run a bundle to completion, start
 //! it detached, or signal it.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -28,13 +29,27 @@ pub fn run(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
 }
 
 /// `runc run --detach --bundle DIR NAME` with stdin from /dev/null and the
-/// caller's stdout/stderr (the console) passed through to the container.
+/// container's stdout/stderr going through a pipe to `tee -a /var/log/NAME.log`,
+/// which copies it to the caller's stdout (the console). A pipe rather than the
+/// console itself: programs that reopen /dev/stdout (nginx's access_log) may not
+/// open the console device from inside a container. tee outlives this program
+/// and ends when the container's last writer closes the pipe.
 pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
+    let log = format!("/var/log/{name}.log");
+    let mut tee = Command::new("tee")
+        .args(["-a", &log])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start tee for {log}: {e}"))?;
+    let out: OwnedFd = tee.stdin.take().expect("piped stdin").into();
+    let err = out.try_clone().map_err(|e| format!("dup of the log pipe: {e}"))?;
     Command::new("runc")
         .args(["run", "--detach", "--bundle"])
         .arg(bundle)
         .arg(name)
         .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
         .status()
         .map_err(spawn_err)
 }

@@ -73,6 +73,7 @@ pub struct Runtime {
     #[serde(default, rename = "bindNS", deserialize_with = "nullable")]
     pub bind_ns: Namespaces,
     #[serde(default)]
+    #[allow(dead_code)] // accepted, meaningless without containerd (see check_supported)
     pub namespace: Option<String>,
 }
 
@@ -92,9 +93,8 @@ impl Runtime {
         if !ns.is_empty() {
             return Err(unsupported(&format!("bindNS ({})", ns.join(", "))));
         }
-        if self.namespace.is_some() {
-            return Err(unsupported("namespace"));
-        }
+        // `namespace` names the containerd namespace upstream's service runs a
+        // container in; without containerd there is nothing to apply.
         Ok(())
     }
 }
@@ -178,9 +178,25 @@ mod tests {
     }
 
     #[test]
-    fn namespace_is_unsupported() {
+    fn containerd_namespace_is_accepted() {
         let rt = Runtime::parse(r#"{"namespace":"services.linuxkit"}"#).unwrap();
-        assert!(rt.check_supported().unwrap_err().contains("`namespace`"));
+        assert_eq!(rt.check_supported(), Ok(()));
+    }
+
+    /// Exactly what `linuxkit build` (v1.8.2) wrote for a read-only onboot image.
+    #[test]
+    fn linuxkit_v1_8_2_output_is_supported() {
+        let rt = Runtime::parse(
+            r#"{"cgroups": [], "mounts": [{"destination": "/containers/onboot/000-modules/rootfs",
+                "source": "/containers/onboot/000-modules/rootfs", "options": ["bind"]}],
+                "mkdir": [], "interfaces": [],
+                "bindNS": {"cgroup": "", "ipc": "", "mnt": "", "net": "", "pid": "", "user": "", "uts": ""},
+                "namespace": ""}"#,
+        )
+        .unwrap();
+        assert_eq!(rt.check_supported(), Ok(()));
+        assert_eq!(rt.mounts.len(), 1);
+        assert_eq!(rt.mounts[0].options, ["bind"]);
     }
 
     #[test]
