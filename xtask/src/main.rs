@@ -27,7 +27,7 @@ use xshell::Shell;
 
 /// Build and boot LinuxKit VMs that run a compose application.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about, long_about = None)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
     /// Never install missing Debian packages; print the apt-get command instead.
     #[arg(long, global = true)]
@@ -59,6 +59,11 @@ enum Command {
     },
     /// Build, boot headless, check over HTTP, report the time to the first answer.
     TestBoot(test_boot::Args),
+    /// Everything CI runs: `cargo test` for the whole workspace, then every boot test.
+    Test {
+        #[command(flatten)]
+        vm: boot::VmOpts,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Smoke => linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ()),
         Command::RunSmoke { port, vm } => run_smoke(&sh, &project, port, &vm),
         Command::TestBoot(args) => test_boot::run(&sh, &project, &args),
+        Command::Test { vm } => test_all(&sh, &project, vm),
     }
 }
 
@@ -106,6 +112,13 @@ fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmO
         anyhow::bail!("QEMU exited with {status}");
     }
     Ok(())
+}
+
+fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {
+    let step = ui::step("cargo test --workspace");
+    xshell::cmd!(sh, "cargo test --workspace --locked").run().context("unit and snapshot tests")?;
+    step.done();
+    test_boot::run(sh, project, &test_boot::Args { smoke: true, timeout: None, vm })
 }
 
 /// The workspace root: xtask/'s parent.
