@@ -16,14 +16,14 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{host, oci, project::Project, ui};
+use crate::{gotools, host, oci, project::Project, ui};
 
 /// Registry part of every image this project builds. Not a real registry: the
 /// name only says "built here", so no stand-in ever carries an upstream name.
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "2";
+const RECIPE_FORMAT: &str = "3";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
@@ -46,8 +46,12 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
         bail!("{}: no Dockerfile in the image recipe folder", project.rel(&dir.join("Dockerfile")).display());
     }
     let files = recipe_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
-    let packages = project.pins.image_packages(name)?;
-    let pins = format!("suite={}\npackages={}\n", project.pins.debian.suite, packages.join(","));
+    let image = project.pins.image(name)?;
+    let mut pins = format!("suite={}\npackages={}\n", project.pins.debian.suite, image.packages.join(","));
+    for tool in &image.go {
+        let t = project.pins.go_tool(tool)?;
+        pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
+    }
     Ok(content_tag(name, &files, &pins))
 }
 
@@ -110,6 +114,21 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<Built> {
     Ok(Built { reference, fresh: true })
 }
 
+/// Like [`ensure`], for an image used as a base by app Dockerfiles: it must be in
+/// buildah's storage as well as in the LinuxKit cache.
+pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<String> {
+    let reference = reference(name, &tag(project, name)?);
+    let in_buildah = buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_ok();
+    if in_buildah && oci::cache_has(&project.linuxkit_cache(), &reference)? {
+        ui::cached(format!("image {reference}"));
+        return Ok(reference);
+    }
+    let step = ui::step(format!("building image {reference}"));
+    build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
+    step.done();
+    Ok(reference)
+}
+
 fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<()> {
     let work = project.cache_path("build").join(name);
     if work.exists() {
@@ -121,10 +140,15 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     let recipe = recipe_dir(project, name);
     cmd!(sh, "cp -a {recipe}/. {context}/").run()?;
 
-    debian_tree(sh, project, project.pins.image_packages(name)?, &tree)?;
+    let pins = project.pins.image(name)?;
+    debian_tree(sh, project, &pins.packages, &tree)?;
     match name {
         "kernel" => kernel_files(sh, project, &tree, &context)?,
         _ => tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
+    }
+    for tool in &pins.go {
+        let binary = gotools::ensure(sh, project, tool)?;
+        sh.copy_file(&binary, context.join(binary.file_name().unwrap()))?;
     }
     if name == "init" {
         let service = guest_service(sh, project)?;
@@ -153,6 +177,10 @@ fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) 
         .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
     merge_usr(tree)?;
     base_users(tree)?;
+    if !tree.join("var/run").exists() {
+        fs::create_dir_all(tree.join("var"))?;
+        symlink("../run", tree.join("var/run"))?;
+    }
     // mmdebstrap leaves apt's and dpkg's own state behind; the image needs none of it.
     for leftover in ["etc/apt", "etc/dpkg", "var/lib/apt", "var/cache/apt", "var/lib/dpkg", "var/log/apt"] {
         let path = tree.join(leftover);
@@ -266,14 +294,20 @@ fn buildah_build(sh: &Shell, project: &Project, context: &Path, reference: &str)
 
 /// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
 pub fn buildah(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
+    buildah_cmd(sh, project, args)?.quiet().ignore_stdout().run().with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
+    Ok(())
+}
+
+/// [`buildah`], returning its standard output (errors stay quiet: callers probe with it).
+pub fn buildah_read(sh: &Shell, project: &Project, args: &[&str]) -> Result<String> {
+    Ok(buildah_cmd(sh, project, args)?.quiet().ignore_stderr().read()?)
+}
+
+fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> Result<xshell::Cmd<'a>> {
     host::require(sh, project, "buildah")?;
     let store = project.cache_path("buildah");
     let (root, runroot) = (store.join("root"), store.join("run"));
-    cmd!(sh, "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}")
-        .quiet()
-        .run()
-        .with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
-    Ok(())
+    Ok(cmd!(sh, "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"))
 }
 
 /// Write `contents` to `path` through a temporary file, so a reader never sees half of it.

@@ -6,12 +6,15 @@
 //! YAML is written to `linuxkit/`, outputs go to `dist/`, and everything fetched
 //! is cached outside the repository (`$LINUXKIT_COMPOSE_CACHE`).
 
+mod apps;
 mod boot;
+mod compose;
 mod gotools;
 mod host;
 mod http;
 mod images;
 mod linuxkit;
+mod methods;
 mod oci;
 mod pins;
 mod project;
@@ -40,12 +43,29 @@ struct Cli {
 enum Command {
     /// List the host programs the build needs, their versions, and how to install missing ones.
     Doctor,
+    /// Build the static method's VM: compose file and image tarballs inside, no registry needed.
+    Static {
+        #[command(flatten)]
+        compose: methods::ComposeOpt,
+    },
+    /// Boot the static VM on this terminal, guest port 80 on 127.0.0.1:PORT (Ctrl-A X quits).
+    RunStatic(RunArgs),
+    /// Build every compose service that has `build:`, tagged with its `image:`.
+    Apps {
+        #[command(flatten)]
+        compose: methods::ComposeOpt,
+    },
+    /// Save every image the compose file uses as a `docker load`-able tarball in dist/images/.
+    Images {
+        #[command(flatten)]
+        compose: methods::ComposeOpt,
+    },
     /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
     VmImages {
         /// Image recipe names under images/ (default: all in pins.yml).
         names: Vec<String>,
     },
-    /// Regenerate the LinuxKit YAML under linuxkit/ from the recipes and pins (builds nothing).
+    /// Regenerate the LinuxKit YAML under linuxkit/ from the recipes, pins and compose file (builds nothing).
     Yaml,
     /// Build the smoke VM (nginx serving one page) into dist/smoke-{kernel,initrd.img}.
     Smoke,
@@ -57,13 +77,24 @@ enum Command {
         #[command(flatten)]
         vm: boot::VmOpts,
     },
-    /// Build, boot headless, check over HTTP, report the time to the first answer.
+    /// Build, boot headless, check over HTTP, report the time to the first answers.
     TestBoot(test_boot::Args),
     /// Everything CI runs: `cargo test` for the whole workspace, then every boot test.
     Test {
         #[command(flatten)]
         vm: boot::VmOpts,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    compose: methods::ComposeOpt,
+    /// Host port on 127.0.0.1 forwarded to the guest's port 80.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    #[command(flatten)]
+    vm: boot::VmOpts,
 }
 
 fn main() -> ExitCode {
@@ -91,8 +122,28 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Static { compose } => {
+            let app = compose.load(&project)?;
+            methods::build(&sh, &project, methods::Method::Static, &app).map(|_| ())
+        }
+        Command::RunStatic(args) => {
+            let app = args.compose.load(&project)?;
+            methods::run(&sh, &project, methods::Method::Static, &app, args.port, &args.vm)
+        }
+        Command::Apps { compose } => {
+            let app = compose.load(&project)?;
+            apps::build(&sh, &project, &app, apps::builder(&sh)).map(|_| ())
+        }
+        Command::Images { compose } => {
+            let app = compose.load(&project)?;
+            let builder = apps::builder(&sh);
+            let ids = apps::build(&sh, &project, &app, builder)?;
+            apps::save(&sh, &project, &app, &ids, builder).map(|_| ())
+        }
         Command::Yaml => {
             linuxkit::smoke_vm().write_yaml(&project)?;
+            let app = methods::default_app(&project)?;
+            methods::vm(&project, methods::Method::Static, &app)?.write_yaml(&project)?;
             Ok(())
         }
         Command::Smoke => linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ()),
@@ -118,7 +169,9 @@ fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<
     let step = ui::step("cargo test --workspace");
     xshell::cmd!(sh, "cargo test --workspace --locked").run().context("unit and snapshot tests")?;
     step.done();
-    test_boot::run(sh, project, &test_boot::Args { smoke: true, timeout: None, vm })
+    let args = test_boot::Args { smoke: true, method: None, compose: methods::ComposeOpt { path: None }, timeout: None, vm };
+    test_boot::run(sh, project, &args)?;
+    test_boot::run(sh, project, &test_boot::Args { smoke: false, method: Some(methods::Method::Static), ..args })
 }
 
 /// The workspace root: xtask/'s parent.

@@ -12,8 +12,18 @@ pub const FILE: &str = "pins.yml";
 pub struct Pins {
     pub debian: Debian,
     pub go: BTreeMap<String, GoTool>,
-    /// Debian packages of each VM image, by recipe folder name under `images/`.
-    pub images: BTreeMap<String, Vec<String>>,
+    /// What each image recipe under `images/` is made from, by folder name.
+    pub images: BTreeMap<String, ImagePins>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePins {
+    /// Debian packages (with their dependencies) unpacked as the image's rootfs.
+    pub packages: Vec<String>,
+    /// Go tools from `go:` whose binaries are put in the build context.
+    #[serde(default)]
+    pub go: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -65,19 +75,22 @@ impl Pins {
                 }
             }
         }
-        for (name, packages) in &self.images {
-            if packages.is_empty() {
+        for (name, image) in &self.images {
+            if image.packages.is_empty() {
                 bail!("images.{name} lists no Debian packages");
+            }
+            if let Some(tool) = image.go.iter().find(|t| !self.go.contains_key(*t)) {
+                bail!("images.{name}.go names `{tool}`, which is not under `go:`");
             }
         }
         Ok(())
     }
 
-    /// The Debian packages of image `name`.
-    pub fn image_packages(&self, name: &str) -> Result<&[String]> {
+    /// What image `name` is made from.
+    pub fn image(&self, name: &str) -> Result<&ImagePins> {
         match self.images.get(name) {
             Some(p) => Ok(p),
-            None => bail!("{FILE} has no `images.{name}` package list"),
+            None => bail!("{FILE} has no `images.{name}` entry"),
         }
     }
 
@@ -97,7 +110,8 @@ mod tests {
         assert_eq!(pins.debian.suite, "trixie");
         let lk = pins.go_tool("linuxkit").unwrap();
         assert!(lk.sum.as_deref().unwrap().starts_with("h1:"));
-        assert!(pins.image_packages("kernel").unwrap().contains(&"linux-image-cloud-amd64".to_string()));
+        assert!(pins.image("kernel").unwrap().packages.contains(&"linux-image-cloud-amd64".to_string()));
+        assert_eq!(pins.image("traefik").unwrap().go, ["traefik"]);
     }
 
     const MINIMAL: &str = "
@@ -105,13 +119,15 @@ debian: {suite: trixie, mirror: http://m, host_packages: {}}
 go:
   t: {module: example.com/t, version: v1.0.0, package: ., binary: t}
 images:
-  a: [busybox-static]
+  a: {packages: [busybox-static]}
+  b: {packages: [netbase], go: [t]}
 ";
 
     #[test]
     fn minimal_pins_parse() {
         let pins = Pins::parse(MINIMAL).unwrap();
-        assert_eq!(pins.image_packages("a").unwrap(), ["busybox-static"]);
+        assert_eq!(pins.image("a").unwrap().packages, ["busybox-static"]);
+        assert_eq!(pins.image("b").unwrap().go, ["t"]);
         assert_eq!(pins.go_tool("t").unwrap().sum, None);
     }
 
@@ -136,9 +152,15 @@ images:
     }
 
     #[test]
+    fn image_go_tools_must_be_pinned() {
+        let err = Pins::parse(&MINIMAL.replace("go: [t]", "go: [nope]")).unwrap_err();
+        assert!(format!("{err:#}").contains("images.b.go names `nope`"), "{err:#}");
+    }
+
+    #[test]
     fn missing_image_names_the_file() {
         let pins = Pins::parse(MINIMAL).unwrap();
-        let err = pins.image_packages("nope").unwrap_err();
-        assert_eq!(err.to_string(), "pins.yml has no `images.nope` package list");
+        let err = pins.image("nope").unwrap_err();
+        assert_eq!(err.to_string(), "pins.yml has no `images.nope` entry");
     }
 }

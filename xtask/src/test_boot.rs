@@ -1,26 +1,43 @@
 //! `cargo xtask test-boot`: build, boot headless under QEMU, check what a user
 //! would check over HTTP, print the timing, and always stop the VM.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
     boot::{self, VmOpts},
-    linuxkit,
+    compose::App,
+    http,
+    linuxkit::{self, Artifacts},
+    methods::{self, ComposeOpt, Method},
     project::Project,
     qemu::{Accel, Console, Vm},
     ui,
 };
 
-#[derive(Debug, clap::Args)]
+/// traefik's answer for a Host no router matches.
+const TRAEFIK_404: &str = "404 page not found\n";
+/// A Host no compose file routes (.invalid is reserved, RFC 2606).
+const UNKNOWN_HOST: &str = "no-such-app.invalid";
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Boot the smoke VM: one nginx service serving a known page.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "method")]
     pub smoke: bool,
+    /// Boot a compose method's VM and check every routed hostname.
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    #[command(flatten)]
+    pub compose: ComposeOpt,
     /// Seconds to wait for the first HTTP 200 after QEMU starts
-    /// (default: 300 under TCG, 90 under KVM).
+    /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
     #[arg(long)]
     pub timeout: Option<u64>,
     #[command(flatten)]
@@ -28,46 +45,120 @@ pub struct Args {
 }
 
 pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
-    if !args.smoke {
-        bail!("say which test to boot: --smoke (the compose methods come with their own flags)");
+    match (args.smoke, args.method) {
+        (true, _) => smoke(sh, project, args),
+        (false, Some(method)) => {
+            let app = args.compose.load(project)?;
+            compose(sh, project, args, method, &app)
+        }
+        (false, None) => bail!("say what to boot: --smoke, or --method static|dynamic"),
     }
-    smoke(sh, project, args)
+}
+
+/// A headless VM with guest port 80 on a free loopback port.
+struct Headless {
+    vm: Vm,
+    port: u16,
+    log: std::path::PathBuf,
+    accel: Accel,
+    deadline: Instant,
+    step: ui::Step,
+}
+
+fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeouts: (u64, u64)) -> Result<Headless> {
+    let accel = boot::accel(&args.vm, &artifacts.kernel);
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(match accel {
+        Accel::Tcg => timeouts.0,
+        Accel::Kvm => timeouts.1,
+    }));
+    let port = boot::free_port()?;
+    let log = boot::serial_log(&project.dist, name)?;
+    let spec = boot::spec(&args.vm, artifacts, accel, Console::File(log.clone()), vec![(port, 80)]);
+    let step = ui::step(format!(
+        "booting {name} headless ({accel}): serial console in {}, guest port 80 on 127.0.0.1:{port}",
+        project.rel(&log).display()
+    ));
+    let vm = Vm::spawn(&spec)?;
+    let deadline = vm.started + timeout;
+    Ok(Headless { vm, port, log, accel, deadline, step })
+}
+
+impl Headless {
+    /// Stop the VM; on failure show the serial log's tail and what the compose
+    /// runner said.
+    fn finish(self, result: Result<()>) -> Result<()> {
+        let Headless { vm, log, step, .. } = self;
+        let started = vm.started;
+        vm.stop();
+        match result {
+            Ok(()) => {
+                step.done();
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("--- last lines of {} ---\n{}\n---", log.display(), boot::log_tail(&log, 60));
+                let compose = compose_lines(&log);
+                if !compose.is_empty() {
+                    eprintln!("--- what the compose runner said ---\n{compose}\n---");
+                }
+                Err(e.context(format!("boot test failed {} after QEMU started", ui::secs(started.elapsed()))))
+            }
+        }
+    }
+}
+
+fn compose_lines(log: &Path) -> String {
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    text.lines().filter(|l| l.starts_with("compose:")).collect::<Vec<_>>().join("\n")
 }
 
 fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = linuxkit::build(sh, project, &vm_def)?;
-    let accel = boot::accel(&args.vm, &artifacts.kernel);
-    let timeout = Duration::from_secs(args.timeout.unwrap_or(match accel {
-        Accel::Tcg => 300,
-        Accel::Kvm => 90,
-    }));
-    let port = boot::free_port()?;
-    let log = boot::serial_log(&project.dist, vm_def.name)?;
-    let spec = boot::spec(&args.vm, &artifacts, accel, Console::File(log.clone()), vec![(port, 80)]);
-    let step = ui::step(format!(
-        "booting {} headless: serial console in {}, guest port 80 on 127.0.0.1:{port}",
-        vm_def.name,
-        project.rel(&log).display()
-    ));
-    let mut vm = Vm::spawn(&spec)?;
-    let started = vm.started;
-    let result = boot::wait_for_200(&mut vm, port, "localhost", started + timeout).and_then(|(body, at)| {
+    let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
+    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
             bail!("HTTP 200, but not the smoke page: got {body:?}, want {:?}", linuxkit::SMOKE_PAGE);
         }
-        Ok(at)
+        println!("smoke: HTTP 200 with the smoke page {} after QEMU started ({})", ui::secs(at - h.vm.started), h.accel);
+        Ok(())
     });
-    vm.stop();
-    match result {
-        Ok(at) => {
-            step.done();
-            println!("smoke: HTTP 200 with the smoke page {} after QEMU started ({accel})", ui::secs(at - started));
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("--- last lines of {} ---\n{}\n---", log.display(), boot::log_tail(&log, 60));
-            Err(e.context(format!("smoke boot failed after {}", ui::secs(Instant::now() - started))))
-        }
+    h.finish(result)
+}
+
+fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<()> {
+    let routes = app.routes();
+    if routes.is_empty() {
+        bail!("{}: no service has a traefik Host(`…`) rule, so there is nothing to test", app.file.display());
     }
+    let artifacts = methods::build(sh, project, method, app)?;
+    let mut h = boot(project, args, method.vm_name(), &artifacts, (600, 240))?;
+    let result = check_routes(&mut h, app);
+    h.finish(result)?;
+    println!("{}: every routed host answered with its own page; an unknown host got traefik's 404", method.vm_name());
+    Ok(())
+}
+
+fn check_routes(h: &mut Headless, app: &App) -> Result<()> {
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for (host, service) in app.routes() {
+        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline)?;
+        if let Some(want) = methods::expected_body(service) {
+            if body != want {
+                bail!("Host {host}: HTTP 200, but not service `{}`'s index.html: got {body:?}", service.name);
+            }
+        }
+        if let Some((other, _)) = bodies.iter().find(|(_, b)| *b == body) {
+            bail!("Host {host} and Host {other} answer with the same page: routing by hostname is not working");
+        }
+        println!("  {host}: HTTP 200 from `{}` {} after QEMU started ({})", service.name, ui::secs(at - h.vm.started), h.accel);
+        bodies.push((host.to_string(), body));
+    }
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, h.port));
+    let r = http::get(addr, UNKNOWN_HOST, "/", Duration::from_secs(10))?;
+    if r.status != 404 || r.body != TRAEFIK_404 {
+        bail!("Host {UNKNOWN_HOST}: want traefik's 404 ({TRAEFIK_404:?}), got HTTP {} {:?}", r.status, r.body);
+    }
+    println!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
+    Ok(())
 }

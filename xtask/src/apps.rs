@@ -1,0 +1,236 @@
+//! The compose app's own images: `cargo xtask apps` builds every service with
+//! `build:` (buildah, daemonless; `docker build` when a Docker engine answers),
+//! and `cargo xtask images` saves each image the app uses as a `docker load`-able
+//! tarball under `dist/images/`.
+//!
+//! In the local profile an app's Dockerfile names its base image through an
+//! `ARG <NAME>_IMAGE=<upstream default>`; the xtask builds `images/<name>` and
+//! passes its reference, so the same Dockerfile builds on upstream images elsewhere.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::Path,
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::{compose::{self, App, Build}, images, project::Project, ui};
+
+/// Label on every app image built here: the hash of what it was built from.
+const INPUTS_LABEL: &str = "org.linuxkit-compose.inputs";
+
+/// Which engine builds and saves the app images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    Buildah,
+    Docker,
+}
+
+/// `docker build` if a Docker engine answers within a few seconds, else buildah.
+pub fn builder(sh: &Shell) -> Builder {
+    let answered = which::which("docker").is_ok()
+        && {
+            let format = "{{.Server.Version}}";
+            cmd!(sh, "timeout 5 docker version --format {format}").quiet().ignore_stderr().read().is_ok()
+        };
+    if answered {
+        Builder::Docker
+    } else {
+        Builder::Buildah
+    }
+}
+
+/// `ARG <NAME>_IMAGE=…` lines of a Dockerfile: the base images it lets the
+/// caller choose, as (ARG name, recipe folder under images/).
+pub fn base_image_args(dockerfile: &str) -> Vec<(String, String)> {
+    dockerfile
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("ARG "))
+        .filter_map(|arg| {
+            let name = arg.split('=').next()?.trim();
+            let recipe = name.strip_suffix("_IMAGE")?;
+            (!recipe.is_empty()).then(|| (name.to_string(), recipe.to_ascii_lowercase().replace('_', "-")))
+        })
+        .collect()
+}
+
+/// Build every service image of `app`; returns the image IDs by reference.
+pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Result<BTreeMap<String, String>> {
+    let mut ids = BTreeMap::new();
+    for (service, build) in app.builds() {
+        let id = build_one(sh, project, &service.image, build, builder)
+            .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?;
+        ids.insert(service.image.clone(), id);
+    }
+    Ok(ids)
+}
+
+fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder: Builder) -> Result<String> {
+    let dockerfile_path = build.context.join(&build.dockerfile);
+    let dockerfile = fs::read_to_string(&dockerfile_path)?;
+    let mut build_args = Vec::new();
+    for (arg, recipe) in base_image_args(&dockerfile) {
+        if !project.root.join("images").join(&recipe).join("Dockerfile").is_file() {
+            bail!("{}: ARG {arg} asks for a base image, but there is no recipe images/{recipe}", dockerfile_path.display());
+        }
+        let base = images::ensure_in_buildah(sh, project, &recipe)?;
+        if builder == Builder::Docker {
+            // The engine has no access to buildah's storage: hand it the base.
+            images::buildah(sh, project, &["push", "--quiet", &base, &format!("docker-daemon:{base}")])?;
+        }
+        build_args.push(format!("{arg}={base}"));
+    }
+    let inputs = inputs_hash(&build.context, &build_args)?;
+    if let Some(id) = built_id(sh, project, image, &inputs, builder)? {
+        ui::cached(format!("app image {image}"));
+        return Ok(id);
+    }
+    let step = ui::step(format!("building app image {image} from {} ({builder:?})", project.rel(&build.context).display()));
+    let label = format!("{INPUTS_LABEL}={inputs}");
+    let context = build.context.to_str().context("non-UTF-8 path")?;
+    let file = dockerfile_path.to_str().context("non-UTF-8 path")?;
+    let arg_flags: Vec<String> = build_args.iter().flat_map(|a| ["--build-arg".to_string(), a.clone()]).collect();
+    let arg_flags: Vec<&str> = arg_flags.iter().map(String::as_str).collect();
+    match builder {
+        Builder::Buildah => {
+            let mut args = vec!["bud", "--quiet", "--pull=never", "--isolation", "chroot", "--timestamp", "0"];
+            args.extend(["--label", &label, "-f", file, "-t", image]);
+            args.extend(&arg_flags);
+            args.push(context);
+            images::buildah(sh, project, &args)?;
+        }
+        Builder::Docker => {
+            cmd!(sh, "docker build --quiet --label {label} -f {file} -t {image} {arg_flags...} {context}").run()?;
+        }
+    }
+    step.done();
+    built_id(sh, project, image, &inputs, builder)?.context("the build finished but the image is not there")
+}
+
+/// Hash of the build context's files and the build arguments.
+fn inputs_hash(context: &Path, build_args: &[String]) -> Result<String> {
+    let mut files = Vec::new();
+    collect(context, context, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for arg in build_args {
+        h.update(format!("arg {arg}\n"));
+    }
+    for rel in files {
+        let bytes = fs::read(context.join(&rel))?;
+        h.update(format!("file {rel} {}\n", bytes.len()));
+        h.update(&bytes);
+    }
+    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(base, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The ID of `image` if it exists and was built from `inputs`.
+fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: Builder) -> Result<Option<String>> {
+    let inspect = match builder {
+        Builder::Buildah => images::buildah_read(sh, project, &["inspect", "--type", "image", image]),
+        Builder::Docker => cmd!(sh, "docker image inspect {image}").quiet().ignore_stderr().read().map_err(Into::into),
+    };
+    let Ok(json) = inspect else { return Ok(None) };
+    let v: Value = serde_json::from_str(&json).context("reading image inspect output")?;
+    let v = if builder == Builder::Docker { &v[0] } else { &v };
+    let (labels, id) = match builder {
+        Builder::Buildah => (&v["OCIv1"]["config"]["Labels"], v["FromImageID"].as_str()),
+        Builder::Docker => (&v["Config"]["Labels"], v["Id"].as_str()),
+    };
+    Ok((labels[INPUTS_LABEL].as_str() == Some(inputs)).then(|| id.unwrap_or_default().to_string()))
+}
+
+/// Save every image `app` uses as a `docker load`-able tarball in `dist/images/`,
+/// reporting each one's size and layer count.
+pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, String>, builder: Builder) -> Result<()> {
+    let dir = project.dist.join("images");
+    fs::create_dir_all(&dir)?;
+    for image in app.images() {
+        let Some(id) = ids.get(image) else {
+            bail!(
+                "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
+                app.file.display()
+            );
+        };
+        let path = dir.join(compose::tarball_name(image));
+        let stamp = path.with_extension("tar.id");
+        if path.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(id.as_str()) {
+            ui::cached(format!("tarball {}", project.rel(&path).display()));
+        } else {
+            let step = ui::step(format!("saving {image} to {}", project.rel(&path).display()));
+            let partial = path.with_extension("tar.partial");
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(&stamp);
+            match builder {
+                Builder::Buildah => {
+                    let dest = format!("docker-archive:{}:{image}", partial.display());
+                    images::buildah(sh, project, &["push", "--quiet", image, &dest])?;
+                }
+                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}").run()?,
+            }
+            fs::rename(&partial, &path)?;
+            fs::write(&stamp, id)?;
+            step.done();
+        }
+        let (size, layers) = (fs::metadata(&path)?.len(), layer_count(&path)?);
+        ui::note(format!("{image}: {:.1} MB, {layers} layer(s)", size as f64 / 1e6));
+    }
+    Ok(())
+}
+
+/// Layers of a docker-archive tarball, from its manifest.json.
+fn layer_count(tar: &Path) -> Result<usize> {
+    let manifest = std::process::Command::new("tar")
+        .args(["-xOf"])
+        .arg(tar)
+        .arg("manifest.json")
+        .output()
+        .context("reading manifest.json from the tarball")?;
+    let v: Value = serde_json::from_slice(&manifest.stdout).context("manifest.json of the tarball")?;
+    Ok(v[0]["Layers"].as_array().map_or(0, Vec::len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_image_args_name_recipes() {
+        let df = "ARG NGINX_IMAGE=nginx:1.27-alpine\nFROM ${NGINX_IMAGE}\nARG VERSION=1\nARG MY_BASE_IMAGE\n";
+        assert_eq!(base_image_args(df), [
+            ("NGINX_IMAGE".to_string(), "nginx".to_string()),
+            ("MY_BASE_IMAGE".to_string(), "my-base".to_string())
+        ]);
+        assert!(base_image_args("FROM scratch\n").is_empty());
+    }
+
+    #[test]
+    fn inputs_hash_follows_files_and_args() {
+        let dir = std::env::temp_dir().join(format!("lkc-apps-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("index.html"), "a").unwrap();
+        let one = inputs_hash(&dir, &["X=1".into()]).unwrap();
+        assert_eq!(one, inputs_hash(&dir, &["X=1".into()]).unwrap());
+        assert_ne!(one, inputs_hash(&dir, &["X=2".into()]).unwrap());
+        fs::write(dir.join("index.html"), "b").unwrap();
+        assert_ne!(one, inputs_hash(&dir, &["X=1".into()]).unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
