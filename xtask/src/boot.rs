@@ -72,13 +72,23 @@ pub fn serial_log(dist: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Poll `GET http://127.0.0.1:port/` with `Host: host` until it returns 200,
-/// QEMU exits, or the deadline passes. Returns the body and when it came.
-pub fn wait_for_200(vm: &mut qemu::Vm, port: u16, host: &str, deadline: Instant) -> Result<(String, Instant)> {
+/// QEMU exits, `given_up` reports that the guest gave up, or the deadline
+/// passes. Returns the body and when it came.
+pub fn wait_for_200(
+    vm: &mut qemu::Vm,
+    port: u16,
+    host: &str,
+    deadline: Instant,
+    given_up: &dyn Fn() -> Option<String>,
+) -> Result<(String, Instant)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut last = String::from("no answer yet");
     loop {
         if let Some(status) = vm.exited()? {
             bail!("QEMU exited ({status}) before {host} answered HTTP 200 (last: {last})");
+        }
+        if let Some(reason) = given_up() {
+            bail!("the guest gave up before {host} answered HTTP 200: {reason}");
         }
         match http::get(addr, host, "/", Duration::from_secs(5)) {
             Ok(r) if r.status == 200 => return Ok((r.body, Instant::now())),
@@ -90,6 +100,12 @@ pub fn wait_for_200(vm: &mut qemu::Vm, port: u16, host: &str, deadline: Instant)
         }
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The first line of the serial log that starts with `prefix`.
+pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
+    let text = fs::read(log).ok()?;
+    String::from_utf8_lossy(&text).lines().find(|l| l.starts_with(prefix)).map(str::to_string)
 }
 
 /// The last `n` lines of the serial log, for failure reports.

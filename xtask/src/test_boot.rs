@@ -23,6 +23,8 @@ use crate::{
 
 /// traefik's answer for a Host no router matches.
 const TRAEFIK_404: &str = "404 page not found\n";
+/// How images/compose/compose-up says it gave up.
+const RUNNER_FAILED: &str = "compose: FAILED";
 /// A Host no compose file routes (.invalid is reserved, RFC 2606).
 const UNKNOWN_HOST: &str = "no-such-app.invalid";
 
@@ -116,7 +118,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = linuxkit::build(sh, project, &vm_def)?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
-    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline).and_then(|(body, at)| {
+    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &|| None).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
             bail!("HTTP 200, but not the smoke page: got {body:?}, want {:?}", linuxkit::SMOKE_PAGE);
         }
@@ -142,7 +144,9 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
 fn check_routes(h: &mut Headless, app: &App) -> Result<()> {
     let mut bodies: Vec<(String, String)> = Vec::new();
     for (host, service) in app.routes() {
-        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline)?;
+        let log = h.log.clone();
+        let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
+        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &runner_failed)?;
         if let Some(want) = methods::expected_body(service) {
             if body != want {
                 bail!("Host {host}: HTTP 200, but not service `{}`'s index.html: got {body:?}", service.name);
