@@ -301,7 +301,7 @@ mod tests {
             root,
             install: false,
         };
-        for vm in [smoke_vm(), crate::methods::vm(&project, crate::methods::Method::Static, &crate::methods::default_app(&project)).unwrap()] {
+        for vm in [smoke_vm(), crate::methods::vm(&project, crate::methods::Method::Static, &crate::methods::default_app(&project).unwrap()).unwrap()] {
             let on_disk = fs::read_to_string(vm.yaml_path(&project)).unwrap_or_default();
             assert!(
                 on_disk == vm.yaml(&project).unwrap(),

@@ -19,6 +19,7 @@ mod oci;
 mod pins;
 mod project;
 mod qemu;
+mod registry;
 mod test_boot;
 mod ui;
 

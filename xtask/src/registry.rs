@@ -1,0 +1,217 @@
+//! The registry the dynamic method pulls from: a real one (Debian's
+//! `docker-registry`, the CNCF distribution registry) started for the command on
+//! a free loopback port and stopped when the command ends; or the user's own,
+//! given with `--registry HOST[:PORT][/NAMESPACE]`.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::{boot, host, http, images, project::Project, ui};
+
+/// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
+pub const GUEST_GATEWAY: &str = "10.0.2.2";
+
+/// A registry address: `host[:port]` and an optional namespace path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub host: String,
+    pub namespace: Option<String>,
+}
+
+impl Address {
+    pub fn parse(text: &str) -> Result<Address> {
+        let text = text.trim().trim_end_matches('/');
+        if text.is_empty() || text.contains("://") || text.contains(char::is_whitespace) {
+            bail!("registry {text:?} is not HOST[:PORT][/NAMESPACE] (no scheme, no spaces)");
+        }
+        let (host, namespace) = match text.split_once('/') {
+            Some((h, ns)) => (h, Some(ns.to_string())),
+            None => (text, None),
+        };
+        if let Some((_, port)) = host.rsplit_once(':') {
+            port.parse::<u16>().with_context(|| format!("registry {text:?}: port {port:?} is not a number"))?;
+        }
+        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
+            bail!("registry {text:?}: {host:?} is not a host name");
+        }
+        Ok(Address { host: host.to_string(), namespace })
+    }
+
+    /// `registry/namespace/image`.
+    pub fn image(&self, image: &str) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{ns}/{image}", self.host),
+            None => format!("{}/{image}", self.host),
+        }
+    }
+
+    /// The same registry as the guest reaches it: 127.0.0.1/localhost become
+    /// QEMU's gateway address.
+    pub fn from_guest(&self) -> Address {
+        let (name, port) = match self.host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (self.host.as_str(), None),
+        };
+        let name = if name == "127.0.0.1" || name == "localhost" { GUEST_GATEWAY } else { name };
+        let host = match port {
+            Some(p) => format!("{name}:{p}"),
+            None => name.to_string(),
+        };
+        Address { host, namespace: self.namespace.clone() }
+    }
+
+    fn is_loopback(&self) -> bool {
+        let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(n, _)| n);
+        name == "127.0.0.1" || name == "localhost"
+    }
+}
+
+/// A registry process run by the xtask. Dropping it stops it; it gets SIGKILL
+/// if the xtask dies.
+pub struct Local {
+    child: Child,
+    pub address: Address,
+    pub log: PathBuf,
+}
+
+impl Local {
+    /// Start `docker-registry` on 127.0.0.1:<free port>, storage in the cache,
+    /// and wait until it answers `GET /v2/`.
+    pub fn start(sh: &Shell, project: &Project, log: &Path) -> Result<Local> {
+        let program = host::require(sh, project, "docker-registry")?;
+        let port = boot::free_port()?;
+        let dir = project.cache_path("registry");
+        fs::create_dir_all(dir.join("data"))?;
+        let config = dir.join("config.yml");
+        fs::write(&config, config_yaml(&dir.join("data"), port))?;
+        let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = Command::new(program);
+        cmd.arg("serve").arg(&config).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("starting docker-registry")?;
+        let mut registry = Local { child, address: Address { host: format!("127.0.0.1:{port}"), namespace: None }, log: log.to_path_buf() };
+        registry.wait_ready(Duration::from_secs(30))?;
+        ui::note(format!("registry (docker-registry) on 127.0.0.1:{port}, log in {}", project.rel(log).display()));
+        Ok(registry)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.address.host.rsplit_once(':').unwrap().1.parse::<u16>()?));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("docker-registry exited ({status}); see {}", self.log.display());
+            }
+            if http::get(addr, "127.0.0.1", "/v2/", Duration::from_secs(2)).is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("docker-registry did not answer GET /v2/ within {}s; see {}", timeout.as_secs(), self.log.display());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Repositories whose manifest the registry served, from its access log.
+    pub fn pulled_manifests(&self) -> Vec<String> {
+        let log = fs::read_to_string(&self.log).unwrap_or_default();
+        pulled_manifests(&log)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config_yaml(data: &Path, port: u16) -> String {
+    format!(
+        "# Written by cargo xtask for one run: a registry on loopback only.\n\
+         version: 0.1\n\
+         log:\n  level: info\n  accesslog:\n    disabled: false\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        data.display()
+    )
+}
+
+/// `GET /v2/<repo>/manifests/<ref>` requests answered 200, from an access log
+/// in the combined format the registry writes.
+pub fn pulled_manifests(log: &str) -> Vec<String> {
+    let mut repos = Vec::new();
+    for line in log.lines() {
+        let Some(request) = line.split('"').nth(1) else { continue };
+        let mut parts = request.split_whitespace();
+        let (Some("GET"), Some(path)) = (parts.next(), parts.next()) else { continue };
+        let status_ok = line.split('"').nth(2).is_some_and(|rest| rest.trim_start().starts_with("200"));
+        if let Some(repo) = path.strip_prefix("/v2/").and_then(|p| p.split_once("/manifests/")).map(|(r, _)| r) {
+            if status_ok && !repos.iter().any(|r| r == repo) {
+                repos.push(repo.to_string());
+            }
+        }
+    }
+    repos
+}
+
+/// Push `image` (in buildah's storage) to `registry`.
+pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> Result<()> {
+    let dest = format!("docker://{}", registry.image(image));
+    let tls = format!("--tls-verify={}", !registry.is_loopback());
+    let step = ui::step(format!("pushing {image} to {}", registry.image(image)));
+    images::buildah(sh, project, &["push", "--quiet", &tls, image, &dest])?;
+    step.done();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = Address::parse("registry.example.com:5000/team/").unwrap();
+        assert_eq!(a, Address { host: "registry.example.com:5000".into(), namespace: Some("team".into()) });
+        assert_eq!(a.image("x/app:1"), "registry.example.com:5000/team/x/app:1");
+        assert_eq!(a.from_guest(), a, "a real registry is the same from the guest");
+        let local = Address::parse("127.0.0.1:41234").unwrap();
+        assert_eq!(local.from_guest().image("app:1"), "10.0.2.2:41234/app:1");
+        assert_eq!(Address::parse("localhost:5000/ns").unwrap().from_guest().image("a:1"), "10.0.2.2:5000/ns/a:1");
+        for bad in ["", "http://r:5000", "r:port", "has space:1", "r@x"] {
+            assert!(Address::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn access_log_pulls() {
+        let log = r#"time="…" level=info msg="response completed" http.request.method=GET
+127.0.0.1 - - [23/Nov/2026:20:01:02 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "docker/26.1.5"
+127.0.0.1 - - [23/Nov/2026:20:01:02 +0000] "HEAD /v2/linuxkit-compose.local/app-a/manifests/1 HTTP/1.1" 200 0 "" "docker/26.1.5"
+127.0.0.1 - - [23/Nov/2026:20:01:02 +0000] "GET /v2/linuxkit-compose.local/app-a/manifests/1 HTTP/1.1" 200 1234 "" "docker/26.1.5"
+127.0.0.1 - - [23/Nov/2026:20:01:03 +0000] "GET /v2/linuxkit-compose.local/app-b/manifests/1 HTTP/1.1" 404 96 "" "docker/26.1.5"
+127.0.0.1 - - [23/Nov/2026:20:01:03 +0000] "GET /v2/linuxkit-compose.local/app-a/manifests/sha256:ab HTTP/1.1" 200 99 "" "docker/26.1.5"
+"#;
+        assert_eq!(pulled_manifests(log), ["linuxkit-compose.local/app-a"]);
+    }
+}
