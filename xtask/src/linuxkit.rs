@@ -121,12 +121,17 @@ pub struct ComposePayload {
     /// (file name in /compose/images, repository-relative source)
     pub tarballs: Vec<(String, String)>,
     pub daemon_json: String,
+    /// Extra kernel command-line parameters (the dynamic method's registry).
+    pub cmdline: Vec<String>,
 }
 
 /// A compose VM: the base, a Docker engine, and the compose runner with the
 /// app's compose file (and, for the static method, its image tarballs).
 pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     let mut config = base(refs);
+    for param in &payload.cmdline {
+        config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
+    }
     for name in ["docker", "compose"] {
         config.services.push(Container { name: name.into(), image: refs[name].clone(), ..Default::default() });
     }
@@ -201,18 +206,19 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     for name in &vm.images {
         images::ensure(sh, project, name)?;
     }
+    let config = vm.config(project)?;
     let (yaml_path, yaml) = vm.write_yaml(project)?;
     let dist = &project.dist;
     let name = &vm.name;
     let artifacts = Artifacts {
         kernel: dist.join(format!("{name}-kernel")),
         initrd: dist.join(format!("{name}-initrd.img")),
-        cmdline: CMDLINE.to_string(),
+        cmdline: config.kernel.cmdline.clone(),
     };
     // dist/<name>.stamp: the YAML the artifacts were built from, and the size
     // and mtime of every host file it copies in.
     let stamp = dist.join(format!("{name}.stamp"));
-    let inputs = stamp_text(project, &yaml, &vm.config(project)?)?;
+    let inputs = stamp_text(project, &yaml, &config)?;
     let current = artifacts.kernel.is_file()
         && artifacts.initrd.is_file()
         && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str());
@@ -285,6 +291,7 @@ mod tests {
             compose_file: "dist/compose-static/docker-compose.yml".into(),
             tarballs: vec![("x_a_1.tar".into(), "dist/images/x_a_1.tar".into())],
             daemon_json: "{}\n".into(),
+            cmdline: vec!["linuxkit_compose.registry=r.example.com/team".into()],
         };
         insta::assert_snapshot!(render(&compose(&refs, &payload), "cargo xtask yaml").unwrap());
     }
@@ -301,7 +308,9 @@ mod tests {
             root,
             install: false,
         };
-        for vm in [smoke_vm(), crate::methods::vm(&project, crate::methods::Method::Static, &crate::methods::default_app(&project).unwrap()).unwrap()] {
+        let app = crate::methods::default_app(&project).unwrap();
+        let compose = |m| crate::methods::vm(m, &app, None);
+        for vm in [smoke_vm(), compose(crate::methods::Method::Static), compose(crate::methods::Method::Dynamic)] {
             let on_disk = fs::read_to_string(vm.yaml_path(&project)).unwrap_or_default();
             assert!(
                 on_disk == vm.yaml(&project).unwrap(),

@@ -51,6 +51,20 @@ enum Command {
     },
     /// Boot the static VM on this terminal, guest port 80 on 127.0.0.1:PORT (Ctrl-A X quits).
     RunStatic(RunArgs),
+    /// Build the dynamic method's VM: only the compose file inside; images are pulled at boot.
+    Dynamic {
+        #[command(flatten)]
+        compose: methods::ComposeOpt,
+        #[command(flatten)]
+        registry: methods::RegistryOpt,
+    },
+    /// Boot the dynamic VM on this terminal; without --registry a local registry serves the images.
+    RunDynamic {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        registry: methods::RegistryOpt,
+    },
     /// Build every compose service that has `build:`, tagged with its `image:`.
     Apps {
         #[command(flatten)]
@@ -125,11 +139,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Static { compose } => {
             let app = compose.load(&project)?;
-            methods::build(&sh, &project, methods::Method::Static, &app).map(|_| ())
+            methods::build(&sh, &project, methods::Method::Static, &app, None, None).map(|_| ())
+        }
+        Command::Dynamic { compose, registry } => {
+            let app = compose.load(&project)?;
+            let registry = registry.registry.as_ref();
+            methods::build(&sh, &project, methods::Method::Dynamic, &app, registry, None).map(|_| ())
+        }
+        Command::RunDynamic { run, registry } => {
+            let app = run.compose.load(&project)?;
+            let registry = registry.registry.as_ref();
+            methods::run(&sh, &project, methods::Method::Dynamic, &app, registry, run.port, &run.vm)
         }
         Command::RunStatic(args) => {
             let app = args.compose.load(&project)?;
-            methods::run(&sh, &project, methods::Method::Static, &app, args.port, &args.vm)
+            methods::run(&sh, &project, methods::Method::Static, &app, None, args.port, &args.vm)
         }
         Command::Apps { compose } => {
             let app = compose.load(&project)?;
@@ -144,7 +168,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Yaml => {
             linuxkit::smoke_vm().write_yaml(&project)?;
             let app = methods::default_app(&project)?;
-            methods::vm(&project, methods::Method::Static, &app)?.write_yaml(&project)?;
+            for method in [methods::Method::Static, methods::Method::Dynamic] {
+                methods::vm(method, &app, None).write_yaml(&project)?;
+            }
             Ok(())
         }
         Command::Smoke => linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ()),
@@ -170,9 +196,20 @@ fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<
     let step = ui::step("cargo test --workspace");
     xshell::cmd!(sh, "cargo test --workspace --locked").run().context("unit and snapshot tests")?;
     step.done();
-    let args = test_boot::Args { smoke: true, method: None, compose: methods::ComposeOpt { path: None }, timeout: None, vm };
-    test_boot::run(sh, project, &args)?;
-    test_boot::run(sh, project, &test_boot::Args { smoke: false, method: Some(methods::Method::Static), ..args })
+    let smoke = test_boot::Args {
+        smoke: true,
+        method: None,
+        compose: methods::ComposeOpt { path: None },
+        registry: methods::RegistryOpt { registry: None },
+        unreachable_registry: false,
+        timeout: None,
+        vm,
+    };
+    let method = |m| test_boot::Args { smoke: false, method: Some(m), ..smoke.clone() };
+    test_boot::run(sh, project, &smoke)?;
+    test_boot::run(sh, project, &method(methods::Method::Static))?;
+    test_boot::run(sh, project, &method(methods::Method::Dynamic))?;
+    test_boot::run(sh, project, &test_boot::Args { unreachable_registry: true, ..method(methods::Method::Dynamic) })
 }
 
 /// The workspace root: xtask/'s parent.

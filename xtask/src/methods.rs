@@ -16,6 +16,7 @@ use crate::{
     linuxkit::{self, Artifacts, ComposePayload, Vm},
     project::Project,
     qemu::{self, Console},
+    registry::{self, Address, GUEST_GATEWAY},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +45,19 @@ pub struct ComposeOpt {
     pub path: Option<PathBuf>,
 }
 
+/// `--registry`, for the dynamic method.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryOpt {
+    /// Push to and pull from this registry (HOST[:PORT][/NAMESPACE]) instead of
+    /// a docker-registry the xtask runs on 127.0.0.1 for the command.
+    #[arg(long, value_name = "HOST[:PORT][/NAMESPACE]", value_parser = parse_registry)]
+    pub registry: Option<Address>,
+}
+
+fn parse_registry(text: &str) -> Result<Address, String> {
+    Address::parse(text).map_err(|e| format!("{e:#}"))
+}
+
 impl ComposeOpt {
     pub fn load(&self, project: &Project) -> Result<App> {
         match &self.path {
@@ -69,50 +83,120 @@ fn runtime_compose(method: Method) -> String {
     format!("dist/{}/docker-compose.yml", method.vm_name())
 }
 
-/// What the VM carries for `app`.
-pub fn payload(method: Method, app: &App) -> ComposePayload {
-    let tarballs = match method {
-        Method::Static => app
-            .images()
-            .into_iter()
-            .map(|image| {
-                let name = compose::tarball_name(image);
-                let source = format!("dist/images/{name}");
-                (name, source)
-            })
-            .collect(),
-        Method::Dynamic => vec![],
-    };
-    ComposePayload { compose_file: runtime_compose(method), tarballs, daemon_json: "{}\n".into() }
+/// The kernel parameter that tells the compose runner where to pull from.
+pub const REGISTRY_PARAM: &str = "linuxkit_compose.registry";
+/// The variable the VM's compose file takes the registry from.
+const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
+
+/// What the VM carries for `app`. A dynamic VM built with a `registry` has it
+/// on its kernel command line; without one, the registry is given at boot.
+pub fn payload(method: Method, app: &App, registry: Option<&Address>) -> ComposePayload {
+    match method {
+        Method::Static => ComposePayload {
+            compose_file: runtime_compose(method),
+            tarballs: app
+                .images()
+                .into_iter()
+                .map(|image| {
+                    let name = compose::tarball_name(image);
+                    let source = format!("dist/images/{name}");
+                    (name, source)
+                })
+                .collect(),
+            daemon_json: "{}\n".into(),
+            cmdline: vec![],
+        },
+        Method::Dynamic => ComposePayload {
+            compose_file: runtime_compose(method),
+            tarballs: vec![],
+            // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
+            daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
+            cmdline: registry.map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r))).into_iter().collect(),
+        },
+    }
 }
 
-pub fn vm(_project: &Project, method: Method, app: &App) -> Result<Vm> {
-    Ok(linuxkit::compose_vm(method.vm_name(), payload(method, app)))
+/// `host[:port][/namespace]` of a registry as the guest reaches it.
+fn guest_registry(registry: &Address) -> String {
+    registry.from_guest().image("").trim_end_matches('/').to_string()
+}
+
+pub fn vm(method: Method, app: &App, registry: Option<&Address>) -> Vm {
+    linuxkit::compose_vm(method.vm_name(), payload(method, app, registry))
+}
+
+/// The compose file the VM runs: static images are loaded, never pulled;
+/// dynamic ones always come from the registry named at boot.
+fn runtime_file(method: Method, app: &App) -> Result<String> {
+    match method {
+        Method::Static => app.runtime_file("never", |image| image.to_string()),
+        Method::Dynamic => app.runtime_file("always", |image| {
+            format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
+        }),
+    }
 }
 
 /// Build everything the method's VM needs that is stale, then the VM itself.
-pub fn build(sh: &Shell, project: &Project, method: Method, app: &App) -> Result<Artifacts> {
+/// For the dynamic method, `registry` (the user's `--registry`) is pushed to
+/// and written into the VM; `push_to` is only pushed to.
+pub fn build(
+    sh: &Shell,
+    project: &Project,
+    method: Method,
+    app: &App,
+    registry: Option<&Address>,
+    push_to: Option<&Address>,
+) -> Result<Artifacts> {
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
     match method {
-        Method::Static => {
-            apps::save(sh, project, app, &ids, builder)?;
+        Method::Static => apps::save(sh, project, app, &ids, builder)?,
+        Method::Dynamic => {
+            for target in registry.into_iter().chain(push_to) {
+                for image in app.images() {
+                    if !ids.contains_key(image) {
+                        bail!("{}: image `{image}` has no `build:`; the local profile cannot pull it", app.file.display());
+                    }
+                    registry::push(sh, project, image, target)?;
+                }
+            }
         }
-        Method::Dynamic => bail!("the dynamic method is not built yet"),
     }
-    let runtime = app.runtime_file("never", |image| image.to_string())?;
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
-    images::write_atomic(&path, runtime.as_bytes())?;
-    linuxkit::build(sh, project, &vm(project, method, app)?)
+    images::write_atomic(&path, runtime_file(method, app)?.as_bytes())?;
+    linuxkit::build(sh, project, &vm(method, app, registry))
+}
+
+/// A built VM ready to boot, with the registry it pulls from when dynamic.
+pub struct Prepared {
+    pub artifacts: Artifacts,
+    /// The registry the xtask runs for this boot (dropped: stopped).
+    pub local_registry: Option<registry::Local>,
+}
+
+/// Build for booting: for the dynamic method without `--registry`, start a
+/// local registry, push to it, and name it on the kernel command line.
+pub fn prepare(sh: &Shell, project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Prepared> {
+    if method == Method::Static || registry.is_some() {
+        let artifacts = build(sh, project, method, app, registry, None)?;
+        return Ok(Prepared { artifacts, local_registry: None });
+    }
+    let log = project.dist.join(format!("{}-registry.log", method.vm_name()));
+    std::fs::create_dir_all(&project.dist)?;
+    let local = registry::Local::start(sh, project, &log)?;
+    let mut artifacts = build(sh, project, method, app, None, Some(&local.address))?;
+    artifacts.cmdline = format!("{} {REGISTRY_PARAM}={}", artifacts.cmdline, guest_registry(&local.address));
+    Ok(Prepared { artifacts, local_registry: Some(local) })
 }
 
 /// `cargo xtask run-static|run-dynamic`: boot on this terminal with guest port 80
 /// on 127.0.0.1:`port`, after saying how to reach each routed hostname.
-pub fn run(sh: &Shell, project: &Project, method: Method, app: &App, port: u16, opts: &VmOpts) -> Result<()> {
-    let artifacts = build(sh, project, method, app)?;
+pub fn run(sh: &Shell, project: &Project, method: Method, app: &App, registry: Option<&Address>, port: u16, opts: &VmOpts) -> Result<()> {
+    let prepared = prepare(sh, project, method, app, registry)?;
+    let artifacts = &prepared.artifacts;
     let accel = boot::accel(opts, &artifacts.kernel);
-    let spec = boot::spec(opts, &artifacts, accel, Console::Terminal, vec![(port, 80)]);
+    let spec = boot::spec(opts, artifacts, accel, Console::Terminal, vec![(port, 80)]);
     println!("{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":", method.vm_name());
     for (host, service) in app.routes() {
         println!("  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}", service.name);

@@ -15,7 +15,7 @@ use crate::{
     compose::App,
     http,
     linuxkit::{self, Artifacts},
-    methods::{self, ComposeOpt, Method},
+    methods::{self, ComposeOpt, Method, RegistryOpt},
     project::Project,
     qemu::{Accel, Console, Vm},
     ui,
@@ -38,6 +38,12 @@ pub struct Args {
     pub method: Option<Method>,
     #[command(flatten)]
     pub compose: ComposeOpt,
+    #[command(flatten)]
+    pub registry: RegistryOpt,
+    /// Dynamic only: stop the local registry once the images are pushed, and
+    /// pass if the VM then fails cleanly, saying the registry cannot be reached.
+    #[arg(long, requires = "method", conflicts_with = "registry")]
+    pub unreachable_registry: bool,
     /// Seconds to wait for the first HTTP 200 after QEMU starts
     /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
     #[arg(long)]
@@ -133,11 +139,57 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     if routes.is_empty() {
         bail!("{}: no service has a traefik Host(`…`) rule, so there is nothing to test", app.file.display());
     }
-    let artifacts = methods::build(sh, project, method, app)?;
-    let mut h = boot(project, args, method.vm_name(), &artifacts, (600, 240))?;
+    let registry = args.registry.registry.as_ref();
+    let mut prepared = methods::prepare(sh, project, method, app, registry)?;
+    if args.unreachable_registry {
+        return unreachable_registry(project, args, method, prepared);
+    }
+    let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let result = check_routes(&mut h, app);
     h.finish(result)?;
     println!("{}: every routed host answered with its own page; an unknown host got traefik's 404", method.vm_name());
+    if let Some(local) = prepared.local_registry.as_mut() {
+        local.stop();
+        let pulled = local.pulled_manifests();
+        let missing: Vec<&str> = app.images().into_iter().filter(|i| !pulled.iter().any(|p| i.starts_with(&format!("{p}:")))).collect();
+        if !missing.is_empty() {
+            bail!("the app answered, but the registry served no manifest for {} (it served: {pulled:?})", missing.join(", "));
+        }
+        println!("{}: the registry served every image's manifest to the VM: {}", method.vm_name(), pulled.join(", "));
+    } else if method == Method::Dynamic {
+        println!("{}: pulls from your --registry are not checked (its logs are not ours to read)", method.vm_name());
+    }
+    Ok(())
+}
+
+/// The registry goes away after the push: the compose runner must retry, then
+/// give up with the reason, and this test sees that before its deadline.
+fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prepared: methods::Prepared) -> Result<()> {
+    let Some(local) = prepared.local_registry.as_mut() else {
+        bail!("--unreachable-registry needs the dynamic method with the xtask's own registry");
+    };
+    local.stop();
+    let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
+    let log = h.log.clone();
+    let failed = move || boot::log_line(&log, RUNNER_FAILED);
+    let outcome = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &failed);
+    let result = match outcome {
+        Ok(_) => Err(anyhow::anyhow!("the app answered although its registry was stopped before boot")),
+        Err(e) => {
+            let said = compose_lines(&h.log);
+            let reason = said.lines().filter(|l| l.contains("up:")).last().unwrap_or_default().to_string();
+            if boot::log_line(&h.log, RUNNER_FAILED).is_none() {
+                Err(e.context("the compose runner never said it gave up"))
+            } else if !(reason.contains("connection refused") || reason.contains("10.0.2.2")) {
+                Err(anyhow::anyhow!("the compose runner gave up, but without naming the registry: {reason:?}"))
+            } else {
+                println!("  the compose runner gave up {}: {reason}", ui::secs(h.vm.started.elapsed()));
+                Ok(())
+            }
+        }
+    };
+    h.finish(result)?;
+    println!("{}: with its registry gone, the VM retried, then failed saying why", method.vm_name());
     Ok(())
 }
 
