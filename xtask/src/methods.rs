@@ -215,3 +215,49 @@ pub fn expected_body(service: &compose::Service) -> Option<String> {
     let build = service.build.as_ref()?;
     std::fs::read_to_string(Path::new(&build.context).join("index.html")).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> App {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        App::load(&root.join(compose::DEFAULT)).unwrap()
+    }
+
+    #[test]
+    fn static_carries_a_tarball_per_image_and_never_pulls() {
+        let p = payload(Method::Static, &app(), None);
+        assert_eq!(p.tarballs.len(), app().images().len());
+        assert!(p.tarballs.iter().all(|(name, src)| src == &format!("dist/images/{name}")));
+        assert!(p.cmdline.is_empty());
+        let file = runtime_file(Method::Static, &app()).unwrap();
+        assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
+        assert!(!file.contains("build:"), "{file}");
+    }
+
+    #[test]
+    fn dynamic_carries_no_tarballs_and_pulls_from_the_named_registry() {
+        let p = payload(Method::Dynamic, &app(), None);
+        assert!(p.tarballs.is_empty());
+        assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
+        assert_eq!(p.daemon_json, "{\"insecure-registries\": [\"10.0.2.2/32\"]}\n");
+        insta::assert_snapshot!(runtime_file(Method::Dynamic, &app()).unwrap());
+    }
+
+    #[test]
+    fn dynamic_with_registry_bakes_the_guest_address() {
+        let local = Address::parse("127.0.0.1:5000/ns").unwrap();
+        let p = payload(Method::Dynamic, &app(), Some(&local));
+        assert_eq!(p.cmdline, ["linuxkit_compose.registry=10.0.2.2:5000/ns"]);
+        let remote = Address::parse("registry.example.com").unwrap();
+        assert_eq!(payload(Method::Dynamic, &app(), Some(&remote)).cmdline, ["linuxkit_compose.registry=registry.example.com"]);
+    }
+
+    #[test]
+    fn expected_bodies_come_from_the_build_contexts() {
+        let app = app();
+        let a = app.services.iter().find(|s| s.hosts.contains(&"a.localhost".to_string())).unwrap();
+        assert!(expected_body(a).unwrap().contains("This is app A"));
+    }
+}
