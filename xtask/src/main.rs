@@ -7,6 +7,7 @@
 //! is cached outside the repository (`$LINUXKIT_COMPOSE_CACHE`).
 
 mod apps;
+mod bench;
 mod boot;
 mod compose;
 mod gotools;
@@ -94,6 +95,8 @@ enum Command {
     },
     /// Build, boot headless, check over HTTP, report the time to the first answers.
     TestBoot(test_boot::Args),
+    /// Boot each VM several times and print the time to the first HTTP 200 (min, median, max).
+    Bench(bench::Args),
     /// Everything CI runs: `cargo test` for the whole workspace, then every boot test.
     Test {
         #[command(flatten)]
@@ -177,6 +180,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::RunSmoke { port, vm } => run_smoke(&sh, &project, port, &vm),
         Command::TestBoot(args) => test_boot::run(&sh, &project, &args),
         Command::Test { vm } => test_all(&sh, &project, vm),
+        Command::Bench(args) => bench::run(&sh, &project, &args),
     }
 }
 

@@ -52,7 +52,20 @@ pub struct Args {
     pub vm: VmOpts,
 }
 
+/// Time from QEMU start to the first HTTP 200, per probed Host, and the
+/// accelerator the VM ran under.
+#[derive(Debug, Default)]
+pub struct Timings {
+    pub accel: Option<Accel>,
+    pub hosts: Vec<(String, Duration)>,
+}
+
 pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
+    measure(sh, project, args).map(|_| ())
+}
+
+/// Run the boot test `args` describes and return its timings.
+pub fn measure(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     match (args.smoke, args.method) {
         (true, _) => smoke(sh, project, args),
         (false, Some(method)) => {
@@ -94,14 +107,14 @@ fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeo
 impl Headless {
     /// Stop the VM; on failure show the serial log's tail and what the compose
     /// runner said.
-    fn finish(self, result: Result<()>) -> Result<()> {
+    fn finish<T>(self, result: Result<T>) -> Result<T> {
         let Headless { vm, log, step, .. } = self;
         let started = vm.started;
         vm.stop();
         match result {
-            Ok(()) => {
+            Ok(value) => {
                 step.done();
-                Ok(())
+                Ok(value)
             }
             Err(e) => {
                 eprintln!("--- last lines of {} ---\n{}\n---", log.display(), boot::log_tail(&log, 60));
@@ -120,7 +133,7 @@ fn compose_lines(log: &Path) -> String {
     text.lines().filter(|l| l.starts_with("compose:")).collect::<Vec<_>>().join("\n")
 }
 
-fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
+fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = linuxkit::build(sh, project, &vm_def)?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
@@ -128,13 +141,14 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         if body != linuxkit::SMOKE_PAGE {
             bail!("HTTP 200, but not the smoke page: got {body:?}, want {:?}", linuxkit::SMOKE_PAGE);
         }
-        println!("smoke: HTTP 200 with the smoke page {} after QEMU started ({})", ui::secs(at - h.vm.started), h.accel);
-        Ok(())
+        let took = at - h.vm.started;
+        println!("smoke: HTTP 200 with the smoke page {} after QEMU started ({})", ui::secs(took), h.accel);
+        Ok(Timings { accel: Some(h.accel), hosts: vec![("localhost".to_string(), took)] })
     });
     h.finish(result)
 }
 
-fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<()> {
+fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<Timings> {
     let routes = app.routes();
     if routes.is_empty() {
         bail!("{}: no service has a traefik Host(`…`) rule, so there is nothing to test", app.file.display());
@@ -142,11 +156,11 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     let registry = args.registry.registry.as_ref();
     let mut prepared = methods::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
-        return unreachable_registry(project, args, method, prepared);
+        return unreachable_registry(project, args, method, prepared).map(|()| Timings::default());
     }
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let result = check_routes(&mut h, app);
-    h.finish(result)?;
+    let timings = h.finish(result)?;
     println!("{}: every routed host answered with its own page; an unknown host got traefik's 404", method.vm_name());
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
@@ -159,7 +173,7 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     } else if method == Method::Dynamic {
         println!("{}: pulls from your --registry are not checked (its logs are not ours to read)", method.vm_name());
     }
-    Ok(())
+    Ok(timings)
 }
 
 /// The registry goes away after the push: the compose runner must retry, then
@@ -193,8 +207,9 @@ fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prep
     Ok(())
 }
 
-fn check_routes(h: &mut Headless, app: &App) -> Result<()> {
+fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     let mut bodies: Vec<(String, String)> = Vec::new();
+    let mut timings = Timings { accel: Some(h.accel), hosts: vec![] };
     for (host, service) in app.routes() {
         let log = h.log.clone();
         let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
@@ -209,6 +224,7 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<()> {
         }
         println!("  {host}: HTTP 200 from `{}` {} after QEMU started ({})", service.name, ui::secs(at - h.vm.started), h.accel);
         bodies.push((host.to_string(), body));
+        timings.hosts.push((host.to_string(), at - h.vm.started));
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, h.port));
     let r = http::get(addr, UNKNOWN_HOST, "/", Duration::from_secs(10))?;
@@ -216,5 +232,5 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<()> {
         bail!("Host {UNKNOWN_HOST}: want traefik's 404 ({TRAEFIK_404:?}), got HTTP {} {:?}", r.status, r.body);
     }
     println!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
-    Ok(())
+    Ok(timings)
 }

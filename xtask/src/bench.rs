@@ -1,0 +1,102 @@
+//! `cargo xtask bench`: boot each VM several times and print the time from QEMU
+//! start to the first HTTP 200 of every host (minimum, median, maximum), with
+//! the machine and accelerator they were measured on.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use xshell::{cmd, Shell};
+
+use crate::{
+    boot::VmOpts,
+    methods::{ComposeOpt, Method, RegistryOpt},
+    project::Project,
+    qemu,
+    test_boot::{self, Timings},
+    ui,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Smoke,
+    Static,
+    Dynamic,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Boots per VM.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// VMs to boot [default: smoke, static, dynamic].
+    #[arg(long = "vm", value_enum)]
+    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub compose: ComposeOpt,
+    #[command(flatten)]
+    pub vm: VmOpts,
+}
+
+pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
+    let targets = if args.targets.is_empty() { vec![Target::Smoke, Target::Static, Target::Dynamic] } else { args.targets.clone() };
+    let mut rows = Vec::new();
+    let mut accels = Vec::new();
+    for target in targets {
+        let boot_args = test_boot::Args {
+            smoke: target == Target::Smoke,
+            method: match target {
+                Target::Smoke => None,
+                Target::Static => Some(Method::Static),
+                Target::Dynamic => Some(Method::Dynamic),
+            },
+            compose: args.compose.clone(),
+            registry: RegistryOpt { registry: None },
+            unreachable_registry: false,
+            timeout: None,
+            vm: args.vm.clone(),
+        };
+        let mut runs: Vec<Timings> = Vec::new();
+        for i in 1..=args.runs {
+            ui::note(format!("bench: {target:?} boot {i} of {}", args.runs));
+            runs.push(test_boot::measure(sh, project, &boot_args)?);
+        }
+        accels.extend(runs.iter().filter_map(|r| r.accel).map(|a| a.to_string()));
+        for (host, _) in &runs[0].hosts {
+            let mut times: Vec<Duration> =
+                runs.iter().flat_map(|r| r.hosts.iter().filter(|(h, _)| h == host).map(|(_, d)| *d)).collect();
+            times.sort();
+            rows.push(format!(
+                "{:<8} {:<14} {:>8} {:>8} {:>8}  {}",
+                format!("{target:?}").to_lowercase(),
+                host,
+                ui::secs(times[0]),
+                ui::secs(times[times.len() / 2]),
+                ui::secs(times[times.len() - 1]),
+                times.len()
+            ));
+        }
+    }
+    println!("\nTime from QEMU start to the first HTTP 200 through the forwarded port");
+    println!("machine: {}", machine(sh));
+    accels.sort();
+    accels.dedup();
+    println!("qemu: {}, -smp {} -m {}, accel: {}", qemu_version(sh), args.vm.cpus, args.vm.memory, accels.join(" and "));
+    println!("{:<8} {:<14} {:>8} {:>8} {:>8}  runs", "vm", "host", "min", "median", "max");
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+fn machine(sh: &Shell) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':'])).unwrap_or("?");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = cmd!(sh, "free -g").quiet().read().ok().and_then(|o| o.lines().nth(1).and_then(|l| l.split_whitespace().nth(1).map(str::to_string))).unwrap_or_default();
+    format!("{model}, {cores} cores, {mem} GiB")
+}
+
+fn qemu_version(sh: &Shell) -> String {
+    let q = qemu::QEMU;
+    cmd!(sh, "{q} --version").quiet().read().ok().and_then(|o| o.lines().next().map(str::to_string)).unwrap_or_default()
+}
