@@ -177,13 +177,17 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
             let partial = path.with_extension("tar.partial");
             let _ = fs::remove_file(&partial);
             let _ = fs::remove_file(&stamp);
-            match builder {
+            let saved = match builder {
                 Builder::Buildah => {
                     let dest = format!("docker-archive:{}:{image}", partial.display());
-                    images::buildah(sh, project, &["push", "--quiet", image, &dest])?;
+                    images::buildah(sh, project, &["push", "--quiet", image, &dest])
                 }
-                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}").run()?,
+                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}").run().map_err(Into::into),
+            };
+            if saved.is_err() {
+                let _ = fs::remove_file(&partial);
             }
+            saved.with_context(|| format!("saving {image}"))?;
             fs::rename(&partial, &path)?;
             fs::write(&stamp, id)?;
             step.done();

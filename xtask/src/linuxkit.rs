@@ -235,9 +235,13 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     }
     sh.create_dir(&tmp)?;
     let cache = project.linuxkit_cache();
-    cmd!(sh, "{linuxkit} build --format kernel+initrd --no-sbom --cache {cache} --dir {tmp} --name {name} {yaml_path}")
+    let built = cmd!(sh, "{linuxkit} build --format kernel+initrd --no-sbom --cache {cache} --dir {tmp} --name {name} {yaml_path}")
         .run()
-        .with_context(|| format!("linuxkit build {}", yaml_path.display()))?;
+        .with_context(|| format!("linuxkit build {}", yaml_path.display()));
+    if built.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    built?;
     let _ = fs::remove_file(&stamp);
     for out in [&artifacts.kernel, &artifacts.initrd] {
         fs::rename(tmp.join(out.file_name().unwrap()), out)
