@@ -9,6 +9,7 @@
 mod apps;
 mod bench;
 mod boot;
+mod child;
 mod compose;
 mod gotools;
 mod host;

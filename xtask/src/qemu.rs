@@ -3,7 +3,6 @@
 
 use std::{
     fmt,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -12,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::ui;
+use crate::{child, ui};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
@@ -103,9 +102,8 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     a
 }
 
-/// A running QEMU. Dropping it kills the VM; and because the child gets
-/// SIGKILL when the xtask dies (PR_SET_PDEATHSIG), not even a SIGKILL of the
-/// xtask leaves a VM behind.
+/// A running QEMU. Dropping it stops the VM, and it dies with the xtask
+/// ([`child::dies_with_parent`]).
 pub struct Vm {
     child: Child,
     pub started: Instant,
@@ -118,16 +116,7 @@ impl Vm {
         if spec.console != Console::Terminal {
             cmd.stdin(Stdio::null());
         }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("starting {QEMU}"))?;
+        let child = child::dies_with_parent(&mut cmd).spawn().with_context(|| format!("starting {QEMU}"))?;
         Ok(Vm { child, started: Instant::now() })
     }
 
@@ -182,14 +171,7 @@ pub fn probe_kvm(kernel: &Path, timeout: Duration) -> bool {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: as in Vm::spawn.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let Ok(child) = cmd.spawn() else { return false };
+    let Ok(child) = child::dies_with_parent(&mut cmd).spawn() else { return false };
     let mut vm = Vm { child, started: Instant::now() };
     let ok = loop {
         match vm.exited() {

@@ -6,7 +6,6 @@
 use std::{
     fs,
     net::{Ipv4Addr, SocketAddr},
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -16,7 +15,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::{boot, host, http, images, project::Project, ui};
+use crate::{boot, child, host, http, images, project::Project, ui};
 
 /// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
 pub const GUEST_GATEWAY: &str = "10.0.2.2";
@@ -76,8 +75,8 @@ impl Address {
     }
 }
 
-/// A registry process run by the xtask. Dropping it stops it; it gets SIGKILL
-/// if the xtask dies.
+/// A registry process run by the xtask. Dropping it stops it, and it dies with
+/// the xtask ([`child::dies_with_parent`]).
 pub struct Local {
     child: Child,
     pub address: Address,
@@ -97,14 +96,7 @@ impl Local {
         let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(program);
         cmd.arg("serve").arg(&config).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().context("starting docker-registry")?;
+        let child = child::dies_with_parent(&mut cmd).spawn().context("starting docker-registry")?;
         let mut registry = Local { child, address: Address { host: format!("127.0.0.1:{port}"), namespace: None }, log: log.to_path_buf() };
         registry.wait_ready(Duration::from_secs(30))?;
         ui::note(format!("registry (docker-registry) on 127.0.0.1:{port}, log in {}", project.rel(log).display()));
