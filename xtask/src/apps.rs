@@ -7,18 +7,19 @@
 //! `ARG <NAME>_IMAGE=<upstream default>`; the xtask builds `images/<name>` and
 //! passes its reference, so the same Dockerfile builds on upstream images elsewhere.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::Path,
-};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{compose::{self, App, Build}, images, project::Project, ui};
+use crate::{
+    compose::{self, App, Build},
+    images,
+    project::Project,
+    ui,
+};
 
 /// Label on every app image built here: the hash of what it was built from.
 const INPUTS_LABEL: &str = "org.linuxkit-compose.inputs";
@@ -32,11 +33,14 @@ pub enum Builder {
 
 /// `docker build` if a Docker engine answers within a few seconds, else buildah.
 pub fn builder(sh: &Shell) -> Builder {
-    let answered = which::which("docker").is_ok()
-        && {
-            let format = "{{.Server.Version}}";
-            cmd!(sh, "timeout 5 docker version --format {format}").quiet().ignore_stderr().read().is_ok()
-        };
+    let answered = which::which("docker").is_ok() && {
+        let format = "{{.Server.Version}}";
+        cmd!(sh, "timeout 5 docker version --format {format}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok()
+    };
     if answered {
         Builder::Docker
     } else {
@@ -75,12 +79,19 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
     let mut build_args = Vec::new();
     for (arg, recipe) in base_image_args(&dockerfile) {
         if !project.root.join("images").join(&recipe).join("Dockerfile").is_file() {
-            bail!("{}: ARG {arg} asks for a base image, but there is no recipe images/{recipe}", dockerfile_path.display());
+            bail!(
+                "{}: ARG {arg} asks for a base image, but there is no recipe images/{recipe}",
+                dockerfile_path.display()
+            );
         }
         let base = images::ensure_in_buildah(sh, project, &recipe)?;
         if builder == Builder::Docker {
             // The engine has no access to buildah's storage: hand it the base.
-            images::buildah(sh, project, &["push", "--quiet", &base, &format!("docker-daemon:{base}")])?;
+            images::buildah(
+                sh,
+                project,
+                &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
+            )?;
         }
         build_args.push(format!("{arg}={base}"));
     }
@@ -89,22 +100,40 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
         ui::cached(format!("app image {image}"));
         return Ok(id);
     }
-    let step = ui::step(format!("building app image {image} from {} ({builder:?})", project.rel(&build.context).display()));
+    let step = ui::step(format!(
+        "building app image {image} from {} ({builder:?})",
+        project.rel(&build.context).display()
+    ));
     let label = format!("{INPUTS_LABEL}={inputs}");
     let context = build.context.to_str().context("non-UTF-8 path")?;
     let file = dockerfile_path.to_str().context("non-UTF-8 path")?;
-    let arg_flags: Vec<String> = build_args.iter().flat_map(|a| ["--build-arg".to_string(), a.clone()]).collect();
+    let arg_flags: Vec<String> = build_args
+        .iter()
+        .flat_map(|a| ["--build-arg".to_string(), a.clone()])
+        .collect();
     let arg_flags: Vec<&str> = arg_flags.iter().map(String::as_str).collect();
     match builder {
         Builder::Buildah => {
-            let mut args = vec!["bud", "--quiet", "--pull=never", "--isolation", "chroot", "--timestamp", "0"];
+            let mut args = vec![
+                "bud",
+                "--quiet",
+                "--pull=never",
+                "--isolation",
+                "chroot",
+                "--timestamp",
+                "0",
+            ];
             args.extend(["--label", &label, "-f", file, "-t", image]);
             args.extend(&arg_flags);
             args.push(context);
             images::buildah(sh, project, &args)?;
         }
         Builder::Docker => {
-            cmd!(sh, "docker build --quiet --label {label} -f {file} -t {image} {arg_flags...} {context}").run()?;
+            cmd!(
+                sh,
+                "docker build --quiet --label {label} -f {file} -t {image} {arg_flags...} {context}"
+            )
+            .run()?;
         }
     }
     step.done();
@@ -144,7 +173,11 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: Builder) -> Result<Option<String>> {
     let inspect = match builder {
         Builder::Buildah => images::buildah_read(sh, project, &["inspect", "--type", "image", image]),
-        Builder::Docker => cmd!(sh, "docker image inspect {image}").quiet().ignore_stderr().read().map_err(Into::into),
+        Builder::Docker => cmd!(sh, "docker image inspect {image}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map_err(Into::into),
     };
     let Ok(json) = inspect else { return Ok(None) };
     let v: Value = serde_json::from_str(&json).context("reading image inspect output")?;
@@ -182,7 +215,9 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
                     let dest = format!("docker-archive:{}:{image}", partial.display());
                     images::buildah(sh, project, &["push", "--quiet", image, &dest])
                 }
-                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}").run().map_err(Into::into),
+                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}")
+                    .run()
+                    .map_err(Into::into),
             };
             if saved.is_err() {
                 let _ = fs::remove_file(&partial);
@@ -217,10 +252,13 @@ mod tests {
     #[test]
     fn base_image_args_name_recipes() {
         let df = "ARG NGINX_IMAGE=nginx:1.27-alpine\nFROM ${NGINX_IMAGE}\nARG VERSION=1\nARG MY_BASE_IMAGE\n";
-        assert_eq!(base_image_args(df), [
-            ("NGINX_IMAGE".to_string(), "nginx".to_string()),
-            ("MY_BASE_IMAGE".to_string(), "my-base".to_string())
-        ]);
+        assert_eq!(
+            base_image_args(df),
+            [
+                ("NGINX_IMAGE".to_string(), "nginx".to_string()),
+                ("MY_BASE_IMAGE".to_string(), "my-base".to_string())
+            ]
+        );
         assert!(base_image_args("FROM scratch\n").is_empty());
     }
 

@@ -38,7 +38,11 @@ pub struct Args {
 }
 
 pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
-    let targets = if args.targets.is_empty() { vec![Target::Smoke, Target::Static, Target::Dynamic] } else { args.targets.clone() };
+    let targets = if args.targets.is_empty() {
+        vec![Target::Smoke, Target::Static, Target::Dynamic]
+    } else {
+        args.targets.clone()
+    };
     let mut rows = Vec::new();
     let mut accels = Vec::new();
     for target in targets {
@@ -62,8 +66,10 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         }
         accels.extend(runs.iter().filter_map(|r| r.accel).map(|a| a.to_string()));
         for (host, _) in &runs[0].hosts {
-            let mut times: Vec<Duration> =
-                runs.iter().flat_map(|r| r.hosts.iter().filter(|(h, _)| h == host).map(|(_, d)| *d)).collect();
+            let mut times: Vec<Duration> = runs
+                .iter()
+                .flat_map(|r| r.hosts.iter().filter(|(h, _)| h == host).map(|(_, d)| *d))
+                .collect();
             times.sort();
             rows.push(format!(
                 "{:<8} {:<14} {:>8} {:>8} {:>8}  {}",
@@ -80,8 +86,17 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
     println!("machine: {}", machine(sh));
     accels.sort();
     accels.dedup();
-    println!("qemu: {}, -smp {} -m {}, accel: {}", qemu_version(sh), args.vm.cpus, args.vm.memory, accels.join(" and "));
-    println!("{:<8} {:<14} {:>8} {:>8} {:>8}  runs", "vm", "host", "min", "median", "max");
+    println!(
+        "qemu: {}, -smp {} -m {}, accel: {}",
+        qemu_version(sh),
+        args.vm.cpus,
+        args.vm.memory,
+        accels.join(" and ")
+    );
+    println!(
+        "{:<8} {:<14} {:>8} {:>8} {:>8}  runs",
+        "vm", "host", "min", "median", "max"
+    );
     for row in rows {
         println!("{row}");
     }
@@ -90,13 +105,31 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
 
 fn machine(sh: &Shell) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':'])).unwrap_or("?");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']))
+        .unwrap_or("?");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = cmd!(sh, "free -g").quiet().read().ok().and_then(|o| o.lines().nth(1).and_then(|l| l.split_whitespace().nth(1).map(str::to_string))).unwrap_or_default();
+    let mem = cmd!(sh, "free -g")
+        .quiet()
+        .read()
+        .ok()
+        .and_then(|o| {
+            o.lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
     format!("{model}, {cores} cores, {mem} GiB")
 }
 
 fn qemu_version(sh: &Shell) -> String {
     let q = qemu::QEMU;
-    cmd!(sh, "{q} --version").quiet().read().ok().and_then(|o| o.lines().next().map(str::to_string)).unwrap_or_default()
+    cmd!(sh, "{q} --version")
+        .quiet()
+        .read()
+        .ok()
+        .and_then(|o| o.lines().next().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -105,12 +105,17 @@ pub fn wait_for_200(
 /// The first line of the serial log that starts with `prefix`.
 pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
     let text = fs::read(log).ok()?;
-    String::from_utf8_lossy(&text).lines().find(|l| l.starts_with(prefix)).map(str::to_string)
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_string)
 }
 
 /// The last `n` lines of the serial log, for failure reports.
 pub fn log_tail(log: &Path, n: usize) -> String {
-    let text = fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -70,8 +70,18 @@ impl App {
             problem: format!("cannot read it: {e}"),
         })?;
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() { Path::new(".") } else { &dir })?;
-        App::parse(file, &text, &dir).map_err(|problem| Invalid { file: file.to_path_buf(), problem }.into())
+        let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &dir
+        })?;
+        App::parse(file, &text, &dir).map_err(|problem| {
+            Invalid {
+                file: file.to_path_buf(),
+                problem,
+            }
+            .into()
+        })
     }
 
     /// Parse compose YAML; build contexts resolve against `dir`.
@@ -95,7 +105,11 @@ impl App {
                 }
             }
         }
-        Ok(App { file: file.to_path_buf(), services: out, raw })
+        Ok(App {
+            file: file.to_path_buf(),
+            services: out,
+            raw,
+        })
     }
 
     pub fn builds(&self) -> impl Iterator<Item = (&Service, &Build)> {
@@ -115,8 +129,11 @@ impl App {
 
     /// (hostname, service) for every routed host, sorted by hostname.
     pub fn routes(&self) -> Vec<(&str, &Service)> {
-        let mut routes: Vec<_> =
-            self.services.iter().flat_map(|s| s.hosts.iter().map(move |h| (h.as_str(), s))).collect();
+        let mut routes: Vec<_> = self
+            .services
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(move |h| (h.as_str(), s)))
+            .collect();
         routes.sort_by_key(|(h, _)| *h);
         routes
     }
@@ -125,11 +142,18 @@ impl App {
     /// build from in the VM), each image mapped by `image`, and `pull_policy` set.
     pub fn runtime_file(&self, pull_policy: &str, image: impl Fn(&str) -> String) -> Result<String> {
         let mut raw = self.raw.clone();
-        let services = raw.get_mut("services").and_then(Value::as_mapping_mut).expect("checked in parse");
+        let services = raw
+            .get_mut("services")
+            .and_then(Value::as_mapping_mut)
+            .expect("checked in parse");
         for (_, body) in services.iter_mut() {
             let body = body.as_mapping_mut().expect("checked in parse");
             body.remove("build");
-            let name = body.get("image").and_then(Value::as_str).expect("checked in parse").to_string();
+            let name = body
+                .get("image")
+                .and_then(Value::as_str)
+                .expect("checked in parse")
+                .to_string();
             body.insert("image".into(), image(&name).into());
             body.insert("pull_policy".into(), pull_policy.into());
         }
@@ -155,7 +179,12 @@ fn service(name: &str, body: &Value, dir: &Path) -> Result<Service, String> {
     if routed && labels.get("traefik.enable").map(String::as_str) != Some("true") {
         return Err("has traefik router labels but not `traefik.enable: \"true\"`, so traefik ignores it".into());
     }
-    Ok(Service { name: name.to_string(), image, build, hosts })
+    Ok(Service {
+        name: name.to_string(),
+        image,
+        build,
+        hosts,
+    })
 }
 
 fn build(b: &Value, dir: &Path) -> Result<Build, String> {
@@ -163,7 +192,10 @@ fn build(b: &Value, dir: &Path) -> Result<Build, String> {
         Value::String(context) => (context.clone(), "Dockerfile".to_string()),
         Value::Mapping(m) => (
             m.get("context").and_then(Value::as_str).unwrap_or(".").to_string(),
-            m.get("dockerfile").and_then(Value::as_str).unwrap_or("Dockerfile").to_string(),
+            m.get("dockerfile")
+                .and_then(Value::as_str)
+                .unwrap_or("Dockerfile")
+                .to_string(),
         ),
         _ => return Err("`build:` is neither a path nor a mapping".into()),
     };
@@ -212,7 +244,10 @@ fn labels(body: &Mapping) -> Result<BTreeMap<String, String>, String> {
 fn hosts(labels: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
     let mut hosts = Vec::new();
     for (key, rule) in labels {
-        let Some(router) = key.strip_prefix("traefik.http.routers.").and_then(|r| r.strip_suffix(".rule")) else {
+        let Some(router) = key
+            .strip_prefix("traefik.http.routers.")
+            .and_then(|r| r.strip_suffix(".rule"))
+        else {
             continue;
         };
         let found = rule_hosts(rule).map_err(|e| format!("label `{key}`: {e}"))?;
@@ -254,7 +289,16 @@ pub fn rule_hosts(rule: &str) -> Result<Vec<String>, String> {
 
 /// A file-system-safe name for an image reference (for its tarball).
 pub fn tarball_name(image: &str) -> String {
-    let safe: String = image.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let safe: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{safe}.tar")
 }
 
@@ -278,10 +322,13 @@ mod tests {
     fn the_repo_compose_file_plans() {
         let app = App::load(&root().join(DEFAULT)).unwrap();
         insta::assert_yaml_snapshot!(app.services);
-        assert_eq!(app.routes().iter().map(|(h, s)| (*h, s.name.as_str())).collect::<Vec<_>>(), [
-            ("a.localhost", "a"),
-            ("b.localhost", "b")
-        ]);
+        assert_eq!(
+            app.routes()
+                .iter()
+                .map(|(h, s)| (*h, s.name.as_str()))
+                .collect::<Vec<_>>(),
+            [("a.localhost", "a"), ("b.localhost", "b")]
+        );
     }
 
     #[test]
@@ -307,7 +354,10 @@ mod tests {
     #[test]
     fn missing_build_context() {
         let e = err("services:\n  a:\n    build: ../apps/nope\n    image: x:1\n");
-        assert!(e.starts_with("service `a`: build context `../apps/nope` does not exist"), "{e}");
+        assert!(
+            e.starts_with("service `a`: build context `../apps/nope` does not exist"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -325,7 +375,10 @@ mod tests {
     #[test]
     fn router_without_host_rule() {
         let e = err("services:\n  a:\n    image: x:1\n    labels:\n      traefik.enable: 'true'\n      traefik.http.routers.r.rule: PathPrefix(`/a`)\n");
-        assert_eq!(e, "service `a`: router `r` rule `PathPrefix(`/a`)` has no Host(`…`) matcher");
+        assert_eq!(
+            e,
+            "service `a`: router `r` rule `PathPrefix(`/a`)` has no Host(`…`) matcher"
+        );
     }
 
     #[test]
@@ -336,7 +389,9 @@ mod tests {
 
     #[test]
     fn host_routed_twice() {
-        let svc = |n: &str| format!("  {n}:\n    image: {n}:1\n    labels: ['traefik.enable=true', 'traefik.http.routers.{n}.rule=Host(`x.localhost`)']\n");
+        let svc = |n: &str| {
+            format!("  {n}:\n    image: {n}:1\n    labels: ['traefik.enable=true', 'traefik.http.routers.{n}.rule=Host(`x.localhost`)']\n")
+        };
         let e = err(&format!("services:\n{}{}", svc("a"), svc("b")));
         assert_eq!(e, "host `x.localhost` is routed to both `a` and `b`");
     }
@@ -345,13 +400,19 @@ mod tests {
     fn host_rules() {
         assert_eq!(rule_hosts("Host(`a.localhost`)").unwrap(), ["a.localhost"]);
         assert_eq!(rule_hosts("Host(`a`) || Host(`b`, `c`)").unwrap(), ["a", "b", "c"]);
-        assert_eq!(rule_hosts("HostRegexp(`.*`) && PathPrefix(`/`)").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            rule_hosts("HostRegexp(`.*`) && PathPrefix(`/`)").unwrap(),
+            Vec::<String>::new()
+        );
         assert!(rule_hosts("Host(a)").unwrap_err().contains("backquotes"));
         assert!(rule_hosts("Host(`a`").unwrap_err().contains("unclosed"));
     }
 
     #[test]
     fn tarball_names_are_flat() {
-        assert_eq!(tarball_name("linuxkit-compose.local/app-a:1"), "linuxkit-compose.local_app-a_1.tar");
+        assert_eq!(
+            tarball_name("linuxkit-compose.local/app-a:1"),
+            "linuxkit-compose.local_app-a_1.tar"
+        );
     }
 }

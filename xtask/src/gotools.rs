@@ -16,7 +16,10 @@ use crate::{host, pins::GoTool, project::Project, ui};
 /// Where the pinned build of tool `name` lives; the version is in the path, so a
 /// changed pin builds anew and never reuses an old binary.
 pub fn binary_path(project: &Project, name: &str, tool: &GoTool) -> PathBuf {
-    project.cache_path("go").join(format!("{name}-{}", tool.version)).join(&tool.binary)
+    project
+        .cache_path("go")
+        .join(format!("{name}-{}", tool.version))
+        .join(&tool.binary)
 }
 
 pub fn cached_binary(project: &Project, name: &str) -> Option<PathBuf> {
@@ -37,9 +40,16 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         return Ok(out);
     }
     let go = host::require(sh, project, "go")?;
-    let step = ui::step(format!("building {name} from Go module {}@{}", tool.module, tool.version));
-    build(sh, &go, project, name, tool, &out)
-        .with_context(|| format!("building {name} from {}@{} (pinned in pins.yml)", tool.module, tool.version))?;
+    let step = ui::step(format!(
+        "building {name} from Go module {}@{}",
+        tool.module, tool.version
+    ));
+    build(sh, &go, project, name, tool, &out).with_context(|| {
+        format!(
+            "building {name} from {}@{} (pinned in pins.yml)",
+            tool.module, tool.version
+        )
+    })?;
     step.done();
     Ok(out)
 }
@@ -61,7 +71,9 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
         // module itself (it does not list untagged nested modules like linuxkit's).
         sh.push_env("GONOSUMDB", if tool.sum.is_some() { tool.module.as_str() } else { "" }),
     ];
-    let json = cmd!(sh, "{go} mod download -json {module_at}").read().context("go mod download")?;
+    let json = cmd!(sh, "{go} mod download -json {module_at}")
+        .read()
+        .context("go mod download")?;
     let dl: Download = serde_json::from_str(&json).context("reading `go mod download -json` output")?;
     if let Some(want) = &tool.sum {
         if &dl.sum != want {

@@ -9,7 +9,8 @@ use xshell::{cmd, Shell};
 use crate::{gotools, project::Project, ui};
 
 /// Programs that do not come from a Debian package of the host's suite.
-const GO_HINT: &str = "install Go >= 1.21 from https://go.dev/dl (newer toolchains are fetched through the Go module proxy)";
+const GO_HINT: &str =
+    "install Go >= 1.21 from https://go.dev/dl (newer toolchains are fetched through the Go module proxy)";
 
 /// Find `program` on PATH, installing its Debian package first if it is missing
 /// and the project may install.
@@ -18,7 +19,11 @@ pub fn require(sh: &Shell, project: &Project, program: &str) -> Result<PathBuf> 
         return Ok(path);
     }
     let Some(package) = project.pins.debian.host_packages.get(program) else {
-        let hint = if program == "go" { GO_HINT.to_string() } else { format!("install `{program}`") };
+        let hint = if program == "go" {
+            GO_HINT.to_string()
+        } else {
+            format!("install `{program}`")
+        };
         bail!("`{program}` is not on PATH: {hint}");
     };
     let install_cmd = format!("apt-get install -y --no-install-recommends {package}");
@@ -28,7 +33,9 @@ pub fn require(sh: &Shell, project: &Project, program: &str) -> Result<PathBuf> 
     if !is_root() || which::which("apt-get").is_err() {
         bail!("`{program}` is not on PATH: install it with `sudo {install_cmd}`");
     }
-    let step = ui::step(format!("installing Debian package {package} (for `{program}`): {install_cmd}"));
+    let step = ui::step(format!(
+        "installing Debian package {package} (for `{program}`): {install_cmd}"
+    ));
     apt_update(sh)?;
     cmd!(sh, "apt-get install -y -q --no-install-recommends {package}")
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -64,7 +71,11 @@ pub fn doctor(sh: &Shell, project: &Project) -> Result<()> {
     programs.push(("go", None));
     for (program, package) in programs {
         match which::which(program) {
-            Ok(path) => println!("  ok       {program:<20} {}  ({})", version(sh, program), path.display()),
+            Ok(path) => println!(
+                "  ok       {program:<20} {}  ({})",
+                version(sh, program),
+                path.display()
+            ),
             Err(_) => {
                 missing += 1;
                 let fix = match package {
@@ -75,7 +86,10 @@ pub fn doctor(sh: &Shell, project: &Project) -> Result<()> {
             }
         }
     }
-    println!("\nGo tools (built from pins.yml `go`, cached in {}):", project.cache_path("go").display());
+    println!(
+        "\nGo tools (built from pins.yml `go`, cached in {}):",
+        project.cache_path("go").display()
+    );
     for (name, tool) in &project.pins.go {
         let state = match gotools::cached_binary(project, name) {
             Some(path) => format!("built       {}", path.display()),
@@ -83,12 +97,19 @@ pub fn doctor(sh: &Shell, project: &Project) -> Result<()> {
         };
         println!("  {name:<10} {}@{}  {state}", tool.module, tool.version);
     }
-    println!("\nKVM: {}", if std::path::Path::new("/dev/kvm").exists() {
-        "/dev/kvm exists; each boot probes whether it works and otherwise uses TCG"
-    } else {
-        "no /dev/kvm: QEMU uses TCG (software emulation)"
-    });
-    println!("Cache: {} (move it with ${})", project.cache.display(), crate::project::CACHE_ENV);
+    println!(
+        "\nKVM: {}",
+        if std::path::Path::new("/dev/kvm").exists() {
+            "/dev/kvm exists; each boot probes whether it works and otherwise uses TCG"
+        } else {
+            "no /dev/kvm: QEMU uses TCG (software emulation)"
+        }
+    );
+    println!(
+        "Cache: {} (move it with ${})",
+        project.cache.display(),
+        crate::project::CACHE_ENV
+    );
     if missing > 0 {
         println!("\n{missing} program(s) missing. Builds install Debian packages themselves when run as root.");
     }
@@ -97,6 +118,10 @@ pub fn doctor(sh: &Shell, project: &Project) -> Result<()> {
 
 fn version(sh: &Shell, program: &str) -> String {
     let flag = if program == "go" { "version" } else { "--version" };
-    let out = cmd!(sh, "{program} {flag}").quiet().ignore_status().read().unwrap_or_default();
+    let out = cmd!(sh, "{program} {flag}")
+        .quiet()
+        .ignore_status()
+        .read()
+        .unwrap_or_default();
     out.lines().next().unwrap_or("?").trim().to_string()
 }

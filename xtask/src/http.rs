@@ -36,7 +36,10 @@ pub fn parse(raw: &[u8]) -> Result<Response> {
         // then closes them: an empty answer means "not up yet".
         bail!("connection closed without a response");
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response has no end of headers")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response has no end of headers")?;
     let head = std::str::from_utf8(&raw[..split]).context("response headers are not UTF-8")?;
     let status_line = head.lines().next().unwrap_or_default();
     let mut parts = status_line.split_whitespace();
@@ -46,7 +49,9 @@ pub fn parse(raw: &[u8]) -> Result<Response> {
     if !version.starts_with("HTTP/1.") {
         bail!("not an HTTP/1.x response: {status_line:?}");
     }
-    let status = code.parse().with_context(|| format!("malformed status line {status_line:?}"))?;
+    let status = code
+        .parse()
+        .with_context(|| format!("malformed status line {status_line:?}"))?;
     let body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
     Ok(Response { status, body })
 }
@@ -58,7 +63,13 @@ mod tests {
     #[test]
     fn parses_status_and_body() {
         let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: nginx\r\n\r\nhi\n").unwrap();
-        assert_eq!(r, Response { status: 200, body: "hi\n".into() });
+        assert_eq!(
+            r,
+            Response {
+                status: 200,
+                body: "hi\n".into()
+            }
+        );
         let r = parse(b"HTTP/1.0 404 Not Found\r\n\r\n404 page not found\n").unwrap();
         assert_eq!((r.status, r.body.as_str()), (404, "404 page not found\n"));
     }
@@ -94,7 +105,13 @@ mod tests {
             req
         });
         let r = get(addr, "a.localhost", "/x", Duration::from_secs(5)).unwrap();
-        assert_eq!(r, Response { status: 200, body: "body".into() });
+        assert_eq!(
+            r,
+            Response {
+                status: 200,
+                body: "body".into()
+            }
+        );
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /x HTTP/1.0\r\nHost: a.localhost\r\n"), "{req}");
     }

@@ -43,11 +43,18 @@ pub fn reference(name: &str, tag: &str) -> String {
 pub fn tag(project: &Project, name: &str) -> Result<String> {
     let dir = recipe_dir(project, name);
     if !dir.join("Dockerfile").is_file() {
-        bail!("{}: no Dockerfile in the image recipe folder", project.rel(&dir.join("Dockerfile")).display());
+        bail!(
+            "{}: no Dockerfile in the image recipe folder",
+            project.rel(&dir.join("Dockerfile")).display()
+        );
     }
     let files = recipe_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
     let image = project.pins.image(name)?;
-    let mut pins = format!("suite={}\npackages={}\n", project.pins.debian.suite, image.packages.join(","));
+    let mut pins = format!(
+        "suite={}\npackages={}\n",
+        project.pins.debian.suite,
+        image.packages.join(",")
+    );
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
         pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
@@ -93,7 +100,11 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<RecipeFile>) -> Result<()> {
                 walk(base, &path, out)?;
             }
         } else if meta.file_type().is_symlink() {
-            out.push((rel, false, fs::read_link(&path)?.to_string_lossy().into_owned().into_bytes()));
+            out.push((
+                rel,
+                false,
+                fs::read_link(&path)?.to_string_lossy().into_owned().into_bytes(),
+            ));
         } else {
             out.push((rel, meta.permissions().mode() & 0o111 != 0, fs::read(&path)?));
         }
@@ -106,7 +117,10 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<Built> {
     let reference = reference(name, &tag(project, name)?);
     if oci::cache_has(&project.linuxkit_cache(), &reference)? {
         ui::cached(format!("image {reference}"));
-        return Ok(Built { reference, fresh: false });
+        return Ok(Built {
+            reference,
+            fresh: false,
+        });
     }
     let step = ui::step(format!("building image {reference}"));
     build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
@@ -157,7 +171,11 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 
     buildah_build(sh, project, &context, reference)?;
     let layout = work.join("oci");
-    buildah(sh, project, &["push", "--quiet", reference, &format!("oci:{}", layout.display())])?;
+    buildah(
+        sh,
+        project,
+        &["push", "--quiet", reference, &format!("oci:{}", layout.display())],
+    )?;
     oci::import(sh, project, &layout, reference)?;
     sh.remove_path(&work)?;
     Ok(())
@@ -172,9 +190,12 @@ fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) 
     let include = format!("--include={}", packages.join(","));
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
-    cmd!(sh, "mmdebstrap --quiet --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}")
-        .run()
-        .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
+    cmd!(
+        sh,
+        "mmdebstrap --quiet --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}"
+    )
+    .run()
+    .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
     merge_usr(tree)?;
     base_users(tree)?;
     if !tree.join("var/run").exists() {
@@ -182,7 +203,14 @@ fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) 
         symlink("../run", tree.join("var/run"))?;
     }
     // mmdebstrap leaves apt's and dpkg's own state behind; the image needs none of it.
-    for leftover in ["etc/apt", "etc/dpkg", "var/lib/apt", "var/cache/apt", "var/lib/dpkg", "var/log/apt"] {
+    for leftover in [
+        "etc/apt",
+        "etc/dpkg",
+        "var/lib/apt",
+        "var/cache/apt",
+        "var/lib/dpkg",
+        "var/log/apt",
+    ] {
         let path = tree.join(leftover);
         if path.exists() {
             fs::remove_dir_all(&path)?;
@@ -192,7 +220,15 @@ fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) 
         let _ = fs::remove_file(tree.join(leftover));
     }
     // The directories Debian's base-files would provide.
-    for (dir, mode) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("run", 0o755), ("root", 0o700), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755)] {
+    for (dir, mode) in [
+        ("tmp", 0o1777),
+        ("var/tmp", 0o1777),
+        ("run", 0o755),
+        ("root", 0o700),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+    ] {
         let path = tree.join(dir);
         fs::create_dir_all(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
@@ -251,11 +287,24 @@ fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
 fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> Result<()> {
     let boot = tree.join("boot");
     let vmlinuz = fs::read_dir(&boot)
-        .with_context(|| format!("{} missing: is the kernel package in pins.yml `images.kernel`?", boot.display()))?
+        .with_context(|| {
+            format!(
+                "{} missing: is the kernel package in pins.yml `images.kernel`?",
+                boot.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .context("the kernel package has no /boot/vmlinuz-*")?;
-    let version = vmlinuz.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let version = vmlinuz
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
     ui::note(format!("kernel {version}"));
     sh.copy_file(&vmlinuz, context.join("kernel"))?;
     // The package ships no modules.dep (its postinst makes it): make it here.
@@ -273,11 +322,14 @@ fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> R
 fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
     let step = ui::step("building the VM's service runner (images/init/lkc-service)");
     let target_dir = project.root.join("target/guest");
-    cmd!(sh, "cargo build --quiet --release --locked -p lkc-service --target x86_64-unknown-linux-gnu")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .run()
-        .context("building images/init/lkc-service")?;
+    cmd!(
+        sh,
+        "cargo build --quiet --release --locked -p lkc-service --target x86_64-unknown-linux-gnu"
+    )
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .run()
+    .context("building images/init/lkc-service")?;
     step.done();
     Ok(target_dir.join("x86_64-unknown-linux-gnu/release/service"))
 }
@@ -288,13 +340,29 @@ fn buildah_build(sh: &Shell, project: &Project, context: &Path, reference: &str)
     buildah(
         sh,
         project,
-        &["bud", "--quiet", "--isolation", "chroot", "--timestamp", "0", "-f", &file, "-t", reference, context],
+        &[
+            "bud",
+            "--quiet",
+            "--isolation",
+            "chroot",
+            "--timestamp",
+            "0",
+            "-f",
+            &file,
+            "-t",
+            reference,
+            context,
+        ],
     )
 }
 
 /// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
 pub fn buildah(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
-    buildah_cmd(sh, project, args)?.quiet().ignore_stdout().run().with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
+    buildah_cmd(sh, project, args)?
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
     Ok(())
 }
 
@@ -307,7 +375,10 @@ fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> Result<xs
     host::require(sh, project, "buildah")?;
     let store = project.cache_path("buildah");
     let (root, runroot) = (store.join("root"), store.join("run"));
-    Ok(cmd!(sh, "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"))
+    Ok(cmd!(
+        sh,
+        "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"
+    ))
 }
 
 /// Write `contents` to `path` through a temporary file, so a reader never sees half of it.
@@ -330,10 +401,17 @@ mod tests {
 
     #[test]
     fn tag_changes_with_every_input() {
-        let files = vec![file("Dockerfile", false, "FROM scratch\n"), file("init", true, "#!/bin/sh\n")];
+        let files = vec![
+            file("Dockerfile", false, "FROM scratch\n"),
+            file("init", true, "#!/bin/sh\n"),
+        ];
         let base = content_tag("init", &files, "packages=busybox-static");
         assert_eq!(base.len(), 12);
-        assert_eq!(base, content_tag("init", &files, "packages=busybox-static"), "deterministic");
+        assert_eq!(
+            base,
+            content_tag("init", &files, "packages=busybox-static"),
+            "deterministic"
+        );
 
         let mut edited = files.clone();
         edited[1].2 = b"#!/bin/sh\necho\n".to_vec();
@@ -355,7 +433,13 @@ mod tests {
     #[test]
     fn repo_recipes_have_tags() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-        let project = Project { dist: root.join("dist"), cache: root.join("target/none"), pins: crate::pins::Pins::load(&root).unwrap(), root, install: false };
+        let project = Project {
+            dist: root.join("dist"),
+            cache: root.join("target/none"),
+            pins: crate::pins::Pins::load(&root).unwrap(),
+            root,
+            install: false,
+        };
         for name in project.pins.images.keys() {
             let tag = tag(&project, name).unwrap();
             assert!(tag.chars().all(|c| c.is_ascii_hexdigit()), "{name}: {tag}");

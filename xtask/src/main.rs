@@ -135,7 +135,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor => host::doctor(&sh, &project),
         Command::VmImages { names } => {
-            let names = if names.is_empty() { project.pins.images.keys().cloned().collect() } else { names };
+            let names = if names.is_empty() {
+                project.pins.images.keys().cloned().collect()
+            } else {
+                names
+            };
             for name in names {
                 images::ensure(&sh, &project, &name)?;
             }
@@ -153,7 +157,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::RunDynamic { run, registry } => {
             let app = run.compose.load(&project)?;
             let registry = registry.registry.as_ref();
-            methods::run(&sh, &project, methods::Method::Dynamic, &app, registry, run.port, &run.vm)
+            methods::run(
+                &sh,
+                &project,
+                methods::Method::Dynamic,
+                &app,
+                registry,
+                run.port,
+                &run.vm,
+            )
         }
         Command::RunStatic(args) => {
             let app = args.compose.load(&project)?;
@@ -199,7 +211,9 @@ fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmO
 
 fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {
     let step = ui::step("cargo test --workspace");
-    xshell::cmd!(sh, "cargo test --workspace --locked").run().context("unit and snapshot tests")?;
+    xshell::cmd!(sh, "cargo test --workspace --locked")
+        .run()
+        .context("unit and snapshot tests")?;
     step.done();
     let smoke = test_boot::Args {
         smoke: true,
@@ -210,14 +224,28 @@ fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<
         timeout: None,
         vm,
     };
-    let method = |m| test_boot::Args { smoke: false, method: Some(m), ..smoke.clone() };
+    let method = |m| test_boot::Args {
+        smoke: false,
+        method: Some(m),
+        ..smoke.clone()
+    };
     test_boot::run(sh, project, &smoke)?;
     test_boot::run(sh, project, &method(methods::Method::Static))?;
     test_boot::run(sh, project, &method(methods::Method::Dynamic))?;
-    test_boot::run(sh, project, &test_boot::Args { unreachable_registry: true, ..method(methods::Method::Dynamic) })
+    test_boot::run(
+        sh,
+        project,
+        &test_boot::Args {
+            unreachable_registry: true,
+            ..method(methods::Method::Dynamic)
+        },
+    )
 }
 
 /// The workspace root: xtask/'s parent.
 fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

@@ -111,14 +111,21 @@ pub fn payload(method: Method, app: &App, registry: Option<&Address>) -> Compose
             tarballs: vec![],
             // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
             daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
-            cmdline: registry.map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r))).into_iter().collect(),
+            cmdline: registry
+                .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
+                .into_iter()
+                .collect(),
         },
     }
 }
 
 /// `host[:port][/namespace]` of a registry as the guest reaches it.
 fn guest_registry(registry: &Address) -> String {
-    registry.from_guest().image("").trim_end_matches('/').to_string()
+    registry
+        .as_seen_from_guest()
+        .image("")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 pub fn vm(method: Method, app: &App, registry: Option<&Address>) -> Vm {
@@ -155,7 +162,10 @@ pub fn build(
             for target in registry.into_iter().chain(push_to) {
                 for image in app.images() {
                     if !ids.contains_key(image) {
-                        bail!("{}: image `{image}` has no `build:`; the local profile cannot pull it", app.file.display());
+                        bail!(
+                            "{}: image `{image}` has no `build:`; the local profile cannot pull it",
+                            app.file.display()
+                        );
                     }
                     registry::push(sh, project, image, target)?;
                 }
@@ -177,29 +187,59 @@ pub struct Prepared {
 
 /// Build for booting: for the dynamic method without `--registry`, start a
 /// local registry, push to it, and name it on the kernel command line.
-pub fn prepare(sh: &Shell, project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Prepared> {
+pub fn prepare(
+    sh: &Shell,
+    project: &Project,
+    method: Method,
+    app: &App,
+    registry: Option<&Address>,
+) -> Result<Prepared> {
     if method == Method::Static || registry.is_some() {
         let artifacts = build(sh, project, method, app, registry, None)?;
-        return Ok(Prepared { artifacts, local_registry: None });
+        return Ok(Prepared {
+            artifacts,
+            local_registry: None,
+        });
     }
     let log = project.dist.join(format!("{}-registry.log", method.vm_name()));
     std::fs::create_dir_all(&project.dist)?;
     let local = registry::Local::start(sh, project, &log)?;
     let mut artifacts = build(sh, project, method, app, None, Some(&local.address))?;
-    artifacts.cmdline = format!("{} {REGISTRY_PARAM}={}", artifacts.cmdline, guest_registry(&local.address));
-    Ok(Prepared { artifacts, local_registry: Some(local) })
+    artifacts.cmdline = format!(
+        "{} {REGISTRY_PARAM}={}",
+        artifacts.cmdline,
+        guest_registry(&local.address)
+    );
+    Ok(Prepared {
+        artifacts,
+        local_registry: Some(local),
+    })
 }
 
 /// `cargo xtask run-static|run-dynamic`: boot on this terminal with guest port 80
 /// on 127.0.0.1:`port`, after saying how to reach each routed hostname.
-pub fn run(sh: &Shell, project: &Project, method: Method, app: &App, registry: Option<&Address>, port: u16, opts: &VmOpts) -> Result<()> {
+pub fn run(
+    sh: &Shell,
+    project: &Project,
+    method: Method,
+    app: &App,
+    registry: Option<&Address>,
+    port: u16,
+    opts: &VmOpts,
+) -> Result<()> {
     let prepared = prepare(sh, project, method, app, registry)?;
     let artifacts = &prepared.artifacts;
     let accel = boot::accel(opts, &artifacts.kernel);
     let spec = boot::spec(opts, artifacts, accel, Console::Terminal, vec![(port, 80)]);
-    println!("{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":", method.vm_name());
+    println!(
+        "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
+        method.vm_name()
+    );
     for (host, service) in app.routes() {
-        println!("  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}", service.name);
+        println!(
+            "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
+            service.name
+        );
     }
     println!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
     let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
@@ -229,7 +269,10 @@ mod tests {
     fn static_carries_a_tarball_per_image_and_never_pulls() {
         let p = payload(Method::Static, &app(), None);
         assert_eq!(p.tarballs.len(), app().images().len());
-        assert!(p.tarballs.iter().all(|(name, src)| src == &format!("dist/images/{name}")));
+        assert!(p
+            .tarballs
+            .iter()
+            .all(|(name, src)| src == &format!("dist/images/{name}")));
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
@@ -251,13 +294,20 @@ mod tests {
         let p = payload(Method::Dynamic, &app(), Some(&local));
         assert_eq!(p.cmdline, ["linuxkit_compose.registry=10.0.2.2:5000/ns"]);
         let remote = Address::parse("registry.example.com").unwrap();
-        assert_eq!(payload(Method::Dynamic, &app(), Some(&remote)).cmdline, ["linuxkit_compose.registry=registry.example.com"]);
+        assert_eq!(
+            payload(Method::Dynamic, &app(), Some(&remote)).cmdline,
+            ["linuxkit_compose.registry=registry.example.com"]
+        );
     }
 
     #[test]
     fn expected_bodies_come_from_the_build_contexts() {
         let app = app();
-        let a = app.services.iter().find(|s| s.hosts.contains(&"a.localhost".to_string())).unwrap();
+        let a = app
+            .services
+            .iter()
+            .find(|s| s.hosts.contains(&"a.localhost".to_string()))
+            .unwrap();
         assert!(expected_body(a).unwrap().contains("This is app A"));
     }
 }

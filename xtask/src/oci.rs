@@ -40,7 +40,10 @@ pub fn name_index(index: &Value, reference: &str) -> Result<Value> {
     let [manifest] = manifests.as_slice() else {
         bail!("expected one image in the layout, found {}", manifests.len());
     };
-    let tag = reference.rsplit_once(':').map(|(_, t)| t).context("reference without a tag")?;
+    let tag = reference
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .context("reference without a tag")?;
     Ok(json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -58,16 +61,24 @@ pub fn name_index(index: &Value, reference: &str) -> Result<Value> {
 pub fn import(sh: &Shell, project: &Project, layout: &Path, reference: &str) -> Result<()> {
     let index_path = layout.join("index.json");
     let index: Value = serde_json::from_str(&fs::read_to_string(&index_path)?)?;
-    write_atomic(&index_path, serde_json::to_string_pretty(&name_index(&index, reference)?)?.as_bytes())?;
+    write_atomic(
+        &index_path,
+        serde_json::to_string_pretty(&name_index(&index, reference)?)?.as_bytes(),
+    )?;
     // `cache import` wants entries named `index.json` and `blobs/sha256/<hex>`, no `./`.
     let tar = layout.with_extension("tar");
     cmd!(sh, "tar -C {layout} -cf {tar} oci-layout index.json blobs").run()?;
     let linuxkit = gotools::ensure(sh, project, "linuxkit")?;
     let cache = project.linuxkit_cache();
-    cmd!(sh, "{linuxkit} --quiet cache import --cache {cache} {tar}").run().context("linuxkit cache import")?;
+    cmd!(sh, "{linuxkit} --quiet cache import --cache {cache} {tar}")
+        .run()
+        .context("linuxkit cache import")?;
     fs::remove_file(&tar)?;
     if !cache_has(&cache, reference)? {
-        bail!("linuxkit cache import finished but {} does not list {reference}", cache.display());
+        bail!(
+            "linuxkit cache import finished but {} does not list {reference}",
+            cache.display()
+        );
     }
     Ok(())
 }

@@ -53,8 +53,7 @@ pub struct GoTool {
 impl Pins {
     pub fn load(root: &Path) -> Result<Pins> {
         let path = root.join(FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Pins::parse(&text).with_context(|| format!("{}", path.display()))
     }
 
@@ -95,7 +94,9 @@ impl Pins {
     }
 
     pub fn go_tool(&self, name: &str) -> Result<&GoTool> {
-        self.go.get(name).with_context(|| format!("{FILE} has no `go.{name}` entry"))
+        self.go
+            .get(name)
+            .with_context(|| format!("{FILE} has no `go.{name}` entry"))
     }
 }
 
@@ -110,7 +111,11 @@ mod tests {
         assert_eq!(pins.debian.suite, "trixie");
         let lk = pins.go_tool("linuxkit").unwrap();
         assert!(lk.sum.as_deref().unwrap().starts_with("h1:"));
-        assert!(pins.image("kernel").unwrap().packages.contains(&"linux-image-cloud-amd64".to_string()));
+        assert!(pins
+            .image("kernel")
+            .unwrap()
+            .packages
+            .contains(&"linux-image-cloud-amd64".to_string()));
         assert_eq!(pins.image("traefik").unwrap().go, ["traefik"]);
     }
 
@@ -148,7 +153,10 @@ images:
     #[test]
     fn empty_package_list_is_rejected() {
         let err = Pins::parse(&MINIMAL.replace("[busybox-static]", "[]")).unwrap_err();
-        assert!(format!("{err:#}").contains("images.a lists no Debian packages"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("images.a lists no Debian packages"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ impl Project {
             std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
             std::env::var_os("HOME").map(PathBuf::from),
         )?;
-        Ok(Project { dist: root.join("dist"), root, cache, pins, install })
+        Ok(Project {
+            dist: root.join("dist"),
+            root,
+            cache,
+            pins,
+            install,
+        })
     }
 
     pub fn cache_path(&self, rel: &str) -> PathBuf {
@@ -51,7 +57,9 @@ fn cache_dir(explicit: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathB
     }
     let base = match xdg.filter(|d| d.is_absolute()) {
         Some(xdg) => xdg,
-        None => home.context("neither $HOME nor $XDG_CACHE_HOME is set: set $LINUXKIT_COMPOSE_CACHE")?.join(".cache"),
+        None => home
+            .context("neither $HOME nor $XDG_CACHE_HOME is set: set $LINUXKIT_COMPOSE_CACHE")?
+            .join(".cache"),
     };
     Ok(base.join("linuxkit-compose"))
 }
@@ -64,10 +72,19 @@ mod tests {
     fn cache_dir_precedence() {
         let p = |s: &str| Some(PathBuf::from(s));
         assert_eq!(cache_dir(p("/c"), p("/x"), p("/h")).unwrap(), Path::new("/c"));
-        assert_eq!(cache_dir(None, p("/x"), p("/h")).unwrap(), Path::new("/x/linuxkit-compose"));
-        assert_eq!(cache_dir(None, None, p("/h")).unwrap(), Path::new("/h/.cache/linuxkit-compose"));
+        assert_eq!(
+            cache_dir(None, p("/x"), p("/h")).unwrap(),
+            Path::new("/x/linuxkit-compose")
+        );
+        assert_eq!(
+            cache_dir(None, None, p("/h")).unwrap(),
+            Path::new("/h/.cache/linuxkit-compose")
+        );
         // XDG says relative paths are invalid and must be ignored.
-        assert_eq!(cache_dir(None, p("rel"), p("/h")).unwrap(), Path::new("/h/.cache/linuxkit-compose"));
+        assert_eq!(
+            cache_dir(None, p("rel"), p("/h")).unwrap(),
+            Path::new("/h/.cache/linuxkit-compose")
+        );
         assert!(cache_dir(None, None, None).is_err());
     }
 }

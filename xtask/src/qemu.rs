@@ -116,8 +116,13 @@ impl Vm {
         if spec.console != Console::Terminal {
             cmd.stdin(Stdio::null());
         }
-        let child = child::dies_with_parent(&mut cmd).spawn().with_context(|| format!("starting {QEMU}"))?;
-        Ok(Vm { child, started: Instant::now() })
+        let child = child::dies_with_parent(&mut cmd)
+            .spawn()
+            .with_context(|| format!("starting {QEMU}"))?;
+        Ok(Vm {
+            child,
+            started: Instant::now(),
+        })
     }
 
     /// Has QEMU exited? Returns its status if so.
@@ -164,15 +169,31 @@ impl Drop for Vm {
 pub fn probe_kvm(kernel: &Path, timeout: Duration) -> bool {
     let step = ui::step(format!("probing KVM (up to {}s)", timeout.as_secs()));
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-no-reboot", "-display", "none"])
-        .args(["-serial", "none", "-monitor", "none", "-kernel"])
-        .arg(kernel)
-        .args(["-append", "panic=-1 console=ttyS0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let Ok(child) = child::dies_with_parent(&mut cmd).spawn() else { return false };
-    let mut vm = Vm { child, started: Instant::now() };
+    cmd.args([
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256",
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+    ])
+    .args(["-serial", "none", "-monitor", "none", "-kernel"])
+    .arg(kernel)
+    .args(["-append", "panic=-1 console=ttyS0"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let Ok(child) = child::dies_with_parent(&mut cmd).spawn() else {
+        return false;
+    };
+    let mut vm = Vm {
+        child,
+        started: Instant::now(),
+    };
     let ok = loop {
         match vm.exited() {
             Ok(Some(status)) => break status.success(),
@@ -218,14 +239,23 @@ mod tests {
         s.forwards = vec![(8080, 80), (9000, 443)];
         let a = args(&s);
         let netdev = &a[a.iter().position(|x| x == "-netdev").unwrap() + 1];
-        assert_eq!(netdev, "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:443");
+        assert_eq!(
+            netdev,
+            "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:443"
+        );
     }
 
     #[test]
     fn accel_choice() {
         let never = || panic!("must not probe");
-        assert_eq!(choose_accel(Some(Accel::Kvm), false, never), (Accel::Kvm, Why::Requested));
-        assert_eq!(choose_accel(Some(Accel::Tcg), true, never), (Accel::Tcg, Why::Requested));
+        assert_eq!(
+            choose_accel(Some(Accel::Kvm), false, never),
+            (Accel::Kvm, Why::Requested)
+        );
+        assert_eq!(
+            choose_accel(Some(Accel::Tcg), true, never),
+            (Accel::Tcg, Why::Requested)
+        );
         assert_eq!(choose_accel(None, false, never), (Accel::Tcg, Why::NoKvmDevice));
         assert_eq!(choose_accel(None, true, || true), (Accel::Kvm, Why::KvmProbeOk));
         assert_eq!(choose_accel(None, true, || false), (Accel::Tcg, Why::KvmProbeFailed));

@@ -38,12 +38,16 @@ impl Address {
             None => (text, None),
         };
         if let Some((_, port)) = host.rsplit_once(':') {
-            port.parse::<u16>().with_context(|| format!("registry {text:?}: port {port:?} is not a number"))?;
+            port.parse::<u16>()
+                .with_context(|| format!("registry {text:?}: port {port:?} is not a number"))?;
         }
         if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
             bail!("registry {text:?}: {host:?} is not a host name");
         }
-        Ok(Address { host: host.to_string(), namespace })
+        Ok(Address {
+            host: host.to_string(),
+            namespace,
+        })
     }
 
     /// `registry/namespace/image`.
@@ -56,17 +60,24 @@ impl Address {
 
     /// The same registry as the guest reaches it: 127.0.0.1/localhost become
     /// QEMU's gateway address.
-    pub fn from_guest(&self) -> Address {
+    pub fn as_seen_from_guest(&self) -> Address {
         let (name, port) = match self.host.rsplit_once(':') {
             Some((n, p)) => (n, Some(p)),
             None => (self.host.as_str(), None),
         };
-        let name = if name == "127.0.0.1" || name == "localhost" { GUEST_GATEWAY } else { name };
+        let name = if name == "127.0.0.1" || name == "localhost" {
+            GUEST_GATEWAY
+        } else {
+            name
+        };
         let host = match port {
             Some(p) => format!("{name}:{p}"),
             None => name.to_string(),
         };
-        Address { host, namespace: self.namespace.clone() }
+        Address {
+            host,
+            namespace: self.namespace.clone(),
+        }
     }
 
     fn is_loopback(&self) -> bool {
@@ -95,16 +106,35 @@ impl Local {
         fs::write(&config, config_yaml(&dir.join("data"), port))?;
         let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(program);
-        cmd.arg("serve").arg(&config).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-        let child = child::dies_with_parent(&mut cmd).spawn().context("starting docker-registry")?;
-        let mut registry = Local { child, address: Address { host: format!("127.0.0.1:{port}"), namespace: None }, log: log.to_path_buf() };
+        cmd.arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = child::dies_with_parent(&mut cmd)
+            .spawn()
+            .context("starting docker-registry")?;
+        let mut registry = Local {
+            child,
+            address: Address {
+                host: format!("127.0.0.1:{port}"),
+                namespace: None,
+            },
+            log: log.to_path_buf(),
+        };
         registry.wait_ready(Duration::from_secs(30))?;
-        ui::note(format!("registry (docker-registry) on 127.0.0.1:{port}, log in {}", project.rel(log).display()));
+        ui::note(format!(
+            "registry (docker-registry) on 127.0.0.1:{port}, log in {}",
+            project.rel(log).display()
+        ));
         Ok(registry)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.address.host.rsplit_once(':').unwrap().1.parse::<u16>()?));
+        let addr = SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            self.address.host.rsplit_once(':').unwrap().1.parse::<u16>()?,
+        ));
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -114,7 +144,11 @@ impl Local {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("docker-registry did not answer GET /v2/ within {}s; see {}", timeout.as_secs(), self.log.display());
+                bail!(
+                    "docker-registry did not answer GET /v2/ within {}s; see {}",
+                    timeout.as_secs(),
+                    self.log.display()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -154,11 +188,22 @@ fn config_yaml(data: &Path, port: u16) -> String {
 pub fn pulled_manifests(log: &str) -> Vec<String> {
     let mut repos = Vec::new();
     for line in log.lines() {
-        let Some(request) = line.split('"').nth(1) else { continue };
+        let Some(request) = line.split('"').nth(1) else {
+            continue;
+        };
         let mut parts = request.split_whitespace();
-        let (Some("GET"), Some(path)) = (parts.next(), parts.next()) else { continue };
-        let status_ok = line.split('"').nth(2).is_some_and(|rest| rest.trim_start().starts_with("200"));
-        if let Some(repo) = path.strip_prefix("/v2/").and_then(|p| p.split_once("/manifests/")).map(|(r, _)| r) {
+        let (Some("GET"), Some(path)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let status_ok = line
+            .split('"')
+            .nth(2)
+            .is_some_and(|rest| rest.trim_start().starts_with("200"));
+        if let Some(repo) = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.split_once("/manifests/"))
+            .map(|(r, _)| r)
+        {
             if status_ok && !repos.iter().any(|r| r == repo) {
                 repos.push(repo.to_string());
             }
@@ -184,12 +229,24 @@ mod tests {
     #[test]
     fn addresses() {
         let a = Address::parse("registry.example.com:5000/team/").unwrap();
-        assert_eq!(a, Address { host: "registry.example.com:5000".into(), namespace: Some("team".into()) });
+        assert_eq!(
+            a,
+            Address {
+                host: "registry.example.com:5000".into(),
+                namespace: Some("team".into())
+            }
+        );
         assert_eq!(a.image("x/app:1"), "registry.example.com:5000/team/x/app:1");
-        assert_eq!(a.from_guest(), a, "a real registry is the same from the guest");
+        assert_eq!(a.as_seen_from_guest(), a, "a real registry is the same from the guest");
         let local = Address::parse("127.0.0.1:41234").unwrap();
-        assert_eq!(local.from_guest().image("app:1"), "10.0.2.2:41234/app:1");
-        assert_eq!(Address::parse("localhost:5000/ns").unwrap().from_guest().image("a:1"), "10.0.2.2:5000/ns/a:1");
+        assert_eq!(local.as_seen_from_guest().image("app:1"), "10.0.2.2:41234/app:1");
+        assert_eq!(
+            Address::parse("localhost:5000/ns")
+                .unwrap()
+                .as_seen_from_guest()
+                .image("a:1"),
+            "10.0.2.2:5000/ns/a:1"
+        );
         for bad in ["", "http://r:5000", "r:port", "has space:1", "r@x"] {
             assert!(Address::parse(bad).is_err(), "{bad:?} must be refused");
         }

@@ -101,7 +101,14 @@ fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeo
     ));
     let vm = Vm::spawn(&spec)?;
     let deadline = vm.started + timeout;
-    Ok(Headless { vm, port, log, accel, deadline, step })
+    Ok(Headless {
+        vm,
+        port,
+        log,
+        accel,
+        deadline,
+        step,
+    })
 }
 
 impl Headless {
@@ -117,20 +124,32 @@ impl Headless {
                 Ok(value)
             }
             Err(e) => {
-                eprintln!("--- last lines of {} ---\n{}\n---", log.display(), boot::log_tail(&log, 60));
+                eprintln!(
+                    "--- last lines of {} ---\n{}\n---",
+                    log.display(),
+                    boot::log_tail(&log, 60)
+                );
                 let compose = compose_lines(&log);
                 if !compose.is_empty() {
                     eprintln!("--- what the compose runner said ---\n{compose}\n---");
                 }
-                Err(e.context(format!("boot test failed {} after QEMU started", ui::secs(started.elapsed()))))
+                Err(e.context(format!(
+                    "boot test failed {} after QEMU started",
+                    ui::secs(started.elapsed())
+                )))
             }
         }
     }
 }
 
 fn compose_lines(log: &Path) -> String {
-    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    text.lines().filter(|l| l.starts_with("compose:")).collect::<Vec<_>>().join("\n")
+    let text = std::fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("compose:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
@@ -139,11 +158,21 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
     let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &|| None).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
-            bail!("HTTP 200, but not the smoke page: got {body:?}, want {:?}", linuxkit::SMOKE_PAGE);
+            bail!(
+                "HTTP 200, but not the smoke page: got {body:?}, want {:?}",
+                linuxkit::SMOKE_PAGE
+            );
         }
         let took = at - h.vm.started;
-        println!("smoke: HTTP 200 with the smoke page {} after QEMU started ({})", ui::secs(took), h.accel);
-        Ok(Timings { accel: Some(h.accel), hosts: vec![("localhost".to_string(), took)] })
+        println!(
+            "smoke: HTTP 200 with the smoke page {} after QEMU started ({})",
+            ui::secs(took),
+            h.accel
+        );
+        Ok(Timings {
+            accel: Some(h.accel),
+            hosts: vec![("localhost".to_string(), took)],
+        })
     });
     h.finish(result)
 }
@@ -151,7 +180,10 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
 fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<Timings> {
     let routes = app.routes();
     if routes.is_empty() {
-        bail!("{}: no service has a traefik Host(`…`) rule, so there is nothing to test", app.file.display());
+        bail!(
+            "{}: no service has a traefik Host(`…`) rule, so there is nothing to test",
+            app.file.display()
+        );
     }
     let registry = args.registry.registry.as_ref();
     let mut prepared = methods::prepare(sh, project, method, app, registry)?;
@@ -161,17 +193,34 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let result = check_routes(&mut h, app);
     let timings = h.finish(result)?;
-    println!("{}: every routed host answered with its own page; an unknown host got traefik's 404", method.vm_name());
+    println!(
+        "{}: every routed host answered with its own page; an unknown host got traefik's 404",
+        method.vm_name()
+    );
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
         let pulled = local.pulled_manifests();
-        let missing: Vec<&str> = app.images().into_iter().filter(|i| !pulled.iter().any(|p| i.starts_with(&format!("{p}:")))).collect();
+        let missing: Vec<&str> = app
+            .images()
+            .into_iter()
+            .filter(|i| !pulled.iter().any(|p| i.starts_with(&format!("{p}:"))))
+            .collect();
         if !missing.is_empty() {
-            bail!("the app answered, but the registry served no manifest for {} (it served: {pulled:?})", missing.join(", "));
+            bail!(
+                "the app answered, but the registry served no manifest for {} (it served: {pulled:?})",
+                missing.join(", ")
+            );
         }
-        println!("{}: the registry served every image's manifest to the VM: {}", method.vm_name(), pulled.join(", "));
+        println!(
+            "{}: the registry served every image's manifest to the VM: {}",
+            method.vm_name(),
+            pulled.join(", ")
+        );
     } else if method == Method::Dynamic {
-        println!("{}: pulls from your --registry are not checked (its logs are not ours to read)", method.vm_name());
+        println!(
+            "{}: pulls from your --registry are not checked (its logs are not ours to read)",
+            method.vm_name()
+        );
     }
     Ok(timings)
 }
@@ -188,48 +237,77 @@ fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prep
     let failed = move || boot::log_line(&log, RUNNER_FAILED);
     let outcome = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &failed);
     let result = match outcome {
-        Ok(_) => Err(anyhow::anyhow!("the app answered although its registry was stopped before boot")),
+        Ok(_) => Err(anyhow::anyhow!(
+            "the app answered although its registry was stopped before boot"
+        )),
         Err(e) => {
             let said = compose_lines(&h.log);
-            let reason = said.lines().filter(|l| l.contains("up:")).last().unwrap_or_default().to_string();
+            let reason = said
+                .lines()
+                .rfind(|l| l.contains("up:"))
+                .unwrap_or_default()
+                .to_string();
             if boot::log_line(&h.log, RUNNER_FAILED).is_none() {
                 Err(e.context("the compose runner never said it gave up"))
             } else if !(reason.contains("connection refused") || reason.contains("10.0.2.2")) {
-                Err(anyhow::anyhow!("the compose runner gave up, but without naming the registry: {reason:?}"))
+                Err(anyhow::anyhow!(
+                    "the compose runner gave up, but without naming the registry: {reason:?}"
+                ))
             } else {
-                println!("  the compose runner gave up {}: {reason}", ui::secs(h.vm.started.elapsed()));
+                println!(
+                    "  the compose runner gave up {}: {reason}",
+                    ui::secs(h.vm.started.elapsed())
+                );
                 Ok(())
             }
         }
     };
     h.finish(result)?;
-    println!("{}: with its registry gone, the VM retried, then failed saying why", method.vm_name());
+    println!(
+        "{}: with its registry gone, the VM retried, then failed saying why",
+        method.vm_name()
+    );
     Ok(())
 }
 
 fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     let mut bodies: Vec<(String, String)> = Vec::new();
-    let mut timings = Timings { accel: Some(h.accel), hosts: vec![] };
+    let mut timings = Timings {
+        accel: Some(h.accel),
+        hosts: vec![],
+    };
     for (host, service) in app.routes() {
         let log = h.log.clone();
         let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
         let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &runner_failed)?;
         if let Some(want) = methods::expected_body(service) {
             if body != want {
-                bail!("Host {host}: HTTP 200, but not service `{}`'s index.html: got {body:?}", service.name);
+                bail!(
+                    "Host {host}: HTTP 200, but not service `{}`'s index.html: got {body:?}",
+                    service.name
+                );
             }
         }
         if let Some((other, _)) = bodies.iter().find(|(_, b)| *b == body) {
             bail!("Host {host} and Host {other} answer with the same page: routing by hostname is not working");
         }
-        println!("  {host}: HTTP 200 from `{}` {} after QEMU started ({})", service.name, ui::secs(at - h.vm.started), h.accel);
+        println!(
+            "  {host}: HTTP 200 from `{}` {} after QEMU started ({})",
+            service.name,
+            ui::secs(at - h.vm.started),
+            h.accel
+        );
         bodies.push((host.to_string(), body));
         timings.hosts.push((host.to_string(), at - h.vm.started));
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, h.port));
     let r = http::get(addr, UNKNOWN_HOST, "/", Duration::from_secs(10))?;
     if r.status != 404 || r.body != TRAEFIK_404 {
-        bail!("Host {UNKNOWN_HOST}: want traefik's 404 ({TRAEFIK_404:?}), got HTTP {} {:?}", r.status, r.body);
+        bail!(
+            "Host {UNKNOWN_HOST}: want traefik's 404 ({TRAEFIK_404:?}), got HTTP {} {:?}",
+            r.status,
+            r.body
+        );
     }
     println!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
     Ok(timings)

@@ -33,7 +33,11 @@ pub fn step(what: impl Into<String>) -> Step {
             _ => return,
         }
     });
-    Step { what, start, stop: Some(stop) }
+    Step {
+        what,
+        start,
+        stop: Some(stop),
+    }
 }
 
 impl Step {

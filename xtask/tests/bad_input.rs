@@ -47,7 +47,10 @@ fn fails(command: &str, name: &str, text: &str) -> String {
     assert!(!out.status.success(), "{command} with {name} must fail:\n{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line, got:\n{stderr}");
-    assert!(errors[0].contains(&file.display().to_string()), "the error names the file:\n{stderr}");
+    assert!(
+        errors[0].contains(&file.display().to_string()),
+        "the error names the file:\n{stderr}"
+    );
     assert_eq!(before, listing(&dist), "{command} with {name} changed dist/");
     assert!(!dir.join("cache").exists(), "{command} with {name} started building");
     fs::remove_dir_all(&dir).unwrap();
@@ -62,14 +65,22 @@ fn malformed_yaml() {
 
 #[test]
 fn missing_build_context() {
-    let e = fails("dynamic", "context", "services:\n  a:\n    build: ./nope\n    image: x/a:1\n");
+    let e = fails(
+        "dynamic",
+        "context",
+        "services:\n  a:\n    build: ./nope\n    image: x/a:1\n",
+    );
     assert!(e.contains("build context `./nope` does not exist"), "{e}");
 }
 
 #[test]
 fn build_without_image() {
     let app_a = root().join("apps/a");
-    let e = fails("images", "noimage", &format!("services:\n  a:\n    build: {}\n", app_a.display()));
+    let e = fails(
+        "images",
+        "noimage",
+        &format!("services:\n  a:\n    build: {}\n", app_a.display()),
+    );
     assert!(e.contains("service `a`: has `build:` but no `image:`"), "{e}");
 }
 
@@ -77,7 +88,10 @@ fn build_without_image() {
 fn router_without_host_rule() {
     let text = "services:\n  a:\n    image: x/a:1\n    labels:\n      traefik.enable: \"true\"\n      traefik.http.routers.a.rule: PathPrefix(`/`)\n";
     let e = fails("run-static", "nohost", text);
-    assert!(e.contains("router `a` rule `PathPrefix(`/`)` has no Host(`…`) matcher"), "{e}");
+    assert!(
+        e.contains("router `a` rule `PathPrefix(`/`)` has no Host(`…`) matcher"),
+        "{e}"
+    );
 }
 
 #[test]

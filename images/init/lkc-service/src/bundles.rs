@@ -53,13 +53,7 @@ mod tests {
             name: n.into(),
             dir: PathBuf::from("/c").join(n),
         };
-        let got = order(vec![
-            mk("010-z"),
-            mk(".tmp"),
-            mk("002-b"),
-            mk("001-c"),
-            mk("sshd"),
-        ]);
+        let got = order(vec![mk("010-z"), mk(".tmp"), mk("002-b"), mk("001-c"), mk("sshd")]);
         assert_eq!(names(&got), ["001-c", "002-b", "010-z", "sshd"]);
         assert_eq!(got[0].dir, PathBuf::from("/c/001-c"));
     }
@@ -80,9 +74,6 @@ mod tests {
 
     #[test]
     fn missing_dir_is_empty() {
-        assert_eq!(
-            list(Path::new("/nonexistent/lkc/containers")),
-            Ok(Vec::new())
-        );
+        assert_eq!(list(Path::new("/nonexistent/lkc/containers")), Ok(Vec::new()));
     }
 }

@@ -45,10 +45,7 @@ struct Args {
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut root = PathBuf::from("/");
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        return Ok(Args {
-            cmd: Cmd::Help,
-            root,
-        });
+        return Ok(Args { cmd: Cmd::Help, root });
     }
     let mut cmd = None;
     let mut it = args.iter();
@@ -85,10 +82,7 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
             continue;
         }
         match runc::run(&dir, &name) {
-            Ok(st) => log(&format!(
-                "{kind} {name} exited with status {}",
-                runc::code(st)
-            )),
+            Ok(st) => log(&format!("{kind} {name} exited with status {}", runc::code(st))),
             Err(e) => log(&format!("{kind} {name}: {e}")),
         }
     }
@@ -104,10 +98,7 @@ fn start(root: &Path) -> Result<(), String> {
         }
         match runc::run_detached(&dir, &name) {
             Ok(st) if st.success() => log(&format!("started {name}")),
-            Ok(st) => log(&format!(
-                "starting {name} failed with status {}",
-                runc::code(st)
-            )),
+            Ok(st) => log(&format!("starting {name} failed with status {}", runc::code(st))),
             Err(e) => log(&format!("starting {name}: {e}")),
         }
     }

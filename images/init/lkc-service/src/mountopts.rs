@@ -178,14 +178,8 @@ mod tests {
     fn propagation_is_separate_from_flags() {
         let o = opts(&["rbind", "rprivate", "shared"]);
         assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC);
-        assert_eq!(
-            o.propagation,
-            [libc::MS_PRIVATE | libc::MS_REC, libc::MS_SHARED]
-        );
-        assert_eq!(
-            opts(&["runbindable"]).propagation,
-            [libc::MS_UNBINDABLE | libc::MS_REC]
-        );
+        assert_eq!(o.propagation, [libc::MS_PRIVATE | libc::MS_REC, libc::MS_SHARED]);
+        assert_eq!(opts(&["runbindable"]).propagation, [libc::MS_UNBINDABLE | libc::MS_REC]);
     }
 
     #[test]
@@ -215,10 +209,7 @@ mod tests {
     fn tmpfs_and_overlay_are_single_mounts() {
         let calls = plan(&mount("tmpfs", "tmpfs", "/c/tmp", &[]));
         assert_eq!(calls.len(), 1);
-        assert_eq!(
-            (calls[0].fstype.as_deref(), calls[0].flags),
-            (Some("tmpfs"), 0)
-        );
+        assert_eq!((calls[0].fstype.as_deref(), calls[0].flags), (Some("tmpfs"), 0));
         assert_eq!(calls[0].data, None);
 
         let m = mount(
@@ -229,10 +220,7 @@ mod tests {
         );
         let calls = plan(&m);
         assert_eq!(calls.len(), 1);
-        assert_eq!(
-            calls[0].data.as_deref(),
-            Some("lowerdir=/l,upperdir=/u,workdir=/w")
-        );
+        assert_eq!(calls[0].data.as_deref(), Some("lowerdir=/l,upperdir=/u,workdir=/w"));
         assert_eq!(overlay_dirs(&m), ["/u", "/w"]);
     }
 
@@ -241,27 +229,15 @@ mod tests {
         let calls = plan(&mount("/src", "", "/dst", &["bind", "ro", "rprivate"]));
         let flags: Vec<_> = calls.iter().map(|c| c.flags).collect();
         let bind = libc::MS_BIND | libc::MS_RDONLY;
-        assert_eq!(
-            flags,
-            [
-                bind,
-                bind | libc::MS_REMOUNT,
-                libc::MS_PRIVATE | libc::MS_REC
-            ]
-        );
-        assert!(calls
-            .iter()
-            .all(|c| c.source == "/src" && c.target == "/dst"));
+        assert_eq!(flags, [bind, bind | libc::MS_REMOUNT, libc::MS_PRIVATE | libc::MS_REC]);
+        assert!(calls.iter().all(|c| c.source == "/src" && c.target == "/dst"));
     }
 
     #[test]
     fn plain_bind_is_one_call() {
         let calls = plan(&mount("/r", "", "/r", &["bind"]));
         assert_eq!(calls.len(), 1);
-        assert_eq!(
-            (calls[0].flags, calls[0].fstype.as_ref()),
-            (libc::MS_BIND, None)
-        );
+        assert_eq!((calls[0].flags, calls[0].fstype.as_ref()), (libc::MS_BIND, None));
     }
 
     #[test]

@@ -82,8 +82,7 @@ fn mount(c: &MountCall) -> Result<(), String> {
             target.as_ptr(),
             fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
             c.flags,
-            data.as_ref()
-                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+            data.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
         )
     };
     if rc == 0 {

@@ -8,10 +8,7 @@ use std::process::{Command, ExitStatus, Stdio};
 /// An exit status as a shell would report it (128+N when killed by signal N).
 pub fn code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or(status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+    status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 fn spawn_err(e: std::io::Error) -> String {

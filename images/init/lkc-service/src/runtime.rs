@@ -153,10 +153,7 @@ mod tests {
 
     #[test]
     fn parses_cgroups_mkdir_and_nulls() {
-        let rt = Runtime::parse(
-            r#"{"cgroups":["a","b"],"mkdir":["/var/x"],"mounts":null,"interfaces":null}"#,
-        )
-        .unwrap();
+        let rt = Runtime::parse(r#"{"cgroups":["a","b"],"mkdir":["/var/x"],"mounts":null,"interfaces":null}"#).unwrap();
         assert_eq!(rt.cgroups, ["a", "b"]);
         assert_eq!(rt.mkdir, ["/var/x"]);
         assert!(rt.mounts.is_empty());
@@ -201,9 +198,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_json_are_errors() {
-        assert!(Runtime::parse(r#"{"sysctl":{}}"#)
-            .unwrap_err()
-            .contains("sysctl"));
+        assert!(Runtime::parse(r#"{"sysctl":{}}"#).unwrap_err().contains("sysctl"));
         assert!(Runtime::parse("{").is_err());
     }
 }
