@@ -210,7 +210,16 @@ fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmO
 }
 
 fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {
-    let step = ui::step("cargo test --workspace");
+    let step = ui::step("cargo fmt --check, cargo clippy, cargo test --workspace");
+    xshell::cmd!(sh, "cargo fmt --all --check")
+        .run()
+        .context("formatting: run `cargo fmt --all`")?;
+    xshell::cmd!(
+        sh,
+        "cargo clippy --workspace --all-targets --locked --quiet -- -D warnings"
+    )
+    .run()
+    .context("clippy")?;
     xshell::cmd!(sh, "cargo test --workspace --locked")
         .run()
         .context("unit and snapshot tests")?;
