@@ -381,6 +381,16 @@ fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> Result<xs
     ))
 }
 
+/// [`write_atomic`], unless `path` already holds `contents` (its mtime then stays,
+/// and so does everything built from it). Returns whether it wrote.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<bool> {
+    if fs::read(path).ok().as_deref() == Some(contents) {
+        return Ok(false);
+    }
+    write_atomic(path, contents)?;
+    Ok(true)
+}
+
 /// Write `contents` to `path` through a temporary file, so a reader never sees half of it.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");

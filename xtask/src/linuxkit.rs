@@ -238,8 +238,7 @@ impl Vm {
     pub fn write_yaml(&self, project: &Project) -> Result<(PathBuf, String)> {
         let path = self.yaml_path(project);
         let yaml = self.yaml(project)?;
-        if fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
-            images::write_atomic(&path, yaml.as_bytes())?;
+        if images::write_if_changed(&path, yaml.as_bytes())? {
             ui::note(format!("wrote {}", project.rel(&path).display()));
         }
         Ok((path, yaml))

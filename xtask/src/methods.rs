@@ -174,7 +174,7 @@ pub fn build(
     }
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
-    images::write_atomic(&path, runtime_file(method, app)?.as_bytes())?;
+    images::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
     linuxkit::build(sh, project, &vm(method, app, registry))
 }
 
