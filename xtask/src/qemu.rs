@@ -79,7 +79,11 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     match spec.accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         // `-cpu max`: with the default CPU, 6.12 guests under TCG were seen to oops.
-        Accel::Tcg => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        // `thread=single`: with multi-threaded TCG a vCPU can run a stale
+        // translation of kernel text another vCPU is live-patching (text_poke_bp),
+        // and the guest dies of "Oops: int3" (seen about once in ten boots here).
+        // One host thread for all vCPUs cannot race; it costs ~30 s per compose boot.
+        Accel::Tcg => push(&["-accel", "tcg,thread=single", "-cpu", "max"]),
     }
     let (smp, mem) = (spec.cpus.to_string(), spec.memory_mb.to_string());
     push(&["-machine", "q35", "-smp", &smp, "-m", &mem]);
