@@ -192,15 +192,14 @@ fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: B
 /// Save every image `app` uses as a `docker load`-able tarball in `dist/images/`,
 /// reporting each one's size and layer count.
 pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, String>, builder: Builder) -> Result<()> {
+    let images: Vec<(&str, &String)> = app
+        .images()
+        .into_iter()
+        .map(|image| Ok((image, built(app, ids, image)?)))
+        .collect::<Result<_>>()?;
     let dir = project.dist.join("images");
     fs::create_dir_all(&dir)?;
-    for image in app.images() {
-        let Some(id) = ids.get(image) else {
-            bail!(
-                "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
-                app.file.display()
-            );
-        };
+    for (image, id) in images {
         let path = dir.join(compose::tarball_name(image));
         let stamp = path.with_extension("tar.id");
         if path.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(id.as_str()) {
@@ -231,6 +230,17 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
         ui::note(format!("{image}: {:.1} MB, {layers} layer(s)", size as f64 / 1e6));
     }
     Ok(())
+}
+
+/// The ID of `image`, which must be one the app builds: the local profile
+/// builds every image itself and pulls none.
+pub fn built<'a>(app: &App, ids: &'a BTreeMap<String, String>, image: &str) -> Result<&'a String> {
+    ids.get(image).with_context(|| {
+        format!(
+            "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
+            app.file.display()
+        )
+    })
 }
 
 /// Layers of a docker-archive tarball, from its manifest.json.

@@ -161,12 +161,7 @@ pub fn build(
         Method::Dynamic => {
             for target in registry.into_iter().chain(push_to) {
                 for image in app.images() {
-                    if !ids.contains_key(image) {
-                        bail!(
-                            "{}: image `{image}` has no `build:`; the local profile cannot pull it",
-                            app.file.display()
-                        );
-                    }
+                    apps::built(app, &ids, image)?;
                     registry::push(sh, project, image, target)?;
                 }
             }

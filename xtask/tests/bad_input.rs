@@ -99,3 +99,9 @@ fn missing_file() {
     let e = fails("apps", "missing", "");
     assert!(e.contains("defines no services"), "{e}");
 }
+
+#[test]
+fn image_the_local_profile_would_have_to_pull() {
+    let e = fails("images", "pull", "services:\n  cache:\n    image: redis:7\n");
+    assert!(e.contains("image `redis:7` has no `build:`"), "{e}");
+}
