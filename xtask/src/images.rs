@@ -442,14 +442,7 @@ mod tests {
 
     #[test]
     fn repo_recipes_have_tags() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-        let project = Project {
-            dist: root.join("dist"),
-            cache: root.join("target/none"),
-            pins: crate::pins::Pins::load(&root).unwrap(),
-            root,
-            install: false,
-        };
+        let project = crate::project::for_tests();
         for name in project.pins.images.keys() {
             let tag = tag(&project, name).unwrap();
             assert!(tag.chars().all(|c| c.is_ascii_hexdigit()), "{name}: {tag}");

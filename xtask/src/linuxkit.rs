@@ -363,17 +363,7 @@ mod tests {
     /// must match what the recipes give now.
     #[test]
     fn checked_in_yaml_is_current() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let project = Project {
-            dist: root.join("dist"),
-            cache: root.join("target/none"),
-            pins: crate::pins::Pins::load(&root).unwrap(),
-            root,
-            install: false,
-        };
+        let project = crate::project::for_tests();
         let app = crate::methods::default_app(&project).unwrap();
         let compose = |m| crate::methods::vm(m, &app, None);
         for vm in [

@@ -51,6 +51,20 @@ impl Project {
     }
 }
 
+/// This repository as the tests see it: its pins and recipes, and a cache
+/// directory nothing in a unit test may create.
+#[cfg(test)]
+pub fn for_tests() -> Project {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    Project {
+        dist: root.join("dist"),
+        cache: root.join("target/no-cache-in-unit-tests"),
+        pins: Pins::load(&root).unwrap(),
+        root,
+        install: false,
+    }
+}
+
 fn cache_dir(explicit: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(dir) = explicit.filter(|d| !d.as_os_str().is_empty()) {
         return Ok(dir);
