@@ -58,6 +58,21 @@ pub fn spec(opts: &VmOpts, artifacts: &Artifacts, accel: Accel, console: Console
     }
 }
 
+/// Boot `artifacts` with the serial console on this terminal and guest port 80
+/// on 127.0.0.1:`port`, after `intro` has said what to expect; returns when
+/// QEMU exits.
+pub fn interactive(opts: &VmOpts, artifacts: &Artifacts, port: u16, intro: impl FnOnce()) -> Result<()> {
+    let accel = accel(opts, &artifacts.kernel);
+    let spec = spec(opts, artifacts, accel, Console::Terminal, vec![(port, 80)]);
+    intro();
+    println!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
+    let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
+    if !status.success() {
+        bail!("QEMU exited with {status}");
+    }
+    Ok(())
+}
+
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port on 127.0.0.1")?;

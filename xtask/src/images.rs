@@ -28,13 +28,6 @@ const RECIPE_FORMAT: &str = "3";
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
 
-/// An image reference plus whether it had to be built.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Built {
-    pub reference: String,
-    pub fresh: bool,
-}
-
 pub fn reference(name: &str, tag: &str) -> String {
     format!("{REGISTRY}/{name}:{tag}")
 }
@@ -112,28 +105,23 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<RecipeFile>) -> Result<()> {
     Ok(())
 }
 
-/// Make sure image `name` is in the LinuxKit cache, building it if its tag is not.
-pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<Built> {
-    let reference = reference(name, &tag(project, name)?);
-    if oci::cache_has(&project.linuxkit_cache(), &reference)? {
-        ui::cached(format!("image {reference}"));
-        return Ok(Built {
-            reference,
-            fresh: false,
-        });
-    }
-    let step = ui::step(format!("building image {reference}"));
-    build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
-    step.done();
-    Ok(Built { reference, fresh: true })
+/// Make sure image `name` is in the LinuxKit cache, building it if its tag is
+/// not; returns its reference.
+pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<String> {
+    ensure_present(sh, project, name, false)
 }
 
 /// Like [`ensure`], for an image used as a base by app Dockerfiles: it must be in
 /// buildah's storage as well as in the LinuxKit cache.
 pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<String> {
+    ensure_present(sh, project, name, true)
+}
+
+fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -> Result<String> {
     let reference = reference(name, &tag(project, name)?);
-    let in_buildah = buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_ok();
-    if in_buildah && oci::cache_has(&project.linuxkit_cache(), &reference)? {
+    let present = oci::cache_has(&project.linuxkit_cache(), &reference)?
+        && (!in_buildah || buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_ok());
+    if present {
         ui::cached(format!("image {reference}"));
         return Ok(reference);
     }

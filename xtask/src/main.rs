@@ -199,14 +199,9 @@ fn run(cli: Cli) -> Result<()> {
 
 fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmOpts) -> Result<()> {
     let artifacts = linuxkit::build(sh, project, &linuxkit::smoke_vm())?;
-    let accel = boot::accel(opts, &artifacts.kernel);
-    let spec = boot::spec(opts, &artifacts, accel, qemu::Console::Terminal, vec![(port, 80)]);
-    println!("smoke VM: http://127.0.0.1:{port}/ once nginx is up. Ctrl-A X quits QEMU.");
-    let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
-    if !status.success() {
-        anyhow::bail!("QEMU exited with {status}");
-    }
-    Ok(())
+    boot::interactive(opts, &artifacts, port, || {
+        println!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
+    })
 }
 
 fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {

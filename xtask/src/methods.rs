@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use crate::{
@@ -15,7 +15,6 @@ use crate::{
     images,
     linuxkit::{self, Artifacts, ComposePayload, Vm},
     project::Project,
-    qemu::{self, Console},
     registry::{self, Address, GUEST_GATEWAY},
 };
 
@@ -223,25 +222,18 @@ pub fn run(
     opts: &VmOpts,
 ) -> Result<()> {
     let prepared = prepare(sh, project, method, app, registry)?;
-    let artifacts = &prepared.artifacts;
-    let accel = boot::accel(opts, &artifacts.kernel);
-    let spec = boot::spec(opts, artifacts, accel, Console::Terminal, vec![(port, 80)]);
-    println!(
-        "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
-        method.vm_name()
-    );
-    for (host, service) in app.routes() {
+    boot::interactive(opts, &prepared.artifacts, port, || {
         println!(
-            "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
-            service.name
+            "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
+            method.vm_name()
         );
-    }
-    println!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
-    let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
-    if !status.success() {
-        bail!("QEMU exited with {status}");
-    }
-    Ok(())
+        for (host, service) in app.routes() {
+            println!(
+                "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
+                service.name
+            );
+        }
+    })
 }
 
 /// The body a routed service should answer with: the index.html in its build
