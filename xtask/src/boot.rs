@@ -117,10 +117,16 @@ pub fn wait_for_200(
     }
 }
 
+/// The serial log as text (empty if it cannot be read: it is only ever evidence).
+pub fn read_log(log: &Path) -> String {
+    fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
 /// The first line of the serial log that starts with `prefix`.
 pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
-    let text = fs::read(log).ok()?;
-    String::from_utf8_lossy(&text)
+    read_log(log)
         .lines()
         .find(|l| l.starts_with(prefix))
         .map(str::to_string)
@@ -128,9 +134,7 @@ pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
 
 /// The last `n` lines of the serial log, for failure reports.
 pub fn log_tail(log: &Path, n: usize) -> String {
-    let text = fs::read(log)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = read_log(log);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

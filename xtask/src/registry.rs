@@ -61,15 +61,8 @@ impl Address {
     /// The same registry as the guest reaches it: 127.0.0.1/localhost become
     /// QEMU's gateway address.
     pub fn as_seen_from_guest(&self) -> Address {
-        let (name, port) = match self.host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (self.host.as_str(), None),
-        };
-        let name = if name == "127.0.0.1" || name == "localhost" {
-            GUEST_GATEWAY
-        } else {
-            name
-        };
+        let (name, port) = self.name_and_port();
+        let name = if self.is_loopback() { GUEST_GATEWAY } else { name };
         let host = match port {
             Some(p) => format!("{name}:{p}"),
             None => name.to_string(),
@@ -81,8 +74,15 @@ impl Address {
     }
 
     fn is_loopback(&self) -> bool {
-        let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(n, _)| n);
-        name == "127.0.0.1" || name == "localhost"
+        matches!(self.name_and_port().0, "127.0.0.1" | "localhost")
+    }
+
+    /// `host` split into its name and optional port.
+    fn name_and_port(&self) -> (&str, Option<&str>) {
+        match self.host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (&self.host, None),
+        }
     }
 }
 

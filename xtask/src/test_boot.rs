@@ -143,10 +143,8 @@ impl Headless {
 }
 
 fn compose_lines(log: &Path) -> String {
-    let text = std::fs::read(log)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    text.lines()
+    boot::read_log(log)
+        .lines()
         .filter(|l| l.starts_with("compose:"))
         .collect::<Vec<_>>()
         .join("\n")
