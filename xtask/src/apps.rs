@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     compose::{self, App, Build},
-    images,
+    exec, images,
     project::Project,
     ui,
 };
@@ -35,11 +35,7 @@ pub enum Builder {
 pub fn builder(sh: &Shell) -> Builder {
     let answered = which::which("docker").is_ok() && {
         let format = "{{.Server.Version}}";
-        cmd!(sh, "timeout 5 docker version --format {format}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .is_ok()
+        exec::probe(cmd!(sh, "timeout 5 docker version --format {format}")).is_some()
     };
     if answered {
         Builder::Docker
@@ -101,7 +97,7 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
         return Ok(id);
     }
     let step = ui::step(format!(
-        "building app image {image} from {} ({builder:?})",
+        "app image {image} ({} with {builder:?})",
         project.rel(&build.context).display()
     ));
     let label = format!("{INPUTS_LABEL}={inputs}");
@@ -129,14 +125,13 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
             images::buildah(sh, project, &args)?;
         }
         Builder::Docker => {
-            cmd!(
+            exec::run(cmd!(
                 sh,
                 "docker build --quiet --label {label} -f {file} -t {image} {arg_flags...} {context}"
-            )
-            .run()?;
+            ))?;
         }
     }
-    step.done();
+    step.done_with("built");
     built_id(sh, project, image, &inputs, builder)?.context("the build finished but the image is not there")
 }
 
@@ -173,13 +168,9 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: Builder) -> Result<Option<String>> {
     let inspect = match builder {
         Builder::Buildah => images::buildah_read(sh, project, &["inspect", "--type", "image", image]),
-        Builder::Docker => cmd!(sh, "docker image inspect {image}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .map_err(Into::into),
+        Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {image}")),
     };
-    let Ok(json) = inspect else { return Ok(None) };
+    let Some(json) = inspect else { return Ok(None) };
     let v: Value = serde_json::from_str(&json).context("reading image inspect output")?;
     let v = if builder == Builder::Docker { &v[0] } else { &v };
     let (labels, id) = match builder {
@@ -205,7 +196,7 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
         if path.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(id.as_str()) {
             ui::cached(format!("tarball {}", project.rel(&path).display()));
         } else {
-            let step = ui::step(format!("saving {image} to {}", project.rel(&path).display()));
+            let step = ui::step(format!("tarball {}", project.rel(&path).display()));
             let partial = path.with_extension("tar.partial");
             let _ = fs::remove_file(&partial);
             let _ = fs::remove_file(&stamp);
@@ -214,9 +205,7 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
                     let dest = format!("docker-archive:{}:{image}", partial.display());
                     images::buildah(sh, project, &["push", "--quiet", image, &dest])
                 }
-                Builder::Docker => cmd!(sh, "docker save --output {partial} {image}")
-                    .run()
-                    .map_err(Into::into),
+                Builder::Docker => exec::run(cmd!(sh, "docker save --output {partial} {image}")),
             };
             if saved.is_err() {
                 let _ = fs::remove_file(&partial);
@@ -224,9 +213,9 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
             saved.with_context(|| format!("saving {image}"))?;
             fs::rename(&partial, &path)?;
             fs::write(&stamp, id)?;
-            step.done();
+            step.done_with("saved");
         }
-        let (size, layers) = (fs::metadata(&path)?.len(), layer_count(&path)?);
+        let (size, layers) = (fs::metadata(&path)?.len(), layer_count(sh, &path)?);
         ui::note(format!("{image}: {:.1} MB, {layers} layer(s)", size as f64 / 1e6));
     }
     Ok(())
@@ -235,23 +224,25 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
 /// The ID of `image`, which must be one the app builds: the local profile
 /// builds every image itself and pulls none.
 pub fn built<'a>(app: &App, ids: &'a BTreeMap<String, String>, image: &str) -> Result<&'a String> {
-    ids.get(image).with_context(|| {
-        format!(
-            "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
-            app.file.display()
-        )
-    })
+    match ids.get(image) {
+        Some(id) => Ok(id),
+        None => cannot_pull(app, image),
+    }
+}
+
+/// The error for an image the app uses but does not build.
+pub fn cannot_pull<T>(app: &App, image: &str) -> Result<T> {
+    bail!(
+        "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
+        app.file.display()
+    )
 }
 
 /// Layers of a docker-archive tarball, from its manifest.json.
-fn layer_count(tar: &Path) -> Result<usize> {
-    let manifest = std::process::Command::new("tar")
-        .args(["-xOf"])
-        .arg(tar)
-        .arg("manifest.json")
-        .output()
-        .context("reading manifest.json from the tarball")?;
-    let v: Value = serde_json::from_slice(&manifest.stdout).context("manifest.json of the tarball")?;
+fn layer_count(sh: &Shell, tar: &Path) -> Result<usize> {
+    let manifest =
+        exec::read(cmd!(sh, "tar -xOf {tar} manifest.json")).context("reading manifest.json from the tarball")?;
+    let v: Value = serde_json::from_str(&manifest).context("manifest.json of the tarball")?;
     Ok(v[0]["Layers"].as_array().map_or(0, Vec::len))
 }
 

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::{
     boot::VmOpts,
+    host,
     methods::{ComposeOpt, Method, RegistryOpt},
     project::Project,
-    qemu,
     test_boot::{self, Timings},
     ui,
 };
@@ -25,9 +25,9 @@ pub enum Target {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Boots per VM.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
+    /// Boots per VM (at least 1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// VMs to boot [default: smoke, static, dynamic].
     #[arg(long = "vm", value_enum)]
     pub targets: Vec<Target>,
@@ -82,28 +82,32 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
             ));
         }
     }
-    println!("\nTime from QEMU start to the first HTTP 200 through the forwarded port");
-    println!("machine: {}", machine(sh));
+    ui::say!("\nTime from QEMU start to the first HTTP 200 through the forwarded port");
+    ui::say!("machine: {}", machine());
     accels.sort();
     accels.dedup();
-    println!(
+    ui::say!(
         "qemu: {}, -smp {} -m {}, accel: {}",
-        qemu_version(sh),
+        qemu_version(project),
         args.vm.cpus,
         args.vm.memory,
         accels.join(" and ")
     );
-    println!(
+    ui::say!(
         "{:<8} {:<14} {:>8} {:>8} {:>8}  runs",
-        "vm", "host", "min", "median", "max"
+        "vm",
+        "host",
+        "min",
+        "median",
+        "max"
     );
     for row in rows {
-        println!("{row}");
+        ui::say!("{row}");
     }
     Ok(())
 }
 
-fn machine(sh: &Shell) -> String {
+fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -111,25 +115,18 @@ fn machine(sh: &Shell) -> String {
         .map(|l| l.trim_start_matches([' ', '\t', ':']))
         .unwrap_or("?");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = cmd!(sh, "free -g")
-        .quiet()
-        .read()
-        .ok()
-        .and_then(|o| {
-            o.lines()
-                .nth(1)
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    format!("{model}, {cores} cores, {mem} GiB")
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    format!("{model}, {cores} cores, {} GiB", kib / (1024 * 1024))
 }
 
-fn qemu_version(sh: &Shell) -> String {
-    let q = qemu::QEMU;
-    cmd!(sh, "{q} --version")
-        .quiet()
-        .read()
-        .ok()
-        .and_then(|o| o.lines().next().map(str::to_string))
-        .unwrap_or_default()
+fn qemu_version(project: &Project) -> String {
+    match host::check(project, host::QEMU).state {
+        host::State::Ok { path, version } => format!("QEMU {version} ({})", path.display()),
+        _ => "QEMU ?".to_string(),
+    }
 }

@@ -12,9 +12,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    http,
+    host, http,
     linuxkit::Artifacts,
-    qemu::{self, Accel, Console, VmSpec, Why},
+    project::{self, Project},
+    qemu::{self, Accel, Console, Probe, VmSpec, Why},
     ui,
 };
 
@@ -24,29 +25,50 @@ pub struct VmOpts {
     /// Accelerator: kvm or tcg. Default: KVM if a short probe boot shows it works, else TCG.
     #[arg(long, value_enum)]
     pub accel: Option<Accel>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 3072)]
+    /// Guest memory in MiB (at least 256).
+    #[arg(long, default_value_t = 3072, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub memory: u32,
-    /// Guest CPUs.
-    #[arg(long, default_value_t = 2)]
+    /// Guest CPUs (1-255).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=255))]
     pub cpus: u32,
 }
 
-pub fn accel(opts: &VmOpts, kernel: &Path) -> Accel {
+/// The accelerator for this boot, said in one line with the reason.
+pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
+    let qemu = host::path(project, host::QEMU)?;
     let has_kvm = Path::new("/dev/kvm").exists();
-    let (accel, why) = qemu::choose_accel(opts.accel, has_kvm, || qemu::probe_kvm(kernel, Duration::from_secs(10)));
-    let reason = match why {
-        Why::Requested => "as requested with --accel",
-        Why::NoKvmDevice => "no /dev/kvm",
-        Why::KvmProbeFailed => "/dev/kvm exists but a KVM probe boot did not finish: software emulation",
-        Why::KvmProbeOk => "KVM probe boot worked",
+    let mut probe = None;
+    let (accel, why) = qemu::choose_accel(opts.accel, has_kvm, || {
+        let result = qemu::probe_kvm(&qemu, kernel, Duration::from_secs(10));
+        let works = result == Probe::Works;
+        probe = Some(result);
+        works
+    });
+    let reason = match (why, probe) {
+        (Why::Requested, _) => "as requested with --accel".to_string(),
+        (Why::NoKvmDevice, _) => "no /dev/kvm on this host: software emulation".to_string(),
+        (Why::KvmProbeOk, _) => "a KVM probe boot worked".to_string(),
+        (Why::KvmProbeFailed, Some(Probe::Failed(said))) => {
+            format!("/dev/kvm exists but QEMU could not run a guest with it ({said}): software emulation")
+        }
+        (Why::KvmProbeFailed, _) => {
+            "/dev/kvm exists but a KVM guest hung (no progress in 10 s): software emulation".to_string()
+        }
     };
     ui::note(format!("QEMU accelerator: {accel} ({reason})"));
-    accel
+    Ok(accel)
 }
 
-pub fn spec(opts: &VmOpts, artifacts: &Artifacts, accel: Accel, console: Console, forwards: Vec<(u16, u16)>) -> VmSpec {
-    VmSpec {
+pub fn spec(
+    project: &Project,
+    opts: &VmOpts,
+    artifacts: &Artifacts,
+    accel: Accel,
+    console: Console,
+    forwards: Vec<(u16, u16)>,
+) -> Result<VmSpec> {
+    Ok(VmSpec {
+        qemu: host::path(project, host::QEMU)?,
         kernel: artifacts.kernel.clone(),
         initrd: artifacts.initrd.clone(),
         cmdline: artifacts.cmdline.clone(),
@@ -55,17 +77,83 @@ pub fn spec(opts: &VmOpts, artifacts: &Artifacts, accel: Accel, console: Console
         memory_mb: opts.memory,
         console,
         forwards,
+    })
+}
+
+/// A built VM's kernel and initrd, linked under a name private to this
+/// process: another `cargo xtask` may rebuild dist/ while this one boots.
+/// The links go when this is dropped.
+pub struct Pinned {
+    pub artifacts: Artifacts,
+    dir: PathBuf,
+}
+
+impl std::ops::Deref for Pinned {
+    type Target = Artifacts;
+    fn deref(&self) -> &Artifacts {
+        &self.artifacts
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Build with `build` under the build lock, and pin what it built.
+pub fn pinned(project: &Project, build: impl FnOnce() -> Result<Artifacts>) -> Result<Pinned> {
+    let _lock = project.lock()?;
+    let built = build()?;
+    remove_stale_pins(&project.dist);
+    let dir = project.dist.join(format!("{PIN_PREFIX}{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    let link = |from: &Path| -> Result<PathBuf> {
+        let to = dir.join(from.file_name().unwrap());
+        fs::hard_link(from, &to).with_context(|| format!("linking {} to {}", from.display(), to.display()))?;
+        Ok(to)
+    };
+    let artifacts = Artifacts {
+        kernel: link(&built.kernel)?,
+        initrd: link(&built.initrd)?,
+        cmdline: built.cmdline,
+    };
+    Ok(Pinned { artifacts, dir })
+}
+
+const PIN_PREFIX: &str = ".boot-";
+
+/// Pins of processes that died without cleaning up.
+fn remove_stale_pins(dist: &Path) {
+    let Ok(entries) = fs::read_dir(dist) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(PIN_PREFIX).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
 /// Boot `artifacts` with the serial console on this terminal and guest port 80
 /// on 127.0.0.1:`port`, after `intro` has said what to expect; returns when
 /// QEMU exits.
-pub fn interactive(opts: &VmOpts, artifacts: &Artifacts, port: u16, intro: impl FnOnce()) -> Result<()> {
-    let accel = accel(opts, &artifacts.kernel);
-    let spec = spec(opts, artifacts, accel, Console::Terminal, vec![(port, 80)]);
+pub fn interactive(
+    project: &Project,
+    opts: &VmOpts,
+    artifacts: &Artifacts,
+    port: u16,
+    intro: impl FnOnce(),
+) -> Result<()> {
+    let accel = accel(project, opts, &artifacts.kernel)?;
+    let spec = spec(project, opts, artifacts, accel, Console::Terminal, vec![(port, 80)])?;
     intro();
-    println!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
+    ui::say!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
     let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
     if !status.success() {
         bail!("QEMU exited with {status}");
@@ -79,11 +167,33 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-pub fn serial_log(dist: &Path, name: &str) -> Result<PathBuf> {
+/// A headless boot's serial log, `dist/NAME-serial.log`, held (flock) for as
+/// long as this lives; if another boot of the same VM holds it, this one gets
+/// `dist/NAME-serial-PID.log` instead, so neither reads the other's console.
+pub struct SerialLog {
+    pub path: PathBuf,
+    _held: fs::File,
+}
+
+pub fn serial_log(dist: &Path, name: &str) -> Result<SerialLog> {
     fs::create_dir_all(dist)?;
-    let log = dist.join(format!("{name}-serial.log"));
-    fs::write(&log, b"")?;
-    Ok(log)
+    let candidates = [
+        dist.join(format!("{name}-serial.log")),
+        dist.join(format!("{name}-serial-{}.log", std::process::id())),
+    ];
+    for path in candidates {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if project::flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+            file.set_len(0)?;
+            return Ok(SerialLog { path, _held: file });
+        }
+    }
+    bail!("every serial log name for {name} in {} is in use", dist.display())
 }
 
 /// Poll `GET http://127.0.0.1:port/` with `Host: host` until it returns 200,
@@ -137,4 +247,52 @@ pub fn log_tail(log: &Path, n: usize) -> String {
     let text = read_log(log);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two boots of one VM at once each get a console log of their own.
+    #[test]
+    fn concurrent_boots_get_their_own_serial_logs() {
+        let dist = std::env::temp_dir().join(format!("lkc-serial-{}", std::process::id()));
+        let first = serial_log(&dist, "vm").unwrap();
+        let second = serial_log(&dist, "vm").unwrap();
+        assert_eq!(first.path, dist.join("vm-serial.log"));
+        assert_ne!(first.path, second.path);
+        drop((first, second));
+        assert_eq!(serial_log(&dist, "vm").unwrap().path, dist.join("vm-serial.log"));
+        fs::remove_dir_all(&dist).unwrap();
+    }
+
+    #[test]
+    fn pins_survive_a_rebuild_of_dist() {
+        let root = std::env::temp_dir().join(format!("lkc-pin-{}", std::process::id()));
+        let project = Project {
+            dist: root.join("dist"),
+            cache: root.join("cache"),
+            ..crate::project::for_tests()
+        };
+        fs::create_dir_all(&project.dist).unwrap();
+        let (kernel, initrd) = (project.dist.join("vm-kernel"), project.dist.join("vm-initrd.img"));
+        fs::write(&kernel, "k1").unwrap();
+        fs::write(&initrd, "i1").unwrap();
+        let pin = pinned(&project, || {
+            Ok(Artifacts {
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                cmdline: String::new(),
+            })
+        })
+        .unwrap();
+        // Another build replaces the outputs the way linuxkit::build does: by rename.
+        fs::write(project.dist.join("new"), "i2").unwrap();
+        fs::rename(project.dist.join("new"), &initrd).unwrap();
+        assert_eq!(fs::read_to_string(&pin.initrd).unwrap(), "i1");
+        let dir = pin.initrd.parent().unwrap().to_path_buf();
+        drop(pin);
+        assert!(!dir.exists(), "the pin is removed with its guard");
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

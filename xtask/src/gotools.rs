@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
-use crate::{host, pins::GoTool, project::Project, ui};
+use crate::{exec, host, pins::GoTool, project::Project, ui};
 
 /// Where the pinned build of tool `name` lives; the version is in the path, so a
 /// changed pin builds anew and never reuses an old binary.
@@ -35,22 +35,19 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         // Said once per command: the linuxkit CLI is asked for once per image.
         static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
         if SAID.lock().unwrap().insert(name.to_string()) {
-            ui::cached(format!("{name} {} ({})", tool.version, out.display()));
+            ui::cached(format!("{name} {} (Go module {})", tool.version, tool.module));
         }
         return Ok(out);
     }
-    let go = host::require(sh, project, "go")?;
-    let step = ui::step(format!(
-        "building {name} from Go module {}@{}",
-        tool.module, tool.version
-    ));
+    let go = host::path(project, "go")?;
+    let step = ui::step(format!("{name} {} (Go module {})", tool.version, tool.module));
     build(sh, &go, project, name, tool, &out).with_context(|| {
         format!(
             "building {name} from {}@{} (pinned in pins.yml)",
             tool.module, tool.version
         )
     })?;
-    step.done();
+    step.done_with("built");
     Ok(out)
 }
 
@@ -71,9 +68,7 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
         // module itself (it does not list untagged nested modules like linuxkit's).
         sh.push_env("GONOSUMDB", if tool.sum.is_some() { tool.module.as_str() } else { "" }),
     ];
-    let json = cmd!(sh, "{go} mod download -json {module_at}")
-        .read()
-        .context("go mod download")?;
+    let json = exec::read(cmd!(sh, "{go} mod download -json {module_at}")).context("go mod download")?;
     let dl: Download = serde_json::from_str(&json).context("reading `go mod download -json` output")?;
     if let Some(want) = &tool.sum {
         if &dl.sum != want {
@@ -88,14 +83,14 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
     }
     sh.create_dir(work.parent().unwrap())?;
     let src = &dl.dir;
-    cmd!(sh, "cp -r {src} {work}").run()?;
-    cmd!(sh, "chmod -R u+w {work}").run()?;
+    exec::run(cmd!(sh, "cp -r {src} {work}"))?;
+    exec::run(cmd!(sh, "chmod -R u+w {work}"))?;
     let tmp = out.with_extension("partial");
     sh.create_dir(out.parent().unwrap())?;
     let package = &tool.package;
     {
         let _dir = sh.push_dir(&work);
-        cmd!(sh, "{go} build -trimpath -ldflags=-s -o {tmp} {package}").run()?;
+        exec::run(cmd!(sh, "{go} build -trimpath -ldflags=-s -o {tmp} {package}"))?;
     }
     std::fs::rename(&tmp, out)?;
     sh.remove_path(&work)?;

@@ -1,54 +1,438 @@
-//! Host programs the build runs: finding them, installing missing Debian packages
-//! with apt (when allowed), and `cargo xtask doctor`, which lists them all.
+//! Host programs: the one path by which the xtask finds, checks and installs
+//! every external program it runs (QEMU included), and `cargo xtask doctor`.
+//!
+//! A command states what it will need before it does any work
+//! ([`require_all`]): a missing or too old program is installed from the
+//! Debian package pinned in `pins.yml` (as root, saying so), or named with
+//! the exact command that installs it.
 
-use std::{path::PathBuf, sync::Once};
+use std::{
+    path::{Path, PathBuf},
+    sync::Once,
+};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{gotools, project::Project, ui};
+use crate::{
+    exec, gotools,
+    pins::HostPackage,
+    project::{self, Project},
+    ui,
+};
 
-/// Programs that do not come from a Debian package of the host's suite.
-const GO_HINT: &str =
-    "install Go >= 1.21 from https://go.dev/dl (newer toolchains are fetched through the Go module proxy)";
+/// What a command is about to do, and so which programs it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Build images and VMs: mmdebstrap, buildah, depmod, go.
+    Build,
+    /// Boot a VM: QEMU.
+    Boot,
+    /// Run a local registry: docker-registry.
+    Registry,
+}
 
-/// Find `program` on PATH, installing its Debian package first if it is missing
-/// and the project may install.
-pub fn require(sh: &Shell, project: &Project, program: &str) -> Result<PathBuf> {
-    if let Ok(path) = which::which(program) {
-        return Ok(path);
+/// The programs behind each need (their packages are in pins.yml).
+pub fn programs(need: Need) -> &'static [&'static str] {
+    match need {
+        Need::Build => &["mmdebstrap", "buildah", "depmod", "go"],
+        Need::Boot => &[QEMU],
+        Need::Registry => &["docker-registry"],
     }
-    let Some(package) = project.pins.debian.host_packages.get(program) else {
-        let hint = if program == "go" {
+}
+
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Environment variable naming another QEMU binary to use.
+pub const QEMU_ENV: &str = "QEMU";
+/// File the xtask adds to apt's sources when a pinned package needs backports.
+const BACKPORTS_SOURCES: &str = "/etc/apt/sources.list.d/linuxkit-compose-backports.sources";
+
+/// What the host has of one program.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Ok {
+        path: PathBuf,
+        version: String,
+    },
+    Missing,
+    TooOld {
+        path: PathBuf,
+        version: String,
+    },
+    /// There, but it does not run (`--version` fails).
+    Broken {
+        path: PathBuf,
+    },
+}
+
+/// One program, what the host has of it, and how it is pinned.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub program: String,
+    pub pin: Option<HostPackage>,
+    pub state: State,
+}
+
+impl Check {
+    pub fn ok(&self) -> bool {
+        matches!(self.state, State::Ok { .. })
+    }
+
+    /// What is wrong, for the one line the user reads.
+    fn problem(&self) -> String {
+        let wanted = match self.pin.as_ref().and_then(|p| p.min_version.first()) {
+            Some(_) => format!(" (needs {})", self.pin.as_ref().unwrap().wanted_versions()),
+            None => String::new(),
+        };
+        match &self.state {
+            State::Ok { .. } => String::new(),
+            State::Missing => format!("`{}` is not installed{wanted}", self.program),
+            State::TooOld { path, version } => {
+                format!("`{}` {version} ({}) is too old{wanted}", self.program, path.display())
+            }
+            State::Broken { path } => format!("`{}` ({}) does not run", self.program, path.display()),
+        }
+    }
+}
+
+/// Look at `program` on this host: where, which version, new enough?
+pub fn check(project: &Project, program: &str) -> Check {
+    let pin = project.pins.debian.host_packages.get(program).cloned();
+    let found = if program == QEMU {
+        match std::env::var_os(QEMU_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => which::which(PathBuf::from(path)).ok(),
+            None => which::which(program).ok(),
+        }
+    } else {
+        which::which(program).ok()
+    };
+    let state = match found {
+        None => State::Missing,
+        Some(path) => match version_of(&path, program) {
+            None => State::Broken { path },
+            Some(version) => {
+                let new_enough = match (&pin, program) {
+                    (Some(pin), _) => pin.accepts(&version),
+                    (None, "go") => version_at_least(&version, GO_MIN),
+                    _ => true,
+                };
+                if new_enough {
+                    State::Ok { path, version }
+                } else {
+                    State::TooOld { path, version }
+                }
+            }
+        },
+    };
+    Check {
+        program: program.to_string(),
+        pin,
+        state,
+    }
+}
+
+/// Go >= 1.21 fetches the newer toolchain a module asks for by itself.
+const GO_MIN: &str = "1.21";
+const GO_HINT: &str =
+    "install Go >= 1.21 from https://go.dev/dl (newer toolchains are then fetched through the Go module proxy)";
+
+/// The version `program --version` prints: its first `N.N[.N]` token.
+fn version_of(path: &Path, program: &str) -> Option<String> {
+    let sh = Shell::new().ok()?;
+    let flag = if program == "go" { "version" } else { "--version" };
+    let out = exec::probe(cmd!(sh, "{path} {flag}"))?;
+    Some(parse_version(&out).unwrap_or_else(|| "?".to_string()))
+}
+
+pub fn parse_version(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .map(|t| t.trim_start_matches(|c: char| !c.is_ascii_digit()))
+        .find(|t| {
+            let mut parts = t.split('.');
+            parts
+                .next()
+                .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                && parts
+                    .next()
+                    .is_some_and(|p| p.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        })
+        .map(|t| {
+            t.split('.')
+                .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>())
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+}
+
+fn numbers(version: &str) -> Vec<u64> {
+    version.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// `version >= min`, comparing numerically part by part.
+pub fn version_at_least(version: &str, min: &str) -> bool {
+    let (v, m) = (numbers(version), numbers(min));
+    for i in 0..v.len().max(m.len()) {
+        let (a, b) = (v.get(i).copied().unwrap_or(0), m.get(i).copied().unwrap_or(0));
+        if a != b {
+            return a > b;
+        }
+    }
+    true
+}
+
+impl HostPackage {
+    /// Is `version` acceptable? At least the highest minimum, or at least one
+    /// of the lower minimums within that minimum's own series (8.2.6 accepts
+    /// 8.2.7 but not 8.3.0).
+    pub fn accepts(&self, version: &str) -> bool {
+        let Some(highest) = self.min_version.iter().max_by(|a, b| {
+            if version_at_least(a, b) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            }
+        }) else {
+            return true;
+        };
+        if version_at_least(version, highest) {
+            return true;
+        }
+        let v = numbers(version);
+        self.min_version.iter().any(|min| {
+            let m = numbers(min);
+            m.len() >= 2 && v.len() >= 2 && v[..2] == m[..2] && version_at_least(version, min)
+        })
+    }
+
+    fn wanted_versions(&self) -> String {
+        let mut mins = self.min_version.clone();
+        mins.sort_by(|a, b| {
+            if version_at_least(a, b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        });
+        let (first, rest) = mins.split_first().map_or(("?", &[][..]), |(f, r)| (f.as_str(), r));
+        let mut text = format!("{first} or later");
+        for min in rest {
+            let series: Vec<&str> = min.split('.').take(2).collect();
+            text += &format!(", or {min}+ in {}.x", series.join("."));
+        }
+        text
+    }
+}
+
+/// Make sure every program `needs` calls for is here and new enough, before
+/// any work starts: install what is missing (as root, unless `--no-install`),
+/// or stop naming each program, its package and the command that installs it.
+pub fn require_all(sh: &Shell, project: &Project, needs: &[Need]) -> Result<()> {
+    let mut wanted: Vec<&str> = needs.iter().flat_map(|n| programs(*n)).copied().collect();
+    wanted.dedup();
+    let checks: Vec<Check> = wanted.iter().map(|p| check(project, p)).collect();
+    let bad: Vec<&Check> = checks.iter().filter(|c| !c.ok()).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    fix(sh, project, &bad)
+}
+
+/// Install what `bad` lacks, or explain how.
+fn fix(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
+    let unpackaged: Vec<&&Check> = bad.iter().filter(|c| c.pin.is_none()).collect();
+    if let Some(c) = unpackaged.first() {
+        let hint = if c.program == "go" {
             GO_HINT.to_string()
         } else {
-            format!("install `{program}`")
+            format!("install `{}`", c.program)
         };
-        bail!("`{program}` is not on PATH: {hint}");
-    };
-    let install_cmd = format!("apt-get install -y --no-install-recommends {package}");
-    if !project.install {
-        bail!("`{program}` is not on PATH: install it with `sudo {install_cmd}` (or drop --no-install)");
+        bail!("{}: {hint}", c.problem());
     }
-    if !is_root() || which::which("apt-get").is_err() {
-        bail!("`{program}` is not on PATH: install it with `sudo {install_cmd}`");
+    if let Some(c) = bad
+        .iter()
+        .find(|c| c.program == QEMU && std::env::var_os(QEMU_ENV).is_some())
+    {
+        bail!(
+            "{} (from ${QEMU_ENV}): point ${QEMU_ENV} at another QEMU, or unset it",
+            c.problem()
+        );
     }
-    let step = ui::step(format!(
-        "installing Debian package {package} (for `{program}`): {install_cmd}"
-    ));
+    let can_install = project.install && is_root() && which::which("apt-get").is_ok();
+    if !can_install {
+        let lines: Vec<String> = bad
+            .iter()
+            .map(|c| format!("{}: Debian package {}", c.problem(), c.pin.as_ref().unwrap().package))
+            .collect();
+        let why = if !project.install {
+            "--no-install was given"
+        } else {
+            "installing needs root and apt-get"
+        };
+        bail!(
+            "{}\ninstall with: {} ({why}; `cargo xtask doctor` lists every program)",
+            lines.join("\n"),
+            install_hint(bad)
+        );
+    }
+    install(sh, project, bad)?;
+    for c in bad {
+        let again = check(project, &c.program);
+        if !again.ok() {
+            let package = &c.pin.as_ref().unwrap().package;
+            bail!(
+                "{} even after installing Debian package {package}: try `apt-get install --reinstall {package}`",
+                again.problem()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The command a user runs to install `bad` by hand.
+fn install_hint(bad: &[&Check]) -> String {
+    let backports = bad.iter().any(|c| c.pin.as_ref().is_some_and(|p| p.backports)) && host_needs_backports(bad);
+    let packages: Vec<&str> = bad.iter().map(|c| c.pin.as_ref().unwrap().package.as_str()).collect();
+    match (backports, codename()) {
+        (true, Some(code)) => format!(
+            "sudo apt-get install -y --no-install-recommends -t {code}-backports {} (with {code}-backports in apt's sources)",
+            packages.join(" ")
+        ),
+        _ => format!("sudo apt-get install -y --no-install-recommends {}", packages.join(" ")),
+    }
+}
+
+/// Does any package in `bad` need a version the host's own suite lacks?
+fn host_needs_backports(bad: &[&Check]) -> bool {
+    let sh = Shell::new().ok();
+    bad.iter().filter_map(|c| c.pin.as_ref()).any(|pin| {
+        let Some(sh) = sh.as_ref() else { return false };
+        let package = &pin.package;
+        let listing = exec::probe(cmd!(sh, "apt-cache madison {package}")).unwrap_or_default();
+        pin.backports
+            && !madison(&listing)
+                .iter()
+                .any(|(v, suite)| !suite.ends_with("-backports") && pin.accepts(v))
+    })
+}
+
+/// `apt-cache madison` lines as (upstream version, suite).
+pub fn madison(listing: &str) -> Vec<(String, String)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut cols = line.split('|').map(str::trim);
+            let (_, version, source) = (cols.next()?, cols.next()?, cols.next()?);
+            let suite = source.split_whitespace().nth(1)?.split('/').next()?;
+            Some((debian_upstream(version), suite.to_string()))
+        })
+        .collect()
+}
+
+/// `1:10.0.2+ds-2+deb13u1~bpo12+1` -> `10.0.2`.
+pub fn debian_upstream(version: &str) -> String {
+    let no_epoch = version.split_once(':').map_or(version, |(_, v)| v);
+    parse_version(no_epoch).unwrap_or_else(|| no_epoch.to_string())
+}
+
+/// The host's Debian release codename (`bookworm`), from /etc/os-release.
+fn codename() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Install the pinned packages of `bad` with apt, from `<codename>-backports`
+/// where the host's own suite has no acceptable version (adding that suite to
+/// apt's sources first, and saying so).
+fn install(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
+    let packages: Vec<&HostPackage> = bad.iter().map(|c| c.pin.as_ref().unwrap()).collect();
+    let names: Vec<&str> = packages.iter().map(|p| p.package.as_str()).collect();
+    let step = ui::step(format!("installing Debian packages {} (apt-get)", names.join(" ")));
     apt_update(sh)?;
-    cmd!(sh, "apt-get install -y -q --no-install-recommends {package}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
-        .with_context(|| format!("installing {package}"))?;
+    let mut plain = Vec::new();
+    let mut targeted: Vec<(String, String)> = Vec::new();
+    for pin in packages {
+        match install_suite(sh, project, pin)? {
+            None => plain.push(pin.package.clone()),
+            Some(suite) => targeted.push((suite, pin.package.clone())),
+        }
+    }
+    let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    if !plain.is_empty() {
+        let what = plain.join(" ");
+        exec::run(cmd!(sh, "apt-get install -y -q --no-install-recommends {plain...}"))
+            .with_context(|| format!("installing {what}"))?;
+    }
+    for (suite, package) in targeted {
+        ui::note(format!(
+            "{package} comes from {suite}: the host's own suite has no version new enough"
+        ));
+        exec::run(cmd!(
+            sh,
+            "apt-get install -y -q --no-install-recommends -t {suite} {package}"
+        ))
+        .with_context(|| format!("installing {package} from {suite}"))?;
+    }
     step.done();
-    which::which(program).with_context(|| format!("{package} is installed but `{program}` is still not on PATH"))
+    Ok(())
+}
+
+/// The suite to install `pin` from: `None` for the host's default, or the
+/// backports suite that has an acceptable version.
+fn install_suite(sh: &Shell, project: &Project, pin: &HostPackage) -> Result<Option<String>> {
+    if pin.min_version.is_empty() {
+        return Ok(None);
+    }
+    let package = &pin.package;
+    let available = |sh: &Shell| madison(&exec::probe(cmd!(sh, "apt-cache madison {package}")).unwrap_or_default());
+    let pick = |list: &[(String, String)]| -> Option<String> {
+        // The host's own suite first; a backports suite only when it must.
+        let ok: Vec<&(String, String)> = list.iter().filter(|(v, _)| pin.accepts(v)).collect();
+        if ok.iter().any(|(_, s)| !s.ends_with("-backports")) {
+            return Some(String::new());
+        }
+        ok.first().map(|(_, s)| s.clone())
+    };
+    if let Some(suite) = pick(&available(sh)) {
+        return Ok((!suite.is_empty()).then_some(suite));
+    }
+    let Some(code) = codename().filter(|_| pin.backports) else {
+        bail!(
+            "no Debian suite in apt's sources has {package} {}",
+            pin.wanted_versions()
+        );
+    };
+    let suite = format!("{code}-backports");
+    ui::note(format!(
+        "adding {suite} to apt's sources ({BACKPORTS_SOURCES}): {package} {} is not in {code}",
+        pin.wanted_versions()
+    ));
+    std::fs::write(
+        BACKPORTS_SOURCES,
+        format!(
+            "# Added by linuxkit-compose's `cargo xtask` for {package} {} (pins.yml).\n\
+             Types: deb\nURIs: {}\nSuites: {suite}\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            pin.wanted_versions(),
+            project.pins.debian.mirror
+        ),
+    )
+    .with_context(|| format!("writing {BACKPORTS_SOURCES}"))?;
+    exec::run(cmd!(sh, "apt-get update -q")).context("apt-get update")?;
+    match pick(&available(sh)) {
+        Some(s) if !s.is_empty() => Ok(Some(s)),
+        Some(_) => Ok(None),
+        None => bail!("{suite} has no {package} {} either", pin.wanted_versions()),
+    }
 }
 
 fn apt_update(sh: &Shell) -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
-    ONCE.call_once(|| result = cmd!(sh, "apt-get update -q").run().context("apt-get update"));
+    ONCE.call_once(|| result = exec::run(cmd!(sh, "apt-get update -q")).context("apt-get update"));
     result
 }
 
@@ -57,71 +441,196 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `cargo xtask doctor`: every external program, its version, and how to get a missing one.
-pub fn doctor(sh: &Shell, project: &Project) -> Result<()> {
-    let mut missing = 0;
-    println!("Host programs (packages from pins.yml `debian.host_packages`):");
-    let mut programs: Vec<(&str, Option<&str>)> = project
-        .pins
-        .debian
-        .host_packages
-        .iter()
-        .map(|(prog, pkg)| (prog.as_str(), Some(pkg.as_str())))
-        .collect();
-    programs.push(("go", None));
-    for (program, package) in programs {
-        match which::which(program) {
-            Ok(path) => println!(
-                "  ok       {program:<20} {}  ({})",
-                version(sh, program),
-                path.display()
-            ),
-            Err(_) => {
-                missing += 1;
-                let fix = match package {
-                    Some(pkg) => format!("sudo apt-get install -y --no-install-recommends {pkg}"),
-                    None => GO_HINT.to_string(),
-                };
-                println!("  MISSING  {program:<20} {fix}");
+/// `cargo xtask doctor [--fix]`: every program the xtask runs, its version,
+/// and how to get a missing one. Fails when anything required is missing or
+/// too old (after `--fix` installed what it could).
+pub fn doctor(sh: &Shell, project: &Project, fix_all: bool) -> Result<()> {
+    let all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry];
+    if fix_all {
+        require_all(sh, project, &all)?;
+    }
+    let mut bad = Vec::new();
+    ui::out("Host programs (Debian packages pinned in pins.yml `debian.host_packages`):");
+    for need in all {
+        for program in programs(need) {
+            let c = check(project, program);
+            let package = c.pin.as_ref().map_or("-", |p| p.package.as_str());
+            match &c.state {
+                State::Ok { path, version } => ui::out(format!(
+                    "  ok        {program:<20} {version:<10} {package:<16} {}",
+                    path.display()
+                )),
+                _ => {
+                    ui::out(format!("  {:<9} {program:<20} {}", label(&c.state), c.problem()));
+                    bad.push(c);
+                }
             }
         }
     }
-    println!(
+    ui::out(format!(
         "\nGo tools (built from pins.yml `go`, cached in {}):",
         project.cache_path("go").display()
-    );
+    ));
     for (name, tool) in &project.pins.go {
         let state = match gotools::cached_binary(project, name) {
             Some(path) => format!("built       {}", path.display()),
             None => "not built yet (the first build that needs it builds it)".to_string(),
         };
-        println!("  {name:<10} {}@{}  {state}", tool.module, tool.version);
+        ui::out(format!("  {name:<10} {}@{}  {state}", tool.module, tool.version));
     }
-    println!(
+    ui::out(format!(
         "\nKVM: {}",
-        if std::path::Path::new("/dev/kvm").exists() {
-            "/dev/kvm exists; each boot probes whether it works and otherwise uses TCG"
+        if Path::new("/dev/kvm").exists() {
+            "/dev/kvm exists; each boot probes whether KVM runs a guest and otherwise uses TCG"
         } else {
             "no /dev/kvm: QEMU uses TCG (software emulation)"
         }
-    );
-    println!(
+    ));
+    ui::out(format!(
         "Cache: {} (move it with ${})",
         project.cache.display(),
-        crate::project::CACHE_ENV
-    );
-    if missing > 0 {
-        println!("\n{missing} program(s) missing. Builds install Debian packages themselves when run as root.");
+        project::CACHE_ENV
+    ));
+    if !bad.is_empty() {
+        let refs: Vec<&Check> = bad.iter().collect();
+        let fixable = refs.iter().all(|c| c.pin.is_some());
+        bail!(
+            "{} required program(s) missing or too old; {}",
+            bad.len(),
+            if fixable {
+                format!(
+                    "`cargo xtask doctor --fix` (as root) installs them, or: {}",
+                    install_hint(&refs)
+                )
+            } else {
+                GO_HINT.to_string()
+            }
+        );
     }
     Ok(())
 }
 
-fn version(sh: &Shell, program: &str) -> String {
-    let flag = if program == "go" { "version" } else { "--version" };
-    let out = cmd!(sh, "{program} {flag}")
-        .quiet()
-        .ignore_status()
-        .read()
-        .unwrap_or_default();
-    out.lines().next().unwrap_or("?").trim().to_string()
+fn label(state: &State) -> &'static str {
+    match state {
+        State::Ok { .. } => "ok",
+        State::Missing => "MISSING",
+        State::TooOld { .. } => "TOO OLD",
+        State::Broken { .. } => "BROKEN",
+    }
+}
+
+/// The path of `program`, which a [`require_all`] has vouched for.
+pub fn path(project: &Project, program: &str) -> Result<PathBuf> {
+    match check(project, program) {
+        Check {
+            state: State::Ok { path, .. },
+            ..
+        } => Ok(path),
+        c => bail!("{} (`cargo xtask doctor` says how to fix it)", c.problem()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qemu_pin() -> HostPackage {
+        project::for_tests().pins.debian.host_packages[QEMU].clone()
+    }
+
+    #[test]
+    fn versions_from_version_lines() {
+        let v = |s| parse_version(s).unwrap();
+        assert_eq!(
+            v("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"),
+            "10.0.2"
+        );
+        assert_eq!(
+            v("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)"),
+            "7.2.22"
+        );
+        assert_eq!(v("go version go1.26.8 linux/amd64"), "1.26.8");
+        assert_eq!(
+            v("buildah version 1.28.2 (image-spec: 1.1.0-rc2, runtime-spec: 1.0.2-dev)"),
+            "1.28.2"
+        );
+        assert_eq!(v("mmdebstrap 1.3.5"), "1.3.5");
+        assert_eq!(parse_version("kmod version 30"), None);
+        assert_eq!(debian_upstream("1:10.0.2+ds-2+deb13u1~bpo12+1"), "10.0.2");
+        assert_eq!(debian_upstream("1:7.2+dfsg-7+deb12u18+b3"), "7.2");
+    }
+
+    /// Multi-threaded TCG needs QEMU with the translation-lock fixes: 9.1, or
+    /// the 9.0.2 / 8.2.6 backports. bookworm's 7.2 does not have them.
+    #[test]
+    fn qemu_pin_accepts_only_fixed_versions() {
+        let pin = qemu_pin();
+        for ok in ["10.0.2", "9.1.0", "9.2.3", "9.0.2", "9.0.4", "8.2.6", "8.2.10"] {
+            assert!(pin.accepts(ok), "{ok} has the fixes");
+        }
+        for old in ["7.2.22", "7.2", "8.1.5", "8.2.5", "9.0.1", "9.0", "8.2"] {
+            assert!(!pin.accepts(old), "{old} lacks the fixes");
+        }
+        assert_eq!(
+            pin.wanted_versions(),
+            "9.1 or later, or 9.0.2+ in 9.0.x, or 8.2.6+ in 8.2.x"
+        );
+    }
+
+    #[test]
+    fn madison_lists_versions_by_suite() {
+        let listing = "\
+qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
+qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookworm/main amd64 Packages
+";
+        assert_eq!(
+            madison(listing),
+            [
+                ("10.0.2".to_string(), "bookworm-backports".to_string()),
+                ("7.2".to_string(), "bookworm".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_needed_program_has_a_package_or_is_go() {
+        let project = project::for_tests();
+        for need in [Need::Build, Need::Boot, Need::Registry] {
+            for program in programs(need) {
+                assert!(
+                    *program == "go" || project.pins.debian.host_packages.contains_key(*program),
+                    "{program} has no Debian package in pins.yml"
+                );
+            }
+        }
+    }
+
+    /// The QEMU a boot uses is the one the requirement path found: $QEMU wins,
+    /// and a $QEMU that does not run is reported as such, not as ENOENT.
+    #[test]
+    fn qemu_env_overrides_and_is_checked() {
+        let project = project::for_tests();
+        let dir = std::env::temp_dir().join(format!("lkc-qemu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("qemu-old");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // The only test that sets $QEMU.
+        std::env::set_var(QEMU_ENV, &fake);
+        let c = check(&project, QEMU);
+        std::env::remove_var(QEMU_ENV);
+        assert_eq!(
+            c.state,
+            State::TooOld {
+                path: fake.clone(),
+                version: "7.2.22".into()
+            }
+        );
+        assert!(c.problem().contains("too old (needs 9.1 or later"), "{}", c.problem());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -6,17 +6,19 @@
 //! pins, the Debian suite), so the tag alone says whether the cache is current.
 
 use std::{
+    collections::BTreeSet,
     fs,
     io::Write,
     os::unix::fs::{symlink, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{gotools, host, oci, project::Project, ui};
+use crate::{exec, gotools, oci, project::Project, ui};
 
 /// Registry part of every image this project builds. Not a real registry: the
 /// name only says "built here", so no stand-in ever carries an upstream name.
@@ -120,14 +122,18 @@ pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<St
 fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -> Result<String> {
     let reference = reference(name, &tag(project, name)?);
     let present = oci::cache_has(&project.linuxkit_cache(), &reference)?
-        && (!in_buildah || buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_ok());
+        && (!in_buildah || buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_some());
     if present {
-        ui::cached(format!("image {reference}"));
+        // Said once per command: app images share their base.
+        static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        if SAID.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone()) {
+            ui::cached(format!("image {reference}"));
+        }
         return Ok(reference);
     }
-    let step = ui::step(format!("building image {reference}"));
+    let step = ui::step(format!("image {reference}"));
     build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
-    step.done();
+    step.done_with("built");
     Ok(reference)
 }
 
@@ -140,12 +146,12 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     let tree = work.join("tree");
     sh.create_dir(&context)?;
     let recipe = recipe_dir(project, name);
-    cmd!(sh, "cp -a {recipe}/. {context}/").run()?;
+    exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
 
     let pins = project.pins.image(name)?;
     debian_tree(sh, project, &pins.packages, &tree)?;
     match name {
-        "kernel" => kernel_files(sh, project, &tree, &context)?,
+        "kernel" => kernel_files(sh, &tree, &context)?,
         _ => tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
     }
     for tool in &pins.go {
@@ -172,17 +178,15 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 /// Unpack Debian `packages` (with their dependencies, unconfigured) into `tree`
 /// and give it the merged-/usr links and the users its programs expect.
 fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> Result<()> {
-    host::require(sh, project, "mmdebstrap")?;
     let debian = &project.pins.debian;
     let (suite, mirror) = (&debian.suite, &debian.mirror);
     let include = format!("--include={}", packages.join(","));
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
-    cmd!(
+    exec::run(cmd!(
         sh,
-        "mmdebstrap --quiet --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}"
-    )
-    .run()
+        "mmdebstrap --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}"
+    ))
     .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
     merge_usr(tree)?;
     base_users(tree)?;
@@ -266,13 +270,13 @@ fn base_users(tree: &Path) -> Result<()> {
 }
 
 fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
-    cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} .").run()?;
+    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} ."))?;
     Ok(())
 }
 
 /// LinuxKit's kernel image shape: `kernel` (the bzImage) and `kernel.tar` (the
 /// modules, unpacked into the VM's root) at the image root.
-fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> Result<()> {
+fn kernel_files(sh: &Shell, tree: &Path, context: &Path) -> Result<()> {
     let boot = tree.join("boot");
     let vmlinuz = fs::read_dir(&boot)
         .with_context(|| {
@@ -296,29 +300,28 @@ fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> R
     ui::note(format!("kernel {version}"));
     sh.copy_file(&vmlinuz, context.join("kernel"))?;
     // The package ships no modules.dep (its postinst makes it): make it here.
-    host::require(sh, project, "depmod")?;
-    cmd!(sh, "depmod -b {tree} {version}").run().context("depmod")?;
+    exec::run(cmd!(sh, "depmod -b {tree} {version}")).context("depmod")?;
     let kernel_tar = context.join("kernel.tar");
     // The parents need entries of their own: the kernel's initramfs unpacker
     // creates no missing directories, and would drop every module without them.
-    cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} --no-recursion usr usr/lib --recursion usr/lib/modules")
-        .run()?;
+    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} --no-recursion usr usr/lib --recursion usr/lib/modules"))?;
     Ok(())
 }
 
 /// The init image's `service` program (images/init/lkc-service), built static for the VM.
 fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
-    let step = ui::step("building the VM's service runner (images/init/lkc-service)");
+    let step = ui::step("the VM's service runner (images/init/lkc-service)");
     let target_dir = project.root.join("target/guest");
-    cmd!(
-        sh,
-        "cargo build --quiet --release --locked -p lkc-service --target x86_64-unknown-linux-gnu"
+    exec::run(
+        cmd!(
+            sh,
+            "cargo build --release --locked -p lkc-service --target x86_64-unknown-linux-gnu"
+        )
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir),
     )
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .env("CARGO_TARGET_DIR", &target_dir)
-    .run()
     .context("building images/init/lkc-service")?;
-    step.done();
+    step.done_with("built");
     Ok(target_dir.join("x86_64-unknown-linux-gnu/release/service"))
 }
 
@@ -346,27 +349,21 @@ fn buildah_build(sh: &Shell, project: &Project, context: &Path, reference: &str)
 
 /// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
 pub fn buildah(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
-    buildah_cmd(sh, project, args)?
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))?;
-    Ok(())
+    exec::run(buildah_cmd(sh, project, args)).with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))
 }
 
-/// [`buildah`], returning its standard output (errors stay quiet: callers probe with it).
-pub fn buildah_read(sh: &Shell, project: &Project, args: &[&str]) -> Result<String> {
-    Ok(buildah_cmd(sh, project, args)?.quiet().ignore_stderr().read()?)
+/// [`buildah`] as a question: its standard output if it succeeds.
+pub fn buildah_read(sh: &Shell, project: &Project, args: &[&str]) -> Option<String> {
+    exec::probe(buildah_cmd(sh, project, args))
 }
 
-fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> Result<xshell::Cmd<'a>> {
-    host::require(sh, project, "buildah")?;
+fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::Cmd<'a> {
     let store = project.cache_path("buildah");
     let (root, runroot) = (store.join("root"), store.join("run"));
-    Ok(cmd!(
+    cmd!(
         sh,
         "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"
-    ))
+    )
 }
 
 /// [`write_atomic`], unless `path` already holds `contents` (its mtime then stays,

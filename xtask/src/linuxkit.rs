@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::{gotools, images, project::Project, ui};
+use crate::{exec, gotools, images, project::Project, ui};
 
 /// A LinuxKit configuration, the subset of the schema this project writes.
 #[derive(Debug, Serialize, PartialEq)]
@@ -194,6 +194,9 @@ pub struct Vm {
     pub name: String,
     pub images: Vec<&'static str>,
     pub config: Box<dyn Fn(&Refs) -> Config>,
+    /// Is this the VM `linuxkit/<name>.yml` describes (the repository's own
+    /// input)? Otherwise its YAML is written to `dist/<name>.yml`.
+    pub checked_in: bool,
 }
 
 pub fn smoke_vm() -> Vm {
@@ -203,6 +206,7 @@ pub fn smoke_vm() -> Vm {
         name: "smoke".into(),
         images,
         config: Box::new(smoke),
+        checked_in: true,
     }
 }
 
@@ -213,12 +217,18 @@ pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
         name: name.into(),
         images,
         config: Box::new(move |refs| compose(refs, &payload)),
+        checked_in: true,
     }
 }
 
 impl Vm {
     pub fn yaml_path(&self, project: &Project) -> PathBuf {
-        project.root.join("linuxkit").join(format!("{}.yml", self.name))
+        let dir = if self.checked_in {
+            project.root.join("linuxkit")
+        } else {
+            project.dist.clone()
+        };
+        dir.join(format!("{}.yml", self.name))
     }
 
     /// The configuration as the recipes stand now (tags are computed, nothing is built).
@@ -234,10 +244,11 @@ impl Vm {
         render(&self.config(project)?, "cargo xtask yaml")
     }
 
-    /// Write `linuxkit/<name>.yml` if it changed; returns its path and text.
+    /// Write its YAML ([`Vm::yaml_path`]) if it changed; returns its path and text.
     pub fn write_yaml(&self, project: &Project) -> Result<(PathBuf, String)> {
         let path = self.yaml_path(project);
         let yaml = self.yaml(project)?;
+        fs::create_dir_all(path.parent().unwrap())?;
         if images::write_if_changed(&path, yaml.as_bytes())? {
             ui::note(format!("wrote {}", project.rel(&path).display()));
         }
@@ -275,7 +286,7 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
         && artifacts.initrd.is_file()
         && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str());
     if current {
-        ui::cached(format!("linuxkit build of {}", project.rel(&yaml_path).display()));
+        ui::cached(format!("linuxkit build {}", project.rel(&yaml_path).display()));
         return Ok(artifacts);
     }
     let linuxkit = gotools::ensure(sh, project, "linuxkit")?;
@@ -290,11 +301,10 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     }
     sh.create_dir(&tmp)?;
     let cache = project.linuxkit_cache();
-    let built = cmd!(
+    let built = exec::run(cmd!(
         sh,
         "{linuxkit} build --format kernel+initrd --no-sbom --cache {cache} --dir {tmp} --name {name} {yaml_path}"
-    )
-    .run()
+    ))
     .with_context(|| format!("linuxkit build {}", yaml_path.display()));
     if built.is_err() {
         let _ = fs::remove_dir_all(&tmp);
@@ -307,7 +317,7 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     }
     fs::write(&stamp, &inputs)?;
     sh.remove_path(&tmp)?;
-    step.done();
+    step.done_with("built");
     ui::note(format!(
         "{} ({} MB)",
         project.rel(&artifacts.initrd).display(),
@@ -365,7 +375,7 @@ mod tests {
     fn checked_in_yaml_is_current() {
         let project = crate::project::for_tests();
         let app = crate::methods::default_app(&project).unwrap();
-        let compose = |m| crate::methods::vm(m, &app, None);
+        let compose = |m| crate::methods::vm(&project, m, &app, None);
         for vm in [
             smoke_vm(),
             compose(crate::methods::Method::Static),

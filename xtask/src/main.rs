@@ -9,8 +9,9 @@
 mod apps;
 mod bench;
 mod boot;
-mod child;
+mod cli;
 mod compose;
+mod exec;
 mod gotools;
 mod host;
 mod http;
@@ -28,118 +29,41 @@ mod ui;
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use xshell::Shell;
 
-/// Build and boot LinuxKit VMs that run a compose application.
-#[derive(Debug, Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
-struct Cli {
-    /// Never install missing Debian packages; print the apt-get command instead.
-    #[arg(long, global = true)]
-    no_install: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// List the host programs the build needs, their versions, and how to install missing ones.
-    Doctor,
-    /// Build the static method's VM: compose file and image tarballs inside, no registry needed.
-    Static {
-        #[command(flatten)]
-        compose: methods::ComposeOpt,
-    },
-    /// Boot the static VM on this terminal, guest port 80 on 127.0.0.1:PORT (Ctrl-A X quits).
-    RunStatic(RunArgs),
-    /// Build the dynamic method's VM: only the compose file inside; images are pulled at boot.
-    Dynamic {
-        #[command(flatten)]
-        compose: methods::ComposeOpt,
-        #[command(flatten)]
-        registry: methods::RegistryOpt,
-    },
-    /// Boot the dynamic VM on this terminal; without --registry a local registry serves the images.
-    RunDynamic {
-        #[command(flatten)]
-        run: RunArgs,
-        #[command(flatten)]
-        registry: methods::RegistryOpt,
-    },
-    /// Build every compose service that has `build:`, tagged with its `image:`.
-    Apps {
-        #[command(flatten)]
-        compose: methods::ComposeOpt,
-    },
-    /// Save every image the compose file uses as a `docker load`-able tarball in dist/images/.
-    Images {
-        #[command(flatten)]
-        compose: methods::ComposeOpt,
-    },
-    /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
-    VmImages {
-        /// Image recipe names under images/ (default: all in pins.yml).
-        names: Vec<String>,
-    },
-    /// Regenerate the LinuxKit YAML under linuxkit/ from the recipes, pins and compose file (builds nothing).
-    Yaml,
-    /// Build the smoke VM (nginx serving one page) into dist/smoke-{kernel,initrd.img}.
-    Smoke,
-    /// Boot the smoke VM with its serial console on this terminal (Ctrl-A X quits).
-    RunSmoke {
-        /// Host port on 127.0.0.1 forwarded to the guest's port 80.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        #[command(flatten)]
-        vm: boot::VmOpts,
-    },
-    /// Build, boot headless, check over HTTP, report the time to the first answers.
-    TestBoot(test_boot::Args),
-    /// Boot each VM several times and print the time to the first HTTP 200 (min, median, max).
-    Bench(bench::Args),
-    /// Everything CI runs: `cargo test` for the whole workspace, then every boot test.
-    Test {
-        #[command(flatten)]
-        vm: boot::VmOpts,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    #[command(flatten)]
-    compose: methods::ComposeOpt,
-    /// Host port on 127.0.0.1 forwarded to the guest's port 80.
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
-    #[command(flatten)]
-    vm: boot::VmOpts,
-}
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            ui::err(format_args!("error: {err:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Every flag is checked before anything is built or installed.
+    cli.command.validate()?;
     let sh = Shell::new()?;
     let root = project_root();
     sh.change_dir(&root);
     let project = project::Project::new(root, !cli.no_install)?;
+    ui::init(project.dist.join("logs"), cli.verbose);
+    // So is every program the command will run.
+    host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {
-        Command::Doctor => host::doctor(&sh, &project),
+        Command::Doctor { fix } => host::doctor(&sh, &project, fix),
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()
             } else {
                 names
             };
+            let _lock = project.lock()?;
             for name in names {
                 images::ensure(&sh, &project, &name)?;
             }
@@ -147,10 +71,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Static { compose } => {
             let app = compose.load(&project)?;
+            let _lock = project.lock()?;
             methods::build(&sh, &project, methods::Method::Static, &app, None, None).map(|_| ())
         }
         Command::Dynamic { compose, registry } => {
             let app = compose.load(&project)?;
+            let _lock = project.lock()?;
             let registry = registry.registry.as_ref();
             methods::build(&sh, &project, methods::Method::Dynamic, &app, registry, None).map(|_| ())
         }
@@ -173,23 +99,29 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Apps { compose } => {
             let app = compose.load(&project)?;
+            let _lock = project.lock()?;
             apps::build(&sh, &project, &app, apps::builder(&sh)).map(|_| ())
         }
         Command::Images { compose } => {
             let app = compose.load(&project)?;
+            let _lock = project.lock()?;
             let builder = apps::builder(&sh);
             let ids = apps::build(&sh, &project, &app, builder)?;
             apps::save(&sh, &project, &app, &ids, builder).map(|_| ())
         }
         Command::Yaml => {
+            let _lock = project.lock()?;
             linuxkit::smoke_vm().write_yaml(&project)?;
             let app = methods::default_app(&project)?;
             for method in [methods::Method::Static, methods::Method::Dynamic] {
-                methods::vm(method, &app, None).write_yaml(&project)?;
+                methods::vm(&project, method, &app, None).write_yaml(&project)?;
             }
             Ok(())
         }
-        Command::Smoke => linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ()),
+        Command::Smoke => {
+            let _lock = project.lock()?;
+            linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ())
+        }
         Command::RunSmoke { port, vm } => run_smoke(&sh, &project, port, &vm),
         Command::TestBoot(args) => test_boot::run(&sh, &project, &args),
         Command::Test { vm } => test_all(&sh, &project, vm),
@@ -198,26 +130,25 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmOpts) -> Result<()> {
-    let artifacts = linuxkit::build(sh, project, &linuxkit::smoke_vm())?;
-    boot::interactive(opts, &artifacts, port, || {
-        println!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
+    let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
+    boot::interactive(project, opts, &artifacts, port, || {
+        ui::say!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
     })
 }
 
 fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {
-    let step = ui::step("cargo fmt --check, cargo clippy, cargo test --workspace");
-    xshell::cmd!(sh, "cargo fmt --all --check")
-        .run()
-        .context("formatting: run `cargo fmt --all`")?;
-    xshell::cmd!(
+    let step = ui::step("cargo fmt --check");
+    exec::run(xshell::cmd!(sh, "cargo fmt --all --check")).context("formatting: run `cargo fmt --all`")?;
+    step.done();
+    let step = ui::step("cargo clippy");
+    exec::run(xshell::cmd!(
         sh,
-        "cargo clippy --workspace --all-targets --locked --quiet -- -D warnings"
-    )
-    .run()
+        "cargo clippy --workspace --all-targets --locked -- -D warnings"
+    ))
     .context("clippy")?;
-    xshell::cmd!(sh, "cargo test --workspace --locked")
-        .run()
-        .context("unit and snapshot tests")?;
+    step.done();
+    let step = ui::step("cargo test --workspace");
+    exec::run(xshell::cmd!(sh, "cargo test --workspace --locked")).context("unit and snapshot tests")?;
     step.done();
     let smoke = test_boot::Args {
         smoke: true,

@@ -16,6 +16,7 @@ use crate::{
     linuxkit::{self, Artifacts, ComposePayload, Vm},
     project::Project,
     registry::{self, Address, GUEST_GATEWAY},
+    ui,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,12 +59,20 @@ fn parse_registry(text: &str) -> Result<Address, String> {
 }
 
 impl ComposeOpt {
+    /// Read and check the compose file, before any work starts: every image
+    /// it uses must be one the local profile can build.
     pub fn load(&self, project: &Project) -> Result<App> {
-        match &self.path {
+        let app = match &self.path {
             // Relative to where the user is, like any command-line path.
-            Some(path) => App::load(path),
-            None => default_app(project),
+            Some(path) => App::load(path)?,
+            None => default_app(project)?,
+        };
+        for image in app.images() {
+            if !app.builds().any(|(service, _)| service.image == image) {
+                apps::cannot_pull(&app, image)?;
+            }
         }
+        Ok(app)
     }
 }
 
@@ -127,8 +136,19 @@ fn guest_registry(registry: &Address) -> String {
         .to_string()
 }
 
-pub fn vm(method: Method, app: &App, registry: Option<&Address>) -> Vm {
-    linuxkit::compose_vm(method.vm_name(), payload(method, app, registry))
+/// The method's VM for `app`. Only the default app without `--registry` is
+/// described by the checked-in `linuxkit/<name>.yml`; any other build writes
+/// its YAML under dist/, so no build with other input changes a tracked file.
+pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Vm {
+    let mut vm = linuxkit::compose_vm(method.vm_name(), payload(method, app, registry));
+    vm.checked_in = registry.is_none() && is_default(project, app);
+    vm
+}
+
+/// Is `app` the repository's own compose file?
+fn is_default(project: &Project, app: &App) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    canonical(&app.file).is_some() && canonical(&app.file) == canonical(&project.root.join(compose::DEFAULT))
 }
 
 /// The compose file the VM runs: static images are loaded, never pulled;
@@ -169,12 +189,12 @@ pub fn build(
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
     images::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
-    linuxkit::build(sh, project, &vm(method, app, registry))
+    linuxkit::build(sh, project, &vm(project, method, app, registry))
 }
 
 /// A built VM ready to boot, with the registry it pulls from when dynamic.
 pub struct Prepared {
-    pub artifacts: Artifacts,
+    pub artifacts: boot::Pinned,
     /// The registry the xtask runs for this boot (dropped: stopped).
     pub local_registry: Option<registry::Local>,
 }
@@ -189,7 +209,7 @@ pub fn prepare(
     registry: Option<&Address>,
 ) -> Result<Prepared> {
     if method == Method::Static || registry.is_some() {
-        let artifacts = build(sh, project, method, app, registry, None)?;
+        let artifacts = boot::pinned(project, || build(sh, project, method, app, registry, None))?;
         return Ok(Prepared {
             artifacts,
             local_registry: None,
@@ -197,9 +217,9 @@ pub fn prepare(
     }
     let log = project.dist.join(format!("{}-registry.log", method.vm_name()));
     std::fs::create_dir_all(&project.dist)?;
-    let local = registry::Local::start(sh, project, &log)?;
-    let mut artifacts = build(sh, project, method, app, None, Some(&local.address))?;
-    artifacts.cmdline = format!(
+    let local = registry::Local::start(project, &log)?;
+    let mut artifacts = boot::pinned(project, || build(sh, project, method, app, None, Some(&local.address)))?;
+    artifacts.artifacts.cmdline = format!(
         "{} {REGISTRY_PARAM}={}",
         artifacts.cmdline,
         guest_registry(&local.address)
@@ -222,13 +242,13 @@ pub fn run(
     opts: &VmOpts,
 ) -> Result<()> {
     let prepared = prepare(sh, project, method, app, registry)?;
-    boot::interactive(opts, &prepared.artifacts, port, || {
-        println!(
+    boot::interactive(project, opts, &prepared.artifacts, port, || {
+        ui::say!(
             "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
             method.vm_name()
         );
         for (host, service) in app.routes() {
-            println!(
+            ui::say!(
                 "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
                 service.name
             );
@@ -285,6 +305,34 @@ mod tests {
             payload(Method::Dynamic, &app(), Some(&remote)).cmdline,
             ["linuxkit_compose.registry=registry.example.com"]
         );
+    }
+
+    /// `static --compose other.yml` and `dynamic --registry …` must not touch
+    /// the checked-in linuxkit/*.yml: their YAML goes to dist/.
+    #[test]
+    fn only_the_default_app_writes_checked_in_yaml() {
+        let project = crate::project::for_tests();
+        let linuxkit_dir = project.root.join("linuxkit");
+        for method in [Method::Static, Method::Dynamic] {
+            let default = vm(&project, method, &app(), None);
+            assert_eq!(default.yaml_path(&project).parent().unwrap(), linuxkit_dir);
+            let dir = std::env::temp_dir().join(format!("lkc-other-{}-{method:?}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("docker-compose.yml");
+            std::fs::write(
+                &file,
+                std::fs::read_to_string(project.root.join(compose::DEFAULT))
+                    .unwrap()
+                    .replace("../apps/", &format!("{}/apps/", project.root.display())),
+            )
+            .unwrap();
+            let other = vm(&project, method, &App::load(&file).unwrap(), None);
+            assert_eq!(other.yaml_path(&project).parent().unwrap(), project.dist);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let registry = Address::parse("registry.example.com/team").unwrap();
+        let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry));
+        assert_eq!(pushed.yaml_path(&project).parent().unwrap(), project.dist);
     }
 
     #[test]

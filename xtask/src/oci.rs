@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
-use crate::{gotools, images::write_atomic, project::Project};
+use crate::{exec, gotools, images::write_atomic, project::Project};
 
 /// The annotation LinuxKit (like containerd) names a cached image by.
 const IMAGE_NAME: &str = "io.containerd.image.name";
@@ -67,12 +67,10 @@ pub fn import(sh: &Shell, project: &Project, layout: &Path, reference: &str) -> 
     )?;
     // `cache import` wants entries named `index.json` and `blobs/sha256/<hex>`, no `./`.
     let tar = layout.with_extension("tar");
-    cmd!(sh, "tar -C {layout} -cf {tar} oci-layout index.json blobs").run()?;
+    exec::run(cmd!(sh, "tar -C {layout} -cf {tar} oci-layout index.json blobs"))?;
     let linuxkit = gotools::ensure(sh, project, "linuxkit")?;
     let cache = project.linuxkit_cache();
-    cmd!(sh, "{linuxkit} --quiet cache import --cache {cache} {tar}")
-        .run()
-        .context("linuxkit cache import")?;
+    exec::run(cmd!(sh, "{linuxkit} --quiet cache import --cache {cache} {tar}")).context("linuxkit cache import")?;
     fs::remove_file(&tar)?;
     if !cache_has(&cache, reference)? {
         bail!(

@@ -32,7 +32,21 @@ pub struct Debian {
     pub suite: String,
     pub mirror: String,
     /// Host program -> the Debian package that provides it.
-    pub host_packages: BTreeMap<String, String>,
+    pub host_packages: BTreeMap<String, HostPackage>,
+}
+
+/// The Debian package (of the host's own release) that provides a host program.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostPackage {
+    pub package: String,
+    /// Acceptable versions: the highest entry or later, or a lower entry or
+    /// later within that entry's own `major.minor` series. Empty: any.
+    #[serde(default)]
+    pub min_version: Vec<String>,
+    /// May come from `<codename>-backports` when the host's suite is too old.
+    #[serde(default)]
+    pub backports: bool,
 }
 
 /// A Go program built from a module fetched through the Go module proxy.
@@ -120,7 +134,7 @@ mod tests {
     }
 
     const MINIMAL: &str = "
-debian: {suite: trixie, mirror: http://m, host_packages: {}}
+debian: {suite: trixie, mirror: http://m, host_packages: {q: {package: qemu-system-x86, min_version: [9.1]}}}
 go:
   t: {module: example.com/t, version: v1.0.0, package: ., binary: t}
 images:

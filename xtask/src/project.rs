@@ -1,11 +1,16 @@
 //! Where things live: the repository, `dist/`, the cache outside the repository,
 //! the pins, and whether the xtask may install missing host packages.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
 
 use anyhow::{Context, Result};
 
-use crate::pins::Pins;
+use crate::{pins::Pins, ui};
 
 /// Environment variable that moves the cache (Go tools, Debian trees, image
 /// builds, the LinuxKit cache). Default: `$XDG_CACHE_HOME/linuxkit-compose`.
@@ -49,6 +54,65 @@ impl Project {
     pub fn rel<'a>(&self, path: &'a Path) -> &'a Path {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
+
+    /// Exclusive use of the cache and of dist/'s build outputs while building:
+    /// a second `cargo xtask` (another terminal, another checkout on the same
+    /// cache) waits here instead of writing the same files. Re-entrant within
+    /// this process; released when the last guard drops. Boots run unlocked:
+    /// they use private links to their kernel and initrd ([`crate::boot::pinned`]).
+    pub fn lock(&self) -> Result<BuildLock> {
+        let mut held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            fs::create_dir_all(&self.cache).with_context(|| format!("creating {}", self.cache.display()))?;
+            let path = self.cache.join("lock");
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+                ui::note(format!(
+                    "waiting for another cargo xtask to finish building (it holds {})",
+                    path.display()
+                ));
+                flock(&file, libc::LOCK_EX)?;
+            }
+            held.1 = Some(file);
+        }
+        held.0 += 1;
+        Ok(BuildLock(()))
+    }
+}
+
+/// How many [`BuildLock`]s this process holds, and the locked file.
+static LOCK: Mutex<(usize, Option<fs::File>)> = Mutex::new((0, None));
+
+/// Held while building; see [`Project::lock`].
+pub struct BuildLock(());
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let mut held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 == 0 {
+            // Closing the file releases the lock.
+            held.1 = None;
+        }
+    }
+}
+
+/// flock(2); false if `LOCK_NB` was given and another holder has it.
+pub fn flock(file: &fs::File, op: libc::c_int) -> Result<bool> {
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == std::io::ErrorKind::WouldBlock {
+        return Ok(false);
+    }
+    Err(err).context("flock")
 }
 
 /// This repository as the tests see it: its pins and recipes, and a cache
@@ -81,6 +145,36 @@ fn cache_dir(explicit: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The build lock is a real lock on the cache: another process cannot take
+    /// it while it is held (`flock -n` stands in for a second `cargo xtask`),
+    /// and can as soon as the last guard is dropped.
+    #[test]
+    fn build_lock_excludes_other_processes() {
+        let cache = std::env::temp_dir().join(format!("lkc-lock-{}", std::process::id()));
+        let project = Project {
+            cache: cache.clone(),
+            ..for_tests()
+        };
+        let other_can_lock = || {
+            std::process::Command::new("flock")
+                .args(["-n", "-E", "99"])
+                .arg(cache.join("lock"))
+                .arg("true")
+                .status()
+                .unwrap()
+                .code()
+                != Some(99)
+        };
+        let outer = project.lock().unwrap();
+        let inner = project.lock().unwrap(); // re-entrant: no self-deadlock
+        assert!(!other_can_lock(), "another process took the lock while it was held");
+        drop(inner);
+        assert!(!other_can_lock(), "released while a guard was still alive");
+        drop(outer);
+        assert!(other_can_lock(), "still locked after the last guard");
+        fs::remove_dir_all(&cache).unwrap();
+    }
 
     #[test]
     fn cache_dir_precedence() {

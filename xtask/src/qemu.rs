@@ -11,9 +11,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{child, ui};
-
-pub const QEMU: &str = "qemu-system-x86_64";
+use crate::{exec, ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
@@ -61,6 +59,8 @@ pub enum Console {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmSpec {
+    /// The QEMU binary (host::path found and checked it).
+    pub qemu: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
@@ -107,7 +107,7 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
 }
 
 /// A running QEMU. Dropping it stops the VM, and it dies with the xtask
-/// ([`child::dies_with_parent`]).
+/// ([`exec::spawn`]).
 pub struct Vm {
     child: Child,
     pub started: Instant,
@@ -115,14 +115,12 @@ pub struct Vm {
 
 impl Vm {
     pub fn spawn(spec: &VmSpec) -> Result<Vm> {
-        let mut cmd = Command::new(QEMU);
+        let mut cmd = Command::new(&spec.qemu);
         cmd.args(args(spec));
         if spec.console != Console::Terminal {
             cmd.stdin(Stdio::null());
         }
-        let child = child::dies_with_parent(&mut cmd)
-            .spawn()
-            .with_context(|| format!("starting {QEMU}"))?;
+        let child = exec::spawn(&mut cmd).context("starting QEMU")?;
         Ok(Vm {
             child,
             started: Instant::now(),
@@ -167,12 +165,27 @@ impl Drop for Vm {
     }
 }
 
+/// What a KVM probe boot showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Works,
+    /// QEMU gave up at once, saying this (say "failed to set MSR 0x10a").
+    Failed(String),
+    /// The guest made no progress before the timeout.
+    Hung,
+}
+
 /// Does KVM actually run a guest here? Boots `kernel` under KVM with no root
 /// filesystem: a working KVM reaches the "cannot mount root" panic and exits
 /// (panic=-1 plus -no-reboot) within seconds; a broken one aborts or hangs.
-pub fn probe_kvm(kernel: &Path, timeout: Duration) -> bool {
+pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> Probe {
     let step = ui::step(format!("probing KVM (up to {}s)", timeout.as_secs()));
-    let mut cmd = Command::new(QEMU);
+    let stderr_log = ui::current_log();
+    let _ = std::fs::create_dir_all(stderr_log.parent().unwrap_or(Path::new(".")));
+    let Ok(stderr) = std::fs::File::create(&stderr_log) else {
+        return Probe::Failed(format!("cannot write {}", stderr_log.display()));
+    };
+    let mut cmd = Command::new(qemu);
     cmd.args([
         "-accel",
         "kvm",
@@ -190,24 +203,30 @@ pub fn probe_kvm(kernel: &Path, timeout: Duration) -> bool {
     .args(["-append", "panic=-1 console=ttyS0"])
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let Ok(child) = child::dies_with_parent(&mut cmd).spawn() else {
-        return false;
+    .stderr(stderr);
+    let child = match exec::spawn(&mut cmd) {
+        Ok(child) => child,
+        Err(e) => return Probe::Failed(format!("{e:#}")),
     };
     let mut vm = Vm {
         child,
         started: Instant::now(),
     };
-    let ok = loop {
+    let result = loop {
         match vm.exited() {
-            Ok(Some(status)) => break status.success(),
+            Ok(Some(status)) if status.success() => break Probe::Works,
+            Ok(Some(status)) => {
+                let said = ui::tail(&stderr_log, 1);
+                break Probe::Failed(if said.is_empty() { status.to_string() } else { said });
+            }
             Ok(None) if vm.started.elapsed() < timeout => thread::sleep(Duration::from_millis(100)),
-            _ => break false,
+            Ok(None) => break Probe::Hung,
+            Err(e) => break Probe::Failed(format!("{e:#}")),
         }
     };
     drop(vm);
     step.done();
-    ok
+    result
 }
 
 #[cfg(test)]
@@ -216,6 +235,7 @@ mod tests {
 
     fn spec(accel: Accel, console: Console) -> VmSpec {
         VmSpec {
+            qemu: "qemu-system-x86_64".into(),
             kernel: "dist/smoke-kernel".into(),
             initrd: "dist/smoke-initrd.img".into(),
             cmdline: "console=ttyS0 panic=1".into(),

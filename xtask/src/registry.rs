@@ -15,7 +15,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::{boot, child, host, http, images, project::Project, ui};
+use crate::{boot, exec, host, http, images, project::Project, ui};
 
 /// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
 pub const GUEST_GATEWAY: &str = "10.0.2.2";
@@ -37,17 +37,29 @@ impl Address {
             Some((h, ns)) => (h, Some(ns.to_string())),
             None => (text, None),
         };
-        if let Some((_, port)) = host.rsplit_once(':') {
-            port.parse::<u16>()
-                .with_context(|| format!("registry {text:?}: port {port:?} is not a number"))?;
-        }
-        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
-            bail!("registry {text:?}: {host:?} is not a host name");
-        }
-        Ok(Address {
+        let address = Address {
             host: host.to_string(),
             namespace,
-        })
+        };
+        let (name, port) = address.name_and_port();
+        let bracketed_ip6 = name.starts_with('[') && name.ends_with(']') && name.len() > 2;
+        if name.is_empty() || !(bracketed_ip6 || name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))) {
+            bail!("registry {text:?}: {name:?} is not a host name");
+        }
+        if let Some(port) = port {
+            if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+                bail!("registry {text:?}: port {port:?} is not a port number (1-65535)");
+            }
+        }
+        if let Some(ns) = &address.namespace {
+            if let Some(bad) = ns.split('/').find(|c| !is_path_component(c)) {
+                bail!(
+                    "registry {text:?}: namespace part {bad:?} is not a repository path component \
+                     (lower-case letters and digits, separated by `.`, `_`, `__` or dashes)"
+                );
+            }
+        }
+        Ok(address)
     }
 
     /// `registry/namespace/image`.
@@ -77,13 +89,36 @@ impl Address {
         matches!(self.name_and_port().0, "127.0.0.1" | "localhost")
     }
 
-    /// `host` split into its name and optional port.
+    /// `host` split into its name and optional port (`[::1]:5000` too).
     fn name_and_port(&self) -> (&str, Option<&str>) {
         match self.host.rsplit_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (&self.host, None),
+            Some((name, port)) if !self.host.starts_with('[') || name.ends_with(']') => (name, Some(port)),
+            _ => (&self.host, None),
         }
     }
+}
+
+/// A path component of an image reference, as the distribution spec has it:
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or one or more `-`.
+fn is_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    let mut sep = String::new();
+    for &b in bytes {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            if !(sep.is_empty() || sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+                return false;
+            }
+            sep.clear();
+        } else if b"._-".contains(&b) {
+            sep.push(b as char);
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// A registry process run by the xtask. Dropping it stops it, and it dies with
@@ -97,12 +132,13 @@ pub struct Local {
 impl Local {
     /// Start `docker-registry` on 127.0.0.1:<free port>, storage in the cache,
     /// and wait until it answers `GET /v2/`.
-    pub fn start(sh: &Shell, project: &Project, log: &Path) -> Result<Local> {
-        let program = host::require(sh, project, "docker-registry")?;
+    pub fn start(project: &Project, log: &Path) -> Result<Local> {
+        let program = host::path(project, "docker-registry")?;
         let port = boot::free_port()?;
         let dir = project.cache_path("registry");
         fs::create_dir_all(dir.join("data"))?;
-        let config = dir.join("config.yml");
+        // One config per process: two commands may each run a registry.
+        let config = dir.join(format!("config-{}.yml", std::process::id()));
         fs::write(&config, config_yaml(&dir.join("data"), port))?;
         let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(program);
@@ -111,9 +147,7 @@ impl Local {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        let child = child::dies_with_parent(&mut cmd)
-            .spawn()
-            .context("starting docker-registry")?;
+        let child = exec::spawn(&mut cmd).context("starting docker-registry")?;
         let mut registry = Local {
             child,
             address: Address {
@@ -216,9 +250,9 @@ pub fn pulled_manifests(log: &str) -> Vec<String> {
 pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> Result<()> {
     let dest = format!("docker://{}", registry.image(image));
     let tls = format!("--tls-verify={}", !registry.is_loopback());
-    let step = ui::step(format!("pushing {image} to {}", registry.image(image)));
+    let step = ui::step(format!("push {}", registry.image(image)));
     images::buildah(sh, project, &["push", "--quiet", &tls, image, &dest])?;
-    step.done();
+    step.done_with("pushed");
     Ok(())
 }
 
@@ -247,7 +281,31 @@ mod tests {
                 .image("a:1"),
             "10.0.2.2:5000/ns/a:1"
         );
-        for bad in ["", "http://r:5000", "r:port", "has space:1", "r@x"] {
+        assert_eq!(
+            Address::parse("r.example.com/team_a/sub-ns")
+                .unwrap()
+                .namespace
+                .as_deref(),
+            Some("team_a/sub-ns")
+        );
+        assert_eq!(
+            Address::parse("[::1]:5000").unwrap().name_and_port(),
+            ("[::1]", Some("5000"))
+        );
+        for bad in [
+            "",
+            "http://r:5000",
+            "r:port",
+            "has space:1",
+            "r@x",
+            ":5000",
+            "r:0",
+            "r:70000",
+            "r.example.com/Team",
+            "r.example.com/team//x",
+            "r.example.com/-team",
+            "r.example.com/te..am",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

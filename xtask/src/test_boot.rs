@@ -46,7 +46,7 @@ pub struct Args {
     pub unreachable_registry: bool,
     /// Seconds to wait for the first HTTP 200 after QEMU starts
     /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
     #[command(flatten)]
     pub vm: VmOpts,
@@ -81,20 +81,30 @@ struct Headless {
     vm: Vm,
     port: u16,
     log: std::path::PathBuf,
+    /// Holds the serial log's name for this boot.
+    _serial: boot::SerialLog,
     accel: Accel,
     deadline: Instant,
     step: ui::Step,
 }
 
 fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeouts: (u64, u64)) -> Result<Headless> {
-    let accel = boot::accel(&args.vm, &artifacts.kernel);
+    let accel = boot::accel(project, &args.vm, &artifacts.kernel)?;
     let timeout = Duration::from_secs(args.timeout.unwrap_or(match accel {
         Accel::Tcg => timeouts.0,
         Accel::Kvm => timeouts.1,
     }));
     let port = boot::free_port()?;
-    let log = boot::serial_log(&project.dist, name)?;
-    let spec = boot::spec(&args.vm, artifacts, accel, Console::File(log.clone()), vec![(port, 80)]);
+    let serial = boot::serial_log(&project.dist, name)?;
+    let log = serial.path.clone();
+    let spec = boot::spec(
+        project,
+        &args.vm,
+        artifacts,
+        accel,
+        Console::File(log.clone()),
+        vec![(port, 80)],
+    )?;
     let step = ui::step(format!(
         "booting {name} headless ({accel}): serial console in {}, guest port 80 on 127.0.0.1:{port}",
         project.rel(&log).display()
@@ -105,6 +115,7 @@ fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeo
         vm,
         port,
         log,
+        _serial: serial,
         accel,
         deadline,
         step,
@@ -115,7 +126,9 @@ impl Headless {
     /// Stop the VM; on failure show the serial log's tail and what the compose
     /// runner said.
     fn finish<T>(self, result: Result<T>) -> Result<T> {
-        let Headless { vm, log, step, .. } = self;
+        let Headless {
+            vm, log, step, _serial, ..
+        } = self;
         let started = vm.started;
         vm.stop();
         match result {
@@ -124,14 +137,14 @@ impl Headless {
                 Ok(value)
             }
             Err(e) => {
-                eprintln!(
+                ui::tell!(
                     "--- last lines of {} ---\n{}\n---",
                     log.display(),
                     boot::log_tail(&log, 60)
                 );
                 let compose = compose_lines(&log);
                 if !compose.is_empty() {
-                    eprintln!("--- what the compose runner said ---\n{compose}\n---");
+                    ui::tell!("--- what the compose runner said ---\n{compose}\n---");
                 }
                 Err(e.context(format!(
                     "boot test failed {} after QEMU started",
@@ -152,7 +165,7 @@ fn compose_lines(log: &Path) -> String {
 
 fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
-    let artifacts = linuxkit::build(sh, project, &vm_def)?;
+    let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
     let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &|| None).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
@@ -162,7 +175,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
             );
         }
         let took = at - h.vm.started;
-        println!(
+        ui::say!(
             "smoke: HTTP 200 with the smoke page {} after QEMU started ({})",
             ui::secs(took),
             h.accel
@@ -191,7 +204,7 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let result = check_routes(&mut h, app);
     let timings = h.finish(result)?;
-    println!(
+    ui::say!(
         "{}: every routed host answered with its own page; an unknown host got traefik's 404",
         method.vm_name()
     );
@@ -209,13 +222,13 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
                 missing.join(", ")
             );
         }
-        println!(
+        ui::say!(
             "{}: the registry served every image's manifest to the VM: {}",
             method.vm_name(),
             pulled.join(", ")
         );
     } else if method == Method::Dynamic {
-        println!(
+        ui::say!(
             "{}: pulls from your --registry are not checked (its logs are not ours to read)",
             method.vm_name()
         );
@@ -252,7 +265,7 @@ fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prep
                     "the compose runner gave up, but without naming the registry: {reason:?}"
                 ))
             } else {
-                println!(
+                ui::say!(
                     "  the compose runner gave up {}: {reason}",
                     ui::secs(h.vm.started.elapsed())
                 );
@@ -261,7 +274,7 @@ fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prep
         }
     };
     h.finish(result)?;
-    println!(
+    ui::say!(
         "{}: with its registry gone, the VM retried, then failed saying why",
         method.vm_name()
     );
@@ -289,7 +302,7 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
         if let Some((other, _)) = bodies.iter().find(|(_, b)| *b == body) {
             bail!("Host {host} and Host {other} answer with the same page: routing by hostname is not working");
         }
-        println!(
+        ui::say!(
             "  {host}: HTTP 200 from `{}` {} after QEMU started ({})",
             service.name,
             ui::secs(at - h.vm.started),
@@ -307,6 +320,6 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
             r.body
         );
     }
-    println!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
+    ui::say!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
     Ok(timings)
 }

@@ -1,0 +1,221 @@
+//! Every program the xtask runs goes through here. Each child dies with the
+//! xtask however the xtask dies (PR_SET_PDEATHSIG, so not even a SIGKILL leaves
+//! one behind), writes its output to the current step's log (or the terminal
+//! with `-v`), and when it fails the user sees the log's tail and its path.
+
+use std::{
+    fs,
+    io::{self, Write},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context, Result};
+use xshell::Cmd;
+
+use crate::ui;
+
+/// Lines of a failed program's log shown on the terminal.
+const TAIL: usize = 25;
+
+/// Have the kernel SIGKILL the child when the xtask dies, however it dies.
+pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2),
+    // getppid(2) and _exit(2), which are async-signal-safe and touch no memory
+    // of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The xtask may have died between fork and prctl: then nobody is
+            // left to send the signal, so go now.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Run `cmd` to completion, its output in the current step's log.
+pub fn run(cmd: Cmd<'_>) -> Result<()> {
+    let shown = cmd.to_string();
+    let mut command = Command::from(cmd);
+    command.stdin(Stdio::null());
+    let log = attach_log(&mut command, &shown, true)?;
+    let status = dies_with_parent(&mut command)
+        .status()
+        .map_err(|e| start_error(&shown, e))?;
+    if !status.success() {
+        return Err(failed(&shown, &status.to_string(), log.as_deref()));
+    }
+    Ok(())
+}
+
+/// Run `cmd` and return its standard output (trimmed); its standard error goes
+/// to the current step's log.
+pub fn read(cmd: Cmd<'_>) -> Result<String> {
+    let shown = cmd.to_string();
+    let mut command = Command::from(cmd);
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    let log = attach_log(&mut command, &shown, false)?;
+    let out = dies_with_parent(&mut command)
+        .output()
+        .map_err(|e| start_error(&shown, e))?;
+    if !out.status.success() {
+        return Err(failed(&shown, &out.status.to_string(), log.as_deref()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Run `cmd` quietly and return its standard output if it succeeds: for
+/// questions (`buildah inspect`, `--version`) whose failure is an answer.
+pub fn probe(cmd: Cmd<'_>) -> Option<String> {
+    let mut command = Command::from(cmd);
+    command.stdin(Stdio::null()).stderr(Stdio::null());
+    let out = dies_with_parent(&mut command).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Start a long-lived child (QEMU, a registry) that dies with the xtask.
+pub fn spawn(command: &mut Command) -> Result<Child> {
+    let shown = format!("{command:?}");
+    ui::detail(format!("$ {shown}"));
+    dies_with_parent(command).spawn().map_err(|e| start_error(&shown, e))
+}
+
+/// Send the child's stderr (and stdout if `stdout`) to the current step's log,
+/// after a line saying what runs; with `-v`, leave them on the terminal.
+fn attach_log(command: &mut Command, shown: &str, stdout: bool) -> Result<Option<std::path::PathBuf>> {
+    if ui::verbose() {
+        ui::err(format!("$ {shown}"));
+        return Ok(None);
+    }
+    let log = ui::current_log();
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    writeln!(file, "$ {shown}")?;
+    if stdout {
+        command.stdout(file.try_clone()?);
+    }
+    command.stderr(file);
+    Ok(Some(log))
+}
+
+fn start_error(shown: &str, e: io::Error) -> anyhow::Error {
+    let program = shown.split_whitespace().next().unwrap_or(shown);
+    if e.kind() == io::ErrorKind::NotFound {
+        anyhow::anyhow!("`{program}` is not on PATH (`cargo xtask doctor` says what is missing and how to install it)")
+    } else {
+        anyhow::anyhow!("starting `{program}`: {e}")
+    }
+}
+
+/// The error for a program that failed, after showing the tail of its log.
+fn failed(shown: &str, status: &str, log: Option<&Path>) -> anyhow::Error {
+    let short: String = shown.chars().take(200).collect();
+    match log {
+        Some(log) => {
+            ui::err(format!("--- last lines of {} ---", log.display()));
+            ui::err(ui::tail(log, TAIL));
+            ui::err("---");
+            anyhow::anyhow!("`{short}` failed ({status}); its output is in {}", log.display())
+        }
+        None => anyhow::anyhow!("`{short}` failed ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Set in the copy of this test binary that plays the xtask in
+    /// `children_die_with_the_xtask`.
+    const HOST_ENV: &str = "LKC_TEST_CHILD_HOST";
+
+    /// Not a test of its own: when run by `children_die_with_the_xtask`, start
+    /// a child that is quiet on its output (it would survive a closed pipe)
+    /// through [`run`], as every build step does, and wait for it.
+    #[test]
+    fn child_host() {
+        let Ok(pid_file) = std::env::var(HOST_ENV) else { return };
+        let sh = xshell::Shell::new().unwrap();
+        let script = format!("echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 300");
+        let _ = run(xshell::cmd!(sh, "sh -c {script}"));
+    }
+
+    fn alive(pid: i32) -> bool {
+        // A killed child of a dead parent is reaped by init; until then it is a zombie.
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn children_die_with_the_xtask() {
+        let dir = std::env::temp_dir().join(format!("lkc-exec-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("child.pid");
+        let mut host = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "exec::tests::child_host", "--nocapture", "--test-threads=1"])
+            .env(HOST_ENV, &pid_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let child = loop {
+            if let Some(pid) = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the child never started");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(alive(child));
+        host.kill().unwrap(); // SIGKILL: no destructor, no signal handler runs
+        host.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(child) {
+            assert!(
+                Instant::now() < deadline,
+                "child {child} outlived the SIGKILLed process that started it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failure_names_the_program_and_its_log() {
+        let sh = xshell::Shell::new().unwrap();
+        let err = run(xshell::cmd!(sh, "sh -c 'echo the reason >&2; exit 3'")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        let log = msg.rsplit("its output is in ").next().unwrap();
+        assert!(fs::read_to_string(log).unwrap().contains("the reason"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_program_is_named_without_a_raw_errno() {
+        let sh = xshell::Shell::new().unwrap();
+        let err = run(xshell::cmd!(sh, "lkc-no-such-program --flag")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("`lkc-no-such-program` is not on PATH"), "{msg}");
+        assert!(!msg.contains("os error"), "{msg}");
+    }
+}
