@@ -118,7 +118,11 @@ impl Vm {
         let mut cmd = Command::new(&spec.qemu);
         cmd.args(args(spec));
         if spec.console != Console::Terminal {
-            cmd.stdin(Stdio::null());
+            // Headless: what QEMU itself says goes to the boot step's log.
+            let log = ui::current_log();
+            std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+            cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
         }
         let child = exec::spawn(&mut cmd).context("starting QEMU")?;
         Ok(Vm {

@@ -105,10 +105,11 @@ fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeo
         Console::File(log.clone()),
         vec![(port, 80)],
     )?;
-    let step = ui::step(format!(
-        "booting {name} headless ({accel}): serial console in {}, guest port 80 on 127.0.0.1:{port}",
+    ui::note(format!(
+        "{name}: serial console in {}, guest port 80 on 127.0.0.1:{port}",
         project.rel(&log).display()
     ));
+    let step = ui::step(format!("boot {name} headless ({accel})"));
     let vm = Vm::spawn(&spec)?;
     let deadline = vm.started + timeout;
     Ok(Headless {
