@@ -434,6 +434,33 @@ mod tests {
         }
     }
 
+    /// An image that carries a Go tool is rebuilt when that tool's pin moves,
+    /// and only then: images without it keep their tags.
+    #[test]
+    fn go_pins_are_part_of_the_tags_that_use_them() {
+        let project = crate::project::for_tests();
+        let before = (tag(&project, "traefik").unwrap(), tag(&project, "nginx").unwrap());
+        for change in ["version", "module", "package"] {
+            let mut moved = crate::project::for_tests();
+            let tool = moved.pins.go.get_mut("traefik").unwrap();
+            match change {
+                "version" => tool.version = "v3.6.13".into(),
+                "module" => tool.module = "example.com/fork/traefik/v3".into(),
+                _ => tool.package = "./cmd/other".into(),
+            }
+            assert_ne!(
+                tag(&moved, "traefik").unwrap(),
+                before.0,
+                "go.traefik.{change} must retag traefik"
+            );
+            assert_eq!(
+                tag(&moved, "nginx").unwrap(),
+                before.1,
+                "go.traefik.{change} must not retag nginx"
+            );
+        }
+    }
+
     #[test]
     fn merge_usr_links_and_moves() {
         let tmp = std::env::temp_dir().join(format!("lkc-merge-{}", std::process::id()));

@@ -200,7 +200,7 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
     let registry = args.registry.registry.as_ref();
     let mut prepared = methods::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
-        return unreachable_registry(project, args, method, prepared).map(|()| Timings::default());
+        return unreachable_registry(project, args, method, app, prepared).map(|()| Timings::default());
     }
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let result = check_routes(&mut h, app);
@@ -239,40 +239,38 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
 
 /// The registry goes away after the push: the compose runner must retry, then
 /// give up with the reason, and this test sees that before its deadline.
-fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prepared: methods::Prepared) -> Result<()> {
+fn unreachable_registry(
+    project: &Project,
+    args: &Args,
+    method: Method,
+    app: &App,
+    mut prepared: methods::Prepared,
+) -> Result<()> {
     let Some(local) = prepared.local_registry.as_mut() else {
         bail!("--unreachable-registry needs the dynamic method with the xtask's own registry");
     };
     local.stop();
+    let registry = local.address.as_seen_from_guest().host;
+    // A host the app routes: if the VM got its images after all, this answers.
+    let (host, _) = app.routes()[0];
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let log = h.log.clone();
     let failed = move || boot::log_line(&log, RUNNER_FAILED);
-    let outcome = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &failed);
+    let outcome = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &failed);
     let result = match outcome {
         Ok(_) => Err(anyhow::anyhow!(
-            "the app answered although its registry was stopped before boot"
+            "Host {host} answered although the app's registry was stopped before boot"
         )),
-        Err(e) => {
-            let said = compose_lines(&h.log);
-            let reason = said
-                .lines()
-                .rfind(|l| l.contains("up:"))
-                .unwrap_or_default()
-                .to_string();
-            if boot::log_line(&h.log, RUNNER_FAILED).is_none() {
-                Err(e.context("the compose runner never said it gave up"))
-            } else if !(reason.contains("connection refused") || reason.contains("10.0.2.2")) {
-                Err(anyhow::anyhow!(
-                    "the compose runner gave up, but without naming the registry: {reason:?}"
-                ))
-            } else {
+        Err(e) => match unreachable_verdict(&compose_lines(&h.log), &registry) {
+            Ok(reason) => {
                 ui::say!(
                     "  the compose runner gave up {}: {reason}",
                     ui::secs(h.vm.started.elapsed())
                 );
                 Ok(())
             }
-        }
+            Err(problem) => Err(e.context(problem)),
+        },
     };
     h.finish(result)?;
     ui::say!(
@@ -280,6 +278,19 @@ fn unreachable_registry(project: &Project, args: &Args, method: Method, mut prep
         method.vm_name()
     );
     Ok(())
+}
+
+/// From what the compose runner said: did it give up, saying that the
+/// connection to `registry` (as the guest names it) was refused? Returns the
+/// line that says so.
+fn unreachable_verdict(said: &str, registry: &str) -> Result<String, String> {
+    if !said.lines().any(|l| l.starts_with(RUNNER_FAILED)) {
+        return Err("the compose runner never said it gave up".into());
+    }
+    said.lines()
+        .rfind(|l| l.contains(registry) && l.contains("connection refused"))
+        .map(str::to_string)
+        .ok_or_else(|| format!("the compose runner gave up without saying that {registry} refused the connection"))
 }
 
 fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
@@ -323,4 +334,25 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     }
     ui::say!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
     Ok(timings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_registry_must_be_named_as_refused() {
+        let registry = "10.0.2.2:41234";
+        let refused = "compose: up: Error response from daemon: Get \"http://10.0.2.2:41234/v2/\": dial tcp 10.0.2.2:41234: connect: connection refused";
+        let failed = "compose: FAILED: docker compose up failed 6 times, last: …";
+        let said = format!("{refused}\n{failed}");
+        assert_eq!(unreachable_verdict(&said, registry).unwrap(), refused);
+        // Not given up (yet): no verdict.
+        assert!(unreachable_verdict(refused, registry).is_err());
+        // Given up for another reason, or naming another address: not this failure.
+        let other = format!("compose: up: no space left on device\n{failed}");
+        assert!(unreachable_verdict(&other, registry).is_err());
+        let elsewhere = format!("{}\n{failed}", refused.replace("41234", "5000"));
+        assert!(unreachable_verdict(&elsewhere, registry).is_err());
+    }
 }

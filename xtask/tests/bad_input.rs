@@ -31,12 +31,20 @@ fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 /// Run `cargo xtask <command> --compose <file with text>` and return stderr,
 /// asserting the failure is clean.
 fn fails(command: &str, name: &str, text: &str) -> String {
+    fails_on(command, name, Some(text))
+}
+
+/// [`fails`], with no file at all when `text` is None.
+fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
     let dir = std::env::temp_dir().join(format!("lkc-bad-{}-{name}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let file = dir.join("docker-compose.yml");
-    fs::write(&file, text).unwrap();
-    let dist = root().join("dist");
-    let before = listing(&dist);
+    if let Some(text) = text {
+        fs::write(&file, text).unwrap();
+    }
+    // Outputs and the checked-in LinuxKit YAML alike stay as they were.
+    let (dist, linuxkit) = (root().join("dist"), root().join("linuxkit"));
+    let before = (listing(&dist), listing(&linuxkit));
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([command, "--no-install", "--compose"])
         .arg(&file)
@@ -51,7 +59,8 @@ fn fails(command: &str, name: &str, text: &str) -> String {
         errors[0].contains(&file.display().to_string()),
         "the error names the file:\n{stderr}"
     );
-    assert_eq!(before, listing(&dist), "{command} with {name} changed dist/");
+    assert_eq!(before.0, listing(&dist), "{command} with {name} changed dist/");
+    assert_eq!(before.1, listing(&linuxkit), "{command} with {name} changed linuxkit/");
     assert!(!dir.join("cache").exists(), "{command} with {name} started building");
     fs::remove_dir_all(&dir).unwrap();
     errors[0].to_string()
@@ -95,9 +104,15 @@ fn router_without_host_rule() {
 }
 
 #[test]
-fn missing_file() {
-    let e = fails("apps", "missing", "");
+fn empty_file() {
+    let e = fails("apps", "empty", "");
     assert!(e.contains("defines no services"), "{e}");
+}
+
+#[test]
+fn missing_file() {
+    let e = fails_on("static", "missing", None);
+    assert!(e.contains("cannot read it: No such file or directory"), "{e}");
 }
 
 #[test]
