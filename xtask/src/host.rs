@@ -145,6 +145,18 @@ fn version_of(path: &Path, program: &str) -> Option<String> {
 }
 
 pub fn parse_version(text: &str) -> Option<String> {
+    dotted_version(text).or_else(|| {
+        // `kmod version 30`: a bare number right after the word "version".
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "version")?;
+        words
+            .next()
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .map(str::to_string)
+    })
+}
+
+fn dotted_version(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
         .map(|t| t.trim_start_matches(|c: char| !c.is_ascii_digit()))
         .find(|t| {
@@ -278,12 +290,26 @@ fn fix(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
     install(sh, project, bad)?;
     for c in bad {
         let again = check(project, &c.program);
-        if !again.ok() {
-            let package = &c.pin.as_ref().unwrap().package;
-            bail!(
+        let package = &c.pin.as_ref().unwrap().package;
+        let found = match &again.state {
+            State::Ok { .. } => continue,
+            State::Missing => None,
+            State::TooOld { path, .. } | State::Broken { path } => Some(path),
+        };
+        let installed = ["/usr/bin", "/usr/sbin"]
+            .map(|d| Path::new(d).join(&c.program))
+            .into_iter()
+            .find(|p| p.exists());
+        match (found, installed) {
+            (Some(found), Some(installed)) if *found != installed => bail!(
+                "{}: it comes first on PATH and hides the {} that Debian package {package} installed",
+                again.problem(),
+                installed.display()
+            ),
+            _ => bail!(
                 "{} even after installing Debian package {package}: try `apt-get install --reinstall {package}`",
                 again.problem()
-            );
+            ),
         }
     }
     Ok(())
@@ -555,7 +581,8 @@ mod tests {
             "1.28.2"
         );
         assert_eq!(v("mmdebstrap 1.3.5"), "1.3.5");
-        assert_eq!(parse_version("kmod version 30"), None);
+        assert_eq!(v("kmod version 30\n+ZSTD +XZ -ZLIB"), "30");
+        assert_eq!(parse_version("no digits here"), None);
         assert_eq!(debian_upstream("1:10.0.2+ds-2+deb13u1~bpo12+1"), "10.0.2");
         assert_eq!(debian_upstream("1:7.2+dfsg-7+deb12u18+b3"), "7.2");
     }
