@@ -182,13 +182,7 @@ pub fn serial_log(dist: &Path, name: &str) -> Result<SerialLog> {
         dist.join(format!("{name}-serial-{}.log", std::process::id())),
     ];
     for path in candidates {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if project::flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+        if let Some(file) = project::try_lock(&path)? {
             file.set_len(0)?;
             return Ok(SerialLog { path, _held: file });
         }
@@ -240,13 +234,6 @@ pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
         .lines()
         .find(|l| l.starts_with(prefix))
         .map(str::to_string)
-}
-
-/// The last `n` lines of the serial log, for failure reports.
-pub fn log_tail(log: &Path, n: usize) -> String {
-    let text = read_log(log);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

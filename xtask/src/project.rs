@@ -65,19 +65,18 @@ impl Project {
         if held.0 == 0 {
             fs::create_dir_all(&self.cache).with_context(|| format!("creating {}", self.cache.display()))?;
             let path = self.cache.join("lock");
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
-                ui::note(format!(
-                    "waiting for another cargo xtask to finish building (it holds {})",
-                    path.display()
-                ));
-                flock(&file, libc::LOCK_EX)?;
-            }
+            let file = match try_lock(&path)? {
+                Some(file) => file,
+                None => {
+                    ui::note(format!(
+                        "waiting for another cargo xtask to finish building (it holds {})",
+                        path.display()
+                    ));
+                    let file = open_for_lock(&path)?;
+                    flock(&file, libc::LOCK_EX)?;
+                    file
+                }
+            };
             held.1 = Some(file);
         }
         held.0 += 1;
@@ -102,8 +101,24 @@ impl Drop for BuildLock {
     }
 }
 
+/// `path`, created if need be, locked (flock) for as long as the returned
+/// file is open; `None` if another open file holds it.
+pub fn try_lock(path: &Path) -> Result<Option<fs::File>> {
+    let file = open_for_lock(path)?;
+    Ok(flock(&file, libc::LOCK_EX | libc::LOCK_NB)?.then_some(file))
+}
+
+fn open_for_lock(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// flock(2); false if `LOCK_NB` was given and another holder has it.
-pub fn flock(file: &fs::File, op: libc::c_int) -> Result<bool> {
+fn flock(file: &fs::File, op: libc::c_int) -> Result<bool> {
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
         return Ok(true);

@@ -138,11 +138,7 @@ impl Headless {
                 Ok(value)
             }
             Err(e) => {
-                ui::tell!(
-                    "--- last lines of {} ---\n{}\n---",
-                    log.display(),
-                    boot::log_tail(&log, 60)
-                );
+                ui::tell!("--- last lines of {} ---\n{}\n---", log.display(), ui::tail(&log, 60));
                 let compose = compose_lines(&log);
                 if !compose.is_empty() {
                     ui::tell!("--- what the compose runner said ---\n{compose}\n---");
