@@ -44,6 +44,8 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         args.targets.clone()
     };
     let mut rows = Vec::new();
+    let mut boots = Vec::new();
+    let mut oopses = 0;
     let mut accels = Vec::new();
     for target in targets {
         let boot_args = test_boot::Args {
@@ -62,7 +64,19 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         let mut runs: Vec<Timings> = Vec::new();
         for i in 1..=args.runs {
             ui::note(format!("bench: {target:?} boot {i} of {}", args.runs));
-            runs.push(test_boot::measure(sh, project, &boot_args)?);
+            let run = test_boot::measure(sh, project, &boot_args)?;
+            let hosts: Vec<String> = run.hosts.iter().map(|(h, d)| format!("{h} {}", ui::secs(*d))).collect();
+            let line = format!(
+                "{:<8} boot {i:>2}: first 200 (QEMU clock) {}",
+                format!("{target:?}").to_lowercase(),
+                hosts.join(", ")
+            );
+            boots.push(match &run.phases {
+                Some(p) => format!("{line}; guest uptime: {p}"),
+                None => line,
+            });
+            oopses += run.phases.as_ref().map_or(0, |p| p.oopses);
+            runs.push(run);
         }
         accels.extend(runs.iter().filter_map(|r| r.accel).map(|a| a.to_string()));
         for (host, _) in &runs[0].hosts {
@@ -104,6 +118,11 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
     for row in rows {
         ui::say!("{row}");
     }
+    ui::say!("\nPer boot (phases from the serial log, guest uptime):");
+    for line in &boots {
+        ui::say!("{line}");
+    }
+    ui::say!("kernel oopses/panics/BUGs in these boots' serial logs: {oopses}");
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod images;
 mod linuxkit;
 mod methods;
 mod oci;
+mod phases;
 mod pins;
 mod project;
 mod qemu;

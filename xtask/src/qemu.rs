@@ -79,11 +79,12 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     match spec.accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         // `-cpu max`: with the default CPU, 6.12 guests under TCG were seen to oops.
-        // `thread=single`: with multi-threaded TCG a vCPU can run a stale
-        // translation of kernel text another vCPU is live-patching (text_poke_bp),
-        // and the guest dies of "Oops: int3" (seen about once in ten boots here).
-        // One host thread for all vCPUs cannot race; it costs ~30 s per compose boot.
-        Accel::Tcg => push(&["-accel", "tcg,thread=single", "-cpu", "max"]),
+        // `thread=multi`: one host thread per vCPU. QEMU before 8.1 could run a
+        // stale translation of kernel text another vCPU was live-patching
+        // ("Oops: int3", about one boot in ten on 7.2); fixed in 8.1 (deba78709ae8)
+        // and 9.1 (3b279f73fa37, backported to 8.2.6 and 9.0.2). `cargo xtask bench`
+        // counts oopses per boot.
+        Accel::Tcg => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
     }
     let (smp, mem) = (spec.cpus.to_string(), spec.memory_mb.to_string());
     push(&["-machine", "q35", "-smp", &smp, "-m", &mem]);

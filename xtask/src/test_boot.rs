@@ -16,6 +16,7 @@ use crate::{
     http,
     linuxkit::{self, Artifacts},
     methods::{self, ComposeOpt, Method, RegistryOpt},
+    phases::{self, Phases},
     project::Project,
     qemu::{Accel, Console, Vm},
     ui,
@@ -58,6 +59,8 @@ pub struct Args {
 pub struct Timings {
     pub accel: Option<Accel>,
     pub hosts: Vec<(String, Duration)>,
+    /// What the serial log says about the boot (compose VMs).
+    pub phases: Option<Phases>,
 }
 
 pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
@@ -164,6 +167,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
+    let log = h.log.clone();
     let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &|| None).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
             bail!(
@@ -180,9 +184,12 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
         Ok(Timings {
             accel: Some(h.accel),
             hosts: vec![("localhost".to_string(), took)],
+            phases: None,
         })
     });
-    h.finish(result)
+    let mut timings = h.finish(result)?;
+    timings.phases = Some(phases::parse(&boot::read_log(&log)));
+    Ok(timings)
 }
 
 fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<Timings> {
@@ -199,8 +206,12 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
         return unreachable_registry(project, args, method, app, prepared).map(|()| Timings::default());
     }
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
+    let log = h.log.clone();
     let result = check_routes(&mut h, app);
-    let timings = h.finish(result)?;
+    let mut timings = h.finish(result)?;
+    let phases = phases::parse(&boot::read_log(&log));
+    ui::say!("  phases (guest uptime): {phases}");
+    timings.phases = Some(phases);
     ui::say!(
         "{}: every routed host answered with its own page; an unknown host got traefik's 404",
         method.vm_name()
@@ -294,6 +305,7 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
         hosts: vec![],
+        phases: None,
     };
     for (host, service) in app.routes() {
         let log = h.log.clone();

@@ -36,9 +36,14 @@ fn setup(name: &str, load_error: &str) -> PathBuf {
 #[test]
 fn a_failed_load_stops_the_runner_with_its_reason() {
     let dir = setup("load", "Error: archive/tar: invalid tar header");
+    // The runner waits for the engine's socket before it asks `docker version`.
+    let socket = dir.join("docker.sock");
+    let _engine = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let out = Command::new("sh")
         .arg(runner())
         .env("COMPOSE_DIR", dir.join("compose"))
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("COMPOSE_ENGINE_TIMEOUT", "20")
         .env(
             "PATH",
             format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap()),
