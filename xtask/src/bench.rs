@@ -2,18 +2,20 @@
 //! start to the first HTTP 200 of every host (minimum, median, maximum), with
 //! the machine and accelerator they were measured on.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Result;
-use xshell::Shell;
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
 
 use crate::{
     boot::VmOpts,
-    host,
+    exec, host,
     methods::{ComposeOpt, Method, RegistryOpt},
     project::Project,
-    test_boot::{self, Timings},
-    ui,
+    test_boot, ui,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,10 +33,32 @@ pub struct Args {
     /// VMs to boot [default: smoke, static, dynamic].
     #[arg(long = "vm", value_enum)]
     pub targets: Vec<Target>,
+    /// The plain way to ship the same app, booted in the same rounds as the
+    /// VMs so the ratios compare like with like: a script taking a work
+    /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`
+    /// (for this project, ../shared/bench/baseline-vm.sh).
+    #[arg(long, value_name = "SCRIPT")]
+    pub baseline: Option<PathBuf>,
     #[command(flatten)]
     pub compose: ComposeOpt,
     #[command(flatten)]
     pub vm: VmOpts,
+}
+
+impl Args {
+    pub fn validate(&self) -> Result<()> {
+        // The plain VM's script boots with these; other figures would not compare.
+        if self.baseline.is_some() && (self.vm.cpus, self.vm.memory) != (2, 3072) {
+            anyhow::bail!("--baseline: the plain VM boots with -smp 2 -m 3072, so bench with --cpus 2 --memory 3072");
+        }
+        Ok(())
+    }
+}
+
+/// One boot's result: the slowest host's first 200, every host's, and the phases.
+struct Boot {
+    hosts: Vec<(String, Duration)>,
+    line: String,
 }
 
 pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
@@ -43,57 +67,43 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
     } else {
         args.targets.clone()
     };
-    let mut rows = Vec::new();
-    let mut boots = Vec::new();
+    let baseline = match &args.baseline {
+        Some(script) => {
+            Some(std::fs::canonicalize(script).with_context(|| format!("--baseline {}", script.display()))?)
+        }
+        None => None,
+    };
+    // Rounds, not one VM after another: each round boots the plain VM and every
+    // target once, so a slow hour of the machine weighs on all of them alike.
+    let mut results: Vec<(String, Vec<Boot>)> = Vec::new();
     let mut oopses = 0;
     let mut accels = Vec::new();
-    for target in targets {
-        let boot_args = test_boot::Args {
-            smoke: target == Target::Smoke,
-            method: match target {
-                Target::Smoke => None,
-                Target::Static => Some(Method::Static),
-                Target::Dynamic => Some(Method::Dynamic),
-            },
-            compose: args.compose.clone(),
-            registry: RegistryOpt { registry: None },
-            unreachable_registry: false,
-            timeout: None,
-            vm: args.vm.clone(),
-        };
-        let mut runs: Vec<Timings> = Vec::new();
-        for i in 1..=args.runs {
-            ui::note(format!("bench: {target:?} boot {i} of {}", args.runs));
-            let run = test_boot::measure(sh, project, &boot_args)?;
+    for round in 1..=args.runs {
+        if let Some(script) = &baseline {
+            ui::note(format!(
+                "bench: round {round} of {}: the plain VM ({})",
+                args.runs,
+                script.display()
+            ));
+            let boot = plain_vm(sh, project, script)?;
+            push(&mut results, "plain", boot);
+        }
+        for &target in &targets {
+            ui::note(format!("bench: round {round} of {}: {target:?}", args.runs));
+            let run = test_boot::measure(sh, project, &boot_args(target, args))?;
+            accels.extend(run.accel.map(|a| a.to_string()));
+            oopses += run.phases.as_ref().map_or(0, |p| p.oopses);
+            let name = format!("{target:?}").to_lowercase();
             let hosts: Vec<String> = run.hosts.iter().map(|(h, d)| format!("{h} {}", ui::secs(*d))).collect();
             let line = format!(
-                "{:<8} boot {i:>2}: first 200 (QEMU clock) {}",
-                format!("{target:?}").to_lowercase(),
+                "{name:<8} round {round:>2}: first 200 (QEMU clock) {}",
                 hosts.join(", ")
             );
-            boots.push(match &run.phases {
+            let line = match &run.phases {
                 Some(p) => format!("{line}; guest uptime: {p}"),
                 None => line,
-            });
-            oopses += run.phases.as_ref().map_or(0, |p| p.oopses);
-            runs.push(run);
-        }
-        accels.extend(runs.iter().filter_map(|r| r.accel).map(|a| a.to_string()));
-        for (host, _) in &runs[0].hosts {
-            let mut times: Vec<Duration> = runs
-                .iter()
-                .flat_map(|r| r.hosts.iter().filter(|(h, _)| h == host).map(|(_, d)| *d))
-                .collect();
-            times.sort();
-            rows.push(format!(
-                "{:<8} {:<14} {:>8} {:>8} {:>8}  {}",
-                format!("{target:?}").to_lowercase(),
-                host,
-                ui::secs(times[0]),
-                ui::secs(times[times.len() / 2]),
-                ui::secs(times[times.len() - 1]),
-                times.len()
-            ));
+            };
+            push(&mut results, &name, Boot { hosts: run.hosts, line });
         }
     }
     ui::say!("\nTime from QEMU start to the first HTTP 200 through the forwarded port");
@@ -107,23 +117,123 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         args.vm.memory,
         accels.join(" and ")
     );
+    let plain = results
+        .iter()
+        .find(|(name, _)| name == "plain")
+        .map(|(_, boots)| median(&slowest(boots)));
     ui::say!(
-        "{:<8} {:<14} {:>8} {:>8} {:>8}  runs",
+        "{:<8} {:<14} {:>8} {:>8} {:>8}  runs{}",
         "vm",
         "host",
         "min",
         "median",
-        "max"
+        "max",
+        if plain.is_some() {
+            "  slowest host, median / plain VM's"
+        } else {
+            ""
+        }
     );
-    for row in rows {
-        ui::say!("{row}");
+    for (name, boots) in &results {
+        for (host, _) in &boots[0].hosts {
+            let mut times: Vec<Duration> = boots
+                .iter()
+                .flat_map(|b| b.hosts.iter().filter(|(h, _)| h == host).map(|(_, d)| *d))
+                .collect();
+            times.sort();
+            ui::say!(
+                "{name:<8} {host:<14} {:>8} {:>8} {:>8}  {}",
+                ui::secs(times[0]),
+                ui::secs(median(&times)),
+                ui::secs(times[times.len() - 1]),
+                times.len()
+            );
+        }
+        if let Some(plain) = plain.filter(|_| name != "plain" && name != "smoke") {
+            let ratio = median(&slowest(boots)).as_secs_f64() / plain.as_secs_f64();
+            ui::say!("{name:<8} {:<14} {ratio:.2}x the plain VM", "(slowest host)");
+        }
     }
     ui::say!("\nPer boot (phases from the serial log, guest uptime):");
-    for line in &boots {
-        ui::say!("{line}");
+    for (_, boots) in &results {
+        for boot in boots {
+            ui::say!("{}", boot.line);
+        }
     }
     ui::say!("kernel oopses/panics/BUGs in these boots' serial logs: {oopses}");
     Ok(())
+}
+
+fn push(results: &mut Vec<(String, Vec<Boot>)>, name: &str, boot: Boot) {
+    match results.iter_mut().find(|(n, _)| n == name) {
+        Some((_, boots)) => boots.push(boot),
+        None => results.push((name.to_string(), vec![boot])),
+    }
+}
+
+fn boot_args(target: Target, args: &Args) -> test_boot::Args {
+    test_boot::Args {
+        smoke: target == Target::Smoke,
+        method: match target {
+            Target::Smoke => None,
+            Target::Static => Some(Method::Static),
+            Target::Dynamic => Some(Method::Dynamic),
+        },
+        compose: args.compose.clone(),
+        registry: RegistryOpt { registry: None },
+        unreachable_registry: false,
+        timeout: None,
+        vm: args.vm.clone(),
+    }
+}
+
+/// Each boot's slowest host.
+fn slowest(boots: &[Boot]) -> Vec<Duration> {
+    let mut t: Vec<Duration> = boots
+        .iter()
+        .filter_map(|b| b.hosts.iter().map(|(_, d)| *d).max())
+        .collect();
+    t.sort();
+    t
+}
+
+/// The middle of sorted `times` (the lower middle of an even count).
+fn median(times: &[Duration]) -> Duration {
+    times[(times.len() - 1) / 2]
+}
+
+/// Boot the plain VM with the same QEMU, CPUs and memory, and read its figures.
+fn plain_vm(sh: &Shell, project: &Project, script: &Path) -> Result<Boot> {
+    let step = ui::step("boot the plain VM (Debian initramfs + dockerd + compose)");
+    let work = project.cache_path("baseline");
+    let qemu = host::path(project, host::QEMU)?;
+    let out = exec::read(cmd!(sh, "bash {script} {work}").env("QEMU", qemu)).context("the plain VM")?;
+    step.done();
+    let last = out.lines().last().unwrap_or_default();
+    parse_baseline(last)
+        .map(|hosts| Boot {
+            line: format!("plain    {last}"),
+            hosts,
+        })
+        .with_context(|| format!("the plain VM's script did not end with its figures: {last:?}"))
+}
+
+/// `baseline: accel=tcg a=30.8s b=31.0s initrd_zstd=250MB root=700MB` ->
+/// a.localhost 30.8 s, b.localhost 31.0 s (`fail` is no figure).
+fn parse_baseline(line: &str) -> Option<Vec<(String, Duration)>> {
+    let rest = line.strip_prefix("baseline:")?;
+    let hosts: Vec<(String, Duration)> = rest
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.len() == 1)
+        .map(|(k, v)| {
+            Some((
+                format!("{k}.localhost"),
+                Duration::from_secs_f64(v.strip_suffix('s')?.parse().ok()?),
+            ))
+        })
+        .collect::<Option<_>>()?;
+    (!hosts.is_empty()).then_some(hosts)
 }
 
 fn machine() -> String {
@@ -147,5 +257,40 @@ fn qemu_version(project: &Project) -> String {
     match host::check(project, host::QEMU).state {
         host::State::Ok { path, version } => format!("QEMU {version} ({})", path.display()),
         _ => "QEMU ?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_vms_figures() {
+        let hosts = parse_baseline("baseline: accel=tcg a=30.8s b=31.25s initrd_zstd=250MB root=700MB").unwrap();
+        assert_eq!(
+            hosts,
+            [
+                ("a.localhost".to_string(), Duration::from_millis(30_800)),
+                ("b.localhost".to_string(), Duration::from_millis(31_250))
+            ]
+        );
+        assert_eq!(
+            parse_baseline("baseline: accel=tcg a=fails b=31.2s initrd_zstd=250MB"),
+            None
+        );
+        assert_eq!(parse_baseline("BASELINE up 31.80"), None);
+    }
+
+    #[test]
+    fn medians_and_slowest_hosts() {
+        let s = Duration::from_secs;
+        let boot = |a, b| Boot {
+            hosts: vec![("a".into(), s(a)), ("b".into(), s(b))],
+            line: String::new(),
+        };
+        let boots = [boot(10, 12), boot(30, 20), boot(15, 14)];
+        assert_eq!(slowest(&boots), [s(12), s(15), s(30)]);
+        assert_eq!(median(&slowest(&boots)), s(15));
+        assert_eq!(median(&[s(1), s(2)]), s(1));
     }
 }

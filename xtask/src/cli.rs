@@ -118,6 +118,7 @@ impl Command {
     pub fn validate(&self) -> Result<()> {
         match self {
             Command::TestBoot(args) => args.validate(),
+            Command::Bench(args) => args.validate(),
             _ => Ok(()),
         }
     }
@@ -153,7 +154,12 @@ impl Command {
             Command::Bench(args) => {
                 let dynamic = args.targets.is_empty() || args.targets.contains(&bench::Target::Dynamic);
                 let registry = if dynamic { vec![Need::Registry] } else { vec![] };
-                [vec![Need::Build, Need::Boot], registry].concat()
+                let plain = if args.baseline.is_some() {
+                    vec![Need::PlainVm]
+                } else {
+                    vec![]
+                };
+                [vec![Need::Build, Need::Boot], registry, plain].concat()
             }
             Command::Test { .. } => vec![Need::Build, Need::Boot, Need::Registry],
         };

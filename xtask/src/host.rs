@@ -30,6 +30,8 @@ pub enum Need {
     Boot,
     /// Run a local registry: docker-registry.
     Registry,
+    /// Build and boot the plain Debian VM `bench --baseline` compares with.
+    PlainVm,
 }
 
 /// The programs behind each need (their packages are in pins.yml).
@@ -38,6 +40,7 @@ pub fn programs(need: Need) -> &'static [&'static str] {
         Need::Build => &["mmdebstrap", "buildah", "depmod", "go"],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
+        Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],
     }
 }
 
@@ -240,8 +243,12 @@ impl HostPackage {
 /// any work starts: install what is missing (as root, unless `--no-install`),
 /// or stop naming each program, its package and the command that installs it.
 pub fn require_all(sh: &Shell, project: &Project, needs: &[Need]) -> Result<()> {
-    let mut wanted: Vec<&str> = needs.iter().flat_map(|n| programs(*n)).copied().collect();
-    wanted.dedup();
+    let mut wanted: Vec<&str> = Vec::new();
+    for program in needs.iter().flat_map(|n| programs(*n)) {
+        if !wanted.contains(program) {
+            wanted.push(program);
+        }
+    }
     let checks: Vec<Check> = wanted.iter().map(|p| check(project, p)).collect();
     let bad: Vec<&Check> = checks.iter().filter(|c| !c.ok()).collect();
     if bad.is_empty() {
@@ -622,7 +629,7 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
     #[test]
     fn every_needed_program_has_a_package_or_is_go() {
         let project = project::for_tests();
-        for need in [Need::Build, Need::Boot, Need::Registry] {
+        for need in [Need::Build, Need::Boot, Need::Registry, Need::PlainVm] {
             for program in programs(need) {
                 assert!(
                     *program == "go" || project.pins.debian.host_packages.contains_key(*program),
