@@ -161,7 +161,7 @@ pub struct ComposePayload {
 }
 
 /// A compose VM: the base, a Docker engine, and the compose runner with the
-/// app's compose file (and, for the static method, its image tarballs).
+/// app's compose file (the static method appends its images to the initrd).
 pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     let mut config = base(refs);
     for param in &payload.cmdline {
@@ -194,6 +194,9 @@ pub struct Vm {
     pub name: String,
     pub images: Vec<&'static str>,
     pub config: Box<dyn Fn(&Refs) -> Config>,
+    /// `linuxkit build` makes only the base of the initrd (`dist/<name>-base-initrd.img`);
+    /// the caller appends the rest.
+    pub base_initrd: bool,
 }
 
 pub fn smoke_vm() -> Vm {
@@ -203,6 +206,7 @@ pub fn smoke_vm() -> Vm {
         name: "smoke".into(),
         images,
         config: Box::new(smoke),
+        base_initrd: false,
     }
 }
 
@@ -213,6 +217,7 @@ pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
         name: name.into(),
         images,
         config: Box::new(move |refs| compose(refs, &payload)),
+        base_initrd: false,
     }
 }
 
@@ -264,7 +269,11 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     let name = &vm.name;
     let artifacts = Artifacts {
         kernel: dist.join(format!("{name}-kernel")),
-        initrd: dist.join(format!("{name}-initrd.img")),
+        initrd: dist.join(if vm.base_initrd {
+            format!("{name}-base-initrd.img")
+        } else {
+            format!("{name}-initrd.img")
+        }),
         cmdline: config.kernel.cmdline.clone(),
     };
     // dist/<name>.stamp: the YAML the artifacts were built from, and the size
@@ -301,9 +310,11 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     }
     built?;
     let _ = fs::remove_file(&stamp);
-    for out in [&artifacts.kernel, &artifacts.initrd] {
-        fs::rename(tmp.join(out.file_name().unwrap()), out)
-            .with_context(|| format!("linuxkit build wrote no {}", out.display()))?;
+    for (wrote, out) in [
+        (format!("{name}-kernel"), &artifacts.kernel),
+        (format!("{name}-initrd.img"), &artifacts.initrd),
+    ] {
+        fs::rename(tmp.join(wrote), out).with_context(|| format!("linuxkit build wrote no {}", out.display()))?;
     }
     fs::write(&stamp, &inputs)?;
     sh.remove_path(&tmp)?;
@@ -364,8 +375,7 @@ mod tests {
     #[test]
     fn checked_in_yaml_is_current() {
         let project = crate::project::for_tests();
-        let app = crate::methods::default_app(&project).unwrap();
-        let compose = |m| crate::methods::vm(m, &app, None);
+        let compose = |m| crate::methods::vm(m, None);
         for vm in [
             smoke_vm(),
             compose(crate::methods::Method::Static),

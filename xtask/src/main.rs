@@ -11,10 +11,12 @@ mod bench;
 mod boot;
 mod child;
 mod compose;
+mod cpio;
 mod gotools;
 mod host;
 mod http;
 mod images;
+mod imagestore;
 mod linuxkit;
 mod methods;
 mod oci;
@@ -184,9 +186,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Yaml => {
             linuxkit::smoke_vm().write_yaml(&project)?;
-            let app = methods::default_app(&project)?;
             for method in [methods::Method::Static, methods::Method::Dynamic] {
-                methods::vm(method, &app, None).write_yaml(&project)?;
+                methods::vm(method, None).write_yaml(&project)?;
             }
             Ok(())
         }
