@@ -24,7 +24,7 @@ use crate::{
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Build images and VMs: mmdebstrap, buildah, depmod, go.
+    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, go.
     Build,
     /// Boot a VM: QEMU.
     Boot,
@@ -37,7 +37,7 @@ pub enum Need {
 /// The programs behind each need (their packages are in pins.yml).
 pub fn programs(need: Need) -> &'static [&'static str] {
     match need {
-        Need::Build => &["mmdebstrap", "buildah", "depmod", "go"],
+        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "go"],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
         Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],

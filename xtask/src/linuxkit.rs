@@ -161,7 +161,7 @@ pub struct ComposePayload {
 }
 
 /// A compose VM: the base, a Docker engine, and the compose runner with the
-/// app's compose file (and, for the static method, its image tarballs).
+/// app's compose file (the static method appends its images to the initrd).
 pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     let mut config = base(refs);
     for param in &payload.cmdline {
@@ -197,6 +197,9 @@ pub struct Vm {
     /// Is this the VM `linuxkit/<name>.yml` describes (the repository's own
     /// input)? Otherwise its YAML is written to `dist/<name>.yml`.
     pub checked_in: bool,
+    /// `linuxkit build` makes only the base of the initrd (`dist/<name>-base-initrd.img`);
+    /// the caller appends the rest.
+    pub base_initrd: bool,
 }
 
 pub fn smoke_vm() -> Vm {
@@ -207,6 +210,7 @@ pub fn smoke_vm() -> Vm {
         images,
         config: Box::new(smoke),
         checked_in: true,
+        base_initrd: false,
     }
 }
 
@@ -218,6 +222,7 @@ pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
         images,
         config: Box::new(move |refs| compose(refs, &payload)),
         checked_in: true,
+        base_initrd: false,
     }
 }
 
@@ -275,7 +280,11 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     let name = &vm.name;
     let artifacts = Artifacts {
         kernel: dist.join(format!("{name}-kernel")),
-        initrd: dist.join(format!("{name}-initrd.img")),
+        initrd: dist.join(if vm.base_initrd {
+            format!("{name}-base-initrd.img")
+        } else {
+            format!("{name}-initrd.img")
+        }),
         cmdline: config.kernel.cmdline.clone(),
     };
     // dist/<name>.stamp: the YAML the artifacts were built from, and the size
@@ -311,9 +320,11 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     }
     built?;
     let _ = fs::remove_file(&stamp);
-    for out in [&artifacts.kernel, &artifacts.initrd] {
-        fs::rename(tmp.join(out.file_name().unwrap()), out)
-            .with_context(|| format!("linuxkit build wrote no {}", out.display()))?;
+    for (wrote, out) in [
+        (format!("{name}-kernel"), &artifacts.kernel),
+        (format!("{name}-initrd.img"), &artifacts.initrd),
+    ] {
+        fs::rename(tmp.join(wrote), out).with_context(|| format!("linuxkit build wrote no {}", out.display()))?;
     }
     fs::write(&stamp, &inputs)?;
     sh.remove_path(&tmp)?;

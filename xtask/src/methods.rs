@@ -12,7 +12,7 @@ use crate::{
     apps,
     boot::{self, VmOpts},
     compose::{self, App},
-    images,
+    images, imagestore,
     linuxkit::{self, Artifacts, ComposePayload, Vm},
     project::Project,
     registry::{self, Address, GUEST_GATEWAY},
@@ -96,21 +96,14 @@ pub const REGISTRY_PARAM: &str = "linuxkit_compose.registry";
 /// The variable the VM's compose file takes the registry from.
 const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
 
-/// What the VM carries for `app`. A dynamic VM built with a `registry` has it
+/// What the VM carries besides the app's images. A dynamic VM built with a `registry` has it
 /// on its kernel command line; without one, the registry is given at boot.
-pub fn payload(method: Method, app: &App, registry: Option<&Address>) -> ComposePayload {
+pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
     match method {
         Method::Static => ComposePayload {
             compose_file: runtime_compose(method),
-            tarballs: app
-                .images()
-                .into_iter()
-                .map(|image| {
-                    let name = compose::tarball_name(image);
-                    let source = format!("dist/images/{name}");
-                    (name, source)
-                })
-                .collect(),
+            // The images travel as a ready image store appended to the initrd (imagestore.rs).
+            tarballs: vec![],
             daemon_json: "{}\n".into(),
             cmdline: vec![],
         },
@@ -136,11 +129,12 @@ fn guest_registry(registry: &Address) -> String {
         .to_string()
 }
 
-/// The method's VM for `app`. Only the default app without `--registry` is
-/// described by the checked-in `linuxkit/<name>.yml`; any other build writes
-/// its YAML under dist/, so no build with other input changes a tracked file.
+/// The method's VM. Only the default app without `--registry` is described by
+/// the checked-in `linuxkit/<name>.yml`; any other build writes its YAML under
+/// dist/, so no build with other input changes a tracked file.
 pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Vm {
-    let mut vm = linuxkit::compose_vm(method.vm_name(), payload(method, app, registry));
+    let mut vm = linuxkit::compose_vm(method.vm_name(), payload(method, registry));
+    vm.base_initrd = method == Method::Static;
     vm.checked_in = registry.is_none() && is_default(project, app);
     vm
 }
@@ -189,7 +183,13 @@ pub fn build(
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
     images::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
-    linuxkit::build(sh, project, &vm(project, method, app, registry))
+    let mut artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
+    if method == Method::Static {
+        let full = project.dist.join(format!("{}-initrd.img", method.vm_name()));
+        imagestore::initrd(sh, project, app, &artifacts.initrd, &full)?;
+        artifacts.initrd = full;
+    }
+    Ok(artifacts)
 }
 
 /// A built VM ready to boot, with the registry it pulls from when dynamic.
@@ -273,13 +273,11 @@ mod tests {
     }
 
     #[test]
-    fn static_carries_a_tarball_per_image_and_never_pulls() {
-        let p = payload(Method::Static, &app(), None);
-        assert_eq!(p.tarballs.len(), app().images().len());
-        assert!(p
-            .tarballs
-            .iter()
-            .all(|(name, src)| src == &format!("dist/images/{name}")));
+    fn static_carries_no_tarballs_and_never_pulls() {
+        let p = payload(Method::Static, None);
+        assert!(p.tarballs.is_empty(), "the image store is appended to the initrd");
+        assert!(vm(&crate::project::for_tests(), Method::Static, &app(), None).base_initrd);
+        assert!(!vm(&crate::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
@@ -288,7 +286,7 @@ mod tests {
 
     #[test]
     fn dynamic_carries_no_tarballs_and_pulls_from_the_named_registry() {
-        let p = payload(Method::Dynamic, &app(), None);
+        let p = payload(Method::Dynamic, None);
         assert!(p.tarballs.is_empty());
         assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
         assert_eq!(p.daemon_json, "{\"insecure-registries\": [\"10.0.2.2/32\"]}\n");
@@ -298,11 +296,11 @@ mod tests {
     #[test]
     fn dynamic_with_registry_bakes_the_guest_address() {
         let local = Address::parse("127.0.0.1:5000/ns").unwrap();
-        let p = payload(Method::Dynamic, &app(), Some(&local));
+        let p = payload(Method::Dynamic, Some(&local));
         assert_eq!(p.cmdline, ["linuxkit_compose.registry=10.0.2.2:5000/ns"]);
         let remote = Address::parse("registry.example.com").unwrap();
         assert_eq!(
-            payload(Method::Dynamic, &app(), Some(&remote)).cmdline,
+            payload(Method::Dynamic, Some(&remote)).cmdline,
             ["linuxkit_compose.registry=registry.example.com"]
         );
     }

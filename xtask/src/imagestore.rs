@@ -1,0 +1,443 @@
+//! The static VM's app images as a ready Docker image store, appended to the
+//! VM's initrd as cpio segments: the engine finds the images in
+//! /var/lib/docker when it starts, so nothing is `docker load`ed at boot (a load
+//! hashes, copies and unpacks every layer again, ~15 MB/s under TCG) and no
+//! tarball sits in RAM.
+//!
+//! The store is Docker's own on-disk layout for the overlay2 graph driver:
+//! - `image/overlay2/imagedb/content/sha256/<image id>`: the image config, verbatim;
+//! - `image/overlay2/layerdb/sha256/<chain id>/{diff,size,cache-id,parent}`;
+//! - `image/overlay2/repositories.json`: name:tag -> image id;
+//! - `overlay2/<cache id>/{diff/,link,lower,work/}` and `overlay2/l/<link> -> ../<cache id>/diff`.
+//!
+//! One segment per layer (lz4, the kernel's fastest decompressor here), cached
+//! by chain ID, so an edit to one app rebuilds one small segment; one small
+//! uncompressed segment for the metadata. cpio keeps no xattrs, so a layer with
+//! whiteouts (files deleted by a later layer) is refused rather than mangled.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::{
+    compose::{self, App},
+    cpio::{Meta, Writer},
+    exec, images,
+    project::Project,
+    ui,
+};
+
+const DOCKER: &str = "var/lib/docker";
+
+/// An image as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// `name:tag`
+    pub reference: String,
+    /// The config JSON, byte for byte (its SHA-256 is the image ID).
+    pub config: Vec<u8>,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// Hex digests: the layer's own (uncompressed tar) and its chain ID.
+    pub diff: String,
+    pub chain: String,
+    /// Size of the layer tar in bytes.
+    pub size: u64,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Chain IDs from diff IDs (hex): the first is its diff ID, each next is
+/// sha256("sha256:<parent chain> sha256:<diff>").
+pub fn chain_ids(diffs: &[String]) -> Vec<String> {
+    let mut chains: Vec<String> = Vec::new();
+    for diff in diffs {
+        let chain = match chains.last() {
+            None => diff.clone(),
+            Some(parent) => sha256_hex(format!("sha256:{parent} sha256:{diff}").as_bytes()),
+        };
+        chains.push(chain);
+    }
+    chains
+}
+
+/// The overlay2 short link name of a layer (Docker makes 26 random [A-Z0-9]).
+fn link_id(chain: &str) -> String {
+    chain[..26].to_uppercase()
+}
+
+/// The metadata segment: every image's config, layer records and overlay2
+/// bookkeeping, and the name -> ID table. Pure: the same images give the same bytes.
+pub fn metadata_segment(images: &[Image]) -> Result<Vec<u8>> {
+    enum Entry {
+        Dir(u32),
+        File(u32, Vec<u8>),
+        Link(String),
+    }
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut dir = |path: String, perm: u32| {
+        entries.entry(path).or_insert(Entry::Dir(perm));
+    };
+    for (path, perm) in [
+        ("var", 0o755),
+        ("var/lib", 0o755),
+        (DOCKER, 0o710),
+        ("image", 0o700),
+        ("image/overlay2", 0o700),
+        ("image/overlay2/imagedb", 0o700),
+        ("image/overlay2/imagedb/content", 0o700),
+        ("image/overlay2/imagedb/content/sha256", 0o700),
+        ("image/overlay2/layerdb", 0o700),
+        ("image/overlay2/layerdb/sha256", 0o700),
+        ("overlay2", 0o710),
+        ("overlay2/l", 0o700),
+    ] {
+        let full = if path.starts_with("var") {
+            path.to_string()
+        } else {
+            format!("{DOCKER}/{path}")
+        };
+        dir(full, perm);
+    }
+    let mut files: Vec<(String, Entry)> = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for image in images {
+        let id = sha256_hex(&image.config);
+        files.push((
+            format!("{DOCKER}/image/overlay2/imagedb/content/sha256/{id}"),
+            Entry::File(0o600, image.config.clone()),
+        ));
+        let (name, _tag) = image
+            .reference
+            .rsplit_once(':')
+            .with_context(|| format!("{}: no tag", image.reference))?;
+        repositories
+            .entry(name.to_string())
+            .or_default()
+            .insert(image.reference.clone(), format!("sha256:{id}"));
+        let mut lower: Vec<String> = Vec::new();
+        for (i, layer) in image.layers.iter().enumerate() {
+            let db = format!("{DOCKER}/image/overlay2/layerdb/sha256/{}", layer.chain);
+            let cache = format!("{DOCKER}/overlay2/{}", layer.chain);
+            files.push((
+                format!("{db}/diff"),
+                Entry::File(0o644, format!("sha256:{}", layer.diff).into()),
+            ));
+            files.push((format!("{db}/size"), Entry::File(0o644, layer.size.to_string().into())));
+            files.push((format!("{db}/cache-id"), Entry::File(0o644, layer.chain.clone().into())));
+            files.push((
+                format!("{cache}/link"),
+                Entry::File(0o644, link_id(&layer.chain).into()),
+            ));
+            files.push((
+                format!("{DOCKER}/overlay2/l/{}", link_id(&layer.chain)),
+                Entry::Link(format!("../{}/diff", layer.chain)),
+            ));
+            if i > 0 {
+                let parent = &image.layers[i - 1].chain;
+                files.push((
+                    format!("{db}/parent"),
+                    Entry::File(0o644, format!("sha256:{parent}").into()),
+                ));
+                files.push((format!("{cache}/lower"), Entry::File(0o644, lower.join(":").into())));
+                files.push((format!("{cache}/work"), Entry::Dir(0o700)));
+            }
+            files.push((db, Entry::Dir(0o755)));
+            files.push((cache, Entry::Dir(0o710)));
+            lower.insert(0, format!("l/{}", link_id(&layer.chain)));
+        }
+    }
+    let repositories = json!({ "Repositories": repositories });
+    files.push((
+        format!("{DOCKER}/image/overlay2/repositories.json"),
+        Entry::File(0o600, serde_json::to_vec(&repositories)?),
+    ));
+    for (path, entry) in files {
+        entries.entry(path).or_insert(entry);
+    }
+    let mut w = Writer::new(Vec::new());
+    for (path, entry) in &entries {
+        match entry {
+            Entry::Dir(perm) => w.node(path, Meta::dir(*perm))?,
+            Entry::File(perm, data) => w.bytes(path, Meta::file(*perm), data)?,
+            Entry::Link(target) => w.symlink(path, target)?,
+        }
+    }
+    w.finish()
+}
+
+fn tar_member(tarball: &Path, member: &str) -> Result<Vec<u8>> {
+    let sh = Shell::new()?;
+    let out = exec::read(cmd!(sh, "tar -xOf {tarball} {member}"))
+        .with_context(|| format!("{}: no {member}", tarball.display()))?;
+    Ok(out.into_bytes())
+}
+
+/// An image's record and its layers' tar members, from a docker-archive tarball.
+fn read_tarball(tarball: &Path, reference: &str) -> Result<(Image, Vec<String>)> {
+    let manifest: Value = serde_json::from_slice(&tar_member(tarball, "manifest.json")?)?;
+    let entry = &manifest[0];
+    let config_path = entry["Config"].as_str().context("manifest.json: no Config")?;
+    let members: Vec<String> = entry["Layers"]
+        .as_array()
+        .context("manifest.json: no Layers")?
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .map(str::to_string)
+                .context("manifest.json: a layer is not a path")
+        })
+        .collect::<Result<_>>()?;
+    let config = tar_member(tarball, config_path)?;
+    let parsed: Value = serde_json::from_slice(&config)?;
+    let diffs: Vec<String> = parsed["rootfs"]["diff_ids"]
+        .as_array()
+        .context("image config: no rootfs.diff_ids")?
+        .iter()
+        .map(|d| {
+            d.as_str()
+                .and_then(|d| d.strip_prefix("sha256:"))
+                .map(str::to_string)
+                .context("image config: a diff ID is not sha256:…")
+        })
+        .collect::<Result<_>>()?;
+    if diffs.len() != members.len() {
+        bail!(
+            "{}: {} layers but {} diff IDs",
+            tarball.display(),
+            members.len(),
+            diffs.len()
+        );
+    }
+    let layers = chain_ids(&diffs)
+        .into_iter()
+        .zip(diffs)
+        .map(|(chain, diff)| Layer { diff, chain, size: 0 })
+        .collect();
+    Ok((
+        Image {
+            reference: reference.to_string(),
+            config,
+            layers,
+        },
+        members,
+    ))
+}
+
+/// The cached lz4 segment of one layer (building it if missing); returns its
+/// path and the layer tar's size.
+fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, chain: &str) -> Result<(PathBuf, u64)> {
+    let dir = project.cache_path("layers");
+    fs::create_dir_all(&dir)?;
+    let segment = dir.join(format!("{chain}.cpio.lz4"));
+    let size_file = dir.join(format!("{chain}.size"));
+    if let (true, Ok(size)) = (segment.is_file(), fs::read_to_string(&size_file)) {
+        if let Ok(size) = size.trim().parse() {
+            return Ok((segment, size));
+        }
+    }
+    let step = ui::step(format!("image store layer {}", &chain[..12]));
+    let work = dir.join(format!("{chain}.tmp"));
+    if work.exists() {
+        sh.remove_path(&work)?;
+    }
+    let diff = work.join("diff");
+    fs::create_dir_all(&diff)?;
+    exec::run(cmd!(sh, "tar -xf {tarball} -C {work} {member}"))?;
+    let layer_tar = work.join(member);
+    let size = fs::metadata(&layer_tar)?.len();
+    exec::run(cmd!(
+        sh,
+        "tar --numeric-owner --same-permissions -xf {layer_tar} -C {diff}"
+    ))?;
+    fs::remove_file(&layer_tar)?;
+    let cpio = work.join("segment.cpio");
+    let mut w = Writer::new(std::io::BufWriter::new(fs::File::create(&cpio)?));
+    for (path, perm) in [
+        ("var", 0o755),
+        ("var/lib", 0o755),
+        (DOCKER, 0o710),
+        ("var/lib/docker/overlay2", 0o710),
+    ] {
+        w.node(path, Meta::dir(perm))?;
+    }
+    let cache = format!("{DOCKER}/overlay2/{chain}");
+    w.node(&cache, Meta::dir(0o710))?;
+    w.node(&format!("{cache}/diff"), Meta::dir(0o755))?;
+    w.tree(&diff, &format!("{cache}/diff"))
+        .with_context(|| format!("layer {member} of {}", tarball.display()))?;
+    w.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let partial = segment.with_extension("partial");
+    exec::run(cmd!(sh, "lz4 -l -9 -q -f {cpio} {partial}"))?;
+    fs::rename(&partial, &segment)?;
+    fs::write(&size_file, size.to_string())?;
+    sh.remove_path(&work)?;
+    step.done();
+    Ok((segment, size))
+}
+
+/// The `base` initrd (gzip, as `linuxkit build` writes it) as a legacy lz4 cpio
+/// (`base.lz4`, remade when the base changes): under TCG the kernel unpacks
+/// lz4 several seconds faster than gzip, for some more bytes.
+fn base_lz4(sh: &Shell, project: &Project, base: &Path) -> Result<PathBuf> {
+    let out = base.with_extension("lz4");
+    let stamp_path = base.with_extension("lz4.stamp");
+    let meta = fs::metadata(base)?;
+    let stamp = format!("{} {:?}\n", meta.len(), meta.modified()?);
+    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        ui::cached(format!("{} (lz4)", project.rel(&out).display()));
+        return Ok(out);
+    }
+    let step = ui::step(format!("recompressing {} as lz4", project.rel(base).display()));
+    let _ = fs::remove_file(&stamp_path);
+    let partial = out.with_extension("partial");
+    // pipefail: a failed gunzip must not pass for an empty archive.
+    exec::run(cmd!(
+        sh,
+        "bash -o pipefail -c 'gzip -dc \"$0\" | lz4 -l -q > \"$1\"' {base} {partial}"
+    ))?;
+    fs::rename(&partial, &out)?;
+    fs::write(&stamp_path, stamp)?;
+    step.done();
+    Ok(out)
+}
+
+/// Write `out`: the `base` initrd `linuxkit build` made (recompressed as lz4),
+/// then the image store of every image `app` uses (from its tarball in dist/images/).
+pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path) -> Result<()> {
+    let base = &base_lz4(sh, project, base)?;
+    let mut images: Vec<Image> = Vec::new();
+    let mut segments: Vec<PathBuf> = Vec::new();
+    for reference in app.images() {
+        let tarball = project.dist.join("images").join(compose::tarball_name(reference));
+        let (mut image, members) = read_tarball(&tarball, reference)?;
+        for (layer, member) in image.layers.iter_mut().zip(&members) {
+            let (segment, size) = layer_segment(sh, project, &tarball, member, &layer.chain)?;
+            layer.size = size;
+            if !segments.contains(&segment) {
+                segments.push(segment);
+            }
+        }
+        images.push(image);
+    }
+    let metadata = metadata_segment(&images)?;
+    // What the output is made of: skip the copy when nothing changed.
+    let base_meta = fs::metadata(base)?;
+    let mut stamp = format!(
+        "base {} {} {:?}\nmetadata {}\n",
+        base.display(),
+        base_meta.len(),
+        base_meta.modified()?,
+        sha256_hex(&metadata)
+    );
+    for s in &segments {
+        stamp += &format!("segment {}\n", s.display());
+    }
+    let stamp_path = out.with_extension("stamp");
+    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        ui::cached(format!("{} (base initrd + image store)", project.rel(out).display()));
+        return Ok(());
+    }
+    let step = ui::step(format!(
+        "{}: base initrd + image store of {} image(s), {} layer segment(s)",
+        project.rel(out).display(),
+        images.len(),
+        segments.len()
+    ));
+    let _ = fs::remove_file(&stamp_path);
+    let partial = out.with_extension("partial");
+    {
+        let mut f = std::io::BufWriter::new(fs::File::create(&partial)?);
+        let mut offset = 0u64;
+        let mut append =
+            |f: &mut std::io::BufWriter<fs::File>, bytes: &mut dyn std::io::Read, pad: bool| -> Result<()> {
+                // Archives start 4-byte aligned (the kernel skips zero padding
+                // between them), except inside the run of lz4 segments: the
+                // kernel reads those as one legacy lz4 stream, where padding
+                // would be read as a chunk length.
+                let pad = if pad { (4 - offset % 4) % 4 } else { 0 };
+                f.write_all(&[0u8; 3][..pad as usize])?;
+                offset += pad + std::io::copy(bytes, f)?;
+                Ok(())
+            };
+        // The small uncompressed metadata archive first, then the lz4 run:
+        // the base and the layers.
+        append(&mut f, &mut metadata.as_slice(), true)?;
+        append(&mut f, &mut fs::File::open(base)?, true)?;
+        for s in &segments {
+            append(&mut f, &mut fs::File::open(s)?, false)?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    fs::rename(&partial, out)?;
+    images::write_atomic(&stamp_path, stamp.as_bytes())?;
+    step.done();
+    ui::note(format!(
+        "{} ({} MB)",
+        project.rel(out).display(),
+        fs::metadata(out)?.len() / 1_000_000
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        assert_eq!(chains[1], sha256_hex(format!("sha256:{a} sha256:{b}").as_bytes()));
+    }
+
+    #[test]
+    fn metadata_names_every_layer_and_image() {
+        let diffs = ["1".repeat(64), "2".repeat(64)];
+        let chains = chain_ids(&diffs);
+        let layer = |i: usize| Layer {
+            diff: diffs[i].clone(),
+            chain: chains[i].clone(),
+            size: 10,
+        };
+        let image = Image {
+            reference: "linuxkit-compose.local/app-a:1".into(),
+            config: b"{}".to_vec(),
+            layers: vec![layer(0), layer(1)],
+        };
+        let seg = metadata_segment(std::slice::from_ref(&image)).unwrap();
+        assert_eq!(seg, metadata_segment(&[image]).unwrap(), "reproducible");
+        let text = String::from_utf8_lossy(&seg);
+        let id = sha256_hex(b"{}");
+        for want in [
+            format!("var/lib/docker/image/overlay2/imagedb/content/sha256/{id}"),
+            format!("var/lib/docker/image/overlay2/layerdb/sha256/{}/parent", chains[1]),
+            format!("sha256:{}", chains[0]),
+            format!("var/lib/docker/overlay2/{}/lower", chains[1]),
+            format!("l/{}", link_id(&chains[0])),
+            format!("../{}/diff", chains[0]),
+            format!("\"linuxkit-compose.local/app-a:1\":\"sha256:{id}\""),
+        ] {
+            assert!(text.contains(&want), "missing {want}");
+        }
+        assert!(
+            !text.contains(&format!("layerdb/sha256/{}/parent", chains[0])),
+            "a base layer has no parent"
+        );
+    }
+}
