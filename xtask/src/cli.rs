@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    bench,
-    boot::VmOpts,
-    host::Need,
-    methods::{self, ComposeOpt, RegistryOpt},
-    test_boot,
+    build::host::Need,
+    run::bench,
+    run::boot::VmOpts,
+    run::test_boot,
+    vm::methods::{self, ComposeOpt, RegistryOpt},
 };
 
 /// Build and boot LinuxKit VMs that run a compose application.

@@ -6,28 +6,12 @@
 //! YAML is written to `linuxkit/`, outputs go to `dist/`, and everything fetched
 //! is cached outside the repository (`$LINUXKIT_COMPOSE_CACHE`).
 
-mod apps;
-mod bench;
-mod boot;
+mod app;
+mod base;
+mod build;
 mod cli;
-mod compose;
-mod cpio;
-mod exec;
-mod gotools;
-mod host;
-mod http;
-mod images;
-mod imagestore;
-mod linuxkit;
-mod methods;
-mod oci;
-mod phases;
-mod pins;
-mod project;
-mod qemu;
-mod registry;
-mod test_boot;
-mod ui;
+mod run;
+mod vm;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -35,7 +19,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use xshell::Shell;
 
+use base::{exec, project, ui};
+use build::{apps, host, images};
 use cli::{Cli, Command};
+use run::{bench, boot, test_boot};
+use vm::{linuxkit, methods};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -44,13 +44,13 @@ pub fn verbose() -> bool {
 
 /// `println!` that survives a closed pipe: results (URLs, tables, verdicts).
 macro_rules! say {
-    ($($arg:tt)*) => { $crate::ui::out(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::base::ui::out(format_args!($($arg)*)) };
 }
 pub(crate) use say;
 
 /// `eprintln!` that survives a closed pipe.
 macro_rules! tell {
-    ($($arg:tt)*) => { $crate::ui::err(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::base::ui::err(format_args!($($arg)*)) };
 }
 pub(crate) use tell;
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::{exec, gotools, images, project::Project, ui};
+use crate::{base::exec, base::project::Project, base::ui, build::gotools, build::images};
 
 /// A LinuxKit configuration, the subset of the schema this project writes.
 #[derive(Debug, Serialize, PartialEq)]
@@ -384,13 +384,13 @@ mod tests {
     /// must match what the recipes give now.
     #[test]
     fn checked_in_yaml_is_current() {
-        let project = crate::project::for_tests();
-        let app = crate::methods::default_app(&project).unwrap();
-        let compose = |m| crate::methods::vm(&project, m, &app, None);
+        let project = crate::base::project::for_tests();
+        let app = crate::vm::methods::default_app(&project).unwrap();
+        let compose = |m| crate::vm::methods::vm(&project, m, &app, None);
         for vm in [
             smoke_vm(),
-            compose(crate::methods::Method::Static),
-            compose(crate::methods::Method::Dynamic),
+            compose(crate::vm::methods::Method::Static),
+            compose(crate::vm::methods::Method::Dynamic),
         ] {
             let on_disk = fs::read_to_string(vm.yaml_path(&project)).unwrap_or_default();
             assert!(

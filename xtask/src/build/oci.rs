@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
-use crate::{exec, gotools, images::write_atomic, project::Project};
+use crate::{base::exec, base::project::Project, build::gotools, build::images::write_atomic};
 
 /// The annotation LinuxKit (like containerd) names a cached image by.
 const IMAGE_NAME: &str = "io.containerd.image.name";

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result};
 use xshell::Cmd;
 
-use crate::ui;
+use crate::base::ui;
 
 /// Lines of a failed program's log shown on the terminal.
 const TAIL: usize = 25;
@@ -169,7 +169,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let pid_file = dir.join("child.pid");
         let mut host = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "exec::tests::child_host", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "base::exec::tests::child_host", "--nocapture", "--test-threads=1"])
             .env(HOST_ENV, &pid_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

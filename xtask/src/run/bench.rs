@@ -11,11 +11,13 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    boot::VmOpts,
-    exec, host,
-    methods::{ComposeOpt, Method, RegistryOpt},
-    project::Project,
-    test_boot, ui,
+    base::exec,
+    base::project::Project,
+    base::ui,
+    build::host,
+    run::boot::VmOpts,
+    run::test_boot,
+    vm::methods::{ComposeOpt, Method, RegistryOpt},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

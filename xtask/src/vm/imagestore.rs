@@ -28,11 +28,12 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
-    compose::{self, App},
-    cpio::{Meta, Writer},
-    exec, images,
-    project::Project,
-    ui,
+    app::compose::{self, App},
+    base::exec,
+    base::project::Project,
+    base::ui,
+    build::cpio::{Meta, Writer},
+    build::images,
 };
 
 const DOCKER: &str = "var/lib/docker";

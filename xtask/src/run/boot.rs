@@ -12,11 +12,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    host, http,
-    linuxkit::Artifacts,
-    project::{self, Project},
-    qemu::{self, Accel, Console, Probe, VmSpec, Why},
-    ui,
+    base::project::{self, Project},
+    base::ui,
+    build::host,
+    run::http,
+    run::qemu::{self, Accel, Console, Probe, VmSpec, Why},
+    vm::linuxkit::Artifacts,
 };
 
 /// How the user asked for the VM to run.
@@ -259,7 +260,7 @@ mod tests {
         let project = Project {
             dist: root.join("dist"),
             cache: root.join("cache"),
-            ..crate::project::for_tests()
+            ..crate::base::project::for_tests()
         };
         fs::create_dir_all(&project.dist).unwrap();
         let (kernel, initrd) = (project.dist.join("vm-kernel"), project.dist.join("vm-initrd.img"));

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{exec, gotools, oci, project::Project, ui};
+use crate::{base::exec, base::project::Project, base::ui, build::gotools, build::oci};
 
 /// Registry part of every image this project builds. Not a real registry: the
 /// name only says "built here", so no stand-in ever carries an upstream name.
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn repo_recipes_have_tags() {
-        let project = crate::project::for_tests();
+        let project = crate::base::project::for_tests();
         for name in project.pins.images.keys() {
             let tag = tag(&project, name).unwrap();
             assert!(tag.chars().all(|c| c.is_ascii_hexdigit()), "{name}: {tag}");
@@ -438,10 +438,10 @@ mod tests {
     /// and only then: images without it keep their tags.
     #[test]
     fn go_pins_are_part_of_the_tags_that_use_them() {
-        let project = crate::project::for_tests();
+        let project = crate::base::project::for_tests();
         let before = (tag(&project, "traefik").unwrap(), tag(&project, "nginx").unwrap());
         for change in ["version", "module", "package"] {
-            let mut moved = crate::project::for_tests();
+            let mut moved = crate::base::project::for_tests();
             let tool = moved.pins.go.get_mut("traefik").unwrap();
             match change {
                 "version" => tool.version = "v3.6.13".into(),

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{pins::Pins, ui};
+use crate::{base::pins::Pins, base::ui};
 
 /// Environment variable that moves the cache (Go tools, Debian trees, image
 /// builds, the LinuxKit cache). Default: `$XDG_CACHE_HOME/linuxkit-compose`.
@@ -59,7 +59,7 @@ impl Project {
     /// a second `cargo xtask` (another terminal, another checkout on the same
     /// cache) waits here instead of writing the same files. Re-entrant within
     /// this process; released when the last guard drops. Boots run unlocked:
-    /// they use private links to their kernel and initrd ([`crate::boot::pinned`]).
+    /// they use private links to their kernel and initrd ([`crate::run::boot::pinned`]).
     pub fn lock(&self) -> Result<BuildLock> {
         let mut held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if held.0 == 0 {

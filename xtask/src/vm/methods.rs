@@ -9,14 +9,15 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::{
-    apps,
-    boot::{self, VmOpts},
-    compose::{self, App},
-    images, imagestore,
-    linuxkit::{self, Artifacts, ComposePayload, Vm},
-    project::Project,
-    registry::{self, Address, GUEST_GATEWAY},
-    ui,
+    app::compose::{self, App},
+    base::project::Project,
+    base::ui,
+    build::apps,
+    build::images,
+    run::boot::{self, VmOpts},
+    run::registry::{self, Address, GUEST_GATEWAY},
+    vm::imagestore,
+    vm::linuxkit::{self, Artifacts, ComposePayload, Vm},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -276,8 +277,8 @@ mod tests {
     fn static_carries_no_tarballs_and_never_pulls() {
         let p = payload(Method::Static, None);
         assert!(p.tarballs.is_empty(), "the image store is appended to the initrd");
-        assert!(vm(&crate::project::for_tests(), Method::Static, &app(), None).base_initrd);
-        assert!(!vm(&crate::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
+        assert!(vm(&crate::base::project::for_tests(), Method::Static, &app(), None).base_initrd);
+        assert!(!vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
@@ -309,7 +310,7 @@ mod tests {
     /// the checked-in linuxkit/*.yml: their YAML goes to dist/.
     #[test]
     fn only_the_default_app_writes_checked_in_yaml() {
-        let project = crate::project::for_tests();
+        let project = crate::base::project::for_tests();
         let linuxkit_dir = project.root.join("linuxkit");
         for method in [Method::Static, Method::Dynamic] {
             let default = vm(&project, method, &app(), None);

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::{boot, exec, host, http, images, project::Project, ui};
+use crate::{base::exec, base::project::Project, base::ui, build::host, build::images, run::boot, run::http};
 
 /// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
 pub const GUEST_GATEWAY: &str = "10.0.2.2";

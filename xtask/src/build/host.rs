@@ -15,10 +15,11 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    exec, gotools,
-    pins::HostPackage,
-    project::{self, Project},
-    ui,
+    base::exec,
+    base::pins::HostPackage,
+    base::project::{self, Project},
+    base::ui,
+    build::gotools,
 };
 
 /// What a command is about to do, and so which programs it needs.

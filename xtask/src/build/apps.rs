@@ -15,10 +15,11 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
-    compose::{self, App, Build},
-    exec, images,
-    project::Project,
-    ui,
+    app::compose::{self, App, Build},
+    base::exec,
+    base::project::Project,
+    base::ui,
+    build::images,
 };
 
 /// Label on every app image built here: the hash of what it was built from.

@@ -11,15 +11,15 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
-    boot::{self, VmOpts},
-    compose::App,
-    http,
-    linuxkit::{self, Artifacts},
-    methods::{self, ComposeOpt, Method, RegistryOpt},
-    phases::{self, Phases},
-    project::Project,
-    qemu::{Accel, Console, Vm},
-    ui,
+    app::compose::App,
+    base::project::Project,
+    base::ui,
+    run::boot::{self, VmOpts},
+    run::http,
+    run::phases::{self, Phases},
+    run::qemu::{Accel, Console, Vm},
+    vm::linuxkit::{self, Artifacts},
+    vm::methods::{self, ComposeOpt, Method, RegistryOpt},
 };
 
 /// traefik's answer for a Host no router matches.

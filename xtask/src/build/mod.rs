@@ -1,0 +1,9 @@
+//! Building: the host programs (one requirement path) and `doctor`, pinned Go
+//! tools, the VM's own images from Debian packages (buildah, daemonless), the
+//! app's images, and the LinuxKit image cache they land in.
+pub mod apps;
+pub mod cpio;
+pub mod gotools;
+pub mod host;
+pub mod images;
+pub mod oci;

@@ -1,0 +1,10 @@
+//! Running: QEMU and the accelerator probe, booting (headless or on this
+//! terminal), the registry a dynamic VM pulls from, the HTTP probe, the boot
+//! tests and the bench.
+pub mod bench;
+pub mod boot;
+pub mod http;
+pub mod phases;
+pub mod qemu;
+pub mod registry;
+pub mod test_boot;

@@ -1,0 +1,6 @@
+//! The VM: what each method puts into it (`methods`, and the static
+//! method's ready image store), the LinuxKit YAML that describes it, and
+//! `linuxkit build` turning that into a kernel and an initrd.
+pub mod imagestore;
+pub mod linuxkit;
+pub mod methods;
