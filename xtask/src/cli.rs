@@ -1,16 +1,18 @@
 //! The command line: every command and flag, checked as a whole before any
-//! work starts (a bad combination must not cost a build first), and what each
-//! command will need from the host.
+//! work starts (a bad combination must not cost a build first), what each
+//! command will need from the host, and the plain options the work is given.
+
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    build::host::Need,
-    run::bench,
-    run::boot::VmOpts,
-    run::test_boot,
-    vm::methods::{self, ComposeOpt, RegistryOpt},
+    app::compose::{self, App},
+    base::project::Project,
+    build::{apps, host::Need, registry::Address},
+    run::{bench, boot::VmOpts, qemu::Accel, test_boot},
+    vm::methods::Method,
 };
 
 /// Build and boot LinuxKit VMs that run a compose application.
@@ -37,36 +39,36 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
-    /// Build the static method's VM: compose file and image tarballs inside, no registry needed.
+    /// Build the static method's VM: compose file and the app's images inside, no registry needed.
     Static {
         #[command(flatten)]
-        compose: ComposeOpt,
+        compose: ComposeArg,
     },
     /// Boot the static VM on this terminal, guest port 80 on 127.0.0.1:PORT (Ctrl-A X quits).
     RunStatic(RunArgs),
     /// Build the dynamic method's VM: only the compose file inside; images are pulled at boot.
     Dynamic {
         #[command(flatten)]
-        compose: ComposeOpt,
+        compose: ComposeArg,
         #[command(flatten)]
-        registry: RegistryOpt,
+        registry: RegistryArg,
     },
     /// Boot the dynamic VM on this terminal; without --registry a local registry serves the images.
     RunDynamic {
         #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
-        registry: RegistryOpt,
+        registry: RegistryArg,
     },
     /// Build every compose service that has `build:`, tagged with its `image:`.
     Apps {
         #[command(flatten)]
-        compose: ComposeOpt,
+        compose: ComposeArg,
     },
     /// Save every image the compose file uses as a `docker load`-able tarball in dist/images/.
     Images {
         #[command(flatten)]
-        compose: ComposeOpt,
+        compose: ComposeArg,
     },
     /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
     VmImages {
@@ -84,28 +86,110 @@ pub enum Command {
         #[arg(long, default_value_t = 8080, value_parser = port())]
         port: u16,
         #[command(flatten)]
-        vm: VmOpts,
+        vm: VmArgs,
     },
     /// Build, boot headless, check over HTTP, report the time to the first answers.
-    TestBoot(test_boot::Args),
+    TestBoot(TestBootArgs),
     /// Boot each VM several times and print the time to the first HTTP 200 (min, median, max).
-    Bench(bench::Args),
+    Bench(BenchArgs),
     /// Everything CI runs: formatting, clippy, `cargo test`, then every boot test.
     Test {
         #[command(flatten)]
-        vm: VmOpts,
+        vm: VmArgs,
     },
+}
+
+/// `--compose PATH`, shared by every command that reads the compose file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ComposeArg {
+    /// The compose file describing the app [default: compose/docker-compose.yml]
+    #[arg(long = "compose", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+/// `--registry`, for the dynamic method.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArg {
+    /// Push to and pull from this registry (HOST[:PORT][/NAMESPACE]) instead of
+    /// a docker-registry the xtask runs on 127.0.0.1 for the command.
+    #[arg(long, value_name = "HOST[:PORT][/NAMESPACE]", value_parser = parse_registry)]
+    pub registry: Option<Address>,
+}
+
+fn parse_registry(text: &str) -> Result<Address, String> {
+    Address::parse(text).map_err(|e| format!("{e:#}"))
+}
+
+/// How the VM runs: accelerator, memory, CPUs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmArgs {
+    /// Accelerator: kvm or tcg. Default: KVM if a short probe boot shows it works, else TCG.
+    #[arg(long, value_enum)]
+    pub accel: Option<Accel>,
+    /// Guest memory in MiB (at least 256).
+    #[arg(long, default_value_t = 3072, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    pub memory: u32,
+    /// Guest CPUs (1-255).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub cpus: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub compose: ComposeOpt,
+    pub compose: ComposeArg,
     /// Host port on 127.0.0.1 forwarded to the guest's port 80.
     #[arg(long, default_value_t = 8080, value_parser = port())]
     pub port: u16,
     #[command(flatten)]
-    pub vm: VmOpts,
+    pub vm: VmArgs,
+    /// More arguments for QEMU, after `--` (say `-- -device virtio-balloon-pci`).
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    pub qemu_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestBootArgs {
+    /// Boot the smoke VM: one nginx service serving a known page.
+    #[arg(long, conflicts_with = "method")]
+    pub smoke: bool,
+    /// Boot a compose method's VM and check every routed hostname.
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    #[command(flatten)]
+    pub compose: ComposeArg,
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Dynamic only: stop the local registry once the images are pushed, and
+    /// pass if the VM then fails cleanly, saying the registry cannot be reached.
+    #[arg(long)]
+    pub unreachable_registry: bool,
+    /// Seconds to wait for the first HTTP 200 after QEMU starts
+    /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Boots per VM (at least 1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// VMs to boot [default: smoke, static, dynamic].
+    #[arg(long = "vm", value_enum)]
+    pub targets: Vec<bench::Target>,
+    /// The plain way to ship the same app, booted in the same rounds as the
+    /// VMs so the ratios compare like with like: a script taking a work
+    /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`
+    /// (for this project, ../shared/bench/baseline-vm.sh).
+    #[arg(long, value_name = "SCRIPT")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub compose: ComposeArg,
+    #[command(flatten)]
+    pub vm: VmArgs,
 }
 
 /// A TCP port a host can listen on: 1-65535.
@@ -125,14 +209,14 @@ impl Command {
 
     /// What the command will run on the host, so all of it is checked first.
     pub fn needs(&self) -> Vec<Need> {
-        let local_registry = |r: &RegistryOpt| {
+        let local_registry = |r: &RegistryArg| {
             if r.registry.is_none() {
                 vec![Need::Registry]
             } else {
                 vec![]
             }
         };
-        let mut needs = match self {
+        match self {
             Command::Doctor { .. } | Command::Yaml => vec![],
             Command::Static { .. }
             | Command::Dynamic { .. }
@@ -143,7 +227,7 @@ impl Command {
             Command::RunStatic(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
             Command::RunDynamic { registry, .. } => [vec![Need::Build, Need::Boot], local_registry(registry)].concat(),
             Command::TestBoot(args) => {
-                let dynamic = args.method == Some(methods::Method::Dynamic);
+                let dynamic = args.method == Some(Method::Dynamic);
                 let registry = if dynamic {
                     local_registry(&args.registry)
                 } else {
@@ -162,15 +246,42 @@ impl Command {
                 [vec![Need::Build, Need::Boot], registry, plain].concat()
             }
             Command::Test { .. } => vec![Need::Build, Need::Boot, Need::Registry],
-        };
-        needs.dedup();
-        needs
+        }
     }
 }
 
-impl test_boot::Args {
+impl ComposeArg {
+    /// Read and check the compose file, before any work starts: every image
+    /// it uses must be one the local profile can build.
+    pub fn load(&self, project: &Project) -> Result<App> {
+        let app = match &self.path {
+            // Relative to where the user is, like any command-line path.
+            Some(path) => App::load(path)?,
+            None => compose::default_app(project)?,
+        };
+        for image in app.images() {
+            if !app.builds().any(|(service, _)| service.image == image) {
+                apps::cannot_pull(&app, image)?;
+            }
+        }
+        Ok(app)
+    }
+}
+
+impl VmArgs {
+    pub fn options(&self, qemu_args: &[String]) -> VmOpts {
+        VmOpts {
+            accel: self.accel,
+            memory: self.memory,
+            cpus: self.cpus,
+            qemu_args: qemu_args.to_vec(),
+        }
+    }
+}
+
+impl TestBootArgs {
     pub fn validate(&self) -> Result<()> {
-        let dynamic = self.method == Some(methods::Method::Dynamic);
+        let dynamic = self.method == Some(Method::Dynamic);
         if !self.smoke && self.method.is_none() {
             bail!("say what to boot: --smoke, or --method static|dynamic");
         }
@@ -180,10 +291,42 @@ impl test_boot::Args {
         if self.registry.registry.is_some() && !dynamic {
             bail!("--registry is for the dynamic method: use it with --method dynamic");
         }
+        if self.unreachable_registry && self.registry.registry.is_some() {
+            bail!("--unreachable-registry stops the xtask's own registry: it cannot stop yours (--registry)");
+        }
         if self.smoke && self.compose.path.is_some() {
             bail!("--compose has no effect on the smoke VM (it runs one nginx, no compose app)");
         }
         Ok(())
+    }
+
+    pub fn options(&self) -> test_boot::Options {
+        test_boot::Options {
+            method: self.method.filter(|_| !self.smoke),
+            registry: self.registry.registry.clone(),
+            unreachable_registry: self.unreachable_registry,
+            timeout: self.timeout,
+            vm: self.vm.options(&[]),
+        }
+    }
+}
+
+impl BenchArgs {
+    pub fn validate(&self) -> Result<()> {
+        // The plain VM's script boots with these; other figures would not compare.
+        if self.baseline.is_some() && (self.vm.cpus, self.vm.memory) != (2, 3072) {
+            bail!("--baseline: the plain VM boots with -smp 2 -m 3072, so bench with --cpus 2 --memory 3072");
+        }
+        Ok(())
+    }
+
+    pub fn options(&self) -> bench::Options {
+        bench::Options {
+            runs: self.runs,
+            targets: self.targets.clone(),
+            baseline: self.baseline.clone(),
+            vm: self.vm.options(&[]),
+        }
     }
 }
 
@@ -210,11 +353,23 @@ mod tests {
                 &["test-boot", "--method", "static", "--registry", "r.example.com"],
                 "--registry is for the dynamic",
             ),
+            (
+                &[
+                    "test-boot",
+                    "--method",
+                    "dynamic",
+                    "--unreachable-registry",
+                    "--registry",
+                    "r.example.com",
+                ],
+                "cannot stop yours",
+            ),
             (&["test-boot"], "say what to boot"),
             (
                 &["test-boot", "--smoke", "--compose", "x.yml"],
                 "no effect on the smoke VM",
             ),
+            (&["bench", "--baseline", "b.sh", "--memory", "1024"], "-smp 2 -m 3072"),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
@@ -241,6 +396,17 @@ mod tests {
     }
 
     #[test]
+    fn qemu_arguments_after_the_double_dash() {
+        let Command::RunStatic(args) = parse(&["run-static", "--", "-device", "virtio-balloon-pci"]).unwrap() else {
+            panic!("not run-static");
+        };
+        assert_eq!(
+            args.vm.options(&args.qemu_args).qemu_args,
+            ["-device", "virtio-balloon-pci"]
+        );
+    }
+
+    #[test]
     fn needs_follow_the_command() {
         let needs = |args: &[&str]| parse(args).unwrap().needs();
         assert_eq!(needs(&["doctor"]), []);
@@ -256,5 +422,9 @@ mod tests {
             [Need::Build, Need::Boot]
         );
         assert_eq!(needs(&["test"]), [Need::Build, Need::Boot, Need::Registry]);
+        assert_eq!(
+            needs(&["bench", "--vm", "static", "--baseline", "b.sh"]),
+            [Need::Build, Need::Boot, Need::PlainVm]
+        );
     }
 }

@@ -13,17 +13,21 @@ mod cli;
 mod run;
 mod vm;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use xshell::Shell;
 
-use base::{exec, project, ui};
-use build::{apps, host, images};
+use app::compose;
+use base::{project::Project, ui};
+use build::{apps, doctor, host, images};
 use cli::{Cli, Command};
-use run::{bench, boot, test_boot};
-use vm::{linuxkit, methods};
+use run::{bench, session, suite, test_boot};
+use vm::{
+    linuxkit,
+    methods::{self, Method},
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,15 +43,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
+    let project = Project::new(!cli.no_install)?;
     let sh = Shell::new()?;
-    let root = project_root();
-    sh.change_dir(&root);
-    let project = project::Project::new(root, !cli.no_install)?;
+    sh.change_dir(&project.root);
     ui::init(project.dist.join("logs"), cli.verbose);
     // So is every program the command will run.
     host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {
-        Command::Doctor { fix } => host::doctor(&sh, &project, fix),
+        Command::Doctor { fix } => doctor::run(&sh, &project, fix),
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()
@@ -63,30 +66,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Static { compose } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            methods::build(&sh, &project, methods::Method::Static, &app, None, None).map(|_| ())
+            methods::build(&sh, &project, Method::Static, &app, None, None).map(|_| ())
         }
         Command::Dynamic { compose, registry } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            let registry = registry.registry.as_ref();
-            methods::build(&sh, &project, methods::Method::Dynamic, &app, registry, None).map(|_| ())
-        }
-        Command::RunDynamic { run, registry } => {
-            let app = run.compose.load(&project)?;
-            let registry = registry.registry.as_ref();
-            methods::run(
-                &sh,
-                &project,
-                methods::Method::Dynamic,
-                &app,
-                registry,
-                run.port,
-                &run.vm,
-            )
+            methods::build(&sh, &project, Method::Dynamic, &app, registry.registry.as_ref(), None).map(|_| ())
         }
         Command::RunStatic(args) => {
             let app = args.compose.load(&project)?;
-            methods::run(&sh, &project, methods::Method::Static, &app, None, args.port, &args.vm)
+            let vm = args.vm.options(&args.qemu_args);
+            session::run_method(&sh, &project, Method::Static, &app, None, args.port, &vm)
+        }
+        Command::RunDynamic { run, registry } => {
+            let app = run.compose.load(&project)?;
+            let vm = run.vm.options(&run.qemu_args);
+            let registry = registry.registry.as_ref();
+            session::run_method(&sh, &project, Method::Dynamic, &app, registry, run.port, &vm)
         }
         Command::Apps { compose } => {
             let app = compose.load(&project)?;
@@ -103,8 +99,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Yaml => {
             let _lock = project.lock()?;
             linuxkit::smoke_vm().write_yaml(&project)?;
-            let app = methods::default_app(&project)?;
-            for method in [methods::Method::Static, methods::Method::Dynamic] {
+            let app = compose::default_app(&project)?;
+            for method in [Method::Static, Method::Dynamic] {
                 methods::vm(&project, method, &app, None).write_yaml(&project)?;
             }
             Ok(())
@@ -113,65 +109,15 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ())
         }
-        Command::RunSmoke { port, vm } => run_smoke(&sh, &project, port, &vm),
-        Command::TestBoot(args) => test_boot::run(&sh, &project, &args),
-        Command::Test { vm } => test_all(&sh, &project, vm),
-        Command::Bench(args) => bench::run(&sh, &project, &args),
+        Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
+        Command::TestBoot(args) => {
+            let app = args.compose.load(&project)?;
+            test_boot::run(&sh, &project, &args.options(), &app)
+        }
+        Command::Bench(args) => {
+            let app = args.compose.load(&project)?;
+            bench::run(&sh, &project, &args.options(), &app)
+        }
+        Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
     }
-}
-
-fn run_smoke(sh: &Shell, project: &project::Project, port: u16, opts: &boot::VmOpts) -> Result<()> {
-    let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
-    boot::interactive(project, opts, &artifacts, port, || {
-        ui::say!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
-    })
-}
-
-fn test_all(sh: &Shell, project: &project::Project, vm: boot::VmOpts) -> Result<()> {
-    let step = ui::step("cargo fmt --check");
-    exec::run(xshell::cmd!(sh, "cargo fmt --all --check")).context("formatting: run `cargo fmt --all`")?;
-    step.done();
-    let step = ui::step("cargo clippy");
-    exec::run(xshell::cmd!(
-        sh,
-        "cargo clippy --workspace --all-targets --locked -- -D warnings"
-    ))
-    .context("clippy")?;
-    step.done();
-    let step = ui::step("cargo test --workspace");
-    exec::run(xshell::cmd!(sh, "cargo test --workspace --locked")).context("unit and snapshot tests")?;
-    step.done();
-    let smoke = test_boot::Args {
-        smoke: true,
-        method: None,
-        compose: methods::ComposeOpt { path: None },
-        registry: methods::RegistryOpt { registry: None },
-        unreachable_registry: false,
-        timeout: None,
-        vm,
-    };
-    let method = |m| test_boot::Args {
-        smoke: false,
-        method: Some(m),
-        ..smoke.clone()
-    };
-    test_boot::run(sh, project, &smoke)?;
-    test_boot::run(sh, project, &method(methods::Method::Static))?;
-    test_boot::run(sh, project, &method(methods::Method::Dynamic))?;
-    test_boot::run(
-        sh,
-        project,
-        &test_boot::Args {
-            unreachable_registry: true,
-            ..method(methods::Method::Dynamic)
-        },
-    )
-}
-
-/// The workspace root: xtask/'s parent.
-fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }

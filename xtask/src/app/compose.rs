@@ -10,10 +10,24 @@ use std::{
 };
 
 use anyhow::Result;
+
+use crate::base::project::Project;
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
 pub const DEFAULT: &str = "compose/docker-compose.yml";
+
+/// The repository's own compose file (named relative to the repository when
+/// that is where the user is).
+pub fn default_app(project: &Project) -> Result<App> {
+    let default = project.root.join(DEFAULT);
+    let shown = if std::env::current_dir().ok().as_deref() == Some(project.root.as_path()) {
+        PathBuf::from(DEFAULT)
+    } else {
+        default
+    };
+    App::load(&shown)
+}
 
 /// A parsed, checked compose file.
 #[derive(Debug)]
@@ -43,8 +57,8 @@ pub struct Build {
 
 fn display_rel<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
     // Snapshots must not depend on where the repository is checked out.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    s.serialize_str(&p.strip_prefix(root).unwrap_or(p).display().to_string())
+    let root = crate::base::project::root();
+    s.serialize_str(&p.strip_prefix(&root).unwrap_or(p).display().to_string())
 }
 
 /// Something wrong with the compose file, naming the file.
@@ -307,7 +321,7 @@ mod tests {
     use super::*;
 
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+        crate::base::project::root()
     }
 
     fn parse(text: &str) -> Result<App, String> {

@@ -82,6 +82,23 @@ pub fn probe(cmd: Cmd<'_>) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `cmd` without the variables the outer `cargo xtask` set for itself
+/// (CARGO_*, RUSTFLAGS, …): a nested cargo must build as if run by hand.
+pub fn clean_cargo_env(cmd: Cmd<'_>) -> Cmd<'_> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            (k.starts_with("CARGO_") && k != "CARGO_HOME")
+                || k.starts_with("RUSTFLAGS")
+                || k == "CARGO_ENCODED_RUSTFLAGS"
+                || k == "RUSTC"
+                || k == "RUSTDOC"
+                || k == "RUSTC_WRAPPER"
+                || k == "CARGO"
+        })
+        .fold(cmd, |cmd, k| cmd.env_remove(k))
+}
+
 /// Start a long-lived child (QEMU, a registry) that dies with the xtask.
 pub fn spawn(command: &mut Command) -> Result<Child> {
     let shown = format!("{command:?}");
@@ -169,7 +186,12 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let pid_file = dir.join("child.pid");
         let mut host = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "base::exec::tests::child_host", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "base::exec::tests::child_host",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(HOST_ENV, &pid_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

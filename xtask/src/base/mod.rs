@@ -4,6 +4,7 @@
 //! (`project`), and the pins of everything fetched (`pins`). Nothing here
 //! knows about compose apps, images or VMs.
 pub mod exec;
+pub mod files;
 pub mod pins;
 pub mod project;
 pub mod ui;

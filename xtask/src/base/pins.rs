@@ -120,8 +120,8 @@ mod tests {
 
     #[test]
     fn repo_pins_parse() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let pins = Pins::load(root).unwrap();
+        let root = crate::base::project::root();
+        let pins = Pins::load(&root).unwrap();
         assert_eq!(pins.debian.suite, "trixie");
         let lk = pins.go_tool("linuxkit").unwrap();
         assert!(lk.sum.as_deref().unwrap().starts_with("h1:"));

@@ -12,6 +12,14 @@ use anyhow::{Context, Result};
 
 use crate::{base::pins::Pins, base::ui};
 
+/// The repository: the workspace that holds xtask/. The one place that says so.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
 /// Environment variable that moves the cache (Go tools, Debian trees, image
 /// builds, the LinuxKit cache). Default: `$XDG_CACHE_HOME/linuxkit-compose`.
 pub const CACHE_ENV: &str = "LINUXKIT_COMPOSE_CACHE";
@@ -26,7 +34,8 @@ pub struct Project {
 }
 
 impl Project {
-    pub fn new(root: PathBuf, install: bool) -> Result<Project> {
+    pub fn new(install: bool) -> Result<Project> {
+        let root = root();
         let pins = Pins::load(&root)?;
         let cache = cache_dir(
             std::env::var_os(CACHE_ENV).map(PathBuf::from),
@@ -59,7 +68,7 @@ impl Project {
     /// a second `cargo xtask` (another terminal, another checkout on the same
     /// cache) waits here instead of writing the same files. Re-entrant within
     /// this process; released when the last guard drops. Boots run unlocked:
-    /// they use private links to their kernel and initrd ([`crate::run::boot::pinned`]).
+    /// they use private links to their kernel and initrd .
     pub fn lock(&self) -> Result<BuildLock> {
         let mut held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if held.0 == 0 {
@@ -134,7 +143,7 @@ fn flock(file: &fs::File, op: libc::c_int) -> Result<bool> {
 /// directory nothing in a unit test may create.
 #[cfg(test)]
 pub fn for_tests() -> Project {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = root();
     Project {
         dist: root.join("dist"),
         cache: root.join("target/no-cache-in-unit-tests"),

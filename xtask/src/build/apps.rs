@@ -11,14 +11,11 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App, Build},
-    base::exec,
-    base::project::Project,
-    base::ui,
+    base::{exec, files, project::Project, ui},
     build::images,
 };
 
@@ -138,31 +135,8 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
 
 /// Hash of the build context's files and the build arguments.
 fn inputs_hash(context: &Path, build_args: &[String]) -> Result<String> {
-    let mut files = Vec::new();
-    collect(context, context, &mut files)?;
-    files.sort();
-    let mut h = Sha256::new();
-    for arg in build_args {
-        h.update(format!("arg {arg}\n"));
-    }
-    for rel in files {
-        let bytes = fs::read(context.join(&rel))?;
-        h.update(format!("file {rel} {}\n", bytes.len()));
-        h.update(&bytes);
-    }
-    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
-}
-
-fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(base, &path, out)?;
-        } else {
-            out.push(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
+    let args: String = build_args.iter().map(|a| format!("arg {a}\n")).collect();
+    Ok(files::content_hash(&args, &files::tree_files(context)?, 8))
 }
 
 /// The ID of `image` if it exists and was built from `inputs`.

@@ -14,13 +14,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{
-    base::exec,
-    base::pins::HostPackage,
-    base::project::{self, Project},
-    base::ui,
-    build::gotools,
-};
+use crate::base::{exec, pins::HostPackage, project::Project, ui};
 
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +77,7 @@ impl Check {
     }
 
     /// What is wrong, for the one line the user reads.
-    fn problem(&self) -> String {
+    pub fn problem(&self) -> String {
         let wanted = match self.pin.as_ref().and_then(|p| p.min_version.first()) {
             Some(_) => format!(" (needs {})", self.pin.as_ref().unwrap().wanted_versions()),
             None => String::new(),
@@ -137,7 +131,7 @@ pub fn check(project: &Project, program: &str) -> Check {
 
 /// Go >= 1.21 fetches the newer toolchain a module asks for by itself.
 const GO_MIN: &str = "1.21";
-const GO_HINT: &str =
+pub const GO_HINT: &str =
     "install Go >= 1.21 from https://go.dev/dl (newer toolchains are then fetched through the Go module proxy)";
 
 /// The version `program --version` prints: its first `N.N[.N]` token.
@@ -324,7 +318,7 @@ fn fix(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
 }
 
 /// The command a user runs to install `bad` by hand.
-fn install_hint(bad: &[&Check]) -> String {
+pub fn install_hint(bad: &[&Check]) -> String {
     let backports = bad.iter().any(|c| c.pin.as_ref().is_some_and(|p| p.backports)) && host_needs_backports(bad);
     let packages: Vec<&str> = bad.iter().map(|c| c.pin.as_ref().unwrap().package.as_str()).collect();
     match (backports, codename()) {
@@ -475,84 +469,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `cargo xtask doctor [--fix]`: every program the xtask runs, its version,
-/// and how to get a missing one. Fails when anything required is missing or
-/// too old (after `--fix` installed what it could).
-pub fn doctor(sh: &Shell, project: &Project, fix_all: bool) -> Result<()> {
-    let all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry];
-    if fix_all {
-        require_all(sh, project, &all)?;
-    }
-    let mut bad = Vec::new();
-    ui::out("Host programs (Debian packages pinned in pins.yml `debian.host_packages`):");
-    for need in all {
-        for program in programs(need) {
-            let c = check(project, program);
-            let package = c.pin.as_ref().map_or("-", |p| p.package.as_str());
-            match &c.state {
-                State::Ok { path, version } => ui::out(format!(
-                    "  ok        {program:<20} {version:<10} {package:<16} {}",
-                    path.display()
-                )),
-                _ => {
-                    ui::out(format!("  {:<9} {program:<20} {}", label(&c.state), c.problem()));
-                    bad.push(c);
-                }
-            }
-        }
-    }
-    ui::out(format!(
-        "\nGo tools (built from pins.yml `go`, cached in {}):",
-        project.cache_path("go").display()
-    ));
-    for (name, tool) in &project.pins.go {
-        let state = match gotools::cached_binary(project, name) {
-            Some(path) => format!("built       {}", path.display()),
-            None => "not built yet (the first build that needs it builds it)".to_string(),
-        };
-        ui::out(format!("  {name:<10} {}@{}  {state}", tool.module, tool.version));
-    }
-    ui::out(format!(
-        "\nKVM: {}",
-        if Path::new("/dev/kvm").exists() {
-            "/dev/kvm exists; each boot probes whether KVM runs a guest and otherwise uses TCG"
-        } else {
-            "no /dev/kvm: QEMU uses TCG (software emulation)"
-        }
-    ));
-    ui::out(format!(
-        "Cache: {} (move it with ${})",
-        project.cache.display(),
-        project::CACHE_ENV
-    ));
-    if !bad.is_empty() {
-        let refs: Vec<&Check> = bad.iter().collect();
-        let fixable = refs.iter().all(|c| c.pin.is_some());
-        bail!(
-            "{} required program(s) missing or too old; {}",
-            bad.len(),
-            if fixable {
-                format!(
-                    "`cargo xtask doctor --fix` (as root) installs them, or: {}",
-                    install_hint(&refs)
-                )
-            } else {
-                GO_HINT.to_string()
-            }
-        );
-    }
-    Ok(())
-}
-
-fn label(state: &State) -> &'static str {
-    match state {
-        State::Ok { .. } => "ok",
-        State::Missing => "MISSING",
-        State::TooOld { .. } => "TOO OLD",
-        State::Broken { .. } => "BROKEN",
-    }
-}
-
 /// The path of `program`, which a [`require_all`] has vouched for.
 pub fn path(project: &Project, program: &str) -> Result<PathBuf> {
     match check(project, program) {
@@ -569,7 +485,7 @@ mod tests {
     use super::*;
 
     fn qemu_pin() -> HostPackage {
-        project::for_tests().pins.debian.host_packages[QEMU].clone()
+        crate::base::project::for_tests().pins.debian.host_packages[QEMU].clone()
     }
 
     #[test]
@@ -629,7 +545,7 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
 
     #[test]
     fn every_needed_program_has_a_package_or_is_go() {
-        let project = project::for_tests();
+        let project = crate::base::project::for_tests();
         for need in [Need::Build, Need::Boot, Need::Registry, Need::PlainVm] {
             for program in programs(need) {
                 assert!(
@@ -644,7 +560,7 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
     /// and a $QEMU that does not run is reported as such, not as ENOENT.
     #[test]
     fn qemu_env_overrides_and_is_checked() {
-        let project = project::for_tests();
+        let project = crate::base::project::for_tests();
         let dir = std::env::temp_dir().join(format!("lkc-qemu-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fake = dir.join("qemu-old");

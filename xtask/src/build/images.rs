@@ -8,17 +8,23 @@
 use std::{
     collections::BTreeSet,
     fs,
-    io::Write,
     os::unix::fs::{symlink, PermissionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
 };
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::project::Project, base::ui, build::gotools, build::oci};
+use crate::{
+    base::{
+        exec,
+        files::{self, TreeFile},
+        project::Project,
+        ui,
+    },
+    build::{gotools, oci},
+};
 
 /// Registry part of every image this project builds. Not a real registry: the
 /// name only says "built here", so no stand-in ever carries an upstream name.
@@ -43,7 +49,7 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
             project.rel(&dir.join("Dockerfile")).display()
         );
     }
-    let files = recipe_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
+    let recipe = files::tree_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
     let image = project.pins.image(name)?;
     let mut pins = format!(
         "suite={}\npackages={}\n",
@@ -54,57 +60,16 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
         let t = project.pins.go_tool(tool)?;
         pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
     }
-    Ok(content_tag(name, &files, &pins))
+    Ok(content_tag(name, &recipe, &pins))
 }
 
 fn recipe_dir(project: &Project, name: &str) -> PathBuf {
     project.root.join("images").join(name)
 }
 
-/// One file of a recipe: its path relative to the recipe folder, whether it is
-/// executable, and its bytes.
-pub type RecipeFile = (String, bool, Vec<u8>);
-
 /// The first 12 hex digits of a SHA-256 over the recipe's name, files and pins.
-pub fn content_tag(name: &str, files: &[RecipeFile], pins: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("format={RECIPE_FORMAT}\nname={name}\n{pins}"));
-    for (path, exec, bytes) in files {
-        h.update(format!("{path}\0{exec}\0{}\0", bytes.len()));
-        h.update(bytes);
-    }
-    let digest = h.finalize();
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
-fn recipe_files(dir: &Path) -> Result<Vec<RecipeFile>> {
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)?;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-fn walk(base: &Path, dir: &Path, out: &mut Vec<RecipeFile>) -> Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path)?;
-        let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-        if meta.is_dir() {
-            if rel != "target" {
-                walk(base, &path, out)?;
-            }
-        } else if meta.file_type().is_symlink() {
-            out.push((
-                rel,
-                false,
-                fs::read_link(&path)?.to_string_lossy().into_owned().into_bytes(),
-            ));
-        } else {
-            out.push((rel, meta.permissions().mode() & 0o111 != 0, fs::read(&path)?));
-        }
-    }
-    Ok(())
+pub fn content_tag(name: &str, files: &[TreeFile], pins: &str) -> String {
+    files::content_hash(&format!("format={RECIPE_FORMAT}\nname={name}\n{pins}"), files, 6)
 }
 
 /// Make sure image `name` is in the LinuxKit cache, building it if its tag is
@@ -313,10 +278,10 @@ fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
     let step = ui::step("the VM's service runner (images/init/lkc-service)");
     let target_dir = project.root.join("target/guest");
     exec::run(
-        cmd!(
+        exec::clean_cargo_env(cmd!(
             sh,
             "cargo build --release --locked -p lkc-service --target x86_64-unknown-linux-gnu"
-        )
+        ))
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env("CARGO_TARGET_DIR", &target_dir),
     )
@@ -366,31 +331,11 @@ fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::C
     )
 }
 
-/// [`write_atomic`], unless `path` already holds `contents` (its mtime then stays,
-/// and so does everything built from it). Returns whether it wrote.
-pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<bool> {
-    if fs::read(path).ok().as_deref() == Some(contents) {
-        return Ok(false);
-    }
-    write_atomic(path, contents)?;
-    Ok(true)
-}
-
-/// Write `contents` to `path` through a temporary file, so a reader never sees half of it.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn file(path: &str, exec: bool, body: &str) -> RecipeFile {
+    fn file(path: &str, exec: bool, body: &str) -> TreeFile {
         (path.to_string(), exec, body.as_bytes().to_vec())
     }
 

@@ -3,7 +3,9 @@
 //! app's images, and the LinuxKit image cache they land in.
 pub mod apps;
 pub mod cpio;
+pub mod doctor;
 pub mod gotools;
 pub mod host;
 pub mod images;
 pub mod oci;
+pub mod registry;

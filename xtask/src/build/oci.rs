@@ -7,7 +7,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::project::Project, build::gotools, build::images::write_atomic};
+use crate::{
+    base::{exec, files::write_atomic, project::Project},
+    build::gotools,
+};
 
 /// The annotation LinuxKit (like containerd) names a cached image by.
 const IMAGE_NAME: &str = "io.containerd.image.name";

@@ -11,13 +11,8 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    base::exec,
-    base::project::Project,
-    base::ui,
-    build::host,
-    run::boot::VmOpts,
-    run::test_boot,
-    vm::methods::{ComposeOpt, Method, RegistryOpt},
+    app::compose::App, base::exec, base::project::Project, base::ui, build::host, run::boot::VmOpts, run::test_boot,
+    vm::methods::Method,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,34 +22,18 @@ pub enum Target {
     Dynamic,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
+/// What to boot, how often, and what to compare with.
+#[derive(Debug, Clone)]
+pub struct Options {
     /// Boots per VM (at least 1).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// VMs to boot [default: smoke, static, dynamic].
-    #[arg(long = "vm", value_enum)]
+    /// VMs to boot (empty: smoke, static, dynamic).
     pub targets: Vec<Target>,
     /// The plain way to ship the same app, booted in the same rounds as the
     /// VMs so the ratios compare like with like: a script taking a work
-    /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`
-    /// (for this project, ../shared/bench/baseline-vm.sh).
-    #[arg(long, value_name = "SCRIPT")]
+    /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`.
     pub baseline: Option<PathBuf>,
-    #[command(flatten)]
-    pub compose: ComposeOpt,
-    #[command(flatten)]
     pub vm: VmOpts,
-}
-
-impl Args {
-    pub fn validate(&self) -> Result<()> {
-        // The plain VM's script boots with these; other figures would not compare.
-        if self.baseline.is_some() && (self.vm.cpus, self.vm.memory) != (2, 3072) {
-            anyhow::bail!("--baseline: the plain VM boots with -smp 2 -m 3072, so bench with --cpus 2 --memory 3072");
-        }
-        Ok(())
-    }
 }
 
 /// One boot's result: the slowest host's first 200, every host's, and the phases.
@@ -63,7 +42,7 @@ struct Boot {
     line: String,
 }
 
-pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
+pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<()> {
     let targets = if args.targets.is_empty() {
         vec![Target::Smoke, Target::Static, Target::Dynamic]
     } else {
@@ -92,7 +71,7 @@ pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
         }
         for &target in &targets {
             ui::note(format!("bench: round {round} of {}: {target:?}", args.runs));
-            let run = test_boot::measure(sh, project, &boot_args(target, args))?;
+            let run = test_boot::measure(sh, project, &boot_args(target, args), app)?;
             accels.extend(run.accel.map(|a| a.to_string()));
             oopses += run.phases.as_ref().map_or(0, |p| p.oopses);
             let name = format!("{target:?}").to_lowercase();
@@ -173,16 +152,14 @@ fn push(results: &mut Vec<(String, Vec<Boot>)>, name: &str, boot: Boot) {
     }
 }
 
-fn boot_args(target: Target, args: &Args) -> test_boot::Args {
-    test_boot::Args {
-        smoke: target == Target::Smoke,
+fn boot_args(target: Target, args: &Options) -> test_boot::Options {
+    test_boot::Options {
         method: match target {
             Target::Smoke => None,
             Target::Static => Some(Method::Static),
             Target::Dynamic => Some(Method::Dynamic),
         },
-        compose: args.compose.clone(),
-        registry: RegistryOpt { registry: None },
+        registry: None,
         unreachable_registry: false,
         timeout: None,
         vm: args.vm.clone(),

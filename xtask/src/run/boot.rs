@@ -21,17 +21,14 @@ use crate::{
 };
 
 /// How the user asked for the VM to run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VmOpts {
-    /// Accelerator: kvm or tcg. Default: KVM if a short probe boot shows it works, else TCG.
-    #[arg(long, value_enum)]
+    /// `None`: KVM if a short probe boot shows it works, else TCG.
     pub accel: Option<Accel>,
-    /// Guest memory in MiB (at least 256).
-    #[arg(long, default_value_t = 3072, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub memory: u32,
-    /// Guest CPUs (1-255).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=255))]
     pub cpus: u32,
+    /// More QEMU arguments, after the ones the xtask gives.
+    pub qemu_args: Vec<String>,
 }
 
 /// The accelerator for this boot, said in one line with the reason.
@@ -78,6 +75,7 @@ pub fn spec(
         memory_mb: opts.memory,
         console,
         forwards,
+        extra: opts.qemu_args.clone(),
     })
 }
 

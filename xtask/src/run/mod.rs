@@ -7,4 +7,6 @@ pub mod http;
 pub mod phases;
 pub mod qemu;
 pub mod registry;
+pub mod session;
+pub mod suite;
 pub mod test_boot;

@@ -70,6 +70,8 @@ pub struct VmSpec {
     pub console: Console,
     /// (host port on 127.0.0.1, guest port)
     pub forwards: Vec<(u16, u16)>,
+    /// The user's own arguments (`run-* -- ARGS`), last so they can override.
+    pub extra: Vec<String>,
 }
 
 /// The full QEMU argument list for `spec`.
@@ -104,6 +106,7 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     push(&["-netdev", &format!("user,id=net0{hostfwd}")]);
     push(&["-device", "virtio-net-pci,netdev=net0"]);
     push(&["-device", "virtio-rng-pci"]);
+    a.extend(spec.extra.iter().cloned());
     a
 }
 
@@ -249,6 +252,7 @@ mod tests {
             memory_mb: 3072,
             console,
             forwards: vec![(8080, 80)],
+            extra: vec![],
         }
     }
 
@@ -272,6 +276,13 @@ mod tests {
             netdev,
             "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:443"
         );
+    }
+
+    #[test]
+    fn user_arguments_come_last() {
+        let mut s = spec(Accel::Tcg, Console::Terminal);
+        s.extra = vec!["-device".into(), "virtio-balloon-pci".into()];
+        assert_eq!(args(&s)[args(&s).len() - 2..], ["-device", "virtio-balloon-pci"]);
     }
 
     #[test]

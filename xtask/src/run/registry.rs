@@ -1,7 +1,6 @@
-//! The registry the dynamic method pulls from: a real one (Debian's
-//! `docker-registry`, the CNCF distribution registry) started for the command on
-//! a free loopback port and stopped when the command ends; or the user's own,
-//! given with `--registry HOST[:PORT][/NAMESPACE]`.
+//! The registry the dynamic method pulls from when the user names none: a real
+//! one (Debian's `docker-registry`, the CNCF distribution registry) started for
+//! the command on a free loopback port and stopped when the command ends.
 
 use std::{
     fs,
@@ -13,116 +12,15 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use xshell::Shell;
 
-use crate::{base::exec, base::project::Project, base::ui, build::host, build::images, run::boot, run::http};
-
-/// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
-pub const GUEST_GATEWAY: &str = "10.0.2.2";
-
-/// A registry address: `host[:port]` and an optional namespace path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    pub host: String,
-    pub namespace: Option<String>,
-}
-
-impl Address {
-    pub fn parse(text: &str) -> Result<Address> {
-        let text = text.trim().trim_end_matches('/');
-        if text.is_empty() || text.contains("://") || text.contains(char::is_whitespace) {
-            bail!("registry {text:?} is not HOST[:PORT][/NAMESPACE] (no scheme, no spaces)");
-        }
-        let (host, namespace) = match text.split_once('/') {
-            Some((h, ns)) => (h, Some(ns.to_string())),
-            None => (text, None),
-        };
-        let address = Address {
-            host: host.to_string(),
-            namespace,
-        };
-        let (name, port) = address.name_and_port();
-        let bracketed_ip6 = name.starts_with('[') && name.ends_with(']') && name.len() > 2;
-        if name.is_empty() || !(bracketed_ip6 || name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))) {
-            bail!("registry {text:?}: {name:?} is not a host name");
-        }
-        if let Some(port) = port {
-            if !port.parse::<u16>().is_ok_and(|p| p > 0) {
-                bail!("registry {text:?}: port {port:?} is not a port number (1-65535)");
-            }
-        }
-        if let Some(ns) = &address.namespace {
-            if let Some(bad) = ns.split('/').find(|c| !is_path_component(c)) {
-                bail!(
-                    "registry {text:?}: namespace part {bad:?} is not a repository path component \
-                     (lower-case letters and digits, separated by `.`, `_`, `__` or dashes)"
-                );
-            }
-        }
-        Ok(address)
-    }
-
-    /// `registry/namespace/image`.
-    pub fn image(&self, image: &str) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{}/{ns}/{image}", self.host),
-            None => format!("{}/{image}", self.host),
-        }
-    }
-
-    /// The same registry as the guest reaches it: 127.0.0.1/localhost become
-    /// QEMU's gateway address.
-    pub fn as_seen_from_guest(&self) -> Address {
-        let (name, port) = self.name_and_port();
-        let name = if self.is_loopback() { GUEST_GATEWAY } else { name };
-        let host = match port {
-            Some(p) => format!("{name}:{p}"),
-            None => name.to_string(),
-        };
-        Address {
-            host,
-            namespace: self.namespace.clone(),
-        }
-    }
-
-    fn is_loopback(&self) -> bool {
-        matches!(self.name_and_port().0, "127.0.0.1" | "localhost")
-    }
-
-    /// `host` split into its name and optional port (`[::1]:5000` too).
-    fn name_and_port(&self) -> (&str, Option<&str>) {
-        match self.host.rsplit_once(':') {
-            Some((name, port)) if !self.host.starts_with('[') || name.ends_with(']') => (name, Some(port)),
-            _ => (&self.host, None),
-        }
-    }
-}
-
-/// A path component of an image reference, as the distribution spec has it:
-/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or one or more `-`.
-fn is_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-        return false;
-    }
-    let mut sep = String::new();
-    for &b in bytes {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() {
-            if !(sep.is_empty() || sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
-                return false;
-            }
-            sep.clear();
-        } else if b"._-".contains(&b) {
-            sep.push(b as char);
-        } else {
-            return false;
-        }
-    }
-    true
-}
+use crate::{
+    base::{exec, project::Project, ui},
+    build::{host, registry::Address},
+    run::{boot, http},
+};
 
 /// A registry process run by the xtask. Dropping it stops it, and it dies with
-/// the xtask ([`child::dies_with_parent`]).
+/// the xtask ([`exec::spawn`]).
 pub struct Local {
     child: Child,
     pub address: Address,
@@ -246,69 +144,9 @@ pub fn pulled_manifests(log: &str) -> Vec<String> {
     repos
 }
 
-/// Push `image` (in buildah's storage) to `registry`.
-pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> Result<()> {
-    let dest = format!("docker://{}", registry.image(image));
-    let tls = format!("--tls-verify={}", !registry.is_loopback());
-    let step = ui::step(format!("push {}", registry.image(image)));
-    images::buildah(sh, project, &["push", "--quiet", &tls, image, &dest])?;
-    step.done_with("pushed");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        let a = Address::parse("registry.example.com:5000/team/").unwrap();
-        assert_eq!(
-            a,
-            Address {
-                host: "registry.example.com:5000".into(),
-                namespace: Some("team".into())
-            }
-        );
-        assert_eq!(a.image("x/app:1"), "registry.example.com:5000/team/x/app:1");
-        assert_eq!(a.as_seen_from_guest(), a, "a real registry is the same from the guest");
-        let local = Address::parse("127.0.0.1:41234").unwrap();
-        assert_eq!(local.as_seen_from_guest().image("app:1"), "10.0.2.2:41234/app:1");
-        assert_eq!(
-            Address::parse("localhost:5000/ns")
-                .unwrap()
-                .as_seen_from_guest()
-                .image("a:1"),
-            "10.0.2.2:5000/ns/a:1"
-        );
-        assert_eq!(
-            Address::parse("r.example.com/team_a/sub-ns")
-                .unwrap()
-                .namespace
-                .as_deref(),
-            Some("team_a/sub-ns")
-        );
-        assert_eq!(
-            Address::parse("[::1]:5000").unwrap().name_and_port(),
-            ("[::1]", Some("5000"))
-        );
-        for bad in [
-            "",
-            "http://r:5000",
-            "r:port",
-            "has space:1",
-            "r@x",
-            ":5000",
-            "r:0",
-            "r:70000",
-            "r.example.com/Team",
-            "r.example.com/team//x",
-            "r.example.com/-team",
-            "r.example.com/te..am",
-        ] {
-            assert!(Address::parse(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
 
     #[test]
     fn access_log_pulls() {

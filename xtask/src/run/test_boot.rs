@@ -11,15 +11,20 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
-    app::compose::App,
-    base::project::Project,
-    base::ui,
-    run::boot::{self, VmOpts},
-    run::http,
-    run::phases::{self, Phases},
-    run::qemu::{Accel, Console, Vm},
-    vm::linuxkit::{self, Artifacts},
-    vm::methods::{self, ComposeOpt, Method, RegistryOpt},
+    app::compose::{App, Service},
+    base::{project::Project, ui},
+    build::registry::Address,
+    run::{
+        boot::{self, VmOpts},
+        http,
+        phases::{self, Phases},
+        qemu::{Accel, Console, Vm},
+        session,
+    },
+    vm::{
+        linuxkit::{self, Artifacts},
+        methods::Method,
+    },
 };
 
 /// traefik's answer for a Host no router matches.
@@ -29,27 +34,19 @@ const RUNNER_FAILED: &str = "compose: FAILED";
 /// A Host no compose file routes (.invalid is reserved, RFC 2606).
 const UNKNOWN_HOST: &str = "no-such-app.invalid";
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Boot the smoke VM: one nginx service serving a known page.
-    #[arg(long, conflicts_with = "method")]
-    pub smoke: bool,
-    /// Boot a compose method's VM and check every routed hostname.
-    #[arg(long, value_enum)]
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A compose method's VM, with the app; `None`: the smoke VM.
     pub method: Option<Method>,
-    #[command(flatten)]
-    pub compose: ComposeOpt,
-    #[command(flatten)]
-    pub registry: RegistryOpt,
+    /// The user's own registry (dynamic).
+    pub registry: Option<Address>,
     /// Dynamic only: stop the local registry once the images are pushed, and
     /// pass if the VM then fails cleanly, saying the registry cannot be reached.
-    #[arg(long, requires = "method", conflicts_with = "registry")]
     pub unreachable_registry: bool,
-    /// Seconds to wait for the first HTTP 200 after QEMU starts
-    /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds to wait for the first HTTP 200 after QEMU starts (default:
+    /// 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
     pub timeout: Option<u64>,
-    #[command(flatten)]
     pub vm: VmOpts,
 }
 
@@ -63,19 +60,16 @@ pub struct Timings {
     pub phases: Option<Phases>,
 }
 
-pub fn run(sh: &Shell, project: &Project, args: &Args) -> Result<()> {
-    measure(sh, project, args).map(|_| ())
+pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<()> {
+    measure(sh, project, args, app).map(|_| ())
 }
 
-/// Run the boot test `args` describes and return its timings.
-pub fn measure(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
-    match (args.smoke, args.method) {
-        (true, _) => smoke(sh, project, args),
-        (false, Some(method)) => {
-            let app = args.compose.load(project)?;
-            compose(sh, project, args, method, &app)
-        }
-        (false, None) => bail!("say what to boot: --smoke, or --method static|dynamic"),
+/// Run the boot test `args` describes (`app` is the compose app a method's VM
+/// runs) and return its timings.
+pub fn measure(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<Timings> {
+    match args.method {
+        None => smoke(sh, project, args),
+        Some(method) => compose(sh, project, args, method, app),
     }
 }
 
@@ -91,7 +85,13 @@ struct Headless {
     step: ui::Step,
 }
 
-fn boot(project: &Project, args: &Args, name: &str, artifacts: &Artifacts, timeouts: (u64, u64)) -> Result<Headless> {
+fn boot(
+    project: &Project,
+    args: &Options,
+    name: &str,
+    artifacts: &Artifacts,
+    timeouts: (u64, u64),
+) -> Result<Headless> {
     let accel = boot::accel(project, &args.vm, &artifacts.kernel)?;
     let timeout = Duration::from_secs(args.timeout.unwrap_or(match accel {
         Accel::Tcg => timeouts.0,
@@ -163,7 +163,7 @@ fn compose_lines(log: &Path) -> String {
         .join("\n")
 }
 
-fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
+fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
@@ -192,7 +192,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Args) -> Result<Timings> {
     Ok(timings)
 }
 
-fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App) -> Result<Timings> {
+fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
     let routes = app.routes();
     if routes.is_empty() {
         bail!(
@@ -200,8 +200,8 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
             app.file.display()
         );
     }
-    let registry = args.registry.registry.as_ref();
-    let mut prepared = methods::prepare(sh, project, method, app, registry)?;
+    let registry = args.registry.as_ref();
+    let mut prepared = session::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
         return unreachable_registry(project, args, method, app, prepared).map(|()| Timings::default());
     }
@@ -248,10 +248,10 @@ fn compose(sh: &Shell, project: &Project, args: &Args, method: Method, app: &App
 /// give up with the reason, and this test sees that before its deadline.
 fn unreachable_registry(
     project: &Project,
-    args: &Args,
+    args: &Options,
     method: Method,
     app: &App,
-    mut prepared: methods::Prepared,
+    mut prepared: session::Prepared,
 ) -> Result<()> {
     let Some(local) = prepared.local_registry.as_mut() else {
         bail!("--unreachable-registry needs the dynamic method with the xtask's own registry");
@@ -311,7 +311,7 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
         let log = h.log.clone();
         let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
         let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &runner_failed)?;
-        if let Some(want) = methods::expected_body(service) {
+        if let Some(want) = expected_body(service) {
             if body != want {
                 bail!(
                     "Host {host}: HTTP 200, but not service `{}`'s index.html: got {body:?}",
@@ -344,9 +344,27 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     Ok(timings)
 }
 
+/// The body a routed service should answer with: the index.html in its build
+/// context, where it has one.
+pub fn expected_body(service: &Service) -> Option<String> {
+    let build = service.build.as_ref()?;
+    std::fs::read_to_string(build.context.join("index.html")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_bodies_come_from_the_build_contexts() {
+        let app = crate::app::compose::default_app(&crate::base::project::for_tests()).unwrap();
+        let a = app
+            .services
+            .iter()
+            .find(|s| s.hosts.contains(&"a.localhost".to_string()))
+            .unwrap();
+        assert!(expected_body(a).unwrap().contains("This is app A"));
+    }
 
     #[test]
     fn unreachable_registry_must_be_named_as_refused() {

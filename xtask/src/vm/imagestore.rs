@@ -29,11 +29,8 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App},
-    base::exec,
-    base::project::Project,
-    base::ui,
+    base::{exec, files, project::Project, ui},
     build::cpio::{Meta, Writer},
-    build::images,
 };
 
 const DOCKER: &str = "var/lib/docker";
@@ -384,7 +381,7 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     fs::rename(&partial, out)?;
-    images::write_atomic(&stamp_path, stamp.as_bytes())?;
+    files::write_atomic(&stamp_path, stamp.as_bytes())?;
     step.done();
     ui::note(format!(
         "{} ({} MB)",

@@ -7,7 +7,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::project::Project, base::ui, build::gotools, build::images};
+use crate::{
+    base::{exec, files, project::Project, ui},
+    build::{gotools, images},
+};
 
 /// A LinuxKit configuration, the subset of the schema this project writes.
 #[derive(Debug, Serialize, PartialEq)]
@@ -254,7 +257,7 @@ impl Vm {
         let path = self.yaml_path(project);
         let yaml = self.yaml(project)?;
         fs::create_dir_all(path.parent().unwrap())?;
-        if images::write_if_changed(&path, yaml.as_bytes())? {
+        if files::write_if_changed(&path, yaml.as_bytes())? {
             ui::note(format!("wrote {}", project.rel(&path).display()));
         }
         Ok((path, yaml))
@@ -385,7 +388,7 @@ mod tests {
     #[test]
     fn checked_in_yaml_is_current() {
         let project = crate::base::project::for_tests();
-        let app = crate::vm::methods::default_app(&project).unwrap();
+        let app = crate::app::compose::default_app(&project).unwrap();
         let compose = |m| crate::vm::methods::vm(&project, m, &app, None);
         for vm in [
             smoke_vm(),

@@ -3,21 +3,22 @@
 //! carry the compose file; both are built from it, so its services decide
 //! what is built, saved and routed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use xshell::Shell;
 
 use crate::{
     app::compose::{self, App},
-    base::project::Project,
-    base::ui,
-    build::apps,
-    build::images,
-    run::boot::{self, VmOpts},
-    run::registry::{self, Address, GUEST_GATEWAY},
-    vm::imagestore,
-    vm::linuxkit::{self, Artifacts, ComposePayload, Vm},
+    base::{files, project::Project},
+    build::{
+        apps,
+        registry::{self, Address, GUEST_GATEWAY},
+    },
+    vm::{
+        imagestore,
+        linuxkit::{self, Artifacts, ComposePayload, Vm},
+    },
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,55 +37,6 @@ impl Method {
             Method::Dynamic => "compose-dynamic",
         }
     }
-}
-
-/// `--compose PATH`, shared by every command that reads the compose file.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ComposeOpt {
-    /// The compose file describing the app [default: compose/docker-compose.yml]
-    #[arg(long = "compose", value_name = "PATH")]
-    pub path: Option<PathBuf>,
-}
-
-/// `--registry`, for the dynamic method.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RegistryOpt {
-    /// Push to and pull from this registry (HOST[:PORT][/NAMESPACE]) instead of
-    /// a docker-registry the xtask runs on 127.0.0.1 for the command.
-    #[arg(long, value_name = "HOST[:PORT][/NAMESPACE]", value_parser = parse_registry)]
-    pub registry: Option<Address>,
-}
-
-fn parse_registry(text: &str) -> Result<Address, String> {
-    Address::parse(text).map_err(|e| format!("{e:#}"))
-}
-
-impl ComposeOpt {
-    /// Read and check the compose file, before any work starts: every image
-    /// it uses must be one the local profile can build.
-    pub fn load(&self, project: &Project) -> Result<App> {
-        let app = match &self.path {
-            // Relative to where the user is, like any command-line path.
-            Some(path) => App::load(path)?,
-            None => default_app(project)?,
-        };
-        for image in app.images() {
-            if !app.builds().any(|(service, _)| service.image == image) {
-                apps::cannot_pull(&app, image)?;
-            }
-        }
-        Ok(app)
-    }
-}
-
-pub fn default_app(project: &Project) -> Result<App> {
-    let default = project.root.join(compose::DEFAULT);
-    let shown = if std::env::current_dir().ok().as_deref() == Some(project.root.as_path()) {
-        PathBuf::from(compose::DEFAULT)
-    } else {
-        default
-    };
-    App::load(&shown)
 }
 
 /// Where the compose file the VM runs is written, relative to the repository.
@@ -122,7 +74,7 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
 }
 
 /// `host[:port][/namespace]` of a registry as the guest reaches it.
-fn guest_registry(registry: &Address) -> String {
+pub fn guest_registry(registry: &Address) -> String {
     registry
         .as_seen_from_guest()
         .image("")
@@ -183,7 +135,7 @@ pub fn build(
     }
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
-    images::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
+    files::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
     let mut artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
     if method == Method::Static {
         let full = project.dist.join(format!("{}-initrd.img", method.vm_name()));
@@ -193,83 +145,12 @@ pub fn build(
     Ok(artifacts)
 }
 
-/// A built VM ready to boot, with the registry it pulls from when dynamic.
-pub struct Prepared {
-    pub artifacts: boot::Pinned,
-    /// The registry the xtask runs for this boot (dropped: stopped).
-    pub local_registry: Option<registry::Local>,
-}
-
-/// Build for booting: for the dynamic method without `--registry`, start a
-/// local registry, push to it, and name it on the kernel command line.
-pub fn prepare(
-    sh: &Shell,
-    project: &Project,
-    method: Method,
-    app: &App,
-    registry: Option<&Address>,
-) -> Result<Prepared> {
-    if method == Method::Static || registry.is_some() {
-        let artifacts = boot::pinned(project, || build(sh, project, method, app, registry, None))?;
-        return Ok(Prepared {
-            artifacts,
-            local_registry: None,
-        });
-    }
-    let log = project.dist.join(format!("{}-registry.log", method.vm_name()));
-    std::fs::create_dir_all(&project.dist)?;
-    let local = registry::Local::start(project, &log)?;
-    let mut artifacts = boot::pinned(project, || build(sh, project, method, app, None, Some(&local.address)))?;
-    artifacts.artifacts.cmdline = format!(
-        "{} {REGISTRY_PARAM}={}",
-        artifacts.cmdline,
-        guest_registry(&local.address)
-    );
-    Ok(Prepared {
-        artifacts,
-        local_registry: Some(local),
-    })
-}
-
-/// `cargo xtask run-static|run-dynamic`: boot on this terminal with guest port 80
-/// on 127.0.0.1:`port`, after saying how to reach each routed hostname.
-pub fn run(
-    sh: &Shell,
-    project: &Project,
-    method: Method,
-    app: &App,
-    registry: Option<&Address>,
-    port: u16,
-    opts: &VmOpts,
-) -> Result<()> {
-    let prepared = prepare(sh, project, method, app, registry)?;
-    boot::interactive(project, opts, &prepared.artifacts, port, || {
-        ui::say!(
-            "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
-            method.vm_name()
-        );
-        for (host, service) in app.routes() {
-            ui::say!(
-                "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
-                service.name
-            );
-        }
-    })
-}
-
-/// The body a routed service should answer with: the index.html in its build
-/// context, where it has one.
-pub fn expected_body(service: &compose::Service) -> Option<String> {
-    let build = service.build.as_ref()?;
-    std::fs::read_to_string(Path::new(&build.context).join("index.html")).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn app() -> App {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = crate::base::project::root();
         App::load(&root.join(compose::DEFAULT)).unwrap()
     }
 
@@ -332,16 +213,5 @@ mod tests {
         let registry = Address::parse("registry.example.com/team").unwrap();
         let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry));
         assert_eq!(pushed.yaml_path(&project).parent().unwrap(), project.dist);
-    }
-
-    #[test]
-    fn expected_bodies_come_from_the_build_contexts() {
-        let app = app();
-        let a = app
-            .services
-            .iter()
-            .find(|s| s.hosts.contains(&"a.localhost".to_string()))
-            .unwrap();
-        assert!(expected_body(a).unwrap().contains("This is app A"));
     }
 }
