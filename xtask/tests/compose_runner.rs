@@ -1,69 +1,79 @@
 //! The VM's compose runner (images/compose/compose-up), run on the host with a
-//! stand-in `docker` on PATH: what it does when the engine's answers go wrong.
+//! stand-in `docker-compose` on PATH: what it tells the console when the app
+//! comes up, and when it cannot.
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, net::UnixListener},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Output},
 };
 
 fn runner() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/compose/compose-up")
 }
 
-/// A compose dir with one image tarball, and a `docker` that answers
-/// `version` and `compose` but whose `load` fails with `load_error`.
-fn setup(name: &str, load_error: &str) -> PathBuf {
+/// Run the runner against a `docker-compose` whose `up` prints `up_says` and
+/// exits with `up_status`; the engine's socket exists, as in the VM.
+fn run(name: &str, up_says: &str, up_status: i32) -> Output {
     let dir = std::env::temp_dir().join(format!("lkc-runner-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join("compose/images")).unwrap();
+    fs::create_dir_all(dir.join("compose")).unwrap();
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::write(dir.join("compose/docker-compose.yml"), "services: {}\n").unwrap();
-    fs::write(dir.join("compose/images/app.tar"), "not really a tarball").unwrap();
-    let docker = dir.join("bin/docker");
+    let fake = dir.join("bin/docker-compose");
     fs::write(
-        &docker,
+        &fake,
         format!(
-            "#!/bin/sh\ncase \"$1\" in\n  version) echo 26.1.5 ;;\n  load) echo '{load_error}' >&2; exit 1 ;;\n  *) exit 0 ;;\nesac\n"
+            "#!/bin/sh\n# docker-compose -f FILE COMMAND …\ncase \"$3\" in\n  up) echo '{up_says}' >&2; exit {up_status} ;;\n  config) echo a; echo b ;;\n  *) exit 0 ;;\nesac\n"
         ),
     )
     .unwrap();
-    fs::set_permissions(&docker, fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-#[test]
-fn a_failed_load_stops_the_runner_with_its_reason() {
-    let dir = setup("load", "Error: archive/tar: invalid tar header");
-    // The runner waits for the engine's socket before it asks `docker version`.
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    // The runner waits for the engine's socket before it asks the engine.
     let socket = dir.join("docker.sock");
-    let _engine = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let _engine = UnixListener::bind(&socket).unwrap();
     let out = Command::new("sh")
         .arg(runner())
         .env("COMPOSE_DIR", dir.join("compose"))
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
         .env("COMPOSE_ENGINE_TIMEOUT", "20")
+        .env("COMPOSE_UP_ATTEMPTS", "2")
         .env(
             "PATH",
             format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap()),
         )
         .output()
         .unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn the_runner_says_when_the_app_is_up() {
+    let out = run("up", "", 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("compose: app is up: a b"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
+
+#[test]
+fn a_failed_up_stops_the_runner_with_its_reason() {
+    let out = run("fail", "Error response from daemon: pull access denied for app-a", 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success(),
-        "the runner went on after a failed load:\n{stdout}"
+        "the runner went on after compose up failed:\n{stdout}"
     );
     let failed = stdout
         .lines()
         .find(|l| l.starts_with("compose: FAILED"))
         .unwrap_or_else(|| panic!("no FAILED line on the console:\n{stdout}"));
-    assert!(failed.contains("app.tar"), "{failed}");
+    assert!(failed.contains("failed 2 times"), "it retried as configured: {failed}");
     assert!(
-        failed.contains("invalid tar header"),
+        failed.contains("pull access denied for app-a"),
         "the reason is on the console: {failed}"
     );
     assert!(!stdout.contains("app is up"), "{stdout}");
-    fs::remove_dir_all(&dir).unwrap();
 }

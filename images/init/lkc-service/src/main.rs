@@ -18,7 +18,7 @@ usage: service COMMAND [--root DIR]
 
 commands:
   onboot      run each /containers/onboot bundle in name order, one at a time
-  start       start each /containers/services bundle detached
+  start       start every /containers/services bundle detached, concurrently
   onshutdown  run each /containers/onshutdown bundle in name order
   stop        send TERM to every service container (runc kill NAME TERM)
 
@@ -89,19 +89,26 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Prepare and start every service detached.
+/// Prepare and start every service detached, all at once: services do not
+/// wait for each other (LinuxKit starts them concurrently too), and each
+/// `runc run` takes a while under emulation.
 fn start(root: &Path) -> Result<(), String> {
-    for Bundle { name, dir } in bundles::list(&root.join("containers/services"))? {
-        if let Err(e) = prepare::prepare(&dir) {
-            log(&format!("service {name} skipped: {e}"));
-            continue;
+    let bundles = bundles::list(&root.join("containers/services"))?;
+    std::thread::scope(|s| {
+        for Bundle { name, dir } in &bundles {
+            s.spawn(move || {
+                if let Err(e) = prepare::prepare(dir) {
+                    log(&format!("service {name} skipped: {e}"));
+                    return;
+                }
+                match runc::run_detached(dir, name) {
+                    Ok(st) if st.success() => log(&format!("started {name}")),
+                    Ok(st) => log(&format!("starting {name} failed with status {}", runc::code(st))),
+                    Err(e) => log(&format!("starting {name}: {e}")),
+                }
+            });
         }
-        match runc::run_detached(&dir, &name) {
-            Ok(st) if st.success() => log(&format!("started {name}")),
-            Ok(st) => log(&format!("starting {name} failed with status {}", runc::code(st))),
-            Err(e) => log(&format!("starting {name}: {e}")),
-        }
-    }
+    });
     Ok(())
 }
 
