@@ -1,7 +1,8 @@
-//! The compose methods: `static` (the app's images baked into the VM as
-//! tarballs) and `dynamic` (pulled from a registry when the VM boots). Both
-//! carry the compose file; both are built from it, so its services decide
-//! what is built, saved and routed.
+//! The compose methods, and what they share: each puts the app's compose file
+//! into the VM with a Docker engine and the compose runner; they differ in
+//! where the app's images come from, which each method's own file says
+//! (`static_vm`: baked in as a ready image store; `dynamic_vm`: pulled from a
+//! registry at boot).
 
 use std::path::Path;
 
@@ -11,19 +12,19 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
-    build::{
-        apps,
-        registry::{self, Address, GUEST_GATEWAY},
-    },
+    build::{apps, registry::Address},
     vm::{
-        imagestore,
+        dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, Vm},
+        static_vm,
     },
 };
 
+pub use dynamic_vm::{guest_registry, REGISTRY_PARAM};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
-    /// Images baked into the VM as tarballs, `docker load`ed at boot: no registry needed.
+    /// The app's images baked into the VM as a ready image store: no registry needed.
     Static,
     /// Only the compose file in the VM; the engine pulls the images at boot.
     Dynamic,
@@ -40,46 +41,16 @@ impl Method {
 }
 
 /// Where the compose file the VM runs is written, relative to the repository.
-fn runtime_compose(method: Method) -> String {
+pub fn runtime_compose(method: Method) -> String {
     format!("dist/{}/docker-compose.yml", method.vm_name())
 }
 
-/// The kernel parameter that tells the compose runner where to pull from.
-pub const REGISTRY_PARAM: &str = "linuxkit_compose.registry";
-/// The variable the VM's compose file takes the registry from.
-const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
-
-/// What the VM carries besides the app's images. A dynamic VM built with a `registry` has it
-/// on its kernel command line; without one, the registry is given at boot.
+/// What the VM carries besides the app's images.
 pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
     match method {
-        Method::Static => ComposePayload {
-            compose_file: runtime_compose(method),
-            // The images travel as a ready image store appended to the initrd (imagestore.rs).
-            tarballs: vec![],
-            daemon_json: "{}\n".into(),
-            cmdline: vec![],
-        },
-        Method::Dynamic => ComposePayload {
-            compose_file: runtime_compose(method),
-            tarballs: vec![],
-            // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
-            daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
-            cmdline: registry
-                .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
-                .into_iter()
-                .collect(),
-        },
+        Method::Static => static_vm::payload(),
+        Method::Dynamic => dynamic_vm::payload(registry),
     }
-}
-
-/// `host[:port][/namespace]` of a registry as the guest reaches it.
-pub fn guest_registry(registry: &Address) -> String {
-    registry
-        .as_seen_from_guest()
-        .image("")
-        .trim_end_matches('/')
-        .to_string()
 }
 
 /// The method's VM. Only the default app without `--registry` is described by
@@ -98,14 +69,11 @@ fn is_default(project: &Project, app: &App) -> bool {
     canonical(&app.file).is_some() && canonical(&app.file) == canonical(&project.root.join(compose::DEFAULT))
 }
 
-/// The compose file the VM runs: static images are loaded, never pulled;
-/// dynamic ones always come from the registry named at boot.
+/// The compose file the VM runs.
 fn runtime_file(method: Method, app: &App) -> Result<String> {
     match method {
-        Method::Static => app.runtime_file("never", |image| image.to_string()),
-        Method::Dynamic => app.runtime_file("always", |image| {
-            format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
-        }),
+        Method::Static => static_vm::runtime_file(app),
+        Method::Dynamic => dynamic_vm::runtime_file(app),
     }
 }
 
@@ -124,25 +92,16 @@ pub fn build(
     let ids = apps::build(sh, project, app, builder)?;
     match method {
         Method::Static => apps::save(sh, project, app, &ids, builder)?,
-        Method::Dynamic => {
-            for target in registry.into_iter().chain(push_to) {
-                for image in app.images() {
-                    apps::built(app, &ids, image)?;
-                    registry::push(sh, project, image, target)?;
-                }
-            }
-        }
+        Method::Dynamic => dynamic_vm::push(sh, project, app, &ids, registry.into_iter().chain(push_to))?,
     }
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
     files::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
-    let mut artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
-    if method == Method::Static {
-        let full = project.dist.join(format!("{}-initrd.img", method.vm_name()));
-        imagestore::initrd(sh, project, app, &artifacts.initrd, &full)?;
-        artifacts.initrd = full;
+    let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
+    match method {
+        Method::Static => static_vm::append_images(sh, project, app, artifacts),
+        Method::Dynamic => Ok(artifacts),
     }
-    Ok(artifacts)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The VM: what each method puts into it (`methods`, and the static
 //! method's ready image store), the LinuxKit YAML that describes it, and
 //! `linuxkit build` turning that into a kernel and an initrd.
+pub mod dynamic_vm;
 pub mod imagestore;
 pub mod linuxkit;
 pub mod methods;
+pub mod static_vm;

@@ -1,0 +1,74 @@
+//! The dynamic method: only the compose file travels; the VM's engine pulls
+//! the images at boot from a registry named on the kernel command line
+//! (baked in with `--registry`, or given at boot by `run-dynamic`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{
+    app::compose::App,
+    base::project::Project,
+    build::{
+        apps,
+        registry::{self, Address, GUEST_GATEWAY},
+    },
+    vm::{
+        linuxkit::ComposePayload,
+        methods::{runtime_compose, Method},
+    },
+};
+
+/// The kernel parameter that tells the compose runner where to pull from.
+pub const REGISTRY_PARAM: &str = "linuxkit_compose.registry";
+/// The variable the VM's compose file takes the registry from.
+const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
+
+/// A dynamic VM built with a `registry` has it on its kernel command line;
+/// without one, the registry is given at boot.
+pub fn payload(registry: Option<&Address>) -> ComposePayload {
+    ComposePayload {
+        compose_file: runtime_compose(Method::Dynamic),
+        tarballs: vec![],
+        // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
+        daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
+        cmdline: registry
+            .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// `host[:port][/namespace]` of a registry as the guest reaches it.
+pub fn guest_registry(registry: &Address) -> String {
+    registry
+        .as_seen_from_guest()
+        .image("")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The compose file the VM runs: every image from the registry named at boot.
+pub fn runtime_file(app: &App) -> Result<String> {
+    app.runtime_file("always", |image| {
+        format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
+    })
+}
+
+/// Push every image `app` uses to each of `targets`.
+pub fn push<'a>(
+    sh: &Shell,
+    project: &Project,
+    app: &App,
+    ids: &BTreeMap<String, String>,
+    targets: impl Iterator<Item = &'a Address>,
+) -> Result<()> {
+    for target in targets {
+        for image in app.images() {
+            apps::built(app, ids, image)?;
+            registry::push(sh, project, image, target)?;
+        }
+    }
+    Ok(())
+}

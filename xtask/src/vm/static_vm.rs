@@ -1,0 +1,38 @@
+//! The static method: the app's images travel inside the VM, as a ready
+//! Docker image store appended to the initrd (`imagestore`), so the engine
+//! finds them when it starts. Nothing is pulled or loaded; no registry.
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{
+    app::compose::App,
+    base::project::Project,
+    vm::{
+        imagestore,
+        linuxkit::{Artifacts, ComposePayload},
+        methods::{runtime_compose, Method},
+    },
+};
+
+pub fn payload() -> ComposePayload {
+    ComposePayload {
+        compose_file: runtime_compose(Method::Static),
+        tarballs: vec![],
+        daemon_json: "{}\n".into(),
+        cmdline: vec![],
+    }
+}
+
+/// The compose file the VM runs: every image is in the engine's store, never pulled.
+pub fn runtime_file(app: &App) -> Result<String> {
+    app.runtime_file("never", |image| image.to_string())
+}
+
+/// The VM's initrd: what `linuxkit build` made, then the app's image store.
+pub fn append_images(sh: &Shell, project: &Project, app: &App, mut artifacts: Artifacts) -> Result<Artifacts> {
+    let full = project.dist.join(format!("{}-initrd.img", Method::Static.vm_name()));
+    imagestore::initrd(sh, project, app, &artifacts.initrd, &full)?;
+    artifacts.initrd = full;
+    Ok(artifacts)
+}
