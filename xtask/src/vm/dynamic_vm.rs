@@ -16,7 +16,7 @@ use crate::{
     },
     vm::{
         linuxkit::ComposePayload,
-        methods::{runtime_compose, Method},
+        method::{runtime_compose, Method},
     },
 };
 

@@ -4,5 +4,6 @@
 pub mod dynamic_vm;
 pub mod imagestore;
 pub mod linuxkit;
+pub mod method;
 pub mod methods;
 pub mod static_vm;

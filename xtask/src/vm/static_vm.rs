@@ -11,7 +11,7 @@ use crate::{
     vm::{
         imagestore,
         linuxkit::{Artifacts, ComposePayload},
-        methods::{runtime_compose, Method},
+        method::{runtime_compose, Method},
     },
 };
 
