@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     app::compose::{self, App},
     base::project::Project,
-    build::{apps, host::Need, registry::Address},
+    building::{apps, host::Need, registry::Address},
     run::{bench, boot::VmOpts, qemu::Accel, test_boot},
     vm::methods::Method,
 };

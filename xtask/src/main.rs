@@ -8,7 +8,7 @@
 
 mod app;
 mod base;
-mod build;
+mod building;
 mod cli;
 mod run;
 mod vm;
@@ -21,7 +21,7 @@ use xshell::Shell;
 
 use app::compose;
 use base::{project::Project, ui};
-use build::{apps, doctor, host, images};
+use building::{apps, doctor, host, images};
 use cli::{Cli, Command};
 use run::{bench, session, suite, test_boot};
 use vm::{

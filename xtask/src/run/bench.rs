@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    app::compose::App, base::exec, base::project::Project, base::ui, build::host, run::boot::VmOpts, run::test_boot,
+    app::compose::App, base::exec, base::project::Project, base::ui, building::host, run::boot::VmOpts, run::test_boot,
     vm::methods::Method,
 };
 

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::{
     base::project::{self, Project},
     base::ui,
-    build::host,
+    building::host,
     run::http,
     run::qemu::{self, Accel, Console, Probe, VmSpec, Why},
     vm::linuxkit::Artifacts,

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     base::{exec, project::Project, ui},
-    build::{host, registry::Address},
+    building::{host, registry::Address},
     run::{boot, http},
 };
 

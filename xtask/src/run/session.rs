@@ -8,7 +8,7 @@ use xshell::Shell;
 use crate::{
     app::compose::App,
     base::{project::Project, ui},
-    build::registry::Address,
+    building::registry::Address,
     run::{
         boot::{self, VmOpts},
         registry,

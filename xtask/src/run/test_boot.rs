@@ -13,7 +13,7 @@ use xshell::Shell;
 use crate::{
     app::compose::{App, Service},
     base::{project::Project, ui},
-    build::registry::Address,
+    building::registry::Address,
     run::{
         boot::{self, VmOpts},
         http,

@@ -10,7 +10,7 @@ use xshell::Shell;
 use crate::{
     app::compose::App,
     base::project::Project,
-    build::{
+    building::{
         apps,
         registry::{self, Address, GUEST_GATEWAY},
     },

@@ -30,7 +30,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose::{self, App},
     base::{exec, files, project::Project, ui},
-    build::cpio::{Meta, Writer},
+    building::cpio::{Meta, Writer},
 };
 
 const DOCKER: &str = "var/lib/docker";

@@ -9,7 +9,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     base::{exec, files, project::Project, ui},
-    build::{gotools, images},
+    building::{gotools, images},
 };
 
 /// A LinuxKit configuration, the subset of the schema this project writes.

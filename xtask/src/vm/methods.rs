@@ -12,7 +12,7 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
-    build::{apps, registry::Address},
+    building::{apps, registry::Address},
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, Vm},

@@ -23,7 +23,7 @@ use crate::{
         project::Project,
         ui,
     },
-    build::{gotools, oci},
+    building::{gotools, oci},
 };
 
 /// Registry part of every image this project builds. Not a real registry: the

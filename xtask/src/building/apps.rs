@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose::{self, App, Build},
     base::{exec, files, project::Project, ui},
-    build::images,
+    building::images,
 };
 
 /// Label on every app image built here: the hash of what it was built from.

@@ -9,7 +9,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     base::{exec, files::write_atomic, project::Project},
-    build::gotools,
+    building::gotools,
 };
 
 /// The annotation LinuxKit (like containerd) names a cached image by.

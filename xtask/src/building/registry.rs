@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::{
     base::{project::Project, ui},
-    build::images,
+    building::images,
 };
 
 /// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.

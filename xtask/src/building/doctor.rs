@@ -12,7 +12,7 @@ use crate::{
         project::{self, Project},
         ui,
     },
-    build::{
+    building::{
         gotools,
         host::{self, Check, Need, State},
     },

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::pins::GoTool, base::project::Project, base::ui, build::host};
+use crate::{base::exec, base::pins::GoTool, base::project::Project, base::ui, building::host};
 
 /// Where the pinned build of tool `name` lives; the version is in the path, so a
 /// changed pin builds anew and never reuses an old binary.
