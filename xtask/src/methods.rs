@@ -87,6 +87,12 @@ pub const REGISTRY_PARAM: &str = "linuxkit_compose.registry";
 /// The variable the VM's compose file takes the registry from.
 const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
 
+/// The Docker engine's settings in every compose VM: no default `docker0`
+/// bridge (compose puts services on a network of its own; the default bridge
+/// is iptables work at every start for nothing), and published ports by
+/// iptables DNAT alone, without a docker-proxy process per port.
+const ENGINE: &str = r#""bridge": "none", "userland-proxy": false"#;
+
 /// What the VM carries besides the app's images. A dynamic VM built with a `registry` has it
 /// on its kernel command line; without one, the registry is given at boot.
 pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
@@ -95,14 +101,14 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
             compose_file: runtime_compose(method),
             // The images travel as a ready image store appended to the initrd (imagestore.rs).
             tarballs: vec![],
-            daemon_json: "{}\n".into(),
+            daemon_json: format!("{{{ENGINE}}}\n"),
             cmdline: vec![],
         },
         Method::Dynamic => ComposePayload {
             compose_file: runtime_compose(method),
             tarballs: vec![],
             // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
-            daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
+            daemon_json: format!("{{{ENGINE}, \"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
             cmdline: registry
                 .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
                 .into_iter()
@@ -270,7 +276,10 @@ mod tests {
         let p = payload(Method::Dynamic, None);
         assert!(p.tarballs.is_empty());
         assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
-        assert_eq!(p.daemon_json, "{\"insecure-registries\": [\"10.0.2.2/32\"]}\n");
+        assert_eq!(
+            p.daemon_json,
+            format!("{{{ENGINE}, \"insecure-registries\": [\"10.0.2.2/32\"]}}\n")
+        );
         insta::assert_snapshot!(runtime_file(Method::Dynamic, &app()).unwrap());
     }
 
