@@ -16,7 +16,7 @@ use crate::{
     },
     vm::{
         linuxkit::ComposePayload,
-        method::{runtime_compose, Method},
+        method::{runtime_compose, Method, ENGINE},
     },
 };
 
@@ -32,7 +32,7 @@ pub fn payload(registry: Option<&Address>) -> ComposePayload {
         compose_file: runtime_compose(Method::Dynamic),
         tarballs: vec![],
         // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
-        daemon_json: format!("{{\"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
+        daemon_json: format!("{{{ENGINE}, \"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
         cmdline: registry
             .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
             .into_iter()

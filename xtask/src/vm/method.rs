@@ -18,6 +18,12 @@ impl Method {
     }
 }
 
+/// The Docker engine's settings in every compose VM: no default `docker0`
+/// bridge (compose puts services on a network of its own; the default bridge
+/// is iptables work at every start for nothing), and published ports by
+/// iptables DNAT alone, without a docker-proxy process per port.
+pub const ENGINE: &str = r#""bridge": "none", "userland-proxy": false"#;
+
 /// Where the compose file the VM runs is written, relative to the repository.
 pub fn runtime_compose(method: Method) -> String {
     format!("dist/{}/docker-compose.yml", method.vm_name())

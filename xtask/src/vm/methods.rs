@@ -108,7 +108,13 @@ mod tests {
         let p = payload(Method::Dynamic, None);
         assert!(p.tarballs.is_empty());
         assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
-        assert_eq!(p.daemon_json, "{\"insecure-registries\": [\"10.0.2.2/32\"]}\n");
+        assert_eq!(
+            p.daemon_json,
+            format!(
+                "{{{}, \"insecure-registries\": [\"10.0.2.2/32\"]}}\n",
+                crate::vm::method::ENGINE
+            )
+        );
         insta::assert_snapshot!(runtime_file(Method::Dynamic, &app()).unwrap());
     }
 

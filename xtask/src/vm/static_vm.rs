@@ -11,7 +11,7 @@ use crate::{
     vm::{
         imagestore,
         linuxkit::{Artifacts, ComposePayload},
-        method::{runtime_compose, Method},
+        method::{runtime_compose, Method, ENGINE},
     },
 };
 
@@ -19,7 +19,7 @@ pub fn payload() -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Static),
         tarballs: vec![],
-        daemon_json: "{}\n".into(),
+        daemon_json: format!("{{{ENGINE}}}\n"),
         cmdline: vec![],
     }
 }
