@@ -227,14 +227,6 @@ pub fn read_log(log: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The first line of the serial log that starts with `prefix`.
-pub fn log_line(log: &Path, prefix: &str) -> Option<String> {
-    read_log(log)
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .map(str::to_string)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

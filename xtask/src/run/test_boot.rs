@@ -168,7 +168,9 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
     let log = h.log.clone();
-    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &|| None).and_then(|(body, at)| {
+    let console = log.clone();
+    let gave_up = move || gave_up(&boot::read_log(&console));
+    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &gave_up).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
             bail!(
                 "HTTP 200, but not the smoke page: got {body:?}, want {:?}",
@@ -262,7 +264,7 @@ fn unreachable_registry(
     let (host, _) = app.routes()[0];
     let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
     let log = h.log.clone();
-    let failed = move || boot::log_line(&log, RUNNER_FAILED);
+    let failed = move || gave_up(&boot::read_log(&log));
     let outcome = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &failed);
     let result = match outcome {
         Ok(_) => Err(anyhow::anyhow!(
@@ -309,8 +311,8 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     };
     for (host, service) in app.routes() {
         let log = h.log.clone();
-        let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
-        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &runner_failed)?;
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &gave_up)?;
         if let Some(want) = expected_body(service) {
             if body != want {
                 bail!(
@@ -344,6 +346,20 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     Ok(timings)
 }
 
+/// The console line that says this boot cannot succeed, if there is one:
+/// the compose runner gave up, or init could not start a service (say, no
+/// memory for it). A boot test stops there instead of waiting out its deadline.
+fn gave_up(console: &str) -> Option<String> {
+    console
+        .lines()
+        .find(|l| {
+            l.starts_with(RUNNER_FAILED)
+                || l.starts_with("service: starting ")
+                || (l.starts_with("service: ") && l.contains(" skipped: "))
+        })
+        .map(str::to_string)
+}
+
 /// The body a routed service should answer with: the index.html in its build
 /// context, where it has one.
 pub fn expected_body(service: &Service) -> Option<String> {
@@ -364,6 +380,20 @@ mod tests {
             .find(|s| s.hosts.contains(&"a.localhost".to_string()))
             .unwrap();
         assert!(expected_body(a).unwrap().contains("This is app A"));
+    }
+
+    #[test]
+    fn a_failed_service_or_runner_ends_the_wait() {
+        let ok = "service: started docker\nservice: started compose\ncompose: app is up: a b proxy (uptime 30.1s)\n";
+        assert_eq!(gave_up(ok), None);
+        for line in [
+            "service: starting compose failed with status 1",
+            "service: starting docker: runc: exec format error",
+            "service: service getty skipped: runtime.json: bindNS is not supported",
+            "compose: FAILED: docker compose up failed 6 times (uptime 96.7s)",
+        ] {
+            assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
+        }
     }
 
     #[test]
