@@ -347,18 +347,28 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
 }
 
 /// The console line that says this boot cannot succeed, if there is one:
-/// the compose runner gave up, or init could not start a service (say, no
-/// memory for it). A boot test stops there instead of waiting out its deadline.
+/// the kernel could not unpack the whole initrd, init could not start a
+/// service, or the compose runner gave up. A boot test stops there instead
+/// of waiting out its deadline.
 fn gave_up(console: &str) -> Option<String> {
-    console
-        .lines()
-        .find(|l| {
-            l.starts_with(RUNNER_FAILED)
-                || l.starts_with("service: starting ")
-                || (l.starts_with("service: ") && l.contains(" skipped: "))
-        })
-        .map(str::to_string)
+    let line = console.lines().find(|l| {
+        l.starts_with(RUNNER_FAILED)
+            || l.starts_with("service: starting ")
+            || (l.starts_with("service: ") && l.contains(" skipped: "))
+            || l.contains(UNPACK_FAILED)
+    })?;
+    Some(if line.contains(UNPACK_FAILED) {
+        format!(
+            "{}: the initrd does not fit in the VM's root filesystem (a tmpfs of half its memory): give it more --memory",
+            line.trim()
+        )
+    } else {
+        line.to_string()
+    })
 }
+
+/// What the kernel says when the initrd does not fit in its root tmpfs.
+const UNPACK_FAILED: &str = "Initramfs unpacking failed";
 
 /// The body a routed service should answer with: the index.html in its build
 /// context, where it has one.
@@ -394,6 +404,8 @@ mod tests {
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
+        let full = gave_up("[    4.955680] Initramfs unpacking failed: write error\n").unwrap();
+        assert!(full.contains("give it more --memory"), "{full}");
     }
 
     #[test]
