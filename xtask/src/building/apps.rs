@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose::{self, App, Build},
     base::{exec, files, project::Project, ui},
-    building::images,
+    building::{buildah, images},
 };
 
 /// Label on every app image built here: the hash of what it was built from.
@@ -81,7 +81,7 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
         let base = images::ensure_in_buildah(sh, project, &recipe)?;
         if builder == Builder::Docker {
             // The engine has no access to buildah's storage: hand it the base.
-            images::buildah(
+            buildah::run(
                 sh,
                 project,
                 &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
@@ -120,7 +120,7 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
             args.extend(["--label", &label, "-f", file, "-t", image]);
             args.extend(&arg_flags);
             args.push(context);
-            images::buildah(sh, project, &args)?;
+            buildah::run(sh, project, &args)?;
         }
         Builder::Docker => {
             exec::run(cmd!(
@@ -142,7 +142,7 @@ fn inputs_hash(context: &Path, build_args: &[String]) -> Result<String> {
 /// The ID of `image` if it exists and was built from `inputs`.
 fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: Builder) -> Result<Option<String>> {
     let inspect = match builder {
-        Builder::Buildah => images::buildah_read(sh, project, &["inspect", "--type", "image", image]),
+        Builder::Buildah => buildah::read(sh, project, &["inspect", "--type", "image", image]),
         Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {image}")),
     };
     let Some(json) = inspect else { return Ok(None) };
@@ -178,7 +178,7 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
             let saved = match builder {
                 Builder::Buildah => {
                     let dest = format!("docker-archive:{}:{image}", partial.display());
-                    images::buildah(sh, project, &["push", "--quiet", image, &dest])
+                    buildah::run(sh, project, &["push", "--quiet", image, &dest])
                 }
                 Builder::Docker => exec::run(cmd!(sh, "docker save --output {partial} {image}")),
             };

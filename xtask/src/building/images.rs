@@ -8,7 +8,6 @@
 use std::{
     collections::BTreeSet,
     fs,
-    os::unix::fs::{symlink, PermissionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -23,7 +22,7 @@ use crate::{
         project::Project,
         ui,
     },
-    building::{gotools, oci},
+    building::{buildah, debian, gotools, oci},
 };
 
 /// Registry part of every image this project builds. Not a real registry: the
@@ -87,7 +86,7 @@ pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<St
 fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -> Result<String> {
     let reference = reference(name, &tag(project, name)?);
     let present = oci::cache_has(&project.linuxkit_cache(), &reference)?
-        && (!in_buildah || buildah_read(sh, project, &["inspect", "--type", "image", &reference]).is_some());
+        && (!in_buildah || buildah::read(sh, project, &["inspect", "--type", "image", &reference]).is_some());
     if present {
         // Said once per command: app images share their base.
         static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -114,10 +113,10 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
 
     let pins = project.pins.image(name)?;
-    debian_tree(sh, project, &pins.packages, &tree)?;
+    debian::tree(sh, project, &pins.packages, &tree)?;
     match name {
         "kernel" => kernel_files(sh, &tree, &context)?,
-        _ => tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
+        _ => debian::tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
     }
     for tool in &pins.go {
         let binary = gotools::ensure(sh, project, tool)?;
@@ -128,114 +127,15 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
         sh.copy_file(&service, context.join("service"))?;
     }
 
-    buildah_build(sh, project, &context, reference)?;
+    buildah::build(sh, project, &context, reference)?;
     let layout = work.join("oci");
-    buildah(
+    buildah::run(
         sh,
         project,
         &["push", "--quiet", reference, &format!("oci:{}", layout.display())],
     )?;
     oci::import(sh, project, &layout, reference)?;
     sh.remove_path(&work)?;
-    Ok(())
-}
-
-/// Unpack Debian `packages` (with their dependencies, unconfigured) into `tree`
-/// and give it the merged-/usr links and the users its programs expect.
-fn debian_tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> Result<()> {
-    let debian = &project.pins.debian;
-    let (suite, mirror) = (&debian.suite, &debian.mirror);
-    let include = format!("--include={}", packages.join(","));
-    let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
-        .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
-    exec::run(cmd!(
-        sh,
-        "mmdebstrap --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}"
-    ))
-    .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
-    merge_usr(tree)?;
-    base_users(tree)?;
-    if !tree.join("var/run").exists() {
-        fs::create_dir_all(tree.join("var"))?;
-        symlink("../run", tree.join("var/run"))?;
-    }
-    // mmdebstrap leaves apt's and dpkg's own state behind; the image needs none of it.
-    for leftover in [
-        "etc/apt",
-        "etc/dpkg",
-        "var/lib/apt",
-        "var/cache/apt",
-        "var/lib/dpkg",
-        "var/log/apt",
-    ] {
-        let path = tree.join(leftover);
-        if path.exists() {
-            fs::remove_dir_all(&path)?;
-        }
-    }
-    for leftover in ["var/log/dpkg.log", "var/log/alternatives.log"] {
-        let _ = fs::remove_file(tree.join(leftover));
-    }
-    // The directories Debian's base-files would provide.
-    for (dir, mode) in [
-        ("tmp", 0o1777),
-        ("var/tmp", 0o1777),
-        ("run", 0o755),
-        ("root", 0o700),
-        ("proc", 0o555),
-        ("sys", 0o555),
-        ("dev", 0o755),
-    ] {
-        let path = tree.join(dir);
-        fs::create_dir_all(&path)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
-
-/// `bin sbin lib lib64` as links into `usr/`, as on any current Debian system.
-/// The extract variant runs no maintainer scripts, so nobody else makes them.
-pub fn merge_usr(tree: &Path) -> Result<()> {
-    for dir in ["bin", "sbin", "lib", "lib64"] {
-        let top = tree.join(dir);
-        let under_usr = tree.join("usr").join(dir);
-        fs::create_dir_all(&under_usr)?;
-        let meta = fs::symlink_metadata(&top);
-        if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
-            continue;
-        }
-        if meta.is_ok() {
-            // A package still shipping files in /bin (say): move them under /usr.
-            for entry in fs::read_dir(&top)? {
-                let entry = entry?;
-                fs::rename(entry.path(), under_usr.join(entry.file_name()))?;
-            }
-            fs::remove_dir(&top)?;
-        }
-        symlink(format!("usr/{dir}"), &top)?;
-    }
-    Ok(())
-}
-
-/// The accounts Debian's base-passwd would create that the image programs use.
-fn base_users(tree: &Path) -> Result<()> {
-    let etc = tree.join("etc");
-    fs::create_dir_all(&etc)?;
-    let files = [
-        ("passwd", "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
-        ("group", "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n"),
-    ];
-    for (file, contents) in files {
-        let path = etc.join(file);
-        if !path.exists() {
-            fs::write(&path, contents)?;
-        }
-    }
-    Ok(())
-}
-
-fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
-    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} ."))?;
     Ok(())
 }
 
@@ -288,47 +188,6 @@ fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
     .context("building images/init/lkc-service")?;
     step.done_with("built");
     Ok(target_dir.join("x86_64-unknown-linux-gnu/release/service"))
-}
-
-fn buildah_build(sh: &Shell, project: &Project, context: &Path, reference: &str) -> Result<()> {
-    let context = context.to_str().context("non-UTF-8 path")?;
-    let file = format!("{context}/Dockerfile");
-    buildah(
-        sh,
-        project,
-        &[
-            "bud",
-            "--quiet",
-            "--isolation",
-            "chroot",
-            "--timestamp",
-            "0",
-            "-f",
-            &file,
-            "-t",
-            reference,
-            context,
-        ],
-    )
-}
-
-/// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
-pub fn buildah(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
-    exec::run(buildah_cmd(sh, project, args)).with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))
-}
-
-/// [`buildah`] as a question: its standard output if it succeeds.
-pub fn buildah_read(sh: &Shell, project: &Project, args: &[&str]) -> Option<String> {
-    exec::probe(buildah_cmd(sh, project, args))
-}
-
-fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::Cmd<'a> {
-    let store = project.cache_path("buildah");
-    let (root, runroot) = (store.join("root"), store.join("run"));
-    cmd!(
-        sh,
-        "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"
-    )
 }
 
 #[cfg(test)]
@@ -404,20 +263,5 @@ mod tests {
                 "go.traefik.{change} must not retag nginx"
             );
         }
-    }
-
-    #[test]
-    fn merge_usr_links_and_moves() {
-        let tmp = std::env::temp_dir().join(format!("lkc-merge-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(tmp.join("bin")).unwrap();
-        fs::write(tmp.join("bin/sh"), "x").unwrap();
-        merge_usr(&tmp).unwrap();
-        for d in ["bin", "sbin", "lib", "lib64"] {
-            assert_eq!(fs::read_link(tmp.join(d)).unwrap(), Path::new(&format!("usr/{d}")));
-        }
-        assert_eq!(fs::read_to_string(tmp.join("usr/bin/sh")).unwrap(), "x");
-        merge_usr(&tmp).unwrap(); // idempotent
-        fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -2,7 +2,9 @@
 //! tools, the VM's own images from Debian packages (buildah, daemonless), the
 //! app's images, and the LinuxKit image cache they land in.
 pub mod apps;
+pub mod buildah;
 pub mod cpio;
+pub mod debian;
 pub mod doctor;
 pub mod gotools;
 pub mod host;

@@ -7,7 +7,7 @@ use xshell::Shell;
 
 use crate::{
     base::{project::Project, ui},
-    building::images,
+    building::buildah,
 };
 
 /// Where the guest reaches the host's 127.0.0.1 on QEMU's user network.
@@ -118,7 +118,7 @@ fn is_path_component(component: &str) -> bool {
 pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> Result<()> {
     let dest = format!("docker://{}", registry.image(image));
     let step = ui::step(format!("push {}", registry.image(image)));
-    images::buildah(sh, project, &push_args(image, registry, &dest))?;
+    buildah::run(sh, project, &push_args(image, registry, &dest))?;
     step.done_with("pushed");
     Ok(())
 }

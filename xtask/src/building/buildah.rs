@@ -1,0 +1,52 @@
+//! buildah, daemonless, on the project's own storage in the cache (`vfs`: no
+//! kernel overlay support needed; chroot isolation: no user namespaces).
+//! Every buildah call of the build goes through here.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::base::{exec, project::Project};
+
+/// Build the Dockerfile in `context` as `reference`.
+pub fn build(sh: &Shell, project: &Project, context: &Path, reference: &str) -> Result<()> {
+    let context = context.to_str().context("non-UTF-8 path")?;
+    let file = format!("{context}/Dockerfile");
+    run(
+        sh,
+        project,
+        &[
+            "bud",
+            "--quiet",
+            "--isolation",
+            "chroot",
+            "--timestamp",
+            "0",
+            "-f",
+            &file,
+            "-t",
+            reference,
+            context,
+        ],
+    )
+}
+
+/// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
+pub fn run(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
+    exec::run(buildah_cmd(sh, project, args)).with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))
+}
+
+/// [`run`] as a question: its standard output if it succeeds.
+pub fn read(sh: &Shell, project: &Project, args: &[&str]) -> Option<String> {
+    exec::probe(buildah_cmd(sh, project, args))
+}
+
+fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::Cmd<'a> {
+    let store = project.cache_path("buildah");
+    let (root, runroot) = (store.join("root"), store.join("run"));
+    cmd!(
+        sh,
+        "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"
+    )
+}
