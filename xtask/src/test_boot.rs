@@ -145,6 +145,20 @@ impl Headless {
     }
 }
 
+/// The serial log's first line saying the boot cannot succeed: the kernel
+/// could not unpack the whole initrd (too little RAM: the initramfs tmpfs is
+/// capped at half of it), a service container did not start, or the compose
+/// runner gave up.
+fn gave_up(log: &str) -> Option<String> {
+    log.lines()
+        .find(|l| {
+            l.starts_with(RUNNER_FAILED)
+                || l.contains("Initramfs unpacking failed")
+                || (l.starts_with("service: starting ") && l.contains(" failed with status "))
+        })
+        .map(str::to_string)
+}
+
 fn compose_lines(log: &Path) -> String {
     boot::read_log(log)
         .lines()
@@ -288,8 +302,8 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     };
     for (host, service) in app.routes() {
         let log = h.log.clone();
-        let runner_failed = move || boot::log_line(&log, RUNNER_FAILED);
-        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &runner_failed)?;
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &gave_up)?;
         if let Some(want) = methods::expected_body(service) {
             if body != want {
                 bail!(
@@ -321,4 +335,20 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
     }
     println!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
     Ok(timings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_service_or_runner_ends_the_wait() {
+        assert_eq!(gave_up("rc.init: boot finished\nservice: started docker\n"), None);
+        assert_eq!(
+            gave_up("service: started getty\nservice: starting compose failed with status 1\n").as_deref(),
+            Some("service: starting compose failed with status 1")
+        );
+        assert!(gave_up("compose: FAILED: docker compose up failed 6 times (uptime 9s)\n").is_some());
+        assert!(gave_up("[    5.608771] Initramfs unpacking failed: write error\n").is_some());
+    }
 }
