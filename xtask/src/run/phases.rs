@@ -9,7 +9,7 @@ use std::fmt;
 /// kernel said it oopsed, panicked or hit a BUG.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Phases {
-    /// The kernel's "Run /init as init process".
+    /// The kernel's "Run /init as init process", or /init's own "init: started".
     pub init: Option<f64>,
     /// `compose: Docker engine … is up`.
     pub dockerd: Option<f64>,
@@ -35,6 +35,8 @@ pub fn parse(log: &str) -> Phases {
         };
         if line.contains("Run /init as init process") {
             first(&mut p.init, printk_time(line));
+        } else if let Some(said) = line.strip_prefix("init: started") {
+            first(&mut p.init, runner_uptime(said));
         } else if let Some(said) = line.find("compose: ").map(|i| &line[i + "compose: ".len()..]) {
             let at = runner_uptime(said);
             if said.starts_with("Docker engine ") && said.contains(" is up") {
@@ -131,5 +133,6 @@ compose: app is up: a b proxy  (uptime 99.00s)
         assert_eq!(p.oopses, 3);
         assert_eq!(p.dockerd, None, "no uptime, no figure");
         assert_eq!(p.init, None);
+        assert_eq!(parse("init: started (uptime 6.21s)\n").init, Some(6.21));
     }
 }

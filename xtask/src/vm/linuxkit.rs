@@ -90,7 +90,9 @@ pub type Refs = BTreeMap<String, String>;
 
 /// The kernel command line: serial console, and a panic reboots (QEMU runs with
 /// -no-reboot, so a panicking VM ends instead of hanging the caller).
-pub const CMDLINE: &str = "console=ttyS0 panic=1";
+/// `loglevel=5`: the console shows warnings and worse (oopses, BUG, panics
+/// included), not the hundreds of informational boot lines.
+pub const CMDLINE: &str = "console=ttyS0 panic=1 loglevel=5";
 
 /// The base every VM shares: kernel, init + runc, kernel modules and DHCP at boot,
 /// a shell on the serial console.
