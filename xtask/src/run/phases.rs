@@ -13,8 +13,6 @@ pub struct Phases {
     pub init: Option<f64>,
     /// `compose: Docker engine … is up`.
     pub dockerd: Option<f64>,
-    /// `compose: images loaded` (static: after the last `docker load`).
-    pub loaded: Option<f64>,
     /// `compose: app is up` (`docker compose up --wait` returned: every service runs).
     pub app_up: Option<f64>,
     /// Lines with "Oops:", "Kernel panic" or "BUG:".
@@ -41,8 +39,6 @@ pub fn parse(log: &str) -> Phases {
             let at = runner_uptime(said);
             if said.starts_with("Docker engine ") && said.contains(" is up") {
                 first(&mut p.dockerd, at);
-            } else if said.starts_with("images loaded") {
-                first(&mut p.loaded, at);
             } else if said.starts_with("app is up") {
                 first(&mut p.app_up, at);
             }
@@ -70,10 +66,9 @@ impl fmt::Display for Phases {
         let show = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.1}s"));
         write!(
             f,
-            "/init {}, dockerd {}, images {}, app up {}; oopses {}",
+            "/init {}, dockerd {}, app up {}; oopses {}",
             show(self.init),
             show(self.dockerd),
-            show(self.loaded),
             show(self.app_up),
             self.oopses
         )
@@ -99,7 +94,6 @@ compose: loading /compose/images/linuxkit-compose.local_app-a_1.tar (uptime 31.1
 compose: Loaded image: linuxkit-compose.local/app-a:1
 compose: loading /compose/images/linuxkit-compose.local_proxy_1.tar (uptime 34.54s)
 compose: Loaded image: linuxkit-compose.local/proxy:1
-compose: images loaded (uptime 36.02s)
 compose: app is up: a b proxy  (uptime 46.00s)
 compose: app is up: a b proxy  (uptime 99.00s)
 ";
@@ -112,7 +106,6 @@ compose: app is up: a b proxy  (uptime 99.00s)
             Phases {
                 init: Some(13.488543),
                 dockerd: Some(31.17),
-                loaded: Some(36.02),
                 app_up: Some(46.0),
                 oopses: 0,
             }
