@@ -112,7 +112,7 @@ compose: app is up: a b proxy  (uptime 99.00s)
         );
         assert_eq!(
             p.to_string(),
-            "/init 13.5s, dockerd 31.2s, images 36.0s, app up 46.0s; oopses 0"
+            "/init 13.5s, dockerd 31.2s, app up 46.0s; oopses 0"
         );
     }
 
