@@ -110,10 +110,7 @@ compose: app is up: a b proxy  (uptime 99.00s)
                 oopses: 0,
             }
         );
-        assert_eq!(
-            p.to_string(),
-            "/init 13.5s, dockerd 31.2s, app up 46.0s; oopses 0"
-        );
+        assert_eq!(p.to_string(), "/init 13.5s, dockerd 31.2s, app up 46.0s; oopses 0");
     }
 
     #[test]
