@@ -99,6 +99,19 @@ pub fn clean_cargo_env(cmd: Cmd<'_>) -> Cmd<'_> {
         .fold(cmd, |cmd, k| cmd.env_remove(k))
 }
 
+/// Run `cmd` quietly and return everything it printed (stdout, then stderr),
+/// whatever its exit status; `None` only if it could not be started.
+pub fn output(cmd: Cmd<'_>) -> Option<String> {
+    let mut command = Command::from(cmd);
+    command.stdin(Stdio::null());
+    let out = dies_with_parent(&mut command).output().ok()?;
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
 /// Start a long-lived child (QEMU, a registry) that dies with the xtask.
 pub fn spawn(command: &mut Command) -> Result<Child> {
     let shown = format!("{command:?}");

@@ -3,16 +3,10 @@
 //! compressed on its own or not at all, so a VM's initrd can be a base archive
 //! plus segments appended to it. Reproducible: entries are written in the order
 //! given (callers sort), every mtime is 0, and inode numbers count up from 1.
-//! Hard links are written as separate files.
 
-use std::{
-    fs,
-    io::{self, Read, Write},
-    os::unix::fs::{FileTypeExt, MetadataExt},
-    path::Path,
-};
+use std::io::{self, Read, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -134,54 +128,6 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Every entry under host directory `dir`, sorted by name, as `prefix/…`
-    /// (the directory itself is not written). Owners, modes and device numbers
-    /// come from the host; `.wh.` (overlay whiteout) names are refused.
-    pub fn tree(&mut self, dir: &Path, prefix: &str) -> Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .collect::<io::Result<_>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
-                bail!("{}: not UTF-8", entry.path().display());
-            };
-            if file_name.starts_with(".wh.") {
-                bail!(
-                    "{}: a whiteout (a file deleted in a layer): not supported",
-                    entry.path().display()
-                );
-            }
-            let name = format!("{prefix}/{file_name}");
-            let path = entry.path();
-            let m = fs::symlink_metadata(&path)?;
-            let t = m.file_type();
-            let meta = Meta {
-                mode: m.mode(),
-                uid: m.uid(),
-                gid: m.gid(),
-                rdev: (major(m.rdev()), minor(m.rdev())),
-            };
-            if t.is_dir() {
-                self.node(&name, meta)?;
-                self.tree(&path, &name)?;
-            } else if t.is_symlink() {
-                let target = fs::read_link(&path)?;
-                let target = target.to_str().context("symlink target not UTF-8")?;
-                self.symlink(&name, target)?;
-            } else if t.is_file() {
-                let mut f = fs::File::open(&path)?;
-                self.file(&name, meta, m.len(), &mut f)?;
-            } else if t.is_char_device() || t.is_block_device() || t.is_fifo() {
-                self.node(&name, meta)?;
-            } else {
-                bail!("{}: sockets do not belong in an image", path.display());
-            }
-        }
-        Ok(())
-    }
-
     /// The trailer; returns the output.
     pub fn finish(mut self) -> Result<W> {
         self.header(
@@ -195,14 +141,6 @@ impl<W: Write> Writer<W> {
         self.out.flush()?;
         Ok(self.out)
     }
-}
-
-fn major(dev: u64) -> u32 {
-    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)) as u32
-}
-
-fn minor(dev: u64) -> u32 {
-    (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32
 }
 
 #[cfg(test)]
@@ -242,21 +180,5 @@ mod tests {
         assert_eq!(field(third, 1), 0o120777);
         assert_eq!(out.len() % 4, 0);
         assert!(out.windows(10).any(|w| w == b"TRAILER!!!"));
-    }
-
-    #[test]
-    fn tree_refuses_whiteouts() {
-        let tmp = std::env::temp_dir().join(format!("lkc-cpio-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(tmp.join("d")).unwrap();
-        fs::write(tmp.join("d/f"), "x").unwrap();
-        let mut w = Writer::new(Vec::new());
-        w.tree(&tmp, "root").unwrap();
-        let out = w.finish().unwrap();
-        assert!(out.windows(8).any(|w| w == b"root/d/f"));
-        fs::write(tmp.join(".wh.gone"), "").unwrap();
-        let mut w = Writer::new(Vec::new());
-        assert!(w.tree(&tmp, "root").is_err());
-        fs::remove_dir_all(&tmp).unwrap();
     }
 }

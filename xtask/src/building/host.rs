@@ -19,7 +19,7 @@ use crate::base::{exec, pins::HostPackage, project::Project, ui};
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, go.
+    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mkfs.erofs, go.
     Build,
     /// Boot a VM: QEMU.
     Boot,
@@ -32,7 +32,7 @@ pub enum Need {
 /// The programs behind each need (their packages are in pins.yml).
 pub fn programs(need: Need) -> &'static [&'static str] {
     match need {
-        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "go"],
+        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "mkfs.erofs", "go"],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
         Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],
@@ -135,10 +135,13 @@ pub const GO_HINT: &str =
     "install Go >= 1.21 from https://go.dev/dl (newer toolchains are then fetched through the Go module proxy)";
 
 /// The version `program --version` prints: its first `N.N[.N]` token.
+/// `None` if it does not run at all. Its exit status does not matter: some
+/// programs print their version and then complain about `--version`
+/// (`mkfs.erofs 1.5`).
 fn version_of(path: &Path, program: &str) -> Option<String> {
     let sh = Shell::new().ok()?;
     let flag = if program == "go" { "version" } else { "--version" };
-    let out = exec::probe(cmd!(sh, "{path} {flag}"))?;
+    let out = exec::output(cmd!(sh, "{path} {flag}"))?;
     Some(parse_version(&out).unwrap_or_else(|| "?".to_string()))
 }
 

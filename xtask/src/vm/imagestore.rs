@@ -10,10 +10,15 @@
 //! - `image/overlay2/repositories.json`: name:tag -> image id;
 //! - `overlay2/<cache id>/{diff/,link,lower,work/}` and `overlay2/l/<link> -> ../<cache id>/diff`.
 //!
-//! One segment per layer (lz4, the kernel's fastest decompressor here), cached
-//! by chain ID, so an edit to one app rebuilds one small segment; one small
-//! uncompressed segment for the metadata. cpio keeps no xattrs, so a layer with
-//! whiteouts (files deleted by a later layer) is refused rather than mangled.
+//! Each layer's `diff/` travels as an erofs image (`diff.erofs`, lz4hc inside),
+//! which the engine's start script loop-mounts on `diff/`: the layer stays
+//! compressed in the VM's memory (the root is a tmpfs that also has to hold
+//! everything the engine writes), instead of unpacked in full. One cpio segment
+//! per layer (lz4, the kernel's fastest decompressor here), cached by chain ID,
+//! so an edit to one app rebuilds one small segment; one small uncompressed
+//! segment for the metadata. A layer with whiteouts (files deleted by a later
+//! layer) is refused rather than mangled: Docker's tar marks them `.wh.*`,
+//! overlay2 wants character devices, and nothing here converts one into the other.
 
 use std::{
     collections::BTreeMap,
@@ -240,7 +245,7 @@ fn read_tarball(tarball: &Path, reference: &str) -> Result<(Image, Vec<String>)>
 fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, chain: &str) -> Result<(PathBuf, u64)> {
     let dir = project.cache_path("layers");
     fs::create_dir_all(&dir)?;
-    let segment = dir.join(format!("{chain}.cpio.lz4"));
+    let segment = dir.join(format!("{chain}.erofs.cpio.lz4"));
     let size_file = dir.join(format!("{chain}.size"));
     if let (true, Ok(size)) = (segment.is_file(), fs::read_to_string(&size_file)) {
         if let Ok(size) = size.trim().parse() {
@@ -262,6 +267,10 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
         "tar --numeric-owner --same-permissions -xf {layer_tar} -C {diff}"
     ))?;
     fs::remove_file(&layer_tar)?;
+    refuse_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
+    let erofs = work.join("diff.erofs");
+    // -T0: every mtime 0, so the same layer gives the same bytes.
+    exec::run(cmd!(sh, "mkfs.erofs -zlz4hc -T0 {erofs} {diff}"))?;
     let cpio = work.join("segment.cpio");
     let mut w = Writer::new(std::io::BufWriter::new(fs::File::create(&cpio)?));
     for (path, perm) in [
@@ -275,8 +284,13 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     let cache = format!("{DOCKER}/overlay2/{chain}");
     w.node(&cache, Meta::dir(0o710))?;
     w.node(&format!("{cache}/diff"), Meta::dir(0o755))?;
-    w.tree(&diff, &format!("{cache}/diff"))
-        .with_context(|| format!("layer {member} of {}", tarball.display()))?;
+    let erofs_size = fs::metadata(&erofs)?.len();
+    w.file(
+        &format!("{cache}/diff.erofs"),
+        Meta::file(0o600),
+        erofs_size,
+        &mut fs::File::open(&erofs)?,
+    )?;
     w.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let partial = segment.with_extension("partial");
     exec::run(cmd!(sh, "lz4 -l -9 -q -f {cpio} {partial}"))?;
@@ -285,6 +299,24 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     sh.remove_path(&work)?;
     step.done();
     Ok((segment, size))
+}
+
+/// A layer that deletes files (`.wh.*` entries) cannot be stored here.
+fn refuse_whiteouts(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".wh.") {
+            anyhow::bail!(
+                "{}: a whiteout (a file deleted in a layer): not supported",
+                entry.path().display()
+            );
+        }
+        if entry.file_type()?.is_dir() {
+            refuse_whiteouts(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The `base` initrd (gzip, as `linuxkit build` writes it) as a legacy lz4 cpio
@@ -394,6 +426,18 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_that_delete_files_are_refused() {
+        let tmp = std::env::temp_dir().join(format!("lkc-wh-{}", std::process::id()));
+        fs::create_dir_all(tmp.join("etc")).unwrap();
+        fs::write(tmp.join("etc/kept"), "").unwrap();
+        refuse_whiteouts(&tmp).unwrap();
+        fs::write(tmp.join("etc/.wh.gone"), "").unwrap();
+        let err = refuse_whiteouts(&tmp).unwrap_err().to_string();
+        assert!(err.contains("etc/.wh.gone") && err.contains("whiteout"), "{err}");
+        fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn chain_ids_follow_the_image_spec() {
