@@ -7,6 +7,7 @@
 //! head -1`) is ignored instead of panicking as `println!` would.
 
 use std::{
+    collections::BTreeSet,
     fmt::Display,
     io::{IsTerminal, Write},
     path::{Path, PathBuf},
@@ -71,9 +72,15 @@ pub fn note(what: impl Display) {
     err(format_args!("    {what}"));
 }
 
-/// A step skipped because its output is up to date.
+/// A step skipped because its output is up to date; said once per command
+/// (app images share their base image, every VM image asks for the linuxkit
+/// CLI, and the boot tests and the bench build the same VMs again).
 pub fn cached(what: impl Display) {
-    err(format_args!("==> {what}: up to date (cached)"));
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let line = format!("==> {what}: up to date (cached)");
+    if SAID.lock().unwrap_or_else(|e| e.into_inner()).insert(line.clone()) {
+        err(line);
+    }
 }
 
 /// A detail only `-v` shows.

@@ -1,11 +1,7 @@
 //! Go programs built from pinned modules through the Go module proxy: the linuxkit
 //! CLI (and, for the apps, traefik). Built once per pin into the cache, outside the repo.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -32,11 +28,7 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
     let tool = project.pins.go_tool(name)?;
     let out = binary_path(project, name, tool);
     if out.is_file() {
-        // Said once per command: the linuxkit CLI is asked for once per image.
-        static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-        if SAID.lock().unwrap().insert(name.to_string()) {
-            ui::cached(format!("{name} {} (Go module {})", tool.version, tool.module));
-        }
+        ui::cached(format!("{name} {} (Go module {})", tool.version, tool.module));
         return Ok(out);
     }
     let go = host::path(project, "go")?;

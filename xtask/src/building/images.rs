@@ -6,10 +6,8 @@
 //! pins, the Debian suite), so the tag alone says whether the cache is current.
 
 use std::{
-    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
-    sync::Mutex,
 };
 
 use anyhow::{bail, Context, Result};
@@ -88,11 +86,7 @@ fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -
     let present = oci::cache_has(&project.linuxkit_cache(), &reference)?
         && (!in_buildah || buildah::read(sh, project, &["inspect", "--type", "image", &reference]).is_some());
     if present {
-        // Said once per command: app images share their base.
-        static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-        if SAID.lock().unwrap_or_else(|e| e.into_inner()).insert(reference.clone()) {
-            ui::cached(format!("image {reference}"));
-        }
+        ui::cached(format!("image {reference}"));
         return Ok(reference);
     }
     let step = ui::step(format!("image {reference}"));
