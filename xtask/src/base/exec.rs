@@ -7,7 +7,7 @@ use std::{
     fs,
     io::{self, Write},
     os::unix::process::CommandExt,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
@@ -121,26 +121,33 @@ pub fn spawn(command: &mut Command) -> Result<Child> {
 
 /// Send the child's stderr (and stdout if `stdout`) to the current step's log,
 /// after a line saying what runs; with `-v`, leave them on the terminal.
-fn attach_log(command: &mut Command, shown: &str, stdout: bool) -> Result<Option<std::path::PathBuf>> {
+fn attach_log(command: &mut Command, shown: &str, stdout: bool) -> Result<Option<PathBuf>> {
     if ui::verbose() {
         ui::err(format!("$ {shown}"));
         return Ok(None);
     }
-    let log = ui::current_log();
-    if let Some(dir) = log.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
+    let (log, mut file) = step_log()?;
     writeln!(file, "$ {shown}")?;
     if stdout {
         command.stdout(file.try_clone()?);
     }
     command.stderr(file);
     Ok(Some(log))
+}
+
+/// The current step's log ([`ui::current_log`]), opened for appending: where
+/// the output of every program the step runs goes.
+pub fn step_log() -> Result<(PathBuf, fs::File)> {
+    let log = ui::current_log();
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    Ok((log, file))
 }
 
 fn start_error(shown: &str, e: io::Error) -> anyhow::Error {

@@ -123,9 +123,7 @@ impl Vm {
         cmd.args(args(spec));
         if spec.console != Console::Terminal {
             // Headless: what QEMU itself says goes to the boot step's log.
-            let log = ui::current_log();
-            std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+            let (_, file) = exec::step_log()?;
             cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
         }
         let child = exec::spawn(&mut cmd).context("starting QEMU")?;
@@ -188,10 +186,9 @@ pub enum Probe {
 /// (panic=-1 plus -no-reboot) within seconds; a broken one aborts or hangs.
 pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> Probe {
     let step = ui::step(format!("probing KVM (up to {}s)", timeout.as_secs()));
-    let stderr_log = ui::current_log();
-    let _ = std::fs::create_dir_all(stderr_log.parent().unwrap_or(Path::new(".")));
-    let Ok(stderr) = std::fs::File::create(&stderr_log) else {
-        return Probe::Failed(format!("cannot write {}", stderr_log.display()));
+    let (stderr_log, stderr) = match exec::step_log() {
+        Ok(log) => log,
+        Err(e) => return Probe::Failed(format!("{e:#}")),
     };
     let mut cmd = Command::new(qemu);
     cmd.args([
