@@ -335,16 +335,39 @@ pub fn install_hint(bad: &[&Check]) -> String {
 
 /// Does any package in `bad` need a version the host's own suite lacks?
 fn host_needs_backports(bad: &[&Check]) -> bool {
-    let sh = Shell::new().ok();
-    bad.iter().filter_map(|c| c.pin.as_ref()).any(|pin| {
-        let Some(sh) = sh.as_ref() else { return false };
-        let package = &pin.package;
-        let listing = exec::probe(cmd!(sh, "apt-cache madison {package}")).unwrap_or_default();
-        pin.backports
-            && !madison(&listing)
-                .iter()
-                .any(|(v, suite)| !suite.ends_with("-backports") && pin.accepts(v))
-    })
+    let Ok(sh) = Shell::new() else { return false };
+    bad.iter()
+        .filter_map(|c| c.pin.as_ref())
+        .any(|pin| pin.backports && source(pin, &available(&sh, &pin.package)) != Source::HostSuite)
+}
+
+/// Where an acceptable version of a pinned package is to be had.
+#[derive(Debug, PartialEq, Eq)]
+enum Source {
+    /// The host's own suite: a plain `apt-get install`.
+    HostSuite,
+    /// Only this suite (a backports one): `apt-get install -t SUITE`.
+    Suite(String),
+    /// No suite in apt's sources.
+    Nowhere,
+}
+
+/// The host's own suite when it has an acceptable version; a backports
+/// suite only when it must.
+fn source(pin: &HostPackage, available: &[(String, String)]) -> Source {
+    let ok: Vec<&(String, String)> = available.iter().filter(|(v, _)| pin.accepts(v)).collect();
+    if ok.iter().any(|(_, suite)| !suite.ends_with("-backports")) {
+        return Source::HostSuite;
+    }
+    match ok.first() {
+        Some((_, suite)) => Source::Suite(suite.clone()),
+        None => Source::Nowhere,
+    }
+}
+
+/// The versions of `package` apt's sources offer, as (upstream version, suite).
+fn available(sh: &Shell, package: &str) -> Vec<(String, String)> {
+    madison(&exec::probe(cmd!(sh, "apt-cache madison {package}")).unwrap_or_default())
 }
 
 /// `apt-cache madison` lines as (upstream version, suite).
@@ -418,17 +441,10 @@ fn install_suite(sh: &Shell, project: &Project, pin: &HostPackage) -> Result<Opt
         return Ok(None);
     }
     let package = &pin.package;
-    let available = |sh: &Shell| madison(&exec::probe(cmd!(sh, "apt-cache madison {package}")).unwrap_or_default());
-    let pick = |list: &[(String, String)]| -> Option<String> {
-        // The host's own suite first; a backports suite only when it must.
-        let ok: Vec<&(String, String)> = list.iter().filter(|(v, _)| pin.accepts(v)).collect();
-        if ok.iter().any(|(_, s)| !s.ends_with("-backports")) {
-            return Some(String::new());
-        }
-        ok.first().map(|(_, s)| s.clone())
-    };
-    if let Some(suite) = pick(&available(sh)) {
-        return Ok((!suite.is_empty()).then_some(suite));
+    match source(pin, &available(sh, package)) {
+        Source::HostSuite => return Ok(None),
+        Source::Suite(suite) => return Ok(Some(suite)),
+        Source::Nowhere => {}
     }
     let Some(code) = codename().filter(|_| pin.backports) else {
         bail!(
@@ -453,10 +469,10 @@ fn install_suite(sh: &Shell, project: &Project, pin: &HostPackage) -> Result<Opt
     )
     .with_context(|| format!("writing {BACKPORTS_SOURCES}"))?;
     exec::run(cmd!(sh, "apt-get update -q")).context("apt-get update")?;
-    match pick(&available(sh)) {
-        Some(s) if !s.is_empty() => Ok(Some(s)),
-        Some(_) => Ok(None),
-        None => bail!("{suite} has no {package} {} either", pin.wanted_versions()),
+    match source(pin, &available(sh, package)) {
+        Source::HostSuite => Ok(None),
+        Source::Suite(suite) => Ok(Some(suite)),
+        Source::Nowhere => bail!("{suite} has no {package} {} either", pin.wanted_versions()),
     }
 }
 
@@ -544,6 +560,19 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
                 ("7.2".to_string(), "bookworm".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn backports_only_when_the_host_suite_is_too_old() {
+        let pin = qemu_pin();
+        let v = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        let bookworm = v(&[("10.0.2", "bookworm-backports"), ("7.2", "bookworm")]);
+        assert_eq!(source(&pin, &bookworm), Source::Suite("bookworm-backports".into()));
+        let trixie = v(&[("10.0.2", "trixie"), ("10.1.0", "trixie-backports")]);
+        assert_eq!(source(&pin, &trixie), Source::HostSuite);
+        assert_eq!(source(&pin, &v(&[("7.2", "bookworm")])), Source::Nowhere);
     }
 
     #[test]
