@@ -7,8 +7,9 @@
 //! the exact command that installs it.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Once,
+    sync::{Mutex, Once},
 };
 
 use anyhow::{bail, Context, Result};
@@ -489,12 +490,22 @@ fn is_root() -> bool {
 }
 
 /// The path of `program`, which a [`require_all`] has vouched for.
+/// Checked once per command: each boot asks for QEMU twice, and a check runs
+/// the program.
 pub fn path(project: &Project, program: &str) -> Result<PathBuf> {
+    static FOUND: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = found.get(program) {
+        return Ok(path.clone());
+    }
     match check(project, program) {
         Check {
             state: State::Ok { path, .. },
             ..
-        } => Ok(path),
+        } => {
+            found.insert(program.to_string(), path.clone());
+            Ok(path)
+        }
         c => bail!("{} (`cargo xtask doctor` says how to fix it)", c.problem()),
     }
 }
