@@ -44,7 +44,7 @@ pub enum Command {
         #[command(flatten)]
         compose: ComposeArg,
     },
-    /// Boot the static VM on this terminal, guest port 80 on 127.0.0.1:PORT (Ctrl-A X quits).
+    /// Boot the static VM on this terminal, every published port on 127.0.0.1 (Ctrl-A X quits).
     RunStatic(RunArgs),
     /// Build the dynamic method's VM: only the compose file inside; images are pulled at boot.
     Dynamic {
@@ -99,12 +99,23 @@ pub enum Command {
     },
 }
 
-/// `--compose PATH`, shared by every command that reads the compose file.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the app comes from, shared by every command that reads it: the
+/// options `docker compose` itself takes.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ComposeArg {
-    /// The compose file describing the app [default: compose/docker-compose.yml]
-    #[arg(long = "compose", value_name = "PATH")]
-    pub path: Option<PathBuf>,
+    /// A compose file describing the app; several are merged in order, as with
+    /// `docker compose -f` [default: compose/docker-compose.yml]
+    #[arg(long = "compose", short = 'f', value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Variables for the compose files (default: `.env` beside the first file)
+    #[arg(long = "env-file", value_name = "PATH")]
+    pub env_files: Vec<PathBuf>,
+    /// The compose project name (default: the file's `name:`, else its folder's)
+    #[arg(long = "project-name", short = 'p', value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Also run the services of this compose profile
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
 }
 
 /// `--registry`, for the dynamic method.
@@ -138,9 +149,11 @@ pub struct VmArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub compose: ComposeArg,
-    /// Host port on 127.0.0.1 forwarded to the guest's port 80.
-    #[arg(long, default_value_t = 8080, value_parser = port())]
-    pub port: u16,
+    /// Every published port is forwarded from the same port of 127.0.0.1, as
+    /// `docker compose up` publishes it; this moves the router's (the port
+    /// the Host rules are reached through) to PORT.
+    #[arg(long, value_parser = port())]
+    pub port: Option<u16>,
     #[command(flatten)]
     pub vm: VmArgs,
     /// More arguments for QEMU, after `--` (say `-- -device virtio-balloon-pci`).
@@ -251,14 +264,19 @@ impl Command {
 }
 
 impl ComposeArg {
-    /// Read and check the compose file, before any work starts: every image
-    /// it uses must be one the local profile can build.
+    pub fn source(&self) -> compose::Source {
+        compose::Source {
+            files: self.files.clone(),
+            env_files: self.env_files.clone(),
+            project_name: self.project_name.clone(),
+            profiles: self.profiles.clone(),
+        }
+    }
+
+    /// Read the app as docker compose does and check it, before any work
+    /// starts: every image it uses must be one the local profile can build.
     pub fn load(&self, project: &Project) -> Result<App> {
-        let app = match &self.path {
-            // Relative to where the user is, like any command-line path.
-            Some(path) => App::load(path)?,
-            None => compose::default_app(project)?,
-        };
+        let app = apps::load(project, &self.source())?;
         for image in app.images() {
             if !app.builds().any(|(service, _)| service.image == image) {
                 apps::cannot_pull(&app, image)?;
@@ -294,7 +312,7 @@ impl TestBootArgs {
         if self.unreachable_registry && self.registry.registry.is_some() {
             bail!("--unreachable-registry stops the xtask's own registry: it cannot stop yours (--registry)");
         }
-        if self.smoke && self.compose.path.is_some() {
+        if self.smoke && !self.compose.files.is_empty() {
             bail!("--compose has no effect on the smoke VM (it runs one nginx, no compose app)");
         }
         Ok(())

@@ -19,7 +19,6 @@ use anyhow::Result;
 use clap::Parser;
 use xshell::Shell;
 
-use app::compose;
 use base::{project::Project, ui};
 use building::{apps, doctor, host, images};
 use cli::{Cli, Command};
@@ -99,9 +98,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Yaml => {
             let _lock = project.lock()?;
             linuxkit::smoke_vm().write_yaml(&project)?;
-            let app = compose::default_app(&project)?;
+            let app = apps::default_app(&project)?;
             for method in [Method::Static, Method::Dynamic] {
-                methods::vm(&project, method, &app, None).write_yaml(&project)?;
+                methods::vm(&project, method, &app, None)?.write_yaml(&project)?;
             }
             Ok(())
         }

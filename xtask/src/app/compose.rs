@@ -1,50 +1,78 @@
-//! The compose file: the single description of the app. From it come the images
-//! to build (each service with `build:`, tagged with its `image:`), the images
-//! the VM needs, the hostnames traefik routes, and the copy of the file the VM
-//! runs. No service is named in Rust code.
+//! The compose app: the single description of what the VM runs. The model is
+//! the one docker compose itself produces (`docker-compose config --format
+//! json`, the same compose v2 the VM runs): interpolation, `.env` and
+//! `--env-file`, the project name, several files merged in order, profiles,
+//! `extends`, both `ports:` syntaxes. What compose rejects is rejected here with
+//! compose's own words; what compose accepts but cannot work in one VM is
+//! rejected too, every problem at once. No service is named in Rust code.
 
 use std::{
     collections::BTreeMap,
     fmt,
     path::{Path, PathBuf},
+    process::Command,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::base::project::Project;
-use serde::Serialize;
-use serde_yaml::{Mapping, Value};
+use crate::base::{exec, project::Project, ui};
 
 pub const DEFAULT: &str = "compose/docker-compose.yml";
 
-/// The repository's own compose file (named relative to the repository when
-/// that is where the user is).
-pub fn default_app(project: &Project) -> Result<App> {
-    let default = project.root.join(DEFAULT);
-    let shown = if std::env::current_dir().ok().as_deref() == Some(project.root.as_path()) {
-        PathBuf::from(DEFAULT)
-    } else {
-        default
-    };
-    App::load(&shown)
+/// Where the app comes from: the options `docker compose` itself takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Source {
+    /// Compose files, merged in order (`-f`); empty: the repository's own.
+    pub files: Vec<PathBuf>,
+    /// `--env-file`, in order (default: `.env` beside the first file).
+    pub env_files: Vec<PathBuf>,
+    /// `-p/--project-name` (default: `name:`, else the first file's folder).
+    pub project_name: Option<String>,
+    /// `--profile`: services in these profiles run too.
+    pub profiles: Vec<String>,
 }
 
-/// A parsed, checked compose file.
+impl Source {
+    /// The files as given, or the repository's own (named relative to the
+    /// repository when that is where the user is).
+    pub fn files(&self, project: &Project) -> Vec<PathBuf> {
+        if !self.files.is_empty() {
+            return self.files.clone();
+        }
+        let default = project.root.join(DEFAULT);
+        let here = std::env::current_dir().ok().as_deref() == Some(project.root.as_path());
+        vec![if here { PathBuf::from(DEFAULT) } else { default }]
+    }
+}
+
+/// The app as compose reads it, checked for one VM.
 #[derive(Debug)]
 pub struct App {
-    /// The file as given (for messages).
+    /// The first compose file as given (for messages).
     pub file: PathBuf,
+    /// The project folder: the first file's folder, where relative paths start.
+    pub dir: PathBuf,
     pub services: Vec<Service>,
-    raw: Value,
+    /// compose's normalized model, the base of the file the VM runs.
+    config: Value,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Service {
     pub name: String,
+    /// `image:`, or `<project>-<service>` for a build without one, as compose names it.
     pub image: String,
     pub build: Option<Build>,
     /// Hostnames this service is routed under (traefik `Host(…)` rules).
     pub hosts: Vec<String>,
+    /// Ports published on the VM (`ports:` with a host side).
+    pub ports: Vec<Port>,
+    /// Files and folders of the project bind-mounted into the service.
+    pub binds: Vec<Bind>,
+    /// It mounts the Docker engine's socket (traefik's docker provider, say).
+    pub uses_docker_socket: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,7 +80,28 @@ pub struct Build {
     /// Absolute build context.
     #[serde(serialize_with = "display_rel")]
     pub context: PathBuf,
+    /// The Dockerfile, relative to the context.
     pub dockerfile: String,
+    /// `build.target`: the stage to build (default: the last).
+    pub target: Option<String>,
+    /// `build.args` (values compose resolved; `None`: taken from the environment).
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Port {
+    /// On the VM (what `docker compose up` publishes on its host).
+    pub published: u16,
+    /// In the container.
+    pub target: u16,
+    pub udp: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bind {
+    /// Relative to the project folder.
+    pub source: PathBuf,
+    pub target: String,
 }
 
 fn display_rel<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
@@ -61,68 +110,151 @@ fn display_rel<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&p.strip_prefix(&root).unwrap_or(p).display().to_string())
 }
 
-/// Something wrong with the compose file, naming the file.
+/// Something wrong with the compose file: every problem, naming the file.
 #[derive(Debug)]
 pub struct Invalid {
-    file: PathBuf,
-    problem: String,
+    pub file: PathBuf,
+    pub problems: Vec<String>,
 }
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.problem)
+        match self.problems.as_slice() {
+            [one] => write!(f, "{}: {one}", self.file.display()),
+            many => {
+                write!(f, "{}: {} problems:", self.file.display(), many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 impl std::error::Error for Invalid {}
 
+/// The parts of compose's JSON model this crate reads.
+#[derive(Deserialize)]
+struct Config {
+    name: String,
+    #[serde(default)]
+    services: BTreeMap<String, ConfigService>,
+}
+
+#[derive(Deserialize)]
+struct ConfigService {
+    image: Option<String>,
+    build: Option<ConfigBuild>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    ports: Vec<ConfigPort>,
+    #[serde(default)]
+    volumes: Vec<ConfigVolume>,
+}
+
+#[derive(Deserialize)]
+struct ConfigBuild {
+    context: String,
+    dockerfile: Option<String>,
+    dockerfile_inline: Option<String>,
+    target: Option<String>,
+    #[serde(default)]
+    args: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct ConfigPort {
+    target: u16,
+    published: Option<String>,
+    protocol: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfigVolume {
+    #[serde(rename = "type")]
+    kind: String,
+    source: Option<String>,
+    target: String,
+}
+
+/// Where the Docker engine's socket is, as services mount it.
+const DOCKER_SOCKETS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.sock"];
+
 impl App {
-    /// Read and check `file` (relative paths are relative to the current directory).
-    pub fn load(file: &Path) -> Result<App> {
-        let text = std::fs::read_to_string(file).map_err(|e| Invalid {
-            file: file.to_path_buf(),
-            problem: format!("cannot read it: {e}"),
-        })?;
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    /// Read the app through `compose` (the docker-compose v2 binary): the
+    /// files, `.env`, the environment and the options in `source`.
+    pub fn load(compose: &Path, project: &Project, source: &Source) -> Result<App> {
+        let files = source.files(project);
+        let shown = files[0].clone();
+        let mut cmd = Command::new(compose);
+        for f in &files {
+            cmd.arg("-f").arg(f);
+        }
+        for e in &source.env_files {
+            cmd.arg("--env-file").arg(e);
+        }
+        if let Some(name) = &source.project_name {
+            cmd.arg("--project-name").arg(name);
+        }
+        for p in &source.profiles {
+            cmd.arg("--profile").arg(p);
+        }
+        cmd.args(["config", "--format", "json"]);
+        ui::detail(format!("$ {cmd:?}"));
+        exec::dies_with_parent(&mut cmd);
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {} to read {}", compose.display(), shown.display()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (warnings, errors) = compose_messages(&stderr, &files, &shown);
+        for w in warnings {
+            ui::note(format!("{}: {w}", shown.display()));
+        }
+        if !out.status.success() {
+            let problems = if errors.is_empty() {
+                vec![format!("docker compose rejects it ({})", out.status)]
+            } else {
+                errors
+            };
+            return Err(Invalid { file: shown, problems }.into());
+        }
+        let dir = files[0].parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
             &dir
         })?;
-        App::parse(file, &text, &dir).map_err(|problem| {
-            Invalid {
-                file: file.to_path_buf(),
-                problem,
-            }
-            .into()
-        })
+        let json = String::from_utf8(out.stdout).context("docker compose printed non-UTF-8")?;
+        App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems }.into())
     }
 
-    /// Parse compose YAML; build contexts resolve against `dir`.
-    pub fn parse(file: &Path, text: &str, dir: &Path) -> Result<App, String> {
-        let raw: Value = serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
-        let services = raw
-            .get("services")
-            .and_then(Value::as_mapping)
-            .filter(|m| !m.is_empty())
-            .ok_or("defines no services (a `services:` mapping is required)")?;
-        let mut out = Vec::new();
-        for (name, body) in services {
-            let name = name.as_str().ok_or("a service name is not a string")?.to_string();
-            out.push(service(&name, body, dir).map_err(|e| format!("service `{name}`: {e}"))?);
+    /// The app from compose's JSON model; relative paths start at `dir`.
+    pub fn from_config(file: &Path, dir: &Path, json: &str) -> Result<App, Vec<String>> {
+        let config: Value = serde_json::from_str(json).map_err(|e| vec![format!("docker compose's model: {e}")])?;
+        let model: Config =
+            serde_json::from_value(config.clone()).map_err(|e| vec![format!("docker compose's model: {e}")])?;
+        let mut problems = Vec::new();
+        let mut services = Vec::new();
+        if model.services.is_empty() {
+            problems.push("defines no services (none, or none in an active profile)".to_string());
         }
-        let mut seen = BTreeMap::new();
-        for s in &out {
-            for host in &s.hosts {
-                if let Some(other) = seen.insert(host.clone(), s.name.clone()) {
-                    return Err(format!("host `{host}` is routed to both `{other}` and `{}`", s.name));
-                }
+        for (name, body) in &model.services {
+            match service(&model.name, name, body, dir) {
+                Ok(s) => services.push(s),
+                Err(errs) => problems.extend(errs.into_iter().map(|e| format!("service `{name}`: {e}"))),
             }
+        }
+        problems.extend(conflicts(&services));
+        if !problems.is_empty() {
+            return Err(problems);
         }
         Ok(App {
             file: file.to_path_buf(),
-            services: out,
-            raw,
+            dir: dir.to_path_buf(),
+            services,
+            config,
         })
     }
 
@@ -152,123 +284,325 @@ impl App {
         routes
     }
 
-    /// The compose file the VM runs: no `build:` sections (there is nothing to
-    /// build from in the VM), each image mapped by `image`, and `pull_policy` set.
-    pub fn runtime_file(&self, pull_policy: &str, image: impl Fn(&str) -> String) -> Result<String> {
-        let mut raw = self.raw.clone();
-        let services = raw
-            .get_mut("services")
-            .and_then(Value::as_mapping_mut)
-            .expect("checked in parse");
-        for (_, body) in services.iter_mut() {
-            let body = body.as_mapping_mut().expect("checked in parse");
-            body.remove("build");
-            let name = body
-                .get("image")
-                .and_then(Value::as_str)
-                .expect("checked in parse")
-                .to_string();
-            body.insert("image".into(), image(&name).into());
-            body.insert("pull_policy".into(), pull_policy.into());
+    /// Every port published on the VM, with its service, by port.
+    pub fn published(&self) -> Vec<(Port, &Service)> {
+        let mut ports: Vec<_> = self
+            .services
+            .iter()
+            .flat_map(|s| s.ports.iter().map(move |p| (*p, s)))
+            .collect();
+        ports.sort_by_key(|(p, _)| *p);
+        ports
+    }
+
+    /// The published TCP port routed hosts are reached through: that of the
+    /// service that reads the Docker socket (the router), else port 80.
+    pub fn router_port(&self) -> Option<u16> {
+        let tcp = |s: &Service| s.ports.iter().find(|p| !p.udp).map(|p| p.published);
+        self.services
+            .iter()
+            .filter(|s| s.uses_docker_socket)
+            .find_map(tcp)
+            .or_else(|| {
+                self.published()
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .find(|p| !p.udp && p.published == 80)
+                    .map(|p| p.published)
+            })
+    }
+
+    /// Every bind-mounted file or folder of the project, once each.
+    pub fn binds(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for b in self.services.iter().flat_map(|s| &s.binds) {
+            if !out.contains(&b.source.as_path()) {
+                out.push(&b.source);
+            }
         }
-        Ok(serde_yaml::to_string(&raw)?)
+        out
+    }
+
+    /// The compose file the VM runs: compose's own normalized model, with no
+    /// `build:` (there is nothing to build from in the VM), each image mapped by
+    /// `image`, `pull_policy` set, and the project's bind-mounted files under
+    /// `vm_dir` (where the VM carries them).
+    pub fn runtime_file(&self, pull_policy: &str, vm_dir: &str, image: impl Fn(&str) -> String) -> Result<String> {
+        let mut config = self.config.clone();
+        let services = config
+            .get_mut("services")
+            .and_then(Value::as_object_mut)
+            .expect("checked in from_config");
+        for service in &self.services {
+            let body = services
+                .get_mut(&service.name)
+                .and_then(Value::as_object_mut)
+                .expect("checked in from_config");
+            body.remove("build");
+            body.insert("image".into(), image(&service.image).into());
+            body.insert("pull_policy".into(), pull_policy.into());
+            for volume in body
+                .get_mut("volumes")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let Some(source) = volume.get("source").and_then(Value::as_str) else {
+                    continue;
+                };
+                if volume.get("type").and_then(Value::as_str) != Some("bind") {
+                    continue;
+                }
+                if let Ok(rel) = Path::new(source).strip_prefix(&self.dir) {
+                    let vm = Path::new(vm_dir).join(rel);
+                    volume["source"] = vm.display().to_string().into();
+                }
+            }
+        }
+        Ok(serde_yaml::to_string(&config)?)
     }
 }
 
-fn service(name: &str, body: &Value, dir: &Path) -> Result<Service, String> {
-    let body = body.as_mapping().ok_or("is not a mapping")?;
-    let build = match body.get("build") {
+/// compose's stderr as (warnings, errors), with absolute paths of the files
+/// shown as the user gave them.
+fn compose_messages(stderr: &str, files: &[PathBuf], shown: &Path) -> (Vec<String>, Vec<String>) {
+    let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+    for line in stderr.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (warning, text) = match logrus_message(line) {
+            Some((level, msg)) => (level == "warning", msg),
+            None => (false, line.to_string()),
+        };
+        let mut text = text;
+        for f in files {
+            if let Ok(abs) = std::fs::canonicalize(f) {
+                text = text.replace(&abs.display().to_string(), &f.display().to_string());
+            }
+        }
+        // compose names the file itself in most errors; the caller adds it.
+        let prefix = format!("{}: ", shown.display());
+        let text = text.strip_prefix("validating ").unwrap_or(&text);
+        let text = text.strip_prefix(&prefix).unwrap_or(text).to_string();
+        if warning {
+            warnings.push(text);
+        } else {
+            errors.push(text);
+        }
+    }
+    (warnings, errors)
+}
+
+/// `time="…" level=warning msg="…"` as (level, message).
+fn logrus_message(line: &str) -> Option<(String, String)> {
+    let level = line.split_once("level=")?.1.split_whitespace().next()?.to_string();
+    let msg = line.split_once("msg=")?.1;
+    let msg = match msg.strip_prefix('"') {
+        Some(quoted) => serde_json::from_str::<String>(&format!("\"{}", quoted.trim_end()))
+            .unwrap_or_else(|_| quoted.trim_end_matches('"').to_string()),
+        None => msg.to_string(),
+    };
+    Some((level, msg))
+}
+
+fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Result<Service, Vec<String>> {
+    let mut problems = Vec::new();
+    let build = match &body.build {
         None => None,
-        Some(b) => Some(build(b, dir)?),
+        Some(b) => build(b).map_err(|e| problems.push(e)).ok(),
     };
-    let image = match body.get("image") {
-        Some(Value::String(image)) if !image.is_empty() => image.clone(),
-        Some(_) => return Err("`image:` is not a string".into()),
-        None if build.is_some() => return Err("has `build:` but no `image:` to tag the result with".into()),
-        None => return Err("has neither `image:` nor `build:`".into()),
+    let image = match &body.image {
+        Some(image) => image.clone(),
+        // docker compose's own name for what it builds.
+        None => format!("{project}-{name}"),
     };
-    let labels = labels(body)?;
-    let hosts = hosts(&labels)?;
-    let routed = labels.keys().any(|k| k.starts_with("traefik.http.routers."));
-    if routed && labels.get("traefik.enable").map(String::as_str) != Some("true") {
-        return Err("has traefik router labels but not `traefik.enable: \"true\"`, so traefik ignores it".into());
+    if let Err(e) = check_reference(&image) {
+        problems.push(format!("image `{image}` {e}"));
+    }
+    let mut ports = Vec::new();
+    for p in &body.ports {
+        let Some(published) = p.published.as_deref().filter(|p| !p.is_empty()) else {
+            continue; // a random host port: nothing to forward to
+        };
+        let udp = p.protocol.as_deref() == Some("udp");
+        match published.parse::<u16>() {
+            Ok(published) if published > 0 => ports.push(Port {
+                published,
+                target: p.target,
+                udp,
+            }),
+            _ => problems.push(format!("published port `{published}` is not a port number")),
+        }
+    }
+    let mut binds = Vec::new();
+    let mut uses_docker_socket = false;
+    for v in &body.volumes {
+        let Some(source) = v.source.as_deref() else { continue };
+        if v.kind != "bind" {
+            continue;
+        }
+        if DOCKER_SOCKETS.contains(&source) {
+            uses_docker_socket = true;
+        } else if let Ok(rel) = Path::new(source).strip_prefix(dir) {
+            binds.push(Bind {
+                source: rel.to_path_buf(),
+                target: v.target.clone(),
+            });
+        }
+    }
+    let hosts = match hosts(&body.labels) {
+        Ok(h) => h,
+        Err(e) => {
+            problems.push(e);
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
     }
     Ok(Service {
         name: name.to_string(),
         image,
         build,
         hosts,
+        ports,
+        binds,
+        uses_docker_socket,
     })
 }
 
-fn build(b: &Value, dir: &Path) -> Result<Build, String> {
-    let (context, dockerfile) = match b {
-        Value::String(context) => (context.clone(), "Dockerfile".to_string()),
-        Value::Mapping(m) => (
-            m.get("context").and_then(Value::as_str).unwrap_or(".").to_string(),
-            m.get("dockerfile")
-                .and_then(Value::as_str)
-                .unwrap_or("Dockerfile")
-                .to_string(),
-        ),
-        _ => return Err("`build:` is neither a path nor a mapping".into()),
+fn build(b: &ConfigBuild) -> Result<Build, String> {
+    if b.dockerfile_inline.is_some() {
+        return Err("`build.dockerfile_inline` is not supported: put the Dockerfile in a file".into());
+    }
+    if b.context.contains("://") || b.context.starts_with("git@") {
+        return Err(format!(
+            "build context `{}` is remote: the local profile builds from folders only",
+            b.context
+        ));
+    }
+    let context = PathBuf::from(&b.context);
+    if !context.is_dir() {
+        return Err(format!("build context {} does not exist", context.display()));
+    }
+    let dockerfile = b.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into());
+    if !context.join(&dockerfile).is_file() {
+        return Err(format!("build context {} has no {dockerfile}", context.display()));
+    }
+    let context = std::fs::canonicalize(&context).map_err(|e| format!("build context {}: {e}", context.display()))?;
+    let args = b
+        .args
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.clone().or_else(|| std::env::var(k).ok()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(Build {
+        context,
+        dockerfile,
+        target: b.target.clone(),
+        args,
+    })
+}
+
+/// What compose accepts but one VM cannot run.
+fn conflicts(services: &[Service]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut ports: BTreeMap<(u16, bool), &str> = BTreeMap::new();
+    let mut builds: BTreeMap<&str, (&str, &Build)> = BTreeMap::new();
+    let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in services {
+        for p in &s.ports {
+            let proto = if p.udp { "udp" } else { "tcp" };
+            if let Some(other) = ports.insert((p.published, p.udp), &s.name) {
+                problems.push(if other == s.name {
+                    format!("service `{other}` publishes {proto} port {} twice", p.published)
+                } else {
+                    format!(
+                        "{proto} port {} is published by both `{other}` and `{}`: one VM has one such port",
+                        p.published, s.name
+                    )
+                });
+            }
+        }
+        if let Some(b) = &s.build {
+            if let Some((other, first)) = builds.insert(&s.image, (&s.name, b)) {
+                if first != b {
+                    problems.push(format!(
+                        "services `{other}` and `{}` build different things into one image `{}`: each would overwrite the other",
+                        s.name, s.image
+                    ));
+                }
+            }
+        }
+        for h in &s.hosts {
+            if let Some(other) = hosts.insert(h, &s.name) {
+                if other != s.name {
+                    problems.push(format!("host `{h}` is routed to both `{other}` and `{}`", s.name));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// An image reference as Docker reads it: `[host[:port]/]path[:tag][@digest]`,
+/// the path lowercase.
+pub fn check_reference(reference: &str) -> Result<(), String> {
+    let (rest, digest) = match reference.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (reference, None),
     };
-    let path = dir.join(&context);
-    if !path.is_dir() {
-        return Err(format!("build context `{context}` does not exist ({})", path.display()));
+    if let Some(d) = digest {
+        let ok = d
+            .split_once(':')
+            .is_some_and(|(alg, hex)| !alg.is_empty() && hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(format!("has a malformed digest `{d}`"));
+        }
     }
-    if !path.join(&dockerfile).is_file() {
-        return Err(format!("build context `{context}` has no {dockerfile}"));
+    let (path, tag) = match rest.rsplit_once(':') {
+        Some((p, t)) if !t.contains('/') => (p, Some(t)),
+        _ => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            return Err(format!("has an invalid tag `{tag}`"));
+        }
     }
-    let context = std::fs::canonicalize(&path).map_err(|e| format!("build context `{context}`: {e}"))?;
-    Ok(Build { context, dockerfile })
+    let mut parts: Vec<&str> = path.split('/').collect();
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        parts.remove(0); // a registry host, any case
+    }
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+    };
+    if parts.iter().any(|c| !component(c)) {
+        return Err("is not a valid image reference (lowercase name components separated by `/`; an unset variable leaves an empty one)".into());
+    }
+    Ok(())
 }
 
-/// Labels in either compose form: a mapping, or a list of `key=value`.
-fn labels(body: &Mapping) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    match body.get("labels") {
-        None => {}
-        Some(Value::Mapping(m)) => {
-            for (k, v) in m {
-                let k = k.as_str().ok_or("a label key is not a string")?;
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Number(n) => n.to_string(),
-                    _ => return Err(format!("label `{k}` is not a string")),
-                };
-                out.insert(k.to_string(), v);
-            }
-        }
-        Some(Value::Sequence(items)) => {
-            for item in items {
-                let item = item.as_str().ok_or("a label is not a string")?;
-                let (k, v) = item.split_once('=').unwrap_or((item, ""));
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
-        Some(_) => return Err("`labels:` is neither a mapping nor a list".into()),
-    }
-    Ok(out)
-}
-
-/// Hostnames from every `traefik.http.routers.NAME.rule` label; a router rule
-/// without a Host(`…`) matcher is an error (nothing could be probed for it).
+/// Hostnames from every `traefik.http.routers.NAME.rule` label (rules without a
+/// Host matcher route by path and have no host to probe).
 fn hosts(labels: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
     let mut hosts = Vec::new();
     for (key, rule) in labels {
-        let Some(router) = key
-            .strip_prefix("traefik.http.routers.")
-            .and_then(|r| r.strip_suffix(".rule"))
-        else {
-            continue;
-        };
-        let found = rule_hosts(rule).map_err(|e| format!("label `{key}`: {e}"))?;
-        if found.is_empty() {
-            return Err(format!("router `{router}` rule `{rule}` has no Host(`…`) matcher"));
+        if key.starts_with("traefik.http.routers.") && key.ends_with(".rule") {
+            hosts.extend(rule_hosts(rule).map_err(|e| format!("label `{key}`: {e}"))?);
         }
-        hosts.extend(found);
     }
     Ok(hosts)
 }
@@ -319,95 +653,139 @@ pub fn tarball_name(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn root() -> PathBuf {
-        crate::base::project::root()
+    fn dir() -> PathBuf {
+        crate::base::project::root().join("compose")
     }
 
-    fn parse(text: &str) -> Result<App, String> {
-        App::parse(Path::new("compose/test.yml"), text, &root().join("compose"))
+    fn app(services: Value) -> Result<App, Vec<String>> {
+        let config = json!({"name": "demo", "services": services});
+        App::from_config(Path::new("compose/test.yml"), &dir(), &config.to_string())
     }
 
-    fn err(text: &str) -> String {
-        parse(text).unwrap_err()
-    }
-
-    #[test]
-    fn the_repo_compose_file_plans() {
-        let app = App::load(&root().join(DEFAULT)).unwrap();
-        insta::assert_yaml_snapshot!(app.services);
-        assert_eq!(
-            app.routes()
-                .iter()
-                .map(|(h, s)| (*h, s.name.as_str()))
-                .collect::<Vec<_>>(),
-            [("a.localhost", "a"), ("b.localhost", "b")]
-        );
+    fn nginx_build() -> Value {
+        json!({"context": crate::base::project::root().join("apps/a"), "dockerfile": "Dockerfile"})
     }
 
     #[test]
-    fn runtime_file_drops_build_and_maps_images() {
-        let app = App::load(&root().join(DEFAULT)).unwrap();
-        let file = app.runtime_file("always", |i| format!("10.0.2.2:5000/{i}")).unwrap();
-        insta::assert_snapshot!(file);
+    fn build_without_image_is_named_as_compose_names_it() {
+        let app = app(json!({"web": {"build": nginx_build()}})).unwrap();
+        assert_eq!(app.services[0].image, "demo-web");
+        assert_eq!(app.images(), ["demo-web"]);
     }
 
     #[test]
-    fn malformed_yaml() {
-        let e = err("services:\n  a: [\n");
-        assert!(e.starts_with("not valid YAML: "), "{e}");
-        assert!(e.contains("line"), "says where: {e}");
+    fn ports_published_on_the_vm() {
+        let app = app(json!({"web": {"image": "x", "ports": [
+            {"target": 8000, "published": "8000", "protocol": "tcp"},
+            {"target": 53, "published": "5353", "protocol": "udp"},
+            {"target": 9000}
+        ]}}))
+        .unwrap();
+        let ports: Vec<_> = app
+            .published()
+            .iter()
+            .map(|(p, _)| (p.published, p.target, p.udp))
+            .collect();
+        assert_eq!(ports, [(5353, 53, true), (8000, 8000, false)]);
     }
 
     #[test]
-    fn no_services() {
-        assert!(err("name: x\n").contains("defines no services"));
-        assert!(err("services: {}\n").contains("defines no services"));
-    }
-
-    #[test]
-    fn missing_build_context() {
-        let e = err("services:\n  a:\n    build: ../apps/nope\n    image: x:1\n");
-        assert!(
-            e.starts_with("service `a`: build context `../apps/nope` does not exist"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn build_context_without_dockerfile() {
-        let e = err("services:\n  a:\n    build: {context: ../apps/a, dockerfile: Nope}\n    image: x:1\n");
-        assert_eq!(e, "service `a`: build context `../apps/a` has no Nope");
-    }
-
-    #[test]
-    fn build_without_image() {
-        let e = err("services:\n  a:\n    build: ../apps/a\n");
-        assert_eq!(e, "service `a`: has `build:` but no `image:` to tag the result with");
-    }
-
-    #[test]
-    fn router_without_host_rule() {
-        let e = err("services:\n  a:\n    image: x:1\n    labels:\n      traefik.enable: 'true'\n      traefik.http.routers.r.rule: PathPrefix(`/a`)\n");
+    fn one_host_port_twice_is_an_error() {
+        let p = json!([{"target": 80, "published": "8080", "protocol": "tcp"}]);
+        let e = app(json!({"a": {"image": "x", "ports": p}, "b": {"image": "y", "ports": p}})).unwrap_err();
         assert_eq!(
             e,
-            "service `a`: router `r` rule `PathPrefix(`/a`)` has no Host(`…`) matcher"
+            ["tcp port 8080 is published by both `a` and `b`: one VM has one such port"]
         );
     }
 
     #[test]
-    fn router_without_enable() {
-        let e = err("services:\n  a:\n    image: x:1\n    labels: ['traefik.http.routers.r.rule=Host(`a`)']\n");
-        assert!(e.contains("not `traefik.enable: \"true\"`"), "{e}");
+    fn one_tag_from_two_contexts_is_an_error() {
+        let other = json!({"context": crate::base::project::root().join("apps/b"), "dockerfile": "Dockerfile"});
+        let e = app(json!({
+            "a": {"image": "same:1", "build": nginx_build()},
+            "b": {"image": "same:1", "build": other},
+        }))
+        .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("build different things into one image `same:1`"), "{e:?}");
+        // The same build under one tag twice is fine.
+        app(
+            json!({"a": {"image": "same:1", "build": nginx_build()}, "b": {"image": "same:1", "build": nginx_build()}}),
+        )
+        .unwrap();
     }
 
     #[test]
-    fn host_routed_twice() {
-        let svc = |n: &str| {
-            format!("  {n}:\n    image: {n}:1\n    labels: ['traefik.enable=true', 'traefik.http.routers.{n}.rule=Host(`x.localhost`)']\n")
-        };
-        let e = err(&format!("services:\n{}{}", svc("a"), svc("b")));
-        assert_eq!(e, "host `x.localhost` is routed to both `a` and `b`");
+    fn every_problem_at_once() {
+        let e = app(json!({
+            "a": {"image": "/app:v0.1"},
+            "b": {"image": "ok", "build": {"context": "/nonexistent/ctx"}},
+            "c": {"image": "UPPER"},
+        }))
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("service `a`: image `/app:v0.1` is not a valid image reference"),
+            "{e:?}"
+        );
+        assert_eq!(e[1], "service `b`: build context /nonexistent/ctx does not exist");
+        assert!(e[2].starts_with("service `c`: image `UPPER`"), "{e:?}");
+    }
+
+    #[test]
+    fn references() {
+        for ok in [
+            "nginx",
+            "nginx:1.27-alpine",
+            "localhost:5000/a/b:1",
+            "10.0.2.2:5000/x",
+            "Reg.Example.com/x",
+        ] {
+            check_reference(ok).unwrap();
+        }
+        for bad in ["/app:v0.1", "App", "a//b", "a:", "a:-x", "a@sha256:12"] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn binds_of_the_project_travel_and_the_socket_is_the_engine() {
+        let dir = dir();
+        let app = app(json!({"proxy": {"image": "x", "volumes": [
+            {"type": "bind", "source": dir.join("conf/nginx.conf"), "target": "/etc/nginx/nginx.conf", "read_only": true},
+            {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"},
+            {"type": "volume", "source": "data", "target": "/data"},
+        ]}}))
+        .unwrap();
+        let s = &app.services[0];
+        assert!(s.uses_docker_socket);
+        assert_eq!(
+            s.binds,
+            [Bind {
+                source: "conf/nginx.conf".into(),
+                target: "/etc/nginx/nginx.conf".into()
+            }]
+        );
+        let file = app
+            .runtime_file("never", "/etc/compose/project", |i| format!("r/{i}"))
+            .unwrap();
+        assert!(file.contains("source: /etc/compose/project/conf/nginx.conf"), "{file}");
+        assert!(file.contains("source: /var/run/docker.sock"), "{file}");
+        assert!(file.contains("image: r/x"), "{file}");
+    }
+
+    #[test]
+    fn logrus_lines() {
+        let (w, e) = compose_messages(
+            "time=\"2026\" level=warning msg=\"The \\\"U\\\" variable is not set. Defaulting to a blank string.\"\nvalidating compose/x.yml: services.web Additional property prots is not allowed\n",
+            &[],
+            Path::new("compose/x.yml"),
+        );
+        assert_eq!(w, ["The \"U\" variable is not set. Defaulting to a blank string."]);
+        assert_eq!(e, ["services.web Additional property prots is not allowed"]);
     }
 
     #[test]

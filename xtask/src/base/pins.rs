@@ -33,6 +33,19 @@ pub struct Debian {
     pub mirror: String,
     /// Host program -> the Debian package that provides it.
     pub host_packages: BTreeMap<String, HostPackage>,
+    /// Programs the xtask runs on the host from `suite`'s packages, unpacked
+    /// into the cache rather than installed.
+    #[serde(default)]
+    pub tools: BTreeMap<String, DebianTool>,
+}
+
+/// A program from a Debian package of the pinned suite, run on the host.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DebianTool {
+    pub package: String,
+    /// The program inside the unpacked package.
+    pub path: String,
 }
 
 /// The Debian package (of the host's own release) that provides a host program.
@@ -105,6 +118,13 @@ impl Pins {
             Some(p) => Ok(p),
             None => bail!("{FILE} has no `images.{name}` entry"),
         }
+    }
+
+    pub fn debian_tool(&self, name: &str) -> Result<&DebianTool> {
+        self.debian
+            .tools
+            .get(name)
+            .with_context(|| format!("{FILE} has no `debian.tools.{name}` entry"))
     }
 
     pub fn go_tool(&self, name: &str) -> Result<&GoTool> {

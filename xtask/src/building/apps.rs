@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose::{self, App, Build},
     base::{exec, files, project::Project, ui},
-    building::{buildah, images},
+    building::{buildah, debian, images},
 };
 
 /// Label on every app image built here: the hash of what it was built from.
@@ -27,6 +27,21 @@ const INPUTS_LABEL: &str = "org.linuxkit-compose.inputs";
 pub enum Builder {
     Buildah,
     Docker,
+}
+
+/// The app in `source`, read by docker compose (the compose v2 the VM runs,
+/// unpacked from its Debian package into the cache on first use).
+pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
+    let compose = {
+        let _lock = project.lock()?;
+        debian::tool(&Shell::new()?, project, "docker-compose")?
+    };
+    App::load(&compose, project, source)
+}
+
+/// The repository's own app.
+pub fn default_app(project: &Project) -> Result<App> {
+    load(project, &compose::Source::default())
 }
 
 /// `docker build` if a Docker engine answers within a few seconds, else buildah.
@@ -219,6 +234,35 @@ fn layer_count(sh: &Shell, tar: &Path) -> Result<usize> {
         exec::read(cmd!(sh, "tar -xOf {tar} manifest.json")).context("reading manifest.json from the tarball")?;
     let v: Value = serde_json::from_str(&manifest).context("manifest.json of the tarball")?;
     Ok(v[0]["Layers"].as_array().map_or(0, Vec::len))
+}
+
+/// The app as unit tests read it: through the real docker-compose, which a
+/// unit test takes from the user's cache (it has no cache of its own),
+/// unpacked there at most once per test run.
+#[cfg(test)]
+pub mod testing {
+    use std::{path::PathBuf, sync::OnceLock};
+
+    use super::*;
+
+    pub fn compose() -> PathBuf {
+        static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+        PROGRAM
+            .get_or_init(|| {
+                let project = Project::new(false).unwrap();
+                let _lock = project.lock().unwrap();
+                debian::tool(&Shell::new().unwrap(), &project, "docker-compose").unwrap()
+            })
+            .clone()
+    }
+
+    pub fn load(source: &compose::Source) -> App {
+        App::load(&compose(), &crate::base::project::for_tests(), source).unwrap()
+    }
+
+    pub fn default_app() -> App {
+        load(&compose::Source::default())
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@
 use std::{
     fs,
     os::unix::fs::{symlink, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, project::Project};
+use crate::base::{exec, files, project::Project, ui};
 
 /// Unpack Debian `packages` (with their dependencies, unconfigured) into `tree`
 /// and give it the merged-/usr links and the users its programs expect.
@@ -65,6 +65,53 @@ pub fn tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> 
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
+}
+
+/// The path of host tool `name` (pins.yml `debian.tools`): its package is
+/// unpacked once per suite and mirror into the cache, outside the repository.
+pub fn tool(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
+    let pin = project.pins.debian_tool(name)?;
+    let debian = &project.pins.debian;
+    let key = files::content_hash(
+        &format!(
+            "suite={}\nmirror={}\npackage={}\n",
+            debian.suite, debian.mirror, pin.package
+        ),
+        &[],
+        6,
+    );
+    let dir = project
+        .cache_path("tools")
+        .join(format!("{}-{}-{key}", pin.package, debian.suite));
+    let program = dir.join(&pin.path);
+    if program.is_file() {
+        return Ok(program);
+    }
+    let step = ui::step(format!(
+        "{name} (Debian {} package {}, for the host)",
+        debian.suite, pin.package
+    ));
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        fs::remove_dir_all(&partial)?;
+    }
+    fs::create_dir_all(partial.parent().expect("under the cache"))?;
+    let (suite, mirror, include) = (&debian.suite, &debian.mirror, format!("--include={}", pin.package));
+    exec::run(cmd!(
+        sh,
+        "mmdebstrap --mode=root --variant=extract {include} {suite} {partial} {mirror}"
+    ))
+    .with_context(|| format!("unpacking Debian {suite} package {}", pin.package))?;
+    if !partial.join(&pin.path).is_file() {
+        bail!(
+            "Debian {suite} package {} has no {} (pins.yml `debian.tools.{name}`)",
+            pin.package,
+            pin.path
+        );
+    }
+    fs::rename(&partial, &dir)?;
+    step.done_with("unpacked");
+    Ok(program)
 }
 
 /// `bin sbin lib lib64` as links into `usr/`, as on any current Debian system.

@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
@@ -16,7 +16,7 @@ use crate::{
     base::ui,
     building::host,
     run::http,
-    run::qemu::{self, Accel, Console, Probe, VmSpec, Why},
+    run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
     vm::linuxkit::Artifacts,
 };
 
@@ -63,7 +63,7 @@ pub fn spec(
     artifacts: &Artifacts,
     accel: Accel,
     console: Console,
-    forwards: Vec<(u16, u16)>,
+    forwards: Vec<Forward>,
 ) -> Result<VmSpec> {
     Ok(VmSpec {
         qemu: host::path(project, host::QEMU)?,
@@ -139,18 +139,33 @@ fn remove_stale_pins(dist: &Path) {
     }
 }
 
-/// Boot `artifacts` with the serial console on this terminal and guest port 80
-/// on 127.0.0.1:`port`, after `intro` has said what to expect; returns when
-/// QEMU exits.
+/// Boot `artifacts` with the serial console on this terminal and `forwards`
+/// from 127.0.0.1, after `intro` has said what to expect; returns when QEMU
+/// exits. A host port something else holds is an error before QEMU starts.
 pub fn interactive(
     project: &Project,
     opts: &VmOpts,
     artifacts: &Artifacts,
-    port: u16,
+    forwards: Vec<Forward>,
     intro: impl FnOnce(),
 ) -> Result<()> {
+    for f in &forwards {
+        if let Err(e) = listen_check(f.host, f.udp) {
+            let proto = if f.udp { "udp" } else { "tcp" };
+            let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "only root may listen there".to_string()
+            } else {
+                format!("it is taken ({e})")
+            };
+            bail!(
+                "cannot forward 127.0.0.1:{} ({proto}) to the VM's port {}: {why}; free it, or choose another with --port where it is the router's",
+                f.host,
+                f.guest
+            );
+        }
+    }
     let accel = accel(project, opts, &artifacts.kernel)?;
-    let spec = spec(project, opts, artifacts, accel, Console::Terminal, vec![(port, 80)])?;
+    let spec = spec(project, opts, artifacts, accel, Console::Terminal, forwards)?;
     intro();
     ui::say!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
     let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
@@ -160,10 +175,23 @@ pub fn interactive(
     Ok(())
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
+/// A port on 127.0.0.1 that nothing listens on right now (TCP, or UDP).
+pub fn free_port(udp: bool) -> Result<u16> {
+    let port = if udp {
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|s| s.local_addr())
+    } else {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr())
+    };
+    Ok(port.context("finding a free port on 127.0.0.1")?.port())
+}
+
+/// Can 127.0.0.1:`port` be listened on?
+pub fn listen_check(port: u16, udp: bool) -> std::io::Result<()> {
+    if udp {
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).map(drop)
+    } else {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map(drop)
+    }
 }
 
 /// A headless boot's serial log, `dist/NAME-serial.log`, held (flock) for as
@@ -199,22 +227,49 @@ pub fn wait_for_200(
     deadline: Instant,
     given_up: &dyn Fn() -> Option<String>,
 ) -> Result<(String, Instant)> {
+    let (answer, at) = wait_for(
+        vm,
+        port,
+        host,
+        deadline,
+        given_up,
+        "HTTP 200",
+        &|a| matches!(a, http::Answer::Http(r) if r.status == 200),
+    )?;
+    match answer {
+        http::Answer::Http(r) => Ok((r.body, at)),
+        http::Answer::Other(_) => unreachable!("only HTTP 200 is accepted"),
+    }
+}
+
+/// Poll 127.0.0.1:`port` (`GET /` with `Host: host`) until `accept` takes the
+/// answer (`want` says what that is), QEMU exits, `given_up` reports that the
+/// guest gave up, or the deadline passes. Returns the answer and when it came.
+pub fn wait_for(
+    vm: &mut qemu::Vm,
+    port: u16,
+    host: &str,
+    deadline: Instant,
+    given_up: &dyn Fn() -> Option<String>,
+    want: &str,
+    accept: &dyn Fn(&http::Answer) -> bool,
+) -> Result<(http::Answer, Instant)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut last = String::from("no answer yet");
     loop {
         if let Some(status) = vm.exited()? {
-            bail!("QEMU exited ({status}) before {host} answered HTTP 200 (last: {last})");
+            bail!("QEMU exited ({status}) before {host} on 127.0.0.1:{port} answered {want} (last: {last})");
         }
         if let Some(reason) = given_up() {
-            bail!("the guest gave up before {host} answered HTTP 200: {reason}");
+            bail!("the guest gave up before {host} on 127.0.0.1:{port} answered {want}: {reason}");
         }
-        match http::get(addr, host, "/", Duration::from_secs(5)) {
-            Ok(r) if r.status == 200 => return Ok((r.body, Instant::now())),
-            Ok(r) => last = format!("HTTP {}", r.status),
+        match http::ask(addr, host, "/", Duration::from_secs(5)) {
+            Ok(a) if accept(&a) => return Ok((a, Instant::now())),
+            Ok(a) => last = a.to_string(),
             Err(e) => last = format!("{e:#}"),
         }
         if Instant::now() >= deadline {
-            bail!("no HTTP 200 for Host {host} on 127.0.0.1:{port} before the deadline (last: {last})");
+            bail!("no {want} from {host} on 127.0.0.1:{port} before the deadline (last: {last})");
         }
         thread::sleep(Duration::from_millis(500));
     }

@@ -15,9 +15,44 @@ pub struct Response {
     pub body: String,
 }
 
+/// What a port answered a GET with: HTTP, or something else (a database, say).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Http(Response),
+    /// The first bytes of an answer that is not HTTP/1.x.
+    Other(Vec<u8>),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Http(r) => write!(f, "HTTP {}", r.status),
+            Answer::Other(raw) => write!(f, "not HTTP: {:?}", String::from_utf8_lossy(&raw[..raw.len().min(40)])),
+        }
+    }
+}
+
+/// GET `path` from `addr` with `Host: host`; an answer that is not HTTP is
+/// still an answer. No answer at all (the connection closed) is an error.
+pub fn ask(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Answer> {
+    let raw = exchange(addr, host, path, timeout)?;
+    if raw.is_empty() {
+        return parse(&raw).map(Answer::Http);
+    }
+    Ok(match parse(&raw) {
+        Ok(r) => Answer::Http(r),
+        Err(_) if !raw.starts_with(b"HTTP/") => Answer::Other(raw),
+        Err(e) => return Err(e),
+    })
+}
+
 /// GET `path` from `addr` with `Host: host`. HTTP/1.0, so the server closes the
 /// connection after the response and the body is everything that follows.
 pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Response> {
+    parse(&exchange(addr, host, path, timeout)?)
+}
+
+fn exchange(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -26,8 +61,13 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resul
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A server that speaks first and waits (or resets) after a request it
+        // does not understand: what it said is its answer.
+        Err(_) if !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn parse(raw: &[u8]) -> Result<Response> {

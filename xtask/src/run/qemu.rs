@@ -68,10 +68,28 @@ pub struct VmSpec {
     pub cpus: u32,
     pub memory_mb: u32,
     pub console: Console,
-    /// (host port on 127.0.0.1, guest port)
-    pub forwards: Vec<(u16, u16)>,
+    /// Ports forwarded from 127.0.0.1 on the host into the guest.
+    pub forwards: Vec<Forward>,
     /// The user's own arguments (`run-* -- ARGS`), last so they can override.
     pub extra: Vec<String>,
+}
+
+/// A host port on 127.0.0.1 forwarded to a guest port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+    pub udp: bool,
+}
+
+impl Forward {
+    pub fn tcp(host: u16, guest: u16) -> Forward {
+        Forward {
+            host,
+            guest,
+            udp: false,
+        }
+    }
 }
 
 /// The full QEMU argument list for `spec`.
@@ -101,7 +119,10 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     let hostfwd: String = spec
         .forwards
         .iter()
-        .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
+        .map(|f| {
+            let proto = if f.udp { "udp" } else { "tcp" };
+            format!(",hostfwd={proto}:127.0.0.1:{}-:{}", f.host, f.guest)
+        })
         .collect();
     push(&["-netdev", &format!("user,id=net0{hostfwd}")]);
     push(&["-device", "virtio-net-pci,netdev=net0"]);
@@ -248,7 +269,7 @@ mod tests {
             cpus: 2,
             memory_mb: 3072,
             console,
-            forwards: vec![(8080, 80)],
+            forwards: vec![Forward::tcp(8080, 80)],
             extra: vec![],
         }
     }
@@ -266,12 +287,20 @@ mod tests {
     #[test]
     fn forwards_bind_loopback_only() {
         let mut s = spec(Accel::Tcg, Console::Terminal);
-        s.forwards = vec![(8080, 80), (9000, 443)];
+        s.forwards = vec![
+            Forward::tcp(8080, 80),
+            Forward::tcp(9000, 443),
+            Forward {
+                host: 5353,
+                guest: 53,
+                udp: true,
+            },
+        ];
         let a = args(&s);
         let netdev = &a[a.iter().position(|x| x == "-netdev").unwrap() + 1];
         assert_eq!(
             netdev,
-            "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:443"
+            "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:443,hostfwd=udp:127.0.0.1:5353-:53"
         );
     }
 

@@ -32,7 +32,7 @@ impl Local {
     /// and wait until it answers `GET /v2/`.
     pub fn start(project: &Project, log: &Path) -> Result<Local> {
         let program = host::path(project, "docker-registry")?;
-        let port = boot::free_port()?;
+        let port = boot::free_port(false)?;
         let dir = project.cache_path("registry");
         fs::create_dir_all(dir.join("data"))?;
         // One config per process: two commands may each run a registry.

@@ -2,7 +2,7 @@
 //! `run-smoke`), and what every boot of a compose VM needs first: the VM
 //! built and pinned, and for the dynamic method a registry serving its images.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
@@ -11,6 +11,7 @@ use crate::{
     building::registry::Address,
     run::{
         boot::{self, VmOpts},
+        qemu::Forward,
         registry,
     },
     vm::{
@@ -59,36 +60,79 @@ pub fn prepare(
     })
 }
 
-/// `cargo xtask run-static|run-dynamic`: boot on this terminal with guest port 80
-/// on 127.0.0.1:`port`, after saying how to reach each routed hostname.
+/// `cargo xtask run-static|run-dynamic`: boot on this terminal with every
+/// published port on the same port of 127.0.0.1, as `docker compose up` would
+/// publish it (`router_port`, if given, moves the router's), after saying how
+/// to reach each routed hostname and port.
 pub fn run_method(
     sh: &Shell,
     project: &Project,
     method: Method,
     app: &App,
     registry: Option<&Address>,
-    port: u16,
+    router_port: Option<u16>,
     opts: &VmOpts,
 ) -> Result<()> {
+    let forwards = published_forwards(app, router_port)?;
     let prepared = prepare(sh, project, method, app, registry)?;
-    boot::interactive(project, opts, &prepared.artifacts, port, || {
+    boot::interactive(project, opts, &prepared.artifacts, forwards.clone(), || {
         ui::say!(
-            "{}: the app answers on 127.0.0.1:{port} once the console says \"compose: app is up\":",
+            "{}: the app answers once the console says \"compose: app is up\":",
             method.vm_name()
         );
-        for (host, service) in app.routes() {
+        let on_host = |guest: u16| forwards.iter().find(|f| f.guest == guest && !f.udp).map(|f| f.host);
+        if let Some(port) = app.router_port().and_then(on_host) {
+            for (host, service) in app.routes() {
+                ui::say!(
+                    "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
+                    service.name
+                );
+            }
+        }
+        for (p, service) in app.published() {
+            let proto = if p.udp { "udp" } else { "tcp" };
+            let host = forwards
+                .iter()
+                .find(|f| f.guest == p.published && f.udp == p.udp)
+                .map_or(0, |f| f.host);
             ui::say!(
-                "  curl -H 'Host: {host}' http://127.0.0.1:{port}/      # service {}",
-                service.name
+                "  127.0.0.1:{host} ({proto}) -> service {} port {}",
+                service.name,
+                p.target
             );
         }
     })
 }
 
+/// Every published port of `app` from the same port of 127.0.0.1, the router's
+/// from `router_port` if given.
+fn published_forwards(app: &App, router_port: Option<u16>) -> Result<Vec<Forward>> {
+    if router_port.is_some() && app.router_port().is_none() {
+        bail!(
+            "{}: --port moves the router's published port, and no service routes by Host rules",
+            app.file.display()
+        );
+    }
+    Ok(app
+        .published()
+        .into_iter()
+        .map(|(p, _)| {
+            let moved = (!p.udp && Some(p.published) == app.router_port())
+                .then_some(router_port)
+                .flatten();
+            Forward {
+                host: moved.unwrap_or(p.published),
+                guest: p.published,
+                udp: p.udp,
+            }
+        })
+        .collect())
+}
+
 /// `cargo xtask run-smoke`: the smoke VM on this terminal.
 pub fn run_smoke(sh: &Shell, project: &Project, port: u16, opts: &VmOpts) -> Result<()> {
     let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
-    boot::interactive(project, opts, &artifacts, port, || {
+    boot::interactive(project, opts, &artifacts, vec![Forward::tcp(port, 80)], || {
         ui::say!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
     })
 }

@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    app::compose,
     base::{exec, project::Project, ui},
     run::{boot::VmOpts, test_boot},
     vm::methods::Method,
@@ -27,7 +26,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         exec::run(exec::clean_cargo_env(command)).context(context)?;
         step.done();
     }
-    let app = compose::default_app(project)?;
+    let app = crate::building::apps::default_app(project)?;
     let boot = |method, unreachable_registry| test_boot::Options {
         method,
         registry: None,

@@ -18,7 +18,7 @@ use crate::{
         boot::{self, VmOpts},
         http,
         phases::{self, Phases},
-        qemu::{Accel, Console, Vm},
+        qemu::{Accel, Console, Forward, Vm},
         session,
     },
     vm::{
@@ -73,10 +73,10 @@ pub fn measure(sh: &Shell, project: &Project, args: &Options, app: &App) -> Resu
     }
 }
 
-/// A headless VM with guest port 80 on a free loopback port.
+/// A headless VM with guest ports on free loopback ports.
 struct Headless {
     vm: Vm,
-    port: u16,
+    forwards: Vec<Forward>,
     log: std::path::PathBuf,
     /// Holds the serial log's name for this boot.
     _serial: boot::SerialLog,
@@ -90,6 +90,7 @@ fn boot(
     args: &Options,
     name: &str,
     artifacts: &Artifacts,
+    guest_ports: &[(u16, bool)],
     timeouts: (u64, u64),
 ) -> Result<Headless> {
     let accel = boot::accel(project, &args.vm, &artifacts.kernel)?;
@@ -97,7 +98,16 @@ fn boot(
         Accel::Tcg => timeouts.0,
         Accel::Kvm => timeouts.1,
     }));
-    let port = boot::free_port()?;
+    let forwards = guest_ports
+        .iter()
+        .map(|&(guest, udp)| {
+            Ok(Forward {
+                host: boot::free_port(udp)?,
+                guest,
+                udp,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let serial = boot::serial_log(&project.dist, name)?;
     let log = serial.path.clone();
     let spec = boot::spec(
@@ -106,18 +116,30 @@ fn boot(
         artifacts,
         accel,
         Console::File(log.clone()),
-        vec![(port, 80)],
+        forwards.clone(),
     )?;
+    let ports: Vec<String> = forwards
+        .iter()
+        .map(|f| {
+            format!(
+                "guest port {} on 127.0.0.1:{}{}",
+                f.guest,
+                f.host,
+                if f.udp { " (udp)" } else { "" }
+            )
+        })
+        .collect();
     ui::note(format!(
-        "{name}: serial console in {}, guest port 80 on 127.0.0.1:{port}",
-        project.rel(&log).display()
+        "{name}: serial console in {}, {}",
+        project.rel(&log).display(),
+        ports.join(", ")
     ));
     let step = ui::step(format!("boot {name} headless ({accel})"));
     let vm = Vm::spawn(&spec)?;
     let deadline = vm.started + timeout;
     Ok(Headless {
         vm,
-        port,
+        forwards,
         log,
         _serial: serial,
         accel,
@@ -127,6 +149,15 @@ fn boot(
 }
 
 impl Headless {
+    /// The loopback port guest TCP port `guest` is forwarded from.
+    fn port(&self, guest: u16) -> u16 {
+        self.forwards
+            .iter()
+            .find(|f| f.guest == guest && !f.udp)
+            .map(|f| f.host)
+            .expect("every probed port is forwarded")
+    }
+
     /// Stop the VM; on failure show the serial log's tail and what the compose
     /// runner said.
     fn finish<T>(self, result: Result<T>) -> Result<T> {
@@ -166,11 +197,12 @@ fn compose_lines(log: &Path) -> String {
 fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
     let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
-    let mut h = boot(project, args, &vm_def.name, &artifacts, (300, 90))?;
+    let mut h = boot(project, args, &vm_def.name, &artifacts, &[(80, false)], (300, 90))?;
     let log = h.log.clone();
     let console = log.clone();
     let gave_up = move || gave_up(&boot::read_log(&console));
-    let result = boot::wait_for_200(&mut h.vm, h.port, "localhost", h.deadline, &gave_up).and_then(|(body, at)| {
+    let port = h.port(80);
+    let result = boot::wait_for_200(&mut h.vm, port, "localhost", h.deadline, &gave_up).and_then(|(body, at)| {
         if body != linuxkit::SMOKE_PAGE {
             bail!(
                 "HTTP 200, but not the smoke page: got {body:?}, want {:?}",
@@ -195,29 +227,27 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
 }
 
 fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
-    let routes = app.routes();
-    if routes.is_empty() {
-        bail!(
-            "{}: no service has a traefik Host(`…`) rule, so there is nothing to test",
-            app.file.display()
-        );
-    }
+    let guest_ports = probe_plan(app)?;
     let registry = args.registry.as_ref();
     let mut prepared = session::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
         return unreachable_registry(project, args, method, app, prepared).map(|()| Timings::default());
     }
-    let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
+    let mut h = boot(
+        project,
+        args,
+        method.vm_name(),
+        &prepared.artifacts,
+        &guest_ports,
+        (600, 240),
+    )?;
     let log = h.log.clone();
-    let result = check_routes(&mut h, app);
+    let result = check_app(&mut h, app);
     let mut timings = h.finish(result)?;
     let phases = phases::parse(&boot::read_log(&log));
     ui::say!("  phases (guest uptime): {phases}");
     timings.phases = Some(phases);
-    ui::say!(
-        "{}: every routed host answered with its own page; an unknown host got traefik's 404",
-        method.vm_name()
-    );
+    ui::say!("{}: {}", method.vm_name(), summary(app));
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
         let pulled = local.pulled_manifests();
@@ -260,12 +290,24 @@ fn unreachable_registry(
     };
     local.stop();
     let registry = local.address.as_seen_from_guest().host;
-    // A host the app routes: if the VM got its images after all, this answers.
-    let (host, _) = app.routes()[0];
-    let mut h = boot(project, args, method.vm_name(), &prepared.artifacts, (600, 240))?;
+    // What the app answers on: if the VM got its images after all, this answers.
+    let guest_ports = probe_plan(app)?;
+    let (host, guest) = match app.routes().first() {
+        Some((host, _)) => (host.to_string(), app.router_port().expect("checked by probe_plan")),
+        None => ("localhost".to_string(), guest_ports[0].0),
+    };
+    let mut h = boot(
+        project,
+        args,
+        method.vm_name(),
+        &prepared.artifacts,
+        &guest_ports,
+        (600, 240),
+    )?;
     let log = h.log.clone();
     let failed = move || gave_up(&boot::read_log(&log));
-    let outcome = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &failed);
+    let port = h.port(guest);
+    let outcome = boot::wait_for_200(&mut h.vm, port, &host, h.deadline, &failed);
     let result = match outcome {
         Ok(_) => Err(anyhow::anyhow!(
             "Host {host} answered although the app's registry was stopped before boot"
@@ -302,17 +344,99 @@ fn unreachable_verdict(said: &str, registry: &str) -> Result<String, String> {
         .ok_or_else(|| format!("the compose runner gave up without saying that {registry} refused the connection"))
 }
 
-fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
-    let mut bodies: Vec<(String, String)> = Vec::new();
+/// The guest ports a boot test forwards: every published port. An app with
+/// nothing to probe, or Host rules no published port reaches, is an error
+/// before anything boots.
+fn probe_plan(app: &App) -> Result<Vec<(u16, bool)>> {
+    let ports: Vec<(u16, bool)> = app.published().iter().map(|(p, _)| (p.published, p.udp)).collect();
+    if !app.routes().is_empty() && app.router_port().is_none() {
+        bail!(
+            "{}: services are routed by traefik Host rules, but the router publishes no port (no service that mounts the Docker socket publishes one, and nothing publishes port 80), so nothing outside the VM reaches them",
+            app.file.display()
+        );
+    }
+    if !ports.iter().any(|(_, udp)| !udp) {
+        bail!(
+            "{}: no service publishes a TCP port (`ports:`), so nothing outside the VM can reach the app and there is nothing to test",
+            app.file.display()
+        );
+    }
+    Ok(ports)
+}
+
+/// What a passing boot test checked.
+fn summary(app: &App) -> String {
+    let mut checked = Vec::new();
+    if !app.routes().is_empty() {
+        checked.push("every routed host answered with its own page; an unknown host got traefik's 404".to_string());
+    }
+    let ports: Vec<String> = app
+        .published()
+        .iter()
+        .filter(|(p, _)| !p.udp && Some(p.published) != app.router_port())
+        .map(|(p, _)| p.published.to_string())
+        .collect();
+    if !ports.is_empty() {
+        checked.push(format!("published port(s) {} answered", ports.join(", ")));
+    }
+    checked.join("; ")
+}
+
+/// Does a published port answer as a working app would? HTTP 2xx or 3xx, or
+/// anything at all from a service that does not speak HTTP.
+fn port_answer_ok(answer: &http::Answer) -> bool {
+    match answer {
+        http::Answer::Http(r) => (200..400).contains(&r.status),
+        http::Answer::Other(_) => true,
+    }
+}
+
+fn check_app(h: &mut Headless, app: &App) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
         hosts: vec![],
         phases: None,
     };
+    let router = app.router_port();
+    if let Some(router) = router.filter(|_| !app.routes().is_empty()) {
+        check_routes(h, app, h.port(router), &mut timings)?;
+    }
+    for (p, service) in app.published() {
+        if p.udp || Some(p.published) == router && !app.routes().is_empty() {
+            continue;
+        }
+        let log = h.log.clone();
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let port = h.port(p.published);
+        let (answer, at) = boot::wait_for(
+            &mut h.vm,
+            port,
+            "localhost",
+            h.deadline,
+            &gave_up,
+            "HTTP 2xx/3xx",
+            &port_answer_ok,
+        )?;
+        ui::say!(
+            "  port {} (service `{}`, 127.0.0.1:{port}): {answer} {} after QEMU started ({})",
+            p.published,
+            service.name,
+            ui::secs(at - h.vm.started),
+            h.accel
+        );
+        timings.hosts.push((format!("port {}", p.published), at - h.vm.started));
+    }
+    Ok(timings)
+}
+
+/// Every Host rule through the router's port: each serves its own service's
+/// page; a Host no rule matches gets traefik's 404.
+fn check_routes(h: &mut Headless, app: &App, port: u16, timings: &mut Timings) -> Result<()> {
+    let mut bodies: Vec<(String, &Service, String)> = Vec::new();
     for (host, service) in app.routes() {
         let log = h.log.clone();
         let gave_up = move || gave_up(&boot::read_log(&log));
-        let (body, at) = boot::wait_for_200(&mut h.vm, h.port, host, h.deadline, &gave_up)?;
+        let (body, at) = boot::wait_for_200(&mut h.vm, port, host, h.deadline, &gave_up)?;
         if let Some(want) = expected_body(service) {
             if body != want {
                 bail!(
@@ -321,8 +445,9 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
                 );
             }
         }
-        if let Some((other, _)) = bodies.iter().find(|(_, b)| *b == body) {
-            bail!("Host {host} and Host {other} answer with the same page: routing by hostname is not working");
+        let same = bodies.iter().find(|(_, s, b)| *b == body && s.image != service.image);
+        if let Some((other, _, _)) = same {
+            bail!("Host {host} and Host {other} (different images) answer with the same page: routing by hostname is not working");
         }
         ui::say!(
             "  {host}: HTTP 200 from `{}` {} after QEMU started ({})",
@@ -330,10 +455,10 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
             ui::secs(at - h.vm.started),
             h.accel
         );
-        bodies.push((host.to_string(), body));
+        bodies.push((host.to_string(), service, body));
         timings.hosts.push((host.to_string(), at - h.vm.started));
     }
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, h.port));
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let r = http::get(addr, UNKNOWN_HOST, "/", Duration::from_secs(10))?;
     if r.status != 404 || r.body != TRAEFIK_404 {
         bail!(
@@ -343,7 +468,7 @@ fn check_routes(h: &mut Headless, app: &App) -> Result<Timings> {
         );
     }
     ui::say!("  {UNKNOWN_HOST}: HTTP 404 from traefik");
-    Ok(timings)
+    Ok(())
 }
 
 /// The console line that says this boot cannot succeed, if there is one:
@@ -383,7 +508,7 @@ mod tests {
 
     #[test]
     fn expected_bodies_come_from_the_build_contexts() {
-        let app = crate::app::compose::default_app(&crate::base::project::for_tests()).unwrap();
+        let app = crate::building::apps::testing::default_app();
         let a = app
             .services
             .iter()

@@ -16,7 +16,7 @@ use crate::{
     },
     vm::{
         linuxkit::ComposePayload,
-        method::{runtime_compose, Method, ENGINE},
+        method::{runtime_compose, Method, ENGINE, PROJECT_IN_VM},
     },
 };
 
@@ -30,7 +30,7 @@ const REGISTRY_VAR: &str = "LINUXKIT_COMPOSE_REGISTRY";
 pub fn payload(registry: Option<&Address>) -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Dynamic),
-        tarballs: vec![],
+        project_files: vec![],
         // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
         daemon_json: format!("{{{ENGINE}, \"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
         cmdline: registry
@@ -51,7 +51,7 @@ pub fn guest_registry(registry: &Address) -> String {
 
 /// The compose file the VM runs: every image from the registry named at boot.
 pub fn runtime_file(app: &App) -> Result<String> {
-    app.runtime_file("always", |image| {
+    app.runtime_file("always", PROJECT_IN_VM, |image| {
         format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
     })
 }

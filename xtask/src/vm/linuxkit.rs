@@ -40,7 +40,7 @@ pub struct Container {
 }
 
 /// A file (or directory) LinuxKit puts into the VM's root.
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct File {
     pub path: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -153,13 +153,14 @@ pub fn render(config: &Config, regenerate: &str) -> Result<String> {
 }
 
 /// What a compose VM carries besides the base: the compose file it runs, the
-/// image tarballs it loads (static), and the Docker engine's daemon.json.
+/// project files its services bind-mount, and the Docker engine's daemon.json.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComposePayload {
     /// Repository-relative path of the compose file the VM runs.
     pub compose_file: String,
-    /// (file name in /compose/images, repository-relative source)
-    pub tarballs: Vec<(String, String)>,
+    /// The project's files and folders the services bind-mount, under
+    /// `etc/compose/project/` in the VM.
+    pub project_files: Vec<File>,
     pub daemon_json: String,
     /// Extra kernel command-line parameters (the dynamic method's registry).
     pub cmdline: Vec<String>,
@@ -186,11 +187,7 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     config
         .files
         .push(File::source("etc/compose/docker-compose.yml", &payload.compose_file));
-    for (name, source) in &payload.tarballs {
-        config
-            .files
-            .push(File::source(&format!("etc/compose/images/{name}"), source));
-    }
+    config.files.extend(payload.project_files.iter().cloned());
     config
 }
 
@@ -378,7 +375,10 @@ mod tests {
         }
         let payload = ComposePayload {
             compose_file: "dist/compose-static/docker-compose.yml".into(),
-            tarballs: vec![("x_a_1.tar".into(), "dist/images/x_a_1.tar".into())],
+            project_files: vec![File::source(
+                "etc/compose/project/nginx.conf",
+                "dist/compose-static/project/nginx.conf",
+            )],
             daemon_json: "{}\n".into(),
             cmdline: vec!["linuxkit_compose.registry=r.example.com/team".into()],
         };
@@ -390,12 +390,12 @@ mod tests {
     #[test]
     fn checked_in_yaml_is_current() {
         let project = crate::base::project::for_tests();
-        let app = crate::app::compose::default_app(&project).unwrap();
+        let app = crate::building::apps::testing::default_app();
         let compose = |m| crate::vm::methods::vm(&project, m, &app, None);
         for vm in [
             smoke_vm(),
-            compose(crate::vm::methods::Method::Static),
-            compose(crate::vm::methods::Method::Dynamic),
+            compose(crate::vm::methods::Method::Static).unwrap(),
+            compose(crate::vm::methods::Method::Dynamic).unwrap(),
         ] {
             let on_disk = fs::read_to_string(vm.yaml_path(&project)).unwrap_or_default();
             assert!(

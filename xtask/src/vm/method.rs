@@ -28,3 +28,7 @@ pub const ENGINE: &str = r#""bridge": "none", "userland-proxy": false"#;
 pub fn runtime_compose(method: Method) -> String {
     format!("dist/{}/docker-compose.yml", method.vm_name())
 }
+
+/// Where a compose VM carries the project's bind-mounted files and folders
+/// (the engine's service sees the VM's /etc/compose there).
+pub const PROJECT_IN_VM: &str = "/etc/compose/project";

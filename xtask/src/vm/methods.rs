@@ -4,9 +4,12 @@
 //! (`static_vm`: baked in as a ready image store; `dynamic_vm`: pulled from a
 //! registry at boot).
 
-use std::path::Path;
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
@@ -15,12 +18,12 @@ use crate::{
     building::{apps, registry::Address},
     vm::{
         dynamic_vm,
-        linuxkit::{self, Artifacts, ComposePayload, Vm},
+        linuxkit::{self, Artifacts, ComposePayload, File, Vm},
         static_vm,
     },
 };
 
-pub use crate::vm::method::{runtime_compose, Method};
+pub use crate::vm::method::{runtime_compose, Method, PROJECT_IN_VM};
 pub use dynamic_vm::{guest_registry, REGISTRY_PARAM};
 
 /// What the VM carries besides the app's images.
@@ -34,17 +37,100 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
 /// The method's VM. Only the default app without `--registry` is described by
 /// the checked-in `linuxkit/<name>.yml`; any other build writes its YAML under
 /// dist/, so no build with other input changes a tracked file.
-pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Vm {
-    let mut vm = linuxkit::compose_vm(method.vm_name(), payload(method, registry));
+pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Vm> {
+    let mut payload = payload(method, registry);
+    payload.project_files = project_files(method, app)?;
+    let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
     vm.base_initrd = method == Method::Static;
     vm.checked_in = registry.is_none() && is_default(project, app);
-    vm
+    Ok(vm)
 }
 
 /// Is `app` the repository's own compose file?
 fn is_default(project: &Project, app: &App) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     canonical(&app.file).is_some() && canonical(&app.file) == canonical(&project.root.join(compose::DEFAULT))
+}
+
+/// Where the project's bind-mounted files are staged for `linuxkit build`,
+/// relative to the repository.
+fn project_stage(method: Method) -> String {
+    format!("dist/{}/project", method.vm_name())
+}
+
+/// LinuxKit `files:` for every file and folder of the project a service
+/// bind-mounts, from the stage, under [`PROJECT_IN_VM`] with their modes.
+fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
+    let vm_root = PROJECT_IN_VM.trim_start_matches('/');
+    let stage = project_stage(method);
+    let mut out: Vec<File> = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut add_dir = |out: &mut Vec<File>, rel: &Path| {
+        for dir in rel.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_path_buf());
+                let path = Path::new(vm_root).join(dir);
+                out.push(File::directory(path.to_str().expect("UTF-8").trim_end_matches('/')));
+            }
+        }
+    };
+    for rel in app.binds() {
+        let host = app.dir.join(rel);
+        let Ok(meta) = std::fs::metadata(&host) else {
+            continue; // the engine makes an empty folder, as it would without the VM
+        };
+        let entries = if meta.is_dir() {
+            let mut entries = Vec::new();
+            for (file, _, _) in files::tree_files(&host)? {
+                let mode = std::fs::metadata(host.join(&file))?.permissions().mode();
+                entries.push((rel.join(file), mode));
+            }
+            entries
+        } else {
+            vec![(rel.to_path_buf(), meta.permissions().mode())]
+        };
+        if meta.is_dir() {
+            add_dir(&mut out, rel);
+        }
+        for (file, mode) in entries {
+            add_dir(&mut out, file.parent().unwrap_or(Path::new("")));
+            let mut f = File::source(
+                &Path::new(vm_root).join(&file).display().to_string(),
+                &format!("{stage}/{}", file.display()),
+            );
+            f.mode = Some(format!("{:04o}", mode & 0o7777));
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+/// Copy the project's bind-mounted files to the stage [`project_files`] names,
+/// rewriting only what changed (`linuxkit build` is redone when a source's
+/// mtime changes).
+fn stage_project(project: &Project, method: Method, app: &App) -> Result<()> {
+    let stage = project.root.join(project_stage(method));
+    let mut wanted = Vec::new();
+    for f in project_files(method, app)? {
+        let Some(source) = &f.source else { continue };
+        let rel = Path::new(source).strip_prefix(project_stage(method)).expect("staged");
+        let from = app.dir.join(rel);
+        let to = stage.join(rel);
+        let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+        std::fs::create_dir_all(to.parent().expect("under the stage"))?;
+        files::write_if_changed(&to, &bytes)?;
+        wanted.push(to);
+    }
+    // Nothing stale from an earlier app stays in the stage.
+    if stage.is_dir() {
+        for (file, _, _) in files::tree_files(&stage)? {
+            let path = stage.join(file);
+            if !wanted.contains(&path) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The compose file the VM runs.
@@ -75,7 +161,8 @@ pub fn build(
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
     files::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
-    let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
+    stage_project(project, method, app)?;
+    let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry)?)?;
     match method {
         Method::Static => static_vm::append_images(sh, project, app, artifacts),
         Method::Dynamic => Ok(artifacts),
@@ -87,16 +174,31 @@ mod tests {
     use super::*;
 
     fn app() -> App {
-        let root = crate::base::project::root();
-        App::load(&root.join(compose::DEFAULT)).unwrap()
+        crate::building::apps::testing::default_app()
+    }
+
+    fn load(file: &Path) -> App {
+        let source = compose::Source {
+            files: vec![file.to_path_buf()],
+            ..Default::default()
+        };
+        crate::building::apps::testing::load(&source)
     }
 
     #[test]
-    fn static_carries_no_tarballs_and_never_pulls() {
+    fn static_appends_its_image_store_and_never_pulls() {
         let p = payload(Method::Static, None);
-        assert!(p.tarballs.is_empty(), "the image store is appended to the initrd");
-        assert!(vm(&crate::base::project::for_tests(), Method::Static, &app(), None).base_initrd);
-        assert!(!vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
+        assert!(p.project_files.is_empty());
+        assert!(
+            vm(&crate::base::project::for_tests(), Method::Static, &app(), None)
+                .unwrap()
+                .base_initrd
+        );
+        assert!(
+            !vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None)
+                .unwrap()
+                .base_initrd
+        );
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
@@ -104,9 +206,8 @@ mod tests {
     }
 
     #[test]
-    fn dynamic_carries_no_tarballs_and_pulls_from_the_named_registry() {
+    fn dynamic_pulls_from_the_named_registry() {
         let p = payload(Method::Dynamic, None);
-        assert!(p.tarballs.is_empty());
         assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
         assert_eq!(
             p.daemon_json,
@@ -137,7 +238,7 @@ mod tests {
         let project = crate::base::project::for_tests();
         let linuxkit_dir = project.root.join("linuxkit");
         for method in [Method::Static, Method::Dynamic] {
-            let default = vm(&project, method, &app(), None);
+            let default = vm(&project, method, &app(), None).unwrap();
             assert_eq!(default.yaml_path(&project).parent().unwrap(), linuxkit_dir);
             let dir = std::env::temp_dir().join(format!("lkc-other-{}-{method:?}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -149,12 +250,62 @@ mod tests {
                     .replace("../apps/", &format!("{}/apps/", project.root.display())),
             )
             .unwrap();
-            let other = vm(&project, method, &App::load(&file).unwrap(), None);
+            let other = vm(&project, method, &load(&file), None).unwrap();
             assert_eq!(other.yaml_path(&project).parent().unwrap(), project.dist);
             std::fs::remove_dir_all(&dir).unwrap();
         }
         let registry = Address::parse("registry.example.com/team").unwrap();
-        let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry));
+        let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry)).unwrap();
         assert_eq!(pushed.yaml_path(&project).parent().unwrap(), project.dist);
+    }
+
+    /// Files and folders beside the compose file that services bind-mount
+    /// travel into the VM with their modes, and the VM's compose file points there.
+    #[test]
+    fn bind_mounted_project_files_travel() {
+        let project = crate::base::project::for_tests();
+        let dir = std::env::temp_dir().join(format!("lkc-binds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf/sub")).unwrap();
+        std::fs::write(dir.join("conf/sub/site.conf"), "server {}\n").unwrap();
+        std::fs::write(dir.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.join("compose.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "services:\n  web:\n    build: {}\n    ports: ['8000:80']\n    volumes:\n      - ./conf:/etc/nginx/conf.d:ro\n      - type: bind\n        source: ./run.sh\n        target: /run.sh\n      - data:/data\nvolumes:\n  data: {{}}\n",
+                project.root.join("apps/a").display()
+            ),
+        )
+        .unwrap();
+        let app = load(&file);
+        let files = project_files(Method::Static, &app).unwrap();
+        let paths: Vec<(&str, Option<&str>, Option<&str>)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.source.as_deref(), f.mode.as_deref()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("etc/compose/project", None, None),
+                ("etc/compose/project/conf", None, None),
+                ("etc/compose/project/conf/sub", None, None),
+                (
+                    "etc/compose/project/conf/sub/site.conf",
+                    Some("dist/compose-static/project/conf/sub/site.conf"),
+                    Some("0644")
+                ),
+                (
+                    "etc/compose/project/run.sh",
+                    Some("dist/compose-static/project/run.sh"),
+                    Some("0755")
+                ),
+            ]
+        );
+        let runtime = runtime_file(Method::Static, &app).unwrap();
+        assert!(runtime.contains("source: /etc/compose/project/conf\n"), "{runtime}");
+        assert!(runtime.contains("source: /etc/compose/project/run.sh\n"), "{runtime}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,14 +11,14 @@ use crate::{
     vm::{
         imagestore,
         linuxkit::{Artifacts, ComposePayload},
-        method::{runtime_compose, Method, ENGINE},
+        method::{runtime_compose, Method, ENGINE, PROJECT_IN_VM},
     },
 };
 
 pub fn payload() -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Static),
-        tarballs: vec![],
+        project_files: vec![],
         daemon_json: format!("{{{ENGINE}}}\n"),
         cmdline: vec![],
     }
@@ -26,7 +26,7 @@ pub fn payload() -> ComposePayload {
 
 /// The compose file the VM runs: every image is in the engine's store, never pulled.
 pub fn runtime_file(app: &App) -> Result<String> {
-    app.runtime_file("never", |image| image.to_string())
+    app.runtime_file("never", PROJECT_IN_VM, |image| image.to_string())
 }
 
 /// The VM's initrd: what `linuxkit build` made, then the app's image store.
