@@ -276,13 +276,7 @@ impl ComposeArg {
     /// Read the app as docker compose does and check it, before any work
     /// starts: every image it uses must be one the local profile can build.
     pub fn load(&self, project: &Project) -> Result<App> {
-        let app = apps::load(project, &self.source())?;
-        for image in app.images() {
-            if !app.builds().any(|(service, _)| service.image == image) {
-                apps::cannot_pull(&app, image)?;
-            }
-        }
-        Ok(app)
+        apps::load(project, &self.source())
     }
 }
 

@@ -201,5 +201,32 @@ fn missing_file() {
 #[test]
 fn image_the_local_profile_would_have_to_pull() {
     let e = fails("images", "pull", "services:\n  cache:\n    image: redis:7\n");
-    assert!(e.contains("image `redis:7` has no `build:`"), "{e}");
+    assert!(
+        e.contains("image `redis:7` has no `build:`, and no local image stands in for `redis`"),
+        "{e}"
+    );
+    assert!(e.contains("its catalog: debian, golang, nginx, python, traefik"), "{e}");
+}
+
+/// A base image without a stand-in, and an Alpine-only step on a Debian
+/// stand-in: both before anything is built, naming the Dockerfile's lines.
+#[test]
+fn dockerfile_the_local_profile_cannot_build() {
+    let dir = std::env::temp_dir().join(format!("lkc-df-{}", std::process::id()));
+    let (node, alpine) = (dir.join("node"), dir.join("alpine"));
+    for (d, text) in [
+        (&node, "FROM node:20-alpine\nCOPY . /app\n"),
+        (&alpine, "FROM python:3.11-alpine\nRUN apk add --no-cache gcc\n"),
+    ] {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("Dockerfile"), text).unwrap();
+    }
+    let text = format!(
+        "services:\n  a:\n    build: {}\n  b:\n    build: {}\n",
+        node.display(),
+        alpine.display()
+    );
+    let e = fails("static", "dockerfiles", &text);
+    assert!(e.contains("2 problems"), "{e}");
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -258,10 +258,6 @@ impl App {
         })
     }
 
-    pub fn builds(&self) -> impl Iterator<Item = (&Service, &Build)> {
-        self.services.iter().filter_map(|s| s.build.as_ref().map(|b| (s, b)))
-    }
-
     /// Every image the app runs, once each, in service order.
     pub fn images(&self) -> Vec<&str> {
         let mut images: Vec<&str> = Vec::new();

@@ -14,6 +14,21 @@ pub struct Pins {
     pub go: BTreeMap<String, GoTool>,
     /// What each image recipe under `images/` is made from, by folder name.
     pub images: BTreeMap<String, ImagePins>,
+    /// The local profile's base images: upstream image name -> the recipe
+    /// that stands in for it.
+    #[serde(default)]
+    pub catalog: BTreeMap<String, CatalogEntry>,
+}
+
+/// A local stand-in for an upstream image, whatever the tag or variant asked.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    /// The recipe folder under `images/` (listed under `images:`).
+    pub recipe: String,
+    /// What it serves, said beside the version asked for: a Debian package of
+    /// the recipe (its version is read at build time) or a Go tool (`go:NAME`).
+    pub serves: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -24,6 +39,17 @@ pub struct ImagePins {
     /// Go tools from `go:` whose binaries are put in the build context.
     #[serde(default)]
     pub go: Vec<String>,
+    /// The Debian suite, if not `debian.suite`.
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// `minbase`: a configured Debian system (dpkg, apt, a shell), for base
+    /// images that Dockerfiles build on; default: the packages only unpacked.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Paths removed from the tree before it becomes the image (no layer of
+    /// the image deletes anything: the VM's image store takes no whiteouts).
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -108,6 +134,19 @@ impl Pins {
             if let Some(tool) = image.go.iter().find(|t| !self.go.contains_key(*t)) {
                 bail!("images.{name}.go names `{tool}`, which is not under `go:`");
             }
+            if let Some(v) = image.variant.as_deref().filter(|v| *v != "minbase") {
+                bail!("images.{name}.variant {v:?}: the only variant is `minbase`");
+            }
+        }
+        for (name, entry) in &self.catalog {
+            if !self.images.contains_key(&entry.recipe) {
+                bail!("catalog.{name}.recipe `{}` is not under `images:`", entry.recipe);
+            }
+            if let Some(tool) = entry.serves.strip_prefix("go:") {
+                if !self.go.contains_key(tool) {
+                    bail!("catalog.{name}.serves names Go tool `{tool}`, which is not under `go:`");
+                }
+            }
         }
         Ok(())
     }
@@ -118,6 +157,11 @@ impl Pins {
             Some(p) => Ok(p),
             None => bail!("{FILE} has no `images.{name}` entry"),
         }
+    }
+
+    /// The Debian suite image `name` is made from.
+    pub fn suite_of(&self, image: &ImagePins) -> String {
+        image.suite.clone().unwrap_or_else(|| self.debian.suite.clone())
     }
 
     pub fn debian_tool(&self, name: &str) -> Result<&DebianTool> {

@@ -16,8 +16,11 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose::{self, App, Build},
     base::{exec, files, project::Project, ui},
-    building::{buildah, debian, images},
+    building::{buildah, debian, dockerfile, images},
 };
+
+/// The host's CA bundle (Debian's path, which Debian's pip, Go and curl read).
+const HOST_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Label on every app image built here: the hash of what it was built from.
 const INPUTS_LABEL: &str = "org.linuxkit-compose.inputs";
@@ -36,7 +39,73 @@ pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
         let _lock = project.lock()?;
         debian::tool(&Shell::new()?, project, "docker-compose")?
     };
-    App::load(&compose, project, source)
+    let mut app = App::load(&compose, project, source)?;
+    local_images(project, &mut app)?;
+    Ok(app)
+}
+
+/// The local reference of catalog entry `name` (an upstream image name), if
+/// the catalog has one.
+fn catalog_reference(project: &Project, name: &str) -> Option<String> {
+    let entry = project.pins.catalog.get(name)?;
+    images::tag(project, &entry.recipe)
+        .ok()
+        .map(|tag| images::reference(&entry.recipe, &tag))
+}
+
+fn catalog_names(project: &Project) -> String {
+    project.pins.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Check, before anything is built, that the local profile can build every
+/// image of `app`: each Dockerfile's base images the build target needs are
+/// in the catalog (and need nothing the stand-in lacks), and each service
+/// with only `image:` has a catalog entry, whose local image it then runs.
+/// Every problem comes back at once, naming the file and line.
+fn local_images(project: &Project, app: &mut App) -> Result<()> {
+    let mut problems = Vec::new();
+    for service in &mut app.services {
+        match &service.build {
+            Some(build) => {
+                if let Err(errs) = dockerfile_plan(project, build) {
+                    let path = build.context.join(&build.dockerfile);
+                    problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
+                }
+            }
+            None => match catalog_reference(project, dockerfile::image_name(&service.image)) {
+                Some(local) => service.image = local,
+                None => problems.push(format!(
+                    "service `{}`: image `{}` has no `build:`, and no local image stands in for `{}` (the local profile builds every image from Debian packages and pulls nothing; its catalog: {})",
+                    service.name,
+                    service.image,
+                    dockerfile::image_name(&service.image),
+                    catalog_names(project)
+                )),
+            },
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(compose::Invalid {
+        file: app.file.clone(),
+        problems,
+    }
+    .into())
+}
+
+/// The service's Dockerfile rewritten for the local profile.
+fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
+    let path = build.context.join(&build.dockerfile);
+    let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;
+    let catalog = |name: &str| catalog_reference(project, name);
+    dockerfile::plan(
+        &text,
+        &build.args,
+        build.target.as_deref(),
+        &catalog,
+        &catalog_names(project),
+    )
 }
 
 /// The repository's own app.
@@ -57,43 +126,81 @@ pub fn builder(sh: &Shell) -> Builder {
     }
 }
 
-/// `ARG <NAME>_IMAGE=…` lines of a Dockerfile: the base images it lets the
-/// caller choose, as (ARG name, recipe folder under images/).
-pub fn base_image_args(dockerfile: &str) -> Vec<(String, String)> {
-    dockerfile
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("ARG "))
-        .filter_map(|arg| {
-            let name = arg.split('=').next()?.trim();
-            let recipe = name.strip_suffix("_IMAGE")?;
-            (!recipe.is_empty()).then(|| (name.to_string(), recipe.to_ascii_lowercase().replace('_', "-")))
-        })
-        .collect()
-}
-
 /// Build every service image of `app`; returns the image IDs by reference.
 pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Result<BTreeMap<String, String>> {
     let mut ids = BTreeMap::new();
-    for (service, build) in app.builds() {
-        let id = build_one(sh, project, &service.image, build, builder)
-            .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?;
+    for service in &app.services {
+        let id = match &service.build {
+            Some(build) => build_one(sh, project, &service.image, build, builder)
+                .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
+            // A catalog image (load() put its local reference in).
+            None => catalog_image(sh, project, &service.image, builder)?,
+        };
         ids.insert(service.image.clone(), id);
     }
     Ok(ids)
 }
 
+/// Build catalog image `reference` (a recipe's local reference) if needed,
+/// hand it to the Docker engine if that builds, and return its ID.
+fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builder) -> Result<String> {
+    let recipe = reference
+        .rsplit_once('/')
+        .and_then(|(_, r)| r.split_once(':'))
+        .map(|(name, _)| name)
+        .context("not a local image reference")?;
+    let base = images::ensure_in_buildah(sh, project, recipe)?;
+    if builder == Builder::Docker {
+        // The engine has no access to buildah's storage: hand it the base.
+        buildah::run(
+            sh,
+            project,
+            &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
+        )?;
+    }
+    let json = match builder {
+        Builder::Buildah => buildah::read(sh, project, &["inspect", "--type", "image", &base]),
+        Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {base}")),
+    }
+    .with_context(|| format!("{base} is not in the builder's storage"))?;
+    let v: Value = serde_json::from_str(&json).context("reading image inspect output")?;
+    let id = match builder {
+        Builder::Buildah => v["FromImageID"].as_str(),
+        Builder::Docker => v[0]["Id"].as_str(),
+    };
+    Ok(id.unwrap_or_default().to_string())
+}
+
+/// "FROM python:3.11-slim -> local python: Debian python3 3.11.2-1+b1".
+fn served(project: &Project, sub: &dockerfile::Substitution, reference: &str) -> String {
+    let entry = &project.pins.catalog[&sub.entry];
+    let what = match entry.serves.strip_prefix("go:") {
+        Some(tool) => {
+            let version = project.pins.go.get(tool).map_or("", |t| t.version.as_str());
+            format!("{tool} {version} (Go module)")
+        }
+        None => {
+            let image = project.pins.image(&entry.recipe).ok();
+            let suite = image.map(|i| project.pins.suite_of(i)).unwrap_or_default();
+            let version = images::package_version(project, reference, &entry.serves).unwrap_or_else(|| "?".into());
+            format!("Debian {suite} {} {version}", entry.serves)
+        }
+    };
+    format!("FROM {} (line {}) -> local {}: {what}", sub.asked, sub.line, sub.entry)
+}
+
 fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder: Builder) -> Result<String> {
     let dockerfile_path = build.context.join(&build.dockerfile);
-    let dockerfile = fs::read_to_string(&dockerfile_path)?;
-    let mut build_args = Vec::new();
-    for (arg, recipe) in base_image_args(&dockerfile) {
-        if !project.root.join("images").join(&recipe).join("Dockerfile").is_file() {
-            bail!(
-                "{}: ARG {arg} asks for a base image, but there is no recipe images/{recipe}",
-                dockerfile_path.display()
-            );
-        }
-        let base = images::ensure_in_buildah(sh, project, &recipe)?;
+    let plan = dockerfile_plan(project, build)
+        .map_err(|errs| anyhow::anyhow!("{}: {}", dockerfile_path.display(), errs.join("; ")))?;
+    for sub in &plan.substitutions {
+        let entry = &project.pins.catalog[&sub.entry];
+        let base = images::ensure_in_buildah(sh, project, &entry.recipe)?;
+        ui::note(format!(
+            "{}: {}",
+            project.rel(&dockerfile_path).display(),
+            served(project, sub, &base)
+        ));
         if builder == Builder::Docker {
             // The engine has no access to buildah's storage: hand it the base.
             buildah::run(
@@ -102,8 +209,19 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
                 &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
             )?;
         }
-        build_args.push(format!("{arg}={base}"));
     }
+    // The rewritten Dockerfile, beside the outputs (the context stays the user's).
+    let rewritten = project
+        .dist
+        .join("dockerfiles")
+        .join(format!("{}.Dockerfile", ui::slug(image)));
+    fs::create_dir_all(rewritten.parent().expect("under dist"))?;
+    files::write_if_changed(&rewritten, plan.dockerfile.as_bytes())?;
+    let mut build_args: Vec<String> = build.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if let Some(target) = &build.target {
+        build_args.push(format!("target={target}"));
+    }
+    build_args.push(format!("dockerfile={}", plan.dockerfile));
     let inputs = inputs_hash(&build.context, &build_args)?;
     if let Some(id) = built_id(sh, project, image, &inputs, builder)? {
         ui::cached(format!("app image {image}"));
@@ -115,11 +233,15 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
     ));
     let label = format!("{INPUTS_LABEL}={inputs}");
     let context = build.context.to_str().context("non-UTF-8 path")?;
-    let file = dockerfile_path.to_str().context("non-UTF-8 path")?;
-    let arg_flags: Vec<String> = build_args
+    let file = rewritten.to_str().context("non-UTF-8 path")?;
+    let mut arg_flags: Vec<String> = build
+        .args
         .iter()
-        .flat_map(|a| ["--build-arg".to_string(), a.clone()])
+        .flat_map(|(k, v)| ["--build-arg".to_string(), format!("{k}={v}")])
         .collect();
+    if let Some(target) = &build.target {
+        arg_flags.extend(["--target".to_string(), target.clone()]);
+    }
     let arg_flags: Vec<&str> = arg_flags.iter().map(String::as_str).collect();
     match builder {
         Builder::Buildah => {
@@ -132,6 +254,13 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
                 "--timestamp",
                 "0",
             ];
+            // RUN steps trust the host's certificate authorities (a TLS-inspecting
+            // proxy's among them, as on this kind of machine), as `docker build`
+            // behind such a proxy is set up to; nothing of it stays in the image.
+            let cas = format!("{HOST_CAS}:{HOST_CAS}:ro");
+            if Path::new(HOST_CAS).is_file() {
+                args.extend(["--volume", &cas]);
+            }
             args.extend(["--label", &label, "-f", file, "-t", image]);
             args.extend(&arg_flags);
             args.push(context);
@@ -220,10 +349,10 @@ pub fn built<'a>(app: &App, ids: &'a BTreeMap<String, String>, image: &str) -> R
     }
 }
 
-/// The error for an image the app uses but does not build.
-pub fn cannot_pull<T>(app: &App, image: &str) -> Result<T> {
+/// The error for an image the app uses but that was not built.
+fn cannot_pull<T>(app: &App, image: &str) -> Result<T> {
     bail!(
-        "{}: image `{image}` has no `build:`; the local profile builds every image itself and cannot pull it",
+        "{}: image `{image}` was not built (the local profile builds every image itself and cannot pull it)",
         app.file.display()
     )
 }
@@ -268,19 +397,6 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_image_args_name_recipes() {
-        let df = "ARG NGINX_IMAGE=nginx:1.27-alpine\nFROM ${NGINX_IMAGE}\nARG VERSION=1\nARG MY_BASE_IMAGE\n";
-        assert_eq!(
-            base_image_args(df),
-            [
-                ("NGINX_IMAGE".to_string(), "nginx".to_string()),
-                ("MY_BASE_IMAGE".to_string(), "my-base".to_string())
-            ]
-        );
-        assert!(base_image_args("FROM scratch\n").is_empty());
-    }
 
     #[test]
     fn inputs_hash_follows_files_and_args() {

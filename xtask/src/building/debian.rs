@@ -4,6 +4,7 @@
 //! directories) and tarred for a recipe's `ADD rootfs.tar /`.
 
 use std::{
+    collections::BTreeMap,
     fs,
     os::unix::fs::{symlink, PermissionsExt},
     path::{Path, PathBuf},
@@ -12,21 +13,51 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, files, project::Project, ui};
+use crate::base::{exec, files, pins::ImagePins, project::Project, ui};
 
-/// Unpack Debian `packages` (with their dependencies, unconfigured) into `tree`
-/// and give it the merged-/usr links and the users its programs expect.
-pub fn tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> Result<()> {
-    let debian = &project.pins.debian;
-    let (suite, mirror) = (&debian.suite, &debian.mirror);
+/// An image's root filesystem from its pins: the packages unpacked (or, for the
+/// `minbase` variant, a configured Debian system with them installed). Returns
+/// the version of every package in it.
+pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) -> Result<BTreeMap<String, String>> {
+    let suite = project.pins.suite_of(pins);
+    let mirror = &project.pins.debian.mirror;
+    let packages = &pins.packages;
     let include = format!("--include={}", packages.join(","));
+    let configured = pins.variant.as_deref() == Some("minbase");
+    let variant = if configured {
+        "--variant=minbase"
+    } else {
+        "--variant=extract"
+    };
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
+    // apt's lists stay until the versions are read (then they go, below).
     exec::run(cmd!(
         sh,
-        "mmdebstrap --mode=root --variant=extract {include} {excludes...} {suite} {tree} {mirror}"
+        "mmdebstrap --mode=root {variant} --skip=cleanup/apt/lists {include} {excludes...} {suite} {tree} {mirror}"
     ))
     .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
+    let versions = package_versions(tree);
+    for path in &pins.remove {
+        let path = tree.join(path.trim_start_matches('/'));
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else if path.exists() {
+            fs::remove_file(&path)?;
+        }
+    }
+    if configured {
+        // A Debian system as an image has it: apt's package lists are fetched
+        // by whoever installs more (`apt-get update`), not carried.
+        for dir in ["var/lib/apt/lists", "var/cache/apt"] {
+            let path = tree.join(dir);
+            if path.exists() {
+                fs::remove_dir_all(&path)?;
+                fs::create_dir_all(&path)?;
+            }
+        }
+        return Ok(versions);
+    }
     merge_usr(tree)?;
     base_users(tree)?;
     if !tree.join("var/run").exists() {
@@ -64,7 +95,44 @@ pub fn tree(sh: &Shell, project: &Project, packages: &[String], tree: &Path) -> 
         fs::create_dir_all(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
-    Ok(())
+    Ok(versions)
+}
+
+/// Package -> version: what dpkg installed, else what apt's lists offered
+/// (an unpacked tree has no dpkg status).
+fn package_versions(tree: &Path) -> BTreeMap<String, String> {
+    let mut texts = vec![fs::read_to_string(tree.join("var/lib/dpkg/status")).unwrap_or_default()];
+    if let Ok(lists) = fs::read_dir(tree.join("var/lib/apt/lists")) {
+        for entry in lists.flatten() {
+            if entry.file_name().to_string_lossy().ends_with("_Packages") {
+                texts.push(fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+    }
+    let mut versions = BTreeMap::new();
+    for text in texts {
+        for (package, version) in stanzas(&text) {
+            versions.entry(package).or_insert(version);
+        }
+    }
+    versions
+}
+
+/// (Package, Version) of every stanza of a dpkg status or apt Packages file.
+fn stanzas(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+        };
+        if let (Some(p), Some(v)) = (field("Package"), field("Version")) {
+            out.push((p, v));
+        }
+    }
+    out
 }
 
 /// The path of host tool `name` (pins.yml `debian.tools`): its package is
@@ -163,6 +231,18 @@ pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_from_dpkg_and_apt_stanzas() {
+        let text = "Package: python3\nStatus: install ok installed\nVersion: 3.11.2-1+b1\n\nPackage: nginx-light\nVersion: 1.26.3-3\nDescription: x\n y\n";
+        assert_eq!(
+            stanzas(text),
+            [
+                ("python3".to_string(), "3.11.2-1+b1".to_string()),
+                ("nginx-light".to_string(), "1.26.3-3".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn merge_usr_links_and_moves() {

@@ -28,7 +28,7 @@ use crate::{
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "3";
+const RECIPE_FORMAT: &str = "4";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
@@ -50,9 +50,15 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     let image = project.pins.image(name)?;
     let mut pins = format!(
         "suite={}\npackages={}\n",
-        project.pins.debian.suite,
+        project.pins.suite_of(image),
         image.packages.join(",")
     );
+    if let Some(variant) = &image.variant {
+        pins += &format!("variant={variant}\n");
+    }
+    for path in &image.remove {
+        pins += &format!("remove={path}\n");
+    }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
         pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
@@ -107,7 +113,10 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
 
     let pins = project.pins.image(name)?;
-    debian::tree(sh, project, &pins.packages, &tree)?;
+    let versions = debian::image_tree(sh, project, pins, &tree)?;
+    let record = versions_path(project, reference);
+    fs::create_dir_all(record.parent().expect("in the cache"))?;
+    files::write_atomic(&record, serde_json::to_string_pretty(&versions)?.as_bytes())?;
     match name {
         "kernel" => kernel_files(sh, &tree, &context)?,
         _ => debian::tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
@@ -131,6 +140,21 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     oci::import(sh, project, &layout, reference)?;
     sh.remove_path(&work)?;
     Ok(())
+}
+
+/// Where the Debian package versions in image `reference` are recorded.
+fn versions_path(project: &Project, reference: &str) -> PathBuf {
+    let tag = reference.rsplit_once(':').map_or(reference, |(_, t)| t);
+    let name = reference.rsplit_once('/').map_or(reference, |(_, n)| n);
+    let name = name.split(':').next().unwrap_or(name);
+    project.cache_path("versions").join(format!("{name}-{tag}.json"))
+}
+
+/// The version of Debian package `package` in the built image `reference`.
+pub fn package_version(project: &Project, reference: &str, package: &str) -> Option<String> {
+    let text = fs::read_to_string(versions_path(project, reference)).ok()?;
+    let versions: std::collections::BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+    versions.get(package).cloned()
 }
 
 /// LinuxKit's kernel image shape: `kernel` (the bzImage) and `kernel.tar` (the

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod buildah;
 pub mod cpio;
 pub mod debian;
+pub mod dockerfile;
 pub mod doctor;
 pub mod gotools;
 pub mod host;

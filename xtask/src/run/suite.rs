@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
+    app::compose,
     base::{exec, project::Project, ui},
     run::{boot::VmOpts, test_boot},
     vm::methods::Method,
@@ -37,5 +38,17 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(None, false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &app)?;
-    test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)
+    test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)?;
+    // The second app: Python on the python:3.11-slim stand-in, its own published
+    // port, a bind-mounted file it serves.
+    let source = compose::Source {
+        files: vec![project.root.join(SECOND_APP)],
+        ..Default::default()
+    };
+    let second = crate::building::apps::load(project, &source)?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &second)?;
+    test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &second)
 }
+
+/// The repository's second example app.
+const SECOND_APP: &str = "compose/hello-py.yml";
