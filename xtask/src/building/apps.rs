@@ -3,9 +3,9 @@
 //! and `cargo xtask images` saves each image the app uses as a `docker load`-able
 //! tarball under `dist/images/`.
 //!
-//! In the local profile an app's Dockerfile names its base image through an
-//! `ARG <NAME>_IMAGE=<upstream default>`; the xtask builds `images/<name>` and
-//! passes its reference, so the same Dockerfile builds on upstream images elsewhere.
+//! In the local profile a Dockerfile is built unchanged: its base images
+//! resolve through the catalog (pins.yml `catalog:`) to stand-ins built from
+//! Debian packages, and `docker compose config` is what reads the compose file.
 
 use std::{collections::BTreeMap, fs, path::Path};
 
