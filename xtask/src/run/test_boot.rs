@@ -417,8 +417,12 @@ fn check_app(h: &mut Headless, app: &App) -> Result<Timings> {
             "HTTP 2xx/3xx",
             &port_answer_ok,
         )?;
+        let said = match &answer {
+            http::Answer::Http(r) => r.body.lines().next().unwrap_or_default().chars().take(60).collect(),
+            http::Answer::Other(_) => String::new(),
+        };
         ui::say!(
-            "  port {} (service `{}`, 127.0.0.1:{port}): {answer} {} after QEMU started ({})",
+            "  port {} (service `{}`, 127.0.0.1:{port}): {answer} {} after QEMU started ({}) {said:?}",
             p.published,
             service.name,
             ui::secs(at - h.vm.started),

@@ -123,14 +123,14 @@ pub fn metadata_segment(images: &[Image]) -> Result<Vec<u8>> {
             format!("{DOCKER}/image/overlay2/imagedb/content/sha256/{id}"),
             Entry::File(0o600, image.config.clone()),
         ));
-        let (name, _tag) = image
-            .reference
+        let reference = normalized(&image.reference);
+        let (name, _tag) = reference
             .rsplit_once(':')
             .with_context(|| format!("{}: no tag", image.reference))?;
         repositories
             .entry(name.to_string())
             .or_default()
-            .insert(image.reference.clone(), format!("sha256:{id}"));
+            .insert(reference.clone(), format!("sha256:{id}"));
         let mut lower: Vec<String> = Vec::new();
         for (i, layer) in image.layers.iter().enumerate() {
             let db = format!("{DOCKER}/image/overlay2/layerdb/sha256/{}", layer.chain);
@@ -423,8 +423,36 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
     Ok(())
 }
 
+/// A reference as the engine's reference store keys it (repositories.json
+/// holds familiar names: no `docker.io/library/`), with a tag (`latest`).
+fn normalized(reference: &str) -> String {
+    let familiar = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    let last = familiar.rsplit('/').next().unwrap_or_default();
+    if last.contains(':') || last.contains('@') {
+        familiar.to_string()
+    } else {
+        format!("{familiar}:latest")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn references_as_the_engine_keys_them() {
+        use super::normalized;
+        assert_eq!(normalized("sample-backend"), "sample-backend:latest");
+        assert_eq!(normalized("docker.io/library/nginx:1"), "nginx:1");
+        assert_eq!(normalized("me/app:v1"), "me/app:v1");
+        assert_eq!(
+            normalized("linuxkit-compose.local/app-a:1"),
+            "linuxkit-compose.local/app-a:1"
+        );
+        assert_eq!(normalized("localhost:5000/x"), "localhost:5000/x:latest");
+    }
+
     use super::*;
 
     #[test]
