@@ -73,6 +73,8 @@ pub struct Service {
     pub binds: Vec<Bind>,
     /// It mounts the Docker engine's socket (traefik's docker provider, say).
     pub uses_docker_socket: bool,
+    /// The image the compose file names, where `image` is a local stand-in for it.
+    pub stands_in_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -462,6 +464,7 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         ports,
         binds,
         uses_docker_socket,
+        stands_in_for: None,
     })
 }
 

@@ -73,7 +73,7 @@ fn local_images(project: &Project, app: &mut App) -> Result<()> {
                 }
             }
             None => match catalog_reference(project, dockerfile::image_name(&service.image)) {
-                Some(local) => service.image = local,
+                Some(local) => service.stands_in_for = Some(std::mem::replace(&mut service.image, local)),
                 None => problems.push(format!(
                     "service `{}`: image `{}` has no `build:`, and no local image stands in for `{}` (the local profile builds every image from Debian packages and pulls nothing; its catalog: {})",
                     service.name,
@@ -134,7 +134,18 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
             Some(build) => build_one(sh, project, &service.image, build, builder)
                 .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
             // A catalog image (load() put its local reference in).
-            None => catalog_image(sh, project, &service.image, builder)?,
+            None => {
+                let id = catalog_image(sh, project, &service.image, builder)?;
+                if let Some(asked) = &service.stands_in_for {
+                    let entry = dockerfile::image_name(asked);
+                    let what = serves(project, entry, &service.image);
+                    ui::note(format!(
+                        "service `{}`: image {asked} -> local {entry}: {what}",
+                        service.name
+                    ));
+                }
+                id
+            }
         };
         ids.insert(service.image.clone(), id);
     }
@@ -173,8 +184,14 @@ fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builde
 
 /// "FROM python:3.11-slim -> local python: Debian python3 3.11.2-1+b1".
 fn served(project: &Project, sub: &dockerfile::Substitution, reference: &str) -> String {
-    let entry = &project.pins.catalog[&sub.entry];
-    let what = match entry.serves.strip_prefix("go:") {
+    let what = serves(project, &sub.entry, reference);
+    format!("FROM {} (line {}) -> local {}: {what}", sub.asked, sub.line, sub.entry)
+}
+
+/// What catalog entry `name`, built as `reference`, really serves.
+fn serves(project: &Project, name: &str, reference: &str) -> String {
+    let entry = &project.pins.catalog[name];
+    match entry.serves.strip_prefix("go:") {
         Some(tool) => {
             let version = project.pins.go.get(tool).map_or("", |t| t.version.as_str());
             format!("{tool} {version} (Go module)")
@@ -185,8 +202,7 @@ fn served(project: &Project, sub: &dockerfile::Substitution, reference: &str) ->
             let version = images::package_version(project, reference, &entry.serves).unwrap_or_else(|| "?".into());
             format!("Debian {suite} {} {version}", entry.serves)
         }
-    };
-    format!("FROM {} (line {}) -> local {}: {what}", sub.asked, sub.line, sub.entry)
+    }
 }
 
 fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder: Builder) -> Result<String> {
