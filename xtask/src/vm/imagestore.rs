@@ -36,6 +36,7 @@ use crate::{
     app::compose::{self, App},
     base::{exec, files, project::Project, ui},
     building::cpio::{Meta, Writer},
+    vm::packed,
 };
 
 const DOCKER: &str = "var/lib/docker";
@@ -319,36 +320,10 @@ fn refuse_whiteouts(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The `base` initrd (gzip, as `linuxkit build` writes it) as a legacy lz4 cpio
-/// (`base.lz4`, remade when the base changes): under TCG the kernel unpacks
-/// lz4 several seconds faster than gzip, for some more bytes.
-fn base_lz4(sh: &Shell, project: &Project, base: &Path) -> Result<PathBuf> {
-    let out = base.with_extension("lz4");
-    let stamp_path = base.with_extension("lz4.stamp");
-    let meta = fs::metadata(base)?;
-    let stamp = format!("{} {:?}\n", meta.len(), meta.modified()?);
-    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        ui::cached(format!("{} (lz4)", project.rel(&out).display()));
-        return Ok(out);
-    }
-    let step = ui::step(format!("recompressing {} as lz4", project.rel(base).display()));
-    let _ = fs::remove_file(&stamp_path);
-    let partial = out.with_extension("partial");
-    // pipefail: a failed gunzip must not pass for an empty archive.
-    exec::run(cmd!(
-        sh,
-        "bash -o pipefail -c 'gzip -dc \"$0\" | lz4 -l -q > \"$1\"' {base} {partial}"
-    ))?;
-    fs::rename(&partial, &out)?;
-    fs::write(&stamp_path, stamp)?;
-    step.done();
-    Ok(out)
-}
-
-/// Write `out`: the `base` initrd `linuxkit build` made (recompressed as lz4),
+/// Write `out`: the `base` initrd `linuxkit build` made (packed as lz4, see `packed`),
 /// then the image store of every image `app` uses (from its tarball in dist/images/).
 pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path) -> Result<()> {
-    let base = &base_lz4(sh, project, base)?;
+    let base = &packed::pack(sh, project, base, &base.with_extension("lz4"))?;
     let mut images: Vec<Image> = Vec::new();
     let mut segments: Vec<PathBuf> = Vec::new();
     for reference in app.images() {

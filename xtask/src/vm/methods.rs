@@ -16,7 +16,7 @@ use crate::{
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, Vm},
-        static_vm,
+        packed, static_vm,
     },
 };
 
@@ -36,7 +36,7 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
 /// dist/, so no build with other input changes a tracked file.
 pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Vm {
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload(method, registry));
-    vm.base_initrd = method == Method::Static;
+    vm.base_initrd = true;
     vm.checked_in = registry.is_none() && is_default(project, app);
     vm
 }
@@ -78,7 +78,12 @@ pub fn build(
     let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry))?;
     match method {
         Method::Static => static_vm::append_images(sh, project, app, artifacts),
-        Method::Dynamic => Ok(artifacts),
+        Method::Dynamic => {
+            let mut artifacts = artifacts;
+            let out = project.dist.join(format!("{}-initrd.img", method.vm_name()));
+            artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out)?;
+            Ok(artifacts)
+        }
     }
 }
 
@@ -96,7 +101,7 @@ mod tests {
         let p = payload(Method::Static, None);
         assert!(p.tarballs.is_empty(), "the image store is appended to the initrd");
         assert!(vm(&crate::base::project::for_tests(), Method::Static, &app(), None).base_initrd);
-        assert!(!vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
+        assert!(vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None).base_initrd);
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
