@@ -30,7 +30,11 @@ pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) 
         "--variant=extract"
     };
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
-        .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"));
+        .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"))
+        .into_iter()
+        // glibc's character set converters (iconv): nothing in the VM uses them
+        // (8 MB per image). Base images for apps keep them, as Debian has them.
+        .chain((!configured).then(|| "--dpkgopt=path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*".to_string()));
     // apt's lists stay until the versions are read (then they go, below).
     exec::run(cmd!(
         sh,

@@ -20,7 +20,7 @@ use crate::base::{exec, pins::HostPackage, project::Project, ui};
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mkfs.erofs, go.
+    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mksquashfs, cpio, go.
     Build,
     /// Boot a VM: QEMU.
     Boot,
@@ -33,7 +33,7 @@ pub enum Need {
 /// The programs behind each need (their packages are in pins.yml).
 pub fn programs(need: Need) -> &'static [&'static str] {
     match need {
-        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "mkfs.erofs", "go"],
+        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "mksquashfs", "cpio", "go"],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
         Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],
@@ -141,7 +141,11 @@ pub const GO_HINT: &str =
 /// (`mkfs.erofs 1.5`).
 fn version_of(path: &Path, program: &str) -> Option<String> {
     let sh = Shell::new().ok()?;
-    let flag = if program == "go" { "version" } else { "--version" };
+    let flag = match program {
+        "go" => "version",
+        "mksquashfs" => "-version",
+        _ => "--version",
+    };
     let out = exec::output(cmd!(sh, "{path} {flag}"))?;
     Some(parse_version(&out).unwrap_or_else(|| "?".to_string()))
 }

@@ -28,7 +28,7 @@ use crate::{
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "4";
+const RECIPE_FORMAT: &str = "5";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";

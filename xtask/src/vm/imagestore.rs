@@ -10,7 +10,7 @@
 //! - `image/overlay2/repositories.json`: name:tag -> image id;
 //! - `overlay2/<cache id>/{diff/,link,lower,work/}` and `overlay2/l/<link> -> ../<cache id>/diff`.
 //!
-//! Each layer's `diff/` travels as an erofs image (`diff.erofs`, lz4hc inside),
+//! Each layer's `diff/` travels as a squashfs image (`diff.sqfs`, zstd inside),
 //! which the engine's start script loop-mounts on `diff/`: the layer stays
 //! compressed in the VM's memory (the root is a tmpfs that also has to hold
 //! everything the engine writes), instead of unpacked in full. One cpio segment
@@ -36,6 +36,7 @@ use crate::{
     app::compose::{self, App},
     base::{exec, files, project::Project, ui},
     building::cpio::{Meta, Writer},
+    vm::packed,
 };
 
 const DOCKER: &str = "var/lib/docker";
@@ -245,7 +246,7 @@ fn read_tarball(tarball: &Path, reference: &str) -> Result<(Image, Vec<String>)>
 fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, chain: &str) -> Result<(PathBuf, u64)> {
     let dir = project.cache_path("layers");
     fs::create_dir_all(&dir)?;
-    let segment = dir.join(format!("{chain}.erofs.cpio.lz4"));
+    let segment = dir.join(format!("{chain}.sqfs.cpio.lz4"));
     let size_file = dir.join(format!("{chain}.size"));
     if let (true, Ok(size)) = (segment.is_file(), fs::read_to_string(&size_file)) {
         if let Ok(size) = size.trim().parse() {
@@ -268,9 +269,12 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     ))?;
     fs::remove_file(&layer_tar)?;
     refuse_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
-    let erofs = work.join("diff.erofs");
-    // -T0: every mtime 0, so the same layer gives the same bytes.
-    exec::run(cmd!(sh, "mkfs.erofs -zlz4hc -T0 {erofs} {diff}"))?;
+    let image = work.join("diff.sqfs");
+    // Times 0, so the same layer gives the same bytes.
+    exec::run(cmd!(
+        sh,
+        "mksquashfs {diff} {image} -noappend -quiet -no-progress -comp zstd -Xcompression-level 19 -b 1048576 -mkfs-time 0 -all-time 0"
+    ))?;
     let cpio = work.join("segment.cpio");
     let mut w = Writer::new(std::io::BufWriter::new(fs::File::create(&cpio)?));
     for (path, perm) in [
@@ -284,12 +288,12 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     let cache = format!("{DOCKER}/overlay2/{chain}");
     w.node(&cache, Meta::dir(0o710))?;
     w.node(&format!("{cache}/diff"), Meta::dir(0o755))?;
-    let erofs_size = fs::metadata(&erofs)?.len();
+    let image_size = fs::metadata(&image)?.len();
     w.file(
-        &format!("{cache}/diff.erofs"),
+        &format!("{cache}/diff.sqfs"),
         Meta::file(0o600),
-        erofs_size,
-        &mut fs::File::open(&erofs)?,
+        image_size,
+        &mut fs::File::open(&image)?,
     )?;
     w.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let partial = segment.with_extension("partial");
@@ -319,36 +323,10 @@ fn refuse_whiteouts(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The `base` initrd (gzip, as `linuxkit build` writes it) as a legacy lz4 cpio
-/// (`base.lz4`, remade when the base changes): under TCG the kernel unpacks
-/// lz4 several seconds faster than gzip, for some more bytes.
-fn base_lz4(sh: &Shell, project: &Project, base: &Path) -> Result<PathBuf> {
-    let out = base.with_extension("lz4");
-    let stamp_path = base.with_extension("lz4.stamp");
-    let meta = fs::metadata(base)?;
-    let stamp = format!("{} {:?}\n", meta.len(), meta.modified()?);
-    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        ui::cached(format!("{} (lz4)", project.rel(&out).display()));
-        return Ok(out);
-    }
-    let step = ui::step(format!("recompressing {} as lz4", project.rel(base).display()));
-    let _ = fs::remove_file(&stamp_path);
-    let partial = out.with_extension("partial");
-    // pipefail: a failed gunzip must not pass for an empty archive.
-    exec::run(cmd!(
-        sh,
-        "bash -o pipefail -c 'gzip -dc \"$0\" | lz4 -l -q > \"$1\"' {base} {partial}"
-    ))?;
-    fs::rename(&partial, &out)?;
-    fs::write(&stamp_path, stamp)?;
-    step.done();
-    Ok(out)
-}
-
-/// Write `out`: the `base` initrd `linuxkit build` made (recompressed as lz4),
+/// Write `out`: the `base` initrd `linuxkit build` made (packed as lz4, see `packed`),
 /// then the image store of every image `app` uses (from its tarball in dist/images/).
 pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path) -> Result<()> {
-    let base = &base_lz4(sh, project, base)?;
+    let base = &packed::pack(sh, project, base, &base.with_extension("lz4"))?;
     let mut images: Vec<Image> = Vec::new();
     let mut segments: Vec<PathBuf> = Vec::new();
     for reference in app.images() {

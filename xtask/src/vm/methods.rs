@@ -19,7 +19,7 @@ use crate::{
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        static_vm,
+        packed, static_vm,
     },
 };
 
@@ -41,7 +41,7 @@ pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Addres
     let mut payload = payload(method, registry);
     payload.project_files = project_files(method, app)?;
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
-    vm.base_initrd = method == Method::Static;
+    vm.base_initrd = true;
     vm.checked_in = registry.is_none() && is_default(project, app);
     Ok(vm)
 }
@@ -165,7 +165,12 @@ pub fn build(
     let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry)?)?;
     match method {
         Method::Static => static_vm::append_images(sh, project, app, artifacts),
-        Method::Dynamic => Ok(artifacts),
+        Method::Dynamic => {
+            let mut artifacts = artifacts;
+            let out = project.dist.join(format!("{}-initrd.img", method.vm_name()));
+            artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out)?;
+            Ok(artifacts)
+        }
     }
 }
 
@@ -189,16 +194,10 @@ mod tests {
     fn static_appends_its_image_store_and_never_pulls() {
         let p = payload(Method::Static, None);
         assert!(p.project_files.is_empty());
-        assert!(
-            vm(&crate::base::project::for_tests(), Method::Static, &app(), None)
-                .unwrap()
-                .base_initrd
-        );
-        assert!(
-            !vm(&crate::base::project::for_tests(), Method::Dynamic, &app(), None)
-                .unwrap()
-                .base_initrd
-        );
+        for method in [Method::Static, Method::Dynamic] {
+            let vm = vm(&crate::base::project::for_tests(), method, &app(), None).unwrap();
+            assert!(vm.base_initrd, "linuxkit build makes the base; the xtask packs it");
+        }
         assert!(p.cmdline.is_empty());
         let file = runtime_file(Method::Static, &app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");

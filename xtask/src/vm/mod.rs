@@ -6,4 +6,5 @@ pub mod imagestore;
 pub mod linuxkit;
 pub mod method;
 pub mod methods;
+pub mod packed;
 pub mod static_vm;
