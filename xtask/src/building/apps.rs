@@ -160,15 +160,7 @@ fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builde
         .and_then(|(_, r)| r.split_once(':'))
         .map(|(name, _)| name)
         .context("not a local image reference")?;
-    let base = images::ensure_in_buildah(sh, project, recipe)?;
-    if builder == Builder::Docker {
-        // The engine has no access to buildah's storage: hand it the base.
-        buildah::run(
-            sh,
-            project,
-            &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
-        )?;
-    }
+    let base = local_base(sh, project, recipe, builder)?;
     let json = match builder {
         Builder::Buildah => buildah::read(sh, project, &["inspect", "--type", "image", &base]),
         Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {base}")),
@@ -180,6 +172,20 @@ fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builde
         Builder::Docker => v[0]["Id"].as_str(),
     };
     Ok(id.unwrap_or_default().to_string())
+}
+
+/// Catalog recipe `recipe` built into the builder's storage; its reference.
+fn local_base(sh: &Shell, project: &Project, recipe: &str, builder: Builder) -> Result<String> {
+    let base = images::ensure_in_buildah(sh, project, recipe)?;
+    if builder == Builder::Docker {
+        // The engine has no access to buildah's storage: hand it the base.
+        buildah::run(
+            sh,
+            project,
+            &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
+        )?;
+    }
+    Ok(base)
 }
 
 /// "FROM python:3.11-slim -> local python: Debian python3 3.11.2-1+b1".
@@ -211,20 +217,12 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
         .map_err(|errs| anyhow::anyhow!("{}: {}", dockerfile_path.display(), errs.join("; ")))?;
     for sub in &plan.substitutions {
         let entry = &project.pins.catalog[&sub.entry];
-        let base = images::ensure_in_buildah(sh, project, &entry.recipe)?;
+        let base = local_base(sh, project, &entry.recipe, builder)?;
         ui::note(format!(
             "{}: {}",
             project.rel(&dockerfile_path).display(),
             served(project, sub, &base)
         ));
-        if builder == Builder::Docker {
-            // The engine has no access to buildah's storage: hand it the base.
-            buildah::run(
-                sh,
-                project,
-                &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
-            )?;
-        }
     }
     // The rewritten Dockerfile, beside the outputs (the context stays the user's).
     let rewritten = project
