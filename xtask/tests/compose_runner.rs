@@ -77,3 +77,17 @@ fn a_failed_up_stops_the_runner_with_its_reason() {
     );
     assert!(!stdout.contains("app is up"), "{stdout}");
 }
+
+/// An app that cannot start is not retried: the runner says why at once.
+#[test]
+fn an_app_error_fails_without_retries() {
+    let out = run("app", "Error response from daemon: no command specified", 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(!stdout.contains("retrying"), "it retried an app error:\n{stdout}");
+    let failed = stdout
+        .lines()
+        .find(|l| l.starts_with("compose: FAILED"))
+        .unwrap_or_default();
+    assert!(failed.contains("no command specified"), "{stdout}");
+}
