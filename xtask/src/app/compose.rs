@@ -302,11 +302,12 @@ impl App {
             .filter(|s| s.uses_docker_socket)
             .find_map(tcp)
             .or_else(|| {
-                self.published()
-                    .into_iter()
-                    .map(|(p, _)| p)
-                    .find(|p| !p.udp && p.published == 80)
-                    .map(|p| p.published)
+                let on_80 = self
+                    .services
+                    .iter()
+                    .flat_map(|s| &s.ports)
+                    .any(|p| !p.udp && p.published == 80);
+                on_80.then_some(80)
             })
     }
 

@@ -161,17 +161,9 @@ fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builde
         .map(|(name, _)| name)
         .context("not a local image reference")?;
     let base = local_base(sh, project, recipe, builder)?;
-    let json = match builder {
-        Builder::Buildah => buildah::read(sh, project, &["inspect", "--type", "image", &base]),
-        Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {base}")),
-    }
-    .with_context(|| format!("{base} is not in the builder's storage"))?;
-    let v: Value = serde_json::from_str(&json).context("reading image inspect output")?;
-    let id = match builder {
-        Builder::Buildah => v["FromImageID"].as_str(),
-        Builder::Docker => v[0]["Id"].as_str(),
-    };
-    Ok(id.unwrap_or_default().to_string())
+    let (id, _) =
+        inspect(sh, project, &base, builder)?.with_context(|| format!("{base} is not in the builder's storage"))?;
+    Ok(id)
 }
 
 /// Catalog recipe `recipe` built into the builder's storage; its reference.
@@ -299,6 +291,14 @@ fn inputs_hash(context: &Path, build_args: &[String]) -> Result<String> {
 
 /// The ID of `image` if it exists and was built from `inputs`.
 fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: Builder) -> Result<Option<String>> {
+    let Some((id, labels)) = inspect(sh, project, image, builder)? else {
+        return Ok(None);
+    };
+    Ok((labels[INPUTS_LABEL].as_str() == Some(inputs)).then_some(id))
+}
+
+/// The ID and labels of `image` in the builder's storage, if it is there.
+fn inspect(sh: &Shell, project: &Project, image: &str, builder: Builder) -> Result<Option<(String, Value)>> {
     let inspect = match builder {
         Builder::Buildah => buildah::read(sh, project, &["inspect", "--type", "image", image]),
         Builder::Docker => exec::probe(cmd!(sh, "docker image inspect {image}")),
@@ -310,7 +310,7 @@ fn built_id(sh: &Shell, project: &Project, image: &str, inputs: &str, builder: B
         Builder::Buildah => (&v["OCIv1"]["config"]["Labels"], v["FromImageID"].as_str()),
         Builder::Docker => (&v["Config"]["Labels"], v["Id"].as_str()),
     };
-    Ok((labels[INPUTS_LABEL].as_str() == Some(inputs)).then(|| id.unwrap_or_default().to_string()))
+    Ok(Some((id.unwrap_or_default().to_string(), labels.clone())))
 }
 
 /// Save every image `app` uses as a `docker load`-able tarball in `dist/images/`,
