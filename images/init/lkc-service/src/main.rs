@@ -1,13 +1,23 @@
 //! `service`: the VM-side runner for LinuxKit container bundles. Run from the
 //! busybox init scripts, it applies each bundle's runtime.json and drives
-//! `runc` directly (no containerd). This file holds the CLI and the four
-//! commands; see the other modules for parsing, mounts and runc calls.
+//! `runc` directly (no containerd). Service bundles annotated as compose
+//! services (`annotations`) are left to a supervisor process (`supervise`)
+//! that gives them what `docker compose up` would: start order by
+//! `depends_on`, restart policies, healthchecks, exit reports. This file
+//! holds the CLI and the commands; see the other modules for parsing,
+//! mounts, runc calls and the supervisor's decisions (`deps`, `restart`,
+//! `health`).
 
+mod annotations;
 mod bundles;
+mod deps;
+mod health;
 mod mountopts;
 mod prepare;
+mod restart;
 mod runc;
 mod runtime;
+mod supervise;
 
 use bundles::Bundle;
 use std::path::{Path, PathBuf};
@@ -18,12 +28,29 @@ usage: service COMMAND [--root DIR]
 
 commands:
   onboot      run each /containers/onboot bundle in name order, one at a time
-  start       start every /containers/services bundle detached, concurrently
+  start       start every /containers/services bundle detached, concurrently;
+              compose services (config.json annotation
+              org.linuxkit-compose.service) go to a detached `service
+              supervise` instead, whose pid goes to /run/lkc-supervise.pid
+  supervise   run the compose services in the foreground as `docker compose
+              up` would: depends_on conditions, restart policies,
+              healthchecks (runc exec), exits reported on the console;
+              on SIGTERM, stop them (TERM, KILL after 10 s) and exit
   onshutdown  run each /containers/onshutdown bundle in name order
-  stop        send TERM to every service container (runc kill NAME TERM)
+  stop        TERM the supervisor and wait for it, then send TERM to every
+              other service container (runc kill NAME TERM)
+
+compose annotations (org.linuxkit-compose.*):
+  service      the compose service name; marks the bundle supervised
+  depends_on   JSON {\"dep\": \"service_started|service_healthy|
+               service_completed_successfully\"}
+  restart      no | always | unless-stopped | on-failure[:N]
+  healthcheck  JSON {\"test\": [argv...], \"interval_ms\", \"timeout_ms\",
+               \"retries\", \"start_period_ms\", \"start_interval_ms\"}
 
 options:
-  --root DIR  look for /containers under DIR instead of / (default /)
+  --root DIR  look for /containers (and /run/lkc-supervise.pid) under DIR
+              instead of / (default /)
   -h, --help  show this help
 ";
 
@@ -33,6 +60,7 @@ enum Cmd {
     Start,
     Onshutdown,
     Stop,
+    Supervise,
     Help,
 }
 
@@ -59,6 +87,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "start" => Cmd::Start,
             "onshutdown" => Cmd::Onshutdown,
             "stop" => Cmd::Stop,
+            "supervise" => Cmd::Supervise,
             other => return Err(format!("unknown argument `{other}`")),
         };
         if cmd.replace(next).is_some() {
@@ -69,7 +98,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(Args { cmd, root })
 }
 
-fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     eprintln!("service: {msg}");
 }
 
@@ -89,13 +118,37 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Prepare and start every service detached, all at once: services do not
+/// Where `start` records the supervisor's pid for `stop`.
+fn pid_file(root: &Path) -> PathBuf {
+    root.join("run/lkc-supervise.pid")
+}
+
+/// Whether a service bundle is a compose service (see `annotations`). A
+/// config.json that cannot be read leaves the bundle to plain runc, which
+/// reports the problem as it always has.
+fn is_supervised(dir: &Path) -> bool {
+    annotations::read(dir).is_ok_and(|a| annotations::supervised(&a))
+}
+
+/// Launch the supervisor for the compose services, if there are any, then
+/// prepare and start every other service detached, all at once: they do not
 /// wait for each other (LinuxKit starts them concurrently too), and each
 /// `runc run` takes a while under emulation.
 fn start(root: &Path) -> Result<(), String> {
-    let bundles = bundles::list(&root.join("containers/services"))?;
+    let (supervised, plain): (Vec<_>, Vec<_>) = bundles::list(&root.join("containers/services"))?
+        .into_iter()
+        .partition(|b| is_supervised(&b.dir));
+    if !supervised.is_empty() {
+        match supervise::launch(root, &pid_file(root)) {
+            Ok(pid) => log(&format!(
+                "supervisor started (pid {pid}) for {} compose services",
+                supervised.len()
+            )),
+            Err(e) => log(&e),
+        }
+    }
     std::thread::scope(|s| {
-        for Bundle { name, dir } in &bundles {
+        for Bundle { name, dir } in &plain {
             s.spawn(move || {
                 if let Err(e) = prepare::prepare(dir) {
                     log(&format!("service {name} skipped: {e}"));
@@ -112,10 +165,15 @@ fn start(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Best-effort TERM to every service container.
+/// Stop the supervisor (which stops the compose services), then send a
+/// best-effort TERM to every other service container.
 fn stop(root: &Path) -> Result<(), String> {
-    for Bundle { name, .. } in bundles::list(&root.join("containers/services"))? {
-        match runc::kill_term(&name) {
+    supervise::stop(&pid_file(root));
+    for Bundle { name, dir } in bundles::list(&root.join("containers/services"))? {
+        if is_supervised(&dir) {
+            continue;
+        }
+        match runc::kill(&name, "TERM") {
             Ok(()) => log(&format!("stopped {name}")),
             Err(e) => log(&format!("stop {name}: {e}")),
         }
@@ -142,6 +200,7 @@ fn main() -> ExitCode {
         Cmd::Onshutdown => run_all(&args.root, "onshutdown"),
         Cmd::Start => start(&args.root),
         Cmd::Stop => stop(&args.root),
+        Cmd::Supervise => supervise::supervise(&args.root, &pid_file(&args.root)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +227,7 @@ mod tests {
         assert_eq!((a.cmd, a.root), (Cmd::Start, PathBuf::from("/tmp/vm")));
         assert_eq!(parse(&["--root", "/x", "stop"]).unwrap().cmd, Cmd::Stop);
         assert_eq!(parse(&["onshutdown"]).unwrap().cmd, Cmd::Onshutdown);
+        assert_eq!(parse(&["supervise"]).unwrap().cmd, Cmd::Supervise);
     }
 
     #[test]

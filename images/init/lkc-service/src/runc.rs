@@ -1,9 +1,12 @@
 //! Invoking `runc` (looked up on PATH): run a bundle to completion, start
-//! it detached, or signal it.
+//! it detached or in the foreground with its output logged, probe it with
+//! `runc exec`, signal it, delete it.
 
+use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// An exit status as a shell would report it (128+N when killed by signal N).
 pub fn code(status: ExitStatus) -> i32 {
@@ -25,13 +28,12 @@ pub fn run(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
         .map_err(spawn_err)
 }
 
-/// `runc run --detach --bundle DIR NAME` with stdin from /dev/null and the
-/// container's stdout/stderr going through a pipe to `tee -a /var/log/NAME.log`,
-/// which copies it to the caller's stdout (the console). A pipe rather than the
-/// console itself: programs that reopen /dev/stdout (nginx's access_log) may not
-/// open the console device from inside a container. tee outlives this program
-/// and ends when the container's last writer closes the pipe.
-pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
+/// A pipe to a new `tee -a /var/log/NAME.log`, which copies it to the
+/// caller's stdout (the console), as (tee, stdout end, stderr end). A pipe
+/// rather than the console itself: programs that reopen /dev/stdout (nginx's
+/// access_log) may not open the console device from inside a container. tee
+/// ends when the container's last writer closes the pipe.
+fn log_pipe(name: &str) -> Result<(Child, Stdio, Stdio), String> {
     let log = format!("/var/log/{name}.log");
     let mut tee = Command::new("tee")
         .args(["-a", &log])
@@ -40,21 +42,47 @@ pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
         .map_err(|e| format!("cannot start tee for {log}: {e}"))?;
     let out: OwnedFd = tee.stdin.take().expect("piped stdin").into();
     let err = out.try_clone().map_err(|e| format!("dup of the log pipe: {e}"))?;
+    Ok((tee, Stdio::from(out), Stdio::from(err)))
+}
+
+/// `runc run --detach --bundle DIR NAME` with stdin from /dev/null and the
+/// container's output logged (see `log_pipe`); tee outlives this program.
+pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
+    let (_tee, out, err) = log_pipe(name)?;
     Command::new("runc")
         .args(["run", "--detach", "--bundle"])
         .arg(bundle)
         .arg(name)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
+        .stdout(out)
+        .stderr(err)
         .status()
         .map_err(spawn_err)
 }
 
-/// `runc kill NAME TERM`; on failure returns runc's own message.
-pub fn kill_term(name: &str) -> Result<(), String> {
+/// Start `runc run --bundle DIR NAME` in the foreground (runc lives as long
+/// as the container and exits with its status), stdin from /dev/null and
+/// output logged (see `log_pipe`). The caller waits for the returned child;
+/// tee is reaped by a thread of its own.
+pub fn spawn_logged(bundle: &Path, name: &str) -> Result<Child, String> {
+    let (mut tee, out, err) = log_pipe(name)?;
+    let child = Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(spawn_err);
+    std::thread::spawn(move || tee.wait());
+    child
+}
+
+/// Run runc with `args`, quietly; on failure returns runc's own message.
+fn quiet(args: &[&str]) -> Result<(), String> {
     let out = Command::new("runc")
-        .args(["kill", name, "TERM"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(spawn_err)?;
@@ -63,8 +91,96 @@ pub fn kill_term(name: &str) -> Result<(), String> {
     }
     let msg = String::from_utf8_lossy(&out.stderr);
     Err(format!(
-        "runc kill exited with status {}: {}",
+        "runc {} exited with status {}: {}",
+        args[0],
         code(out.status),
         msg.trim()
     ))
+}
+
+/// `runc kill NAME SIGNAL`.
+pub fn kill(name: &str, signal: &str) -> Result<(), String> {
+    quiet(&["kill", name, signal])
+}
+
+/// `runc delete --force NAME`: forget a stopped container so its name can
+/// be run again.
+pub fn delete_force(name: &str) -> Result<(), String> {
+    quiet(&["delete", "--force", name])
+}
+
+/// The outcome of one healthcheck probe.
+#[derive(Debug, PartialEq)]
+pub enum Probe {
+    Exit(i32),
+    Timeout(Duration),
+    Failed(String),
+}
+
+impl Probe {
+    pub fn passed(&self) -> bool {
+        *self == Probe::Exit(0)
+    }
+
+    /// For the console: `status N`, `timeout after …`, or the error.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Exit(n) => format!("status {n}"),
+            Probe::Timeout(t) => format!("timeout after {t:?}"),
+            Probe::Failed(e) => e.clone(),
+        }
+    }
+}
+
+/// `runc exec NAME ARGV...` with no input or output, killed (the process in
+/// the container too, found through `--pid-file`) if it runs past `timeout`.
+pub fn probe(name: &str, argv: &[String], timeout: Duration) -> Probe {
+    let pid_file = format!("/run/lkc-health-{name}.pid");
+    let _ = fs::remove_file(&pid_file);
+    let spawned = Command::new("runc")
+        .args(["exec", "--pid-file", &pid_file, name])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Probe::Failed(spawn_err(e)),
+    };
+    let deadline = Instant::now() + timeout;
+    let result = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Probe::Exit(code(st)),
+            Ok(None) if Instant::now() >= deadline => {
+                let pid = fs::read_to_string(&pid_file).ok();
+                if let Some(pid) = pid.and_then(|p| p.trim().parse::<libc::pid_t>().ok()) {
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break Probe::Timeout(timeout);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => break Probe::Failed(format!("waiting for runc exec: {e}")),
+        }
+    };
+    let _ = fs::remove_file(&pid_file);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exit_zero_passes() {
+        assert!(Probe::Exit(0).passed());
+        assert!(!Probe::Exit(1).passed());
+        assert!(!Probe::Timeout(Duration::from_secs(1)).passed());
+        assert!(!Probe::Failed("x".into()).passed());
+        assert_eq!(Probe::Exit(3).describe(), "status 3");
+        assert_eq!(Probe::Timeout(Duration::from_secs(2)).describe(), "timeout after 2s");
+    }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Deserializer};
 
 /// Go's `*[]T` fields may be written as `null`; treat that like "absent".
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

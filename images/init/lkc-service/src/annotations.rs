@@ -1,0 +1,182 @@
+//! The compose protocol carried in a bundle's config.json `annotations`
+//! (written by `linuxkit build` from the compose file). A bundle with an
+//! `org.linuxkit-compose.service` annotation is supervised (dependencies,
+//! restarts, healthcheck); any other bundle is started as plain LinuxKit does.
+
+use crate::deps::Condition;
+use crate::health::Healthcheck;
+use crate::restart::Restart;
+use crate::runtime::nullable;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+pub const SERVICE: &str = "org.linuxkit-compose.service";
+pub const DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
+pub const RESTART: &str = "org.linuxkit-compose.restart";
+pub const HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
+
+pub type Annotations = BTreeMap<String, String>;
+
+/// Only the part of the OCI runtime spec this module reads.
+#[derive(Deserialize)]
+struct Config {
+    #[serde(default, deserialize_with = "nullable")]
+    annotations: Annotations,
+}
+
+/// The annotations in `bundle/config.json` (none if it has no such object).
+pub fn read(bundle: &Path) -> Result<Annotations, String> {
+    let file = bundle.join("config.json");
+    let text = fs::read_to_string(&file).map_err(|e| format!("read {}: {e}", file.display()))?;
+    let c: Config = serde_json::from_str(&text).map_err(|e| format!("invalid {}: {e}", file.display()))?;
+    Ok(c.annotations)
+}
+
+/// Whether the bundle is a compose service, for the supervisor to run.
+pub fn supervised(a: &Annotations) -> bool {
+    a.contains_key(SERVICE)
+}
+
+/// A compose service's settings from its annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The compose service name (informational: dependencies name bundles,
+    /// which carry the same names).
+    pub service: String,
+    /// Dependency bundle name and condition, in name order.
+    pub depends_on: Vec<(String, Condition)>,
+    pub restart: Restart,
+    pub healthcheck: Option<Healthcheck>,
+}
+
+impl Spec {
+    /// Parse the annotations of the bundle named `bundle`. Errors name the
+    /// bundle and the annotation key, for the console.
+    pub fn parse(bundle: &str, a: &Annotations) -> Result<Spec, String> {
+        let at = |key: &str, e: String| format!("bundle {bundle}: annotation {key}: {e}");
+        let service = a.get(SERVICE).cloned().unwrap_or_default();
+        if service.is_empty() {
+            return Err(at(SERVICE, "empty service name".into()));
+        }
+        let depends_on = match a.get(DEPENDS_ON) {
+            None => Vec::new(),
+            Some(text) => parse_depends_on(text).map_err(|e| at(DEPENDS_ON, e))?,
+        };
+        let restart = match a.get(RESTART) {
+            None => Restart::No,
+            Some(text) => Restart::parse(text).map_err(|e| at(RESTART, e))?,
+        };
+        let healthcheck = match a.get(HEALTHCHECK) {
+            None => None,
+            Some(text) => Healthcheck::parse(text).map_err(|e| at(HEALTHCHECK, e))?,
+        };
+        Ok(Spec {
+            service,
+            depends_on,
+            restart,
+            healthcheck,
+        })
+    }
+}
+
+fn parse_depends_on(text: &str) -> Result<Vec<(String, Condition)>, String> {
+    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    map.into_iter()
+        .map(|(dep, cond)| {
+            let cond = Condition::parse(&cond).map_err(|e| format!("{dep}: {e}"))?;
+            Ok((dep, cond))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ann(kv: &[(&str, &str)]) -> Annotations {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn only_the_service_key_means_supervised() {
+        assert!(supervised(&ann(&[(SERVICE, "web")])));
+        assert!(!supervised(&ann(&[(RESTART, "always")])));
+        assert!(!supervised(&Annotations::new()));
+    }
+
+    #[test]
+    fn bare_service_has_compose_defaults() {
+        let s = Spec::parse("web", &ann(&[(SERVICE, "web")])).unwrap();
+        assert_eq!(s.service, "web");
+        assert!(s.depends_on.is_empty());
+        assert_eq!(s.restart, Restart::No);
+        assert_eq!(s.healthcheck, None);
+    }
+
+    #[test]
+    fn full_service() {
+        let s = Spec::parse(
+            "web",
+            &ann(&[
+                (SERVICE, "web"),
+                (
+                    DEPENDS_ON,
+                    r#"{"migrate":"service_completed_successfully","db":"service_healthy"}"#,
+                ),
+                (RESTART, "on-failure:5"),
+                (HEALTHCHECK, r#"{"test":["/bin/sh","-c","true"],"interval_ms":1000}"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.depends_on,
+            [
+                ("db".to_string(), Condition::Healthy),
+                ("migrate".to_string(), Condition::CompletedSuccessfully)
+            ]
+        );
+        assert_eq!(s.restart, Restart::OnFailure { max: Some(5) });
+        let hc = s.healthcheck.unwrap();
+        assert_eq!(hc.test, ["/bin/sh", "-c", "true"]);
+        assert_eq!(hc.interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_bundle_and_key() {
+        let bad = [
+            (DEPENDS_ON, r#"{"db":"service_ready"}"#, "db: unknown condition"),
+            (DEPENDS_ON, r#"["db"]"#, "invalid JSON"),
+            (RESTART, "sometimes", "unknown restart policy"),
+            (HEALTHCHECK, r#"{"test":[]}"#, "`test`"),
+        ];
+        for (key, value, what) in bad {
+            let err = Spec::parse("020-web", &ann(&[(SERVICE, "web"), (key, value)])).unwrap_err();
+            assert!(err.starts_with(&format!("bundle 020-web: annotation {key}: ")), "{err}");
+            assert!(err.contains(what), "{err}");
+        }
+        let err = Spec::parse("x", &ann(&[(SERVICE, "")])).unwrap_err();
+        assert!(err.contains(SERVICE), "{err}");
+    }
+
+    #[test]
+    fn reads_config_json_annotations() {
+        let dir = std::env::temp_dir().join(format!("lkc-ann-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.json"),
+            r#"{"ociVersion":"1.0.2","process":{"args":["x"]},
+               "annotations":{"org.linuxkit-compose.service":"web","other":"1"}}"#,
+        )
+        .unwrap();
+        let with = read(&dir);
+        fs::write(dir.join("config.json"), r#"{"ociVersion":"1.0.2","annotations":null}"#).unwrap();
+        let null = read(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(with.unwrap(), ann(&[(SERVICE, "web"), ("other", "1")]));
+        assert_eq!(null.unwrap(), Annotations::new());
+        assert!(read(Path::new("/nonexistent/lkc")).is_err());
+    }
+}
