@@ -149,21 +149,26 @@ pub fn supervise(root: &Path, pid_file: &Path) -> Result<(), String> {
     write_pid_file(pid_file);
     let shared = Arc::new(Shared::default());
     let services = load(root, &shared)?;
-    {
+    let stopper = {
         let shared = Arc::clone(&shared);
         let pid_file = pid_file.to_path_buf();
         std::thread::spawn(move || {
             let sig = wait_signal(&signals);
             log(&format!("supervisor: signal {sig}, stopping the services"));
             shutdown(&shared, &pid_file);
-        });
-    }
+        })
+    };
     std::thread::scope(|s| {
         for svc in &services {
             let shared = &shared;
             s.spawn(move || run_service(shared, svc));
         }
     });
+    if shared.lock().stopping {
+        // The services ended because of the signal: let `shutdown` finish
+        // (and exit the process).
+        let _ = stopper.join();
+    }
     log("supervisor: no service left to run");
     let _ = std::fs::remove_file(pid_file);
     Ok(())
@@ -282,9 +287,9 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
         }
         restarts += 1;
         log(&format!("restarting {name} (attempt {restarts})"));
-        if let Err(e) = runc::delete_force(name) {
-            log(&format!("{name}: {e}"));
-        }
+        // A foreground `runc run` deletes its container on exit, so this
+        // only clears one that runc could not (its error is expected).
+        let _ = runc::delete_force(name);
     }
 }
 
@@ -311,14 +316,16 @@ fn spawn_healthcheck(shared: &Arc<Shared>, name: &str, hc: &Healthcheck, run: u3
             let Some(st) = b.services.get_mut(&name).filter(|s| s.runs == run && s.running) else {
                 return;
             };
-            st.health = health;
-            drop(b);
-            shared.changed.notify_all();
+            // Logged before dependents can see it, so the console reads in
+            // cause-then-effect order.
             match health {
                 Health::Healthy => log(&format!("{name} is healthy")),
                 Health::Unhealthy => log(&format!("{name} is unhealthy (last: {})", probe.describe())),
                 Health::Starting => {}
             }
+            st.health = health;
+            drop(b);
+            shared.changed.notify_all();
         }
     });
 }
