@@ -13,7 +13,7 @@ use crate::deps::{self, Gate, Status};
 use crate::health::{Counter, Health, Healthcheck};
 use crate::restart::Backoff;
 use crate::{log, prepare, runc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -214,13 +214,15 @@ fn load(root: &Path, shared: &Shared) -> Result<Vec<Service>, String> {
         }
     }
     services.retain(|s| !bad.contains_key(&s.name));
-    let checked: BTreeSet<String> = services
+    let runnable: BTreeMap<String, bool> = services
         .iter()
-        .filter(|s| s.spec.healthcheck.is_some())
-        .map(|s| s.name.clone())
+        .map(|s| (s.name.clone(), s.spec.healthcheck.is_some()))
         .collect();
+    // Skipped dependencies keep their condition: they fail it anyway, and
+    // saying they lack a healthcheck would only be noise.
+    let has_healthcheck = |d: &str| runnable.get(d).copied().unwrap_or(true);
     for s in &mut services {
-        for dep in deps::downgrade_unchecked(&mut s.spec.depends_on, |d| checked.contains(d)) {
+        for dep in deps::downgrade_unchecked(&mut s.spec.depends_on, has_healthcheck) {
             log(&format!(
                 "{}: dependency {dep} has no healthcheck; waiting for it to start instead of being healthy",
                 s.name
