@@ -60,6 +60,13 @@ pub enum Command {
         #[command(flatten)]
         registry: RegistryArg,
     },
+    /// Build the native method's VM: each compose service a LinuxKit service, no Docker engine.
+    Native {
+        #[command(flatten)]
+        compose: ComposeArg,
+    },
+    /// Boot the native VM on this terminal, every published port on 127.0.0.1 (Ctrl-A X quits).
+    RunNative(RunArgs),
     /// Build every compose service that has `build:`, tagged with its `image:`.
     Apps {
         #[command(flatten)]
@@ -116,6 +123,10 @@ pub struct ComposeArg {
     /// Also run the services of this compose profile
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
+    /// Native method: build even when the compose file has keys the
+    /// conversion does not carry over (each one is still listed)
+    #[arg(long)]
+    pub allow_unsupported: bool,
 }
 
 /// `--registry`, for the dynamic method.
@@ -233,11 +244,12 @@ impl Command {
             Command::Doctor { .. } | Command::Yaml => vec![],
             Command::Static { .. }
             | Command::Dynamic { .. }
+            | Command::Native { .. }
             | Command::Apps { .. }
             | Command::Images { .. }
             | Command::VmImages { .. }
             | Command::Smoke => vec![Need::Build],
-            Command::RunStatic(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
+            Command::RunStatic(_) | Command::RunNative(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
             Command::RunDynamic { registry, .. } => [vec![Need::Build, Need::Boot], local_registry(registry)].concat(),
             Command::TestBoot(args) => {
                 let dynamic = args.method == Some(Method::Dynamic);
@@ -270,6 +282,7 @@ impl ComposeArg {
             env_files: self.env_files.clone(),
             project_name: self.project_name.clone(),
             profiles: self.profiles.clone(),
+            allow_unsupported: self.allow_unsupported,
         }
     }
 
@@ -295,7 +308,7 @@ impl TestBootArgs {
     pub fn validate(&self) -> Result<()> {
         let dynamic = self.method == Some(Method::Dynamic);
         if !self.smoke && self.method.is_none() {
-            bail!("say what to boot: --smoke, or --method static|dynamic");
+            bail!("say what to boot: --smoke, or --method static|dynamic|native");
         }
         if self.unreachable_registry && !dynamic {
             bail!("--unreachable-registry tests the dynamic method's registry: use it with --method dynamic");

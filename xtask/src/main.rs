@@ -72,6 +72,16 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             methods::build(&sh, &project, Method::Dynamic, &app, registry.registry.as_ref(), None).map(|_| ())
         }
+        Command::Native { compose } => {
+            let app = compose.load(&project)?;
+            let _lock = project.lock()?;
+            methods::build(&sh, &project, Method::Native, &app, None, None).map(|_| ())
+        }
+        Command::RunNative(args) => {
+            let app = args.compose.load(&project)?;
+            let vm = args.vm.options(&args.qemu_args);
+            session::run_method(&sh, &project, Method::Native, &app, None, args.port, &vm)
+        }
         Command::RunStatic(args) => {
             let app = args.compose.load(&project)?;
             let vm = args.vm.options(&args.qemu_args);

@@ -32,6 +32,9 @@ pub struct Source {
     pub project_name: Option<String>,
     /// `--profile`: services in these profiles run too.
     pub profiles: Vec<String>,
+    /// `--allow-unsupported`: the native method builds even with compose keys
+    /// it does not carry over (still listing each one).
+    pub allow_unsupported: bool,
 }
 
 impl Source {
@@ -55,6 +58,8 @@ pub struct App {
     /// The project folder: the first file's folder, where relative paths start.
     pub dir: PathBuf,
     pub services: Vec<Service>,
+    /// See [`Source::allow_unsupported`].
+    pub allow_unsupported: bool,
     /// compose's normalized model, the base of the file the VM runs.
     config: Value,
 }
@@ -75,6 +80,9 @@ pub struct Service {
     pub uses_docker_socket: bool,
     /// The image the compose file names, where `image` is a local stand-in for it.
     pub stands_in_for: Option<String>,
+    /// `labels:` as compose resolved them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -229,7 +237,10 @@ impl App {
             &dir
         })?;
         let json = String::from_utf8(out.stdout).context("docker compose printed non-UTF-8")?;
-        App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems }.into())
+        let mut app =
+            App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems })?;
+        app.allow_unsupported = source.allow_unsupported;
+        Ok(app)
     }
 
     /// The app from compose's JSON model; relative paths start at `dir`.
@@ -256,8 +267,14 @@ impl App {
             file: file.to_path_buf(),
             dir: dir.to_path_buf(),
             services,
+            allow_unsupported: false,
             config,
         })
+    }
+
+    /// compose's normalized model (its JSON), as read.
+    pub fn model(&self) -> &Value {
+        &self.config
     }
 
     /// Every image the app runs, once each, in service order.
@@ -466,6 +483,7 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         binds,
         uses_docker_socket,
         stands_in_for: None,
+        labels: body.labels.clone(),
     })
 }
 

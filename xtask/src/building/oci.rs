@@ -28,6 +28,24 @@ pub fn cache_has(cache: &Path, reference: &str) -> Result<bool> {
     Ok(found)
 }
 
+/// The manifest digest the LinuxKit cache at `cache` names `reference`, if any
+/// (the last entry: `cache import` of a name it holds adds one).
+pub fn cache_digest(cache: &Path, reference: &str) -> Result<Option<String>> {
+    let index = cache.join("index.json");
+    if !index.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+    let index: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", index.display()))?;
+    Ok(index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["annotations"][IMAGE_NAME].as_str() == Some(reference))
+        .filter_map(|m| m["digest"].as_str().map(String::from))
+        .last())
+}
+
 fn index_names(index: &Value) -> impl Iterator<Item = &str> {
     index["manifests"]
         .as_array()

@@ -20,6 +20,7 @@ pub enum Target {
     Smoke,
     Static,
     Dynamic,
+    Native,
 }
 
 /// What to boot, how often, and what to compare with.
@@ -158,6 +159,7 @@ fn boot_args(target: Target, args: &Options) -> test_boot::Options {
             Target::Smoke => None,
             Target::Static => Some(Method::Static),
             Target::Dynamic => Some(Method::Dynamic),
+            Target::Native => Some(Method::Native),
         },
         registry: None,
         unreachable_registry: false,

@@ -36,7 +36,7 @@ pub fn prepare(
     app: &App,
     registry: Option<&Address>,
 ) -> Result<Prepared> {
-    if method == Method::Static || registry.is_some() {
+    if method != Method::Dynamic || registry.is_some() {
         let artifacts = boot::pinned(project, || methods::build(sh, project, method, app, registry, None))?;
         return Ok(Prepared {
             artifacts,

@@ -484,6 +484,7 @@ fn gave_up(console: &str) -> Option<String> {
         l.starts_with(RUNNER_FAILED)
             || l.starts_with("service: starting ")
             || (l.starts_with("service: ") && l.contains(" skipped: "))
+            || (l.starts_with("service: ") && l.contains(" not started: "))
             || l.contains(UNPACK_FAILED)
     })?;
     Some(if line.contains(UNPACK_FAILED) {

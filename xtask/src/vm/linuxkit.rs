@@ -29,14 +29,64 @@ pub struct Kernel {
     pub cmdline: String,
 }
 
-#[derive(Debug, Default, Serialize, PartialEq)]
+/// An onboot or service container. Fields left empty take LinuxKit's
+/// defaults (or the image's `org.mobyproject.config` label); the native
+/// method spells out everything a Docker engine would have given.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_gids: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub net: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI mount as LinuxKit's `mounts:` takes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mount {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub options: Vec<String>,
 }
 
 /// A file (or directory) LinuxKit puts into the VM's root.
@@ -140,6 +190,7 @@ pub fn smoke(refs: &Refs) -> Config {
         image: refs["nginx"].clone(),
         net: Some("host".into()),
         binds: vec!["/etc/smoke:/usr/share/nginx/html:ro".into()],
+        ..Default::default()
     });
     config.files.push(File::contents("etc/smoke/index.html", SMOKE_PAGE));
     config
@@ -202,6 +253,9 @@ pub struct Vm {
     /// `linuxkit build` makes only the base of the initrd (`dist/<name>-base-initrd.img`);
     /// the caller appends the rest.
     pub base_initrd: bool,
+    /// What else the build depends on that the YAML does not show (the
+    /// digests of app images it names by tag).
+    pub inputs: String,
 }
 
 pub fn smoke_vm() -> Vm {
@@ -213,6 +267,7 @@ pub fn smoke_vm() -> Vm {
         config: Box::new(smoke),
         checked_in: true,
         base_initrd: false,
+        inputs: String::new(),
     }
 }
 
@@ -225,6 +280,7 @@ pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
         config: Box::new(move |refs| compose(refs, &payload)),
         checked_in: true,
         base_initrd: false,
+        inputs: String::new(),
     }
 }
 
@@ -292,7 +348,7 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
     // dist/<name>.stamp: the YAML the artifacts were built from, and the size
     // and mtime of every host file it copies in.
     let stamp = dist.join(format!("{name}.stamp"));
-    let inputs = stamp_text(project, &yaml, &config)?;
+    let inputs = stamp_text(project, &yaml, &config)? + &vm.inputs;
     let current = artifacts.kernel.is_file()
         && artifacts.initrd.is_file()
         && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str());

@@ -6,6 +6,8 @@ pub enum Method {
     Static,
     /// Only the compose file in the VM; the engine pulls the images at boot.
     Dynamic,
+    /// Each compose service a LinuxKit service: no Docker engine in the VM.
+    Native,
 }
 
 impl Method {
@@ -14,6 +16,7 @@ impl Method {
         match self {
             Method::Static => "compose-static",
             Method::Dynamic => "compose-dynamic",
+            Method::Native => "compose-native",
         }
     }
 }

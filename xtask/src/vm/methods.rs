@@ -19,7 +19,7 @@ use crate::{
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        packed, static_vm,
+        native_vm, packed, static_vm,
     },
 };
 
@@ -31,6 +31,7 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
     match method {
         Method::Static => static_vm::payload(),
         Method::Dynamic => dynamic_vm::payload(registry),
+        Method::Native => unreachable!("the native VM carries no compose file"),
     }
 }
 
@@ -38,6 +39,9 @@ pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
 /// the checked-in `linuxkit/<name>.yml`; any other build writes its YAML under
 /// dist/, so no build with other input changes a tracked file.
 pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Vm> {
+    if method == Method::Native {
+        anyhow::bail!("the native VM is described from its built images: native_vm::vm");
+    }
     let mut payload = payload(method, registry);
     payload.project_files = project_files(method, app)?;
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
@@ -47,7 +51,7 @@ pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Addres
 }
 
 /// Is `app` the repository's own compose file?
-fn is_default(project: &Project, app: &App) -> bool {
+pub fn is_default(project: &Project, app: &App) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     canonical(&app.file).is_some() && canonical(&app.file) == canonical(&project.root.join(compose::DEFAULT))
 }
@@ -60,7 +64,7 @@ fn project_stage(method: Method) -> String {
 
 /// LinuxKit `files:` for every file and folder of the project a service
 /// bind-mounts, from the stage, under [`PROJECT_IN_VM`] with their modes.
-fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
+pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
     let vm_root = PROJECT_IN_VM.trim_start_matches('/');
     let stage = project_stage(method);
     let mut out: Vec<File> = Vec::new();
@@ -108,7 +112,7 @@ fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
 /// Copy the project's bind-mounted files to the stage [`project_files`] names,
 /// rewriting only what changed (`linuxkit build` is redone when a source's
 /// mtime changes).
-fn stage_project(project: &Project, method: Method, app: &App) -> Result<()> {
+pub fn stage_project(project: &Project, method: Method, app: &App) -> Result<()> {
     let stage = project.root.join(project_stage(method));
     let mut wanted = Vec::new();
     for f in project_files(method, app)? {
@@ -138,6 +142,7 @@ fn runtime_file(method: Method, app: &App) -> Result<String> {
     match method {
         Method::Static => static_vm::runtime_file(app),
         Method::Dynamic => dynamic_vm::runtime_file(app),
+        Method::Native => unreachable!("the native VM carries no compose file"),
     }
 }
 
@@ -152,11 +157,15 @@ pub fn build(
     registry: Option<&Address>,
     push_to: Option<&Address>,
 ) -> Result<Artifacts> {
+    if method == Method::Native {
+        return native_vm::build(sh, project, app);
+    }
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
     match method {
         Method::Static => apps::save(sh, project, app, &ids, builder)?,
         Method::Dynamic => dynamic_vm::push(sh, project, app, &ids, registry.into_iter().chain(push_to))?,
+        Method::Native => unreachable!("built above"),
     }
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().unwrap())?;
@@ -165,6 +174,7 @@ pub fn build(
     let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry)?)?;
     match method {
         Method::Static => static_vm::append_images(sh, project, app, artifacts),
+        Method::Native => unreachable!("built above"),
         Method::Dynamic => {
             let mut artifacts = artifacts;
             let out = project.dist.join(format!("{}-initrd.img", method.vm_name()));

@@ -39,6 +39,10 @@ const ALSO_LOADED: &[&str] = &[
     "aesni_intel",
     "loop",
     "squashfs",
+    // The native method's nftables rules: NAT, masquerade, `fib daddr type local`.
+    "nft_nat",
+    "nft_masq",
+    "nft_fib_ipv4",
 ];
 
 /// The modules the `modules` onboot image loads: its Dockerfile's `CMD [...]`.

@@ -1,0 +1,284 @@
+//! Every compose key and what the native method does with it: carried over,
+//! approximated, or refused. This table is what the conversion checks a
+//! compose file against (a key not in it is refused: nothing is dropped
+//! without a word), and what the README's table is generated from.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Behaves as under `docker compose up`.
+    Carried,
+    /// Carried over, with a difference the note says.
+    Approximated,
+    /// Not carried over: an error (a warning with `--allow-unsupported`).
+    Refused,
+}
+
+pub struct Key {
+    /// The key's path in compose's model: `a.b` for nested keys, `*` for any
+    /// name the user chooses, `[]` for each item of a list, `**` for
+    /// everything under it.
+    pub path: &'static str,
+    pub support: Support,
+    pub how: &'static str,
+}
+
+const fn key(path: &'static str, support: Support, how: &'static str) -> Key {
+    Key { path, support, how }
+}
+
+use Support::{Approximated as A, Carried as C, Refused as R};
+
+/// Keys of a service (`services.NAME.…`).
+pub const SERVICE: &[Key] = &[
+    key("image", C, "the LinuxKit service's image: the app image the xtask builds, or the local stand-in"),
+    key("build.**", C, "built by the xtask as for every method"),
+    key("command", C, "replaces the image's CMD, Docker's rules"),
+    key("entrypoint", C, "replaces the image's ENTRYPOINT and drops its CMD, Docker's rules"),
+    key("environment.*", C, "over the image's ENV; `env_file` is merged in by compose"),
+    key("env_file[].path", C, "merged into `environment` by compose"),
+    key("env_file[].required", C, "checked by compose"),
+    key("user", C, "resolved against the image's /etc/passwd and /etc/group, with the user's groups"),
+    key("working_dir", C, "the process's working directory"),
+    key("hostname", C, "the container's hostname (its own UTS namespace)"),
+    key("container_name", A, "resolves like the service name in /etc/hosts; the LinuxKit service keeps the compose name"),
+    key("labels.*", C, "OCI annotations; `traefik.*` labels become traefik's file provider configuration"),
+    key("ports[].target", C, "nftables DNAT from the VM's eth0 to the service's address"),
+    key("ports[].published", C, "the port on the VM's eth0 (QEMU forwards it)"),
+    key("ports[].protocol", C, "tcp or udp"),
+    key("ports[].mode", C, "`ingress`/`host`: one VM, the same"),
+    key("ports[].host_ip", A, "ignored: the port is published on eth0, which QEMU forwards to"),
+    key("ports[].app_protocol", A, "ignored (a hint only)"),
+    key("ports[].name", A, "ignored (a label only)"),
+    key("expose[]", C, "ports the traefik conversion may pick, as Docker reports them"),
+    key("networks.*", C, "one veth on the network's bridge, address in compose order"),
+    key("networks.*.aliases[]", C, "extra names in /etc/hosts of services on that network"),
+    key("networks.*.ipv4_address", C, "the fixed address"),
+    key("network_mode", C, "`host` (the VM's network) and `none`; `service:…` is refused"),
+    key("extra_hosts[]", C, "lines in the service's /etc/hosts"),
+    key("depends_on.*.condition", C, "the service runner starts it after service_started/service_healthy/service_completed_successfully"),
+    key("depends_on.*.required", A, "every dependency is required"),
+    key("depends_on.*.restart", A, "ignored: a restarted dependency does not restart its dependants"),
+    key("restart", C, "the service runner restarts per policy (no, always, unless-stopped, on-failure[:N]) with Docker's back-off"),
+    key("healthcheck.test[]", C, "run in the container with `runc exec`; CMD-SHELL through /bin/sh -c"),
+    key("healthcheck.interval", C, "Docker's default 30 s"),
+    key("healthcheck.timeout", C, "Docker's default 30 s"),
+    key("healthcheck.retries", C, "Docker's default 3"),
+    key("healthcheck.start_period", C, "failures in it do not count"),
+    key("healthcheck.start_interval", C, "the interval during the start period"),
+    key("healthcheck.disable", C, "no healthcheck (the image's is ignored too)"),
+    key("volumes[].type", C, "`bind` (project files, copied into the VM), `volume` (named), `tmpfs`"),
+    key("volumes[].source", C, "a file or folder beside the compose file, or a named volume"),
+    key("volumes[].target", C, "the mount point in the container"),
+    key("volumes[].read_only", C, "a read-only mount"),
+    key("volumes[].bind.create_host_path", C, "compose's default"),
+    key("volumes[].volume.nocopy", A, "named volumes always start empty (Docker copies the image's files into a new one)"),
+    key("volumes[].volume.subpath", C, "a folder of the named volume"),
+    key("volumes[].tmpfs.size", C, "the tmpfs size"),
+    key("volumes[].tmpfs.mode", C, "the tmpfs mode"),
+    key("tmpfs[]", C, "a tmpfs mount (Docker's options: nosuid, nodev, noexec)"),
+    key("read_only", C, "a read-only root filesystem"),
+    key("shm_size", C, "the size of /dev/shm (Docker's default 64 MiB)"),
+    key("cap_add[]", C, "added to Docker's default capability set"),
+    key("cap_drop[]", C, "removed from it (`ALL` too)"),
+    key("privileged", A, "every capability; devices stay Docker's default set"),
+    key("sysctls.*", C, "set in the container's namespaces"),
+    key("ulimits.*", C, "rlimits, soft and hard alike"),
+    key("ulimits.*.soft", C, "the soft limit"),
+    key("ulimits.*.hard", C, "the hard limit"),
+    key("oom_score_adj", C, "the process's OOM score adjustment"),
+    key("stop_signal", A, "the runner stops services with TERM, then KILL after 10 s"),
+    key("stop_grace_period", A, "the runner waits 10 s"),
+    key("init", R, "no init process is put in front of the service"),
+    key("pull_policy", C, "nothing is pulled: every image is in the VM"),
+    key("platform", A, "the VM is linux/amd64"),
+    key("logging.driver", A, "output goes to the VM's console and /var/log/SERVICE.log"),
+    key("logging.options.*", A, "see logging.driver"),
+    key("tty", A, "no terminal: output goes through a pipe"),
+    key("stdin_open", A, "stdin is /dev/null"),
+    key("profiles[]", C, "chosen by compose (`--profile`)"),
+    key("pid", R, "services get their own PID namespace"),
+    key("ipc", R, "services get their own IPC namespace"),
+    key("deploy.**", R, "swarm/resources keys: not carried over"),
+    key("mem_limit", R, "no memory limit is applied"),
+    key("cpus", R, "no CPU limit is applied"),
+    key("devices[]", R, "no device is passed in"),
+    key("secrets[]", R, "secrets do not travel into the VM"),
+    key("configs[]", R, "configs do not travel into the VM"),
+    key("dns[]", R, "services use the VM's resolver"),
+    key("dns_search[]", R, "services use the VM's resolver"),
+    key("security_opt[]", R, "no seccomp/AppArmor profile is applied"),
+    key("userns_mode", R, "no user namespace"),
+    key("cgroup_parent", R, "LinuxKit places each service's cgroup"),
+    key("links[]", R, "legacy links: use networks"),
+    key("volumes_from[]", R, "not carried over"),
+    key("extends.**", C, "resolved by compose"),
+];
+
+/// Top-level keys other than `services`.
+pub const TOP: &[Key] = &[
+    key("name", C, "the project name (container names in /etc/hosts)"),
+    key("networks.*.name", C, "compose's name for it"),
+    key("networks.*.driver", C, "`bridge` only"),
+    key("networks.*.internal", C, "no masquerade, no forwarding out of the bridge"),
+    key("networks.*.ipam.config[].subnet", C, "the bridge's subnet (IPv4)"),
+    key("networks.*.ipam.config[].gateway", C, "the bridge's address"),
+    key("networks.*.ipam.driver", A, "the default IPAM"),
+    key("networks.*.labels.*", A, "ignored (metadata only)"),
+    key("networks.*.attachable", A, "ignored: no containers besides the app's"),
+    key("networks.*.external", R, "nothing outside the VM provides networks"),
+    key("networks.*.enable_ipv6", R, "IPv6 networks are not made"),
+    key("networks.*.driver_opts.*", R, "bridge options are not applied"),
+    key("volumes.*.name", C, "compose's name for it"),
+    key("volumes.*.driver", R, "only the local driver"),
+    key("volumes.*.driver_opts.*", R, "only plain folders in the VM"),
+    key("volumes.*.external", R, "nothing outside the VM provides volumes"),
+    key("volumes.*.labels.*", A, "ignored (metadata only)"),
+    key("secrets.**", R, "secrets do not travel into the VM"),
+    key("configs.**", R, "configs do not travel into the VM"),
+];
+
+/// Every key path set in `value` under `prefix`, with the table entry that
+/// covers it (None: not in the table). Nulls are keys not set.
+pub fn walk<'t>(table: &'t [Key], value: &Value) -> Vec<(String, Option<&'t Key>)> {
+    let mut out = Vec::new();
+    visit(table, value, "", &mut out);
+    out
+}
+
+fn visit<'t>(table: &'t [Key], value: &Value, path: &str, out: &mut Vec<(String, Option<&'t Key>)>) {
+    if let Some(k) = lookup(table, path) {
+        if k.path.ends_with("**") {
+            out.push((path.to_string(), Some(k)));
+            return;
+        }
+    }
+    match value {
+        Value::Null => {}
+        Value::Object(map) if !is_leaf_map(table, path) => {
+            let any = join(path, "*");
+            let named = table.iter().any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
+            for (k, v) in map {
+                let child = if named { any.clone() } else { join(path, k) };
+                let shown = join(path, k);
+                let before = out.len();
+                visit(table, v, &child, out);
+                for entry in &mut out[before..] {
+                    entry.0 = entry.0.replacen(&child, &shown, 1);
+                }
+                if v.is_null() && named && lookup(table, &child).is_some() {
+                    out.push((shown, lookup(table, &child)));
+                }
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+            let each = format!("{path}[]");
+            for (i, item) in items.iter().enumerate() {
+                let before = out.len();
+                visit(table, item, &each, out);
+                for entry in &mut out[before..] {
+                    entry.0 = entry.0.replacen(&each, &format!("{path}[{i}]"), 1);
+                }
+            }
+        }
+        Value::Array(_) if lookup(table, &format!("{path}[]")).is_some() => {
+            out.push((path.to_string(), lookup(table, &format!("{path}[]"))));
+        }
+        _ => out.push((path.to_string(), lookup(table, path))),
+    }
+}
+
+/// A map whose values are the key's own (`ulimits: {nofile: 1024}`).
+fn is_leaf_map(table: &[Key], path: &str) -> bool {
+    path.ends_with('*') && !table.iter().any(|k| k.path.starts_with(&format!("{path}.")))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn lookup<'t>(table: &'t [Key], path: &str) -> Option<&'t Key> {
+    table.iter().find(|k| k.path == path).or_else(|| {
+        table.iter().find(|k| {
+            k.path
+                .strip_suffix(".**")
+                .is_some_and(|p| path == p || path.starts_with(&format!("{p}.")))
+        })
+    })
+}
+
+/// The README's table, from [`SERVICE`] and [`TOP`].
+pub fn markdown() -> String {
+    let mut s = String::from("| compose key | native method | how |\n|---|---|---|\n");
+    let word = |s: Support| match s {
+        Support::Carried => "carried over",
+        Support::Approximated => "approximated",
+        Support::Refused => "refused",
+    };
+    for (prefix, table) in [("services.*.", SERVICE), ("", TOP)] {
+        for k in table {
+            let _ = writeln!(s, "| `{prefix}{}` | {} | {} |", k.path, word(k.support), k.how);
+        }
+    }
+    s.push_str("\nAny other key is refused.\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(table: &[Key], v: &Value) -> Vec<(String, Option<Support>)> {
+        walk(table, v)
+            .into_iter()
+            .map(|(p, k)| (p, k.map(|k| k.support)))
+            .collect()
+    }
+
+    #[test]
+    fn nested_keys_are_named_with_their_path() {
+        let body = json!({
+            "command": null,
+            "image": "x",
+            "environment": {"A": "1", "B": null},
+            "ports": [{"target": 80, "published": "80", "host_ip": "127.0.0.1"}],
+            "ulimits": {"nofile": {"soft": 1, "hard": 2}, "nproc": 5},
+            "cap_add": ["NET_ADMIN"],
+            "build": {"context": "/x", "args": {"A": "b"}},
+            "blkio_config": {"weight": 300},
+            "networks": {"default": null, "front": {"aliases": ["w"], "priority": 3}}
+        });
+        let got = paths(SERVICE, &body);
+        let find = |p: &str| got.iter().find(|(path, _)| path == p).map(|(_, s)| *s);
+        assert_eq!(find("image"), Some(Some(C)));
+        assert_eq!(find("environment.A"), Some(Some(C)));
+        assert_eq!(find("environment.B"), Some(Some(C)), "an unset variable is still a key");
+        assert_eq!(find("ports[0].host_ip"), Some(Some(A)));
+        assert_eq!(find("ulimits.nofile.soft"), Some(Some(C)));
+        assert_eq!(find("ulimits.nproc"), Some(Some(C)));
+        assert_eq!(find("cap_add"), Some(Some(C)));
+        assert_eq!(find("build"), Some(Some(C)));
+        assert_eq!(find("blkio_config.weight"), Some(None), "not in the table: refused");
+        assert_eq!(find("networks.default"), Some(Some(C)));
+        assert_eq!(find("networks.front.aliases"), Some(Some(C)));
+        assert_eq!(find("networks.front.priority"), Some(None));
+        assert_eq!(find("command"), None, "null: not set");
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_key() {
+        let md = markdown();
+        for k in SERVICE {
+            assert!(md.contains(&format!("`services.*.{}`", k.path)), "{}", k.path);
+        }
+        assert!(md.contains("| `services.*.init` | refused |"), "{md}");
+    }
+}

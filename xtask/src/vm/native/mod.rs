@@ -1,0 +1,700 @@
+//! The native method: every compose service becomes a LinuxKit service, run
+//! by the VM's own init and runc; no Docker engine, no compose, no image
+//! tarballs in the VM. What a Docker engine would give each container is
+//! written out in the LinuxKit YAML (`process`: the process, user and
+//! capabilities; `network`: the networks, names and published ports), the
+//! compose semantics LinuxKit has no field for (start order, restart policy,
+//! healthcheck) travel as annotations the VM's service runner reads, and
+//! traefik's docker provider becomes its file provider (`traefik`).
+//! Every compose key is checked against `keys` first: what is not carried
+//! over is an error, all of them at once, unless the user allows it.
+
+pub mod image;
+pub mod keys;
+pub mod network;
+pub mod process;
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::{
+    app::compose::{App, Service},
+    vm::{
+        linuxkit::{self, Config, Container, File, Mount, Refs},
+        native_traefik,
+    },
+};
+
+use image::Facts;
+use keys::Support;
+use network::{Mode, Plan};
+
+/// The annotations the VM's service runner (images/init/lkc-service) reads.
+pub const ANNOTATION_SERVICE: &str = "org.linuxkit-compose.service";
+pub const ANNOTATION_DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
+pub const ANNOTATION_RESTART: &str = "org.linuxkit-compose.restart";
+pub const ANNOTATION_HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
+
+/// Where the VM keeps what the conversion writes.
+const NATIVE_DIR: &str = "etc/native";
+/// Named volumes, one folder each.
+const VOLUMES_DIR: &str = "var/lib/native/volumes";
+/// Where the traefik service finds its generated dynamic configuration.
+const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
+/// Base services whose names a compose service may not take.
+const RESERVED: [&str; 4] = ["getty", "modules", "network", "netns"];
+
+/// Every capability LinuxKit knows (`privileged`, `cap_add: [ALL]`).
+pub const ALL_CAPS: [&str; 41] = [
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
+];
+
+/// The app converted: the LinuxKit services and the files they need.
+#[derive(Debug, Clone)]
+pub struct Native {
+    pub services: Vec<Container>,
+    pub files: Vec<File>,
+    /// Keys carried over only approximately, or left out with
+    /// `--allow-unsupported`: said at every build.
+    pub notes: Vec<String>,
+}
+
+/// What the conversion needs besides the app: each image's facts, and where
+/// the project's bind-mounted files are in the VM.
+pub struct Inputs<'a> {
+    pub facts: &'a BTreeMap<String, Facts>,
+    /// `linuxkit::File`s for the project's bind-mounted files (under `project_dir`).
+    pub project_files: Vec<File>,
+    pub project_dir: &'a str,
+    pub allow_unsupported: bool,
+}
+
+/// Convert `app`. Every key that is not carried over is an error naming the
+/// file, the service and the key path, all of them at once.
+pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
+    let model = app.model();
+    let project = model["name"].as_str().unwrap_or_default().to_string();
+    let mut refused = Vec::new();
+    let mut notes = Vec::new();
+    check_keys(model, &mut refused, &mut notes);
+    let published: Vec<_> = app
+        .published()
+        .into_iter()
+        .map(|(p, s)| (p, s.name.clone()))
+        .collect();
+    let mut problems = Vec::new();
+    let plan = network::plan(model, &published).map_err(|e| {
+        problems.extend(e);
+    });
+    for s in &app.services {
+        if RESERVED.contains(&s.name.as_str()) {
+            problems.push(format!(
+                "service `{}`: the name is taken by the VM's own `{}` service",
+                s.name, s.name
+            ));
+        }
+    }
+    if !refused.is_empty() && !inputs.allow_unsupported {
+        problems.extend(refused.iter().map(|r| format!("{r} (build anyway with --allow-unsupported)")));
+    } else if !refused.is_empty() {
+        notes.push(format!(
+            "left out with --allow-unsupported ({}): {}",
+            refused.len(),
+            refused.join("; ")
+        ));
+    }
+    let Ok(plan) = plan else { return Err(problems) };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut out = Native {
+        services: Vec::new(),
+        files: vec![
+            File::directory(NATIVE_DIR),
+            File::directory(&format!("{NATIVE_DIR}/hosts")),
+            File {
+                mode: Some("0755".into()),
+                ..File::contents(&format!("{NATIVE_DIR}/network.sh"), &plan.script())
+            },
+            File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
+        ],
+        notes,
+    };
+    out.files.extend(inputs.project_files.iter().cloned());
+    let mut volumes: Vec<String> = Vec::new();
+    for s in &app.services {
+        let body = &model["services"][&s.name];
+        let facts = inputs.facts.get(&s.image).cloned().unwrap_or_default();
+        match service(app, &project, s, body, &facts, &plan, inputs) {
+            Ok((container, files, vols)) => {
+                out.services.push(container);
+                out.files.extend(files);
+                for v in vols {
+                    if !volumes.contains(&v) {
+                        volumes.push(v);
+                    }
+                }
+            }
+            Err(errs) => problems.extend(errs.into_iter().map(|e| format!("service `{}`: {e}", s.name))),
+        }
+    }
+    if !volumes.is_empty() {
+        out.files.push(File::directory("var/lib/native"));
+        out.files.push(File::directory(VOLUMES_DIR));
+        for v in volumes {
+            out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
+        }
+    }
+    if let Err(e) = traefik(app, &project, &plan, inputs, &mut out) {
+        problems.extend(e);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(out)
+}
+
+/// Check every key of compose's model against the table: refused ones into
+/// `refused`, approximated ones into `notes`.
+fn check_keys(model: &Value, refused: &mut Vec<String>, notes: &mut Vec<String>) {
+    let mut approximated: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut report = |scope: &str, path: String, key: Option<&keys::Key>| match key.map(|k| k.support) {
+        Some(Support::Carried) => {}
+        Some(Support::Approximated) => approximated
+            .entry(format!("{} ({})", strip_index(&path), key.expect("some").how))
+            .or_default()
+            .push(scope.to_string()),
+        Some(Support::Refused) => refused.push(format!(
+            "{scope}: `{path}` is not carried over by the native method: {}",
+            key.expect("some").how
+        )),
+        None => refused.push(format!("{scope}: `{path}` is not carried over by the native method")),
+    };
+    for (name, body) in model["services"].as_object().into_iter().flatten() {
+        for (path, key) in keys::walk(keys::SERVICE, body) {
+            report(&format!("service `{name}`"), path, key);
+        }
+    }
+    let mut top = model.clone();
+    if let Some(o) = top.as_object_mut() {
+        o.remove("services");
+    }
+    for (path, key) in keys::walk(keys::TOP, &top) {
+        report("top level", path, key);
+    }
+    for (what, scopes) in approximated {
+        notes.push(format!("approximated: `{what}` in {}", scopes.join(", ")));
+    }
+}
+
+/// `ports[3].host_ip` -> `ports[].host_ip`, for one note per key.
+fn strip_index(path: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                skipping = true;
+                out.push('[');
+            }
+            ']' => {
+                skipping = false;
+                out.push(']');
+            }
+            _ if skipping => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Durations as compose writes them (Go's `1m30s`, `500ms`), in milliseconds.
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "h" => 3_600_000.0,
+            "m" => 60_000.0,
+            "s" => 1000.0,
+            "ms" => 1.0,
+            "us" | "µs" => 0.001,
+            "ns" => 0.000_001,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = &rest[unit_end..];
+    }
+    Some(total.round() as u64)
+}
+
+type Converted = (Container, Vec<File>, Vec<String>);
+
+fn service(
+    app: &App,
+    project: &str,
+    s: &Service,
+    body: &Value,
+    facts: &Facts,
+    plan: &Plan,
+    inputs: &Inputs,
+) -> Result<Converted, Vec<String>> {
+    let mut problems = Vec::new();
+    let hostname = body["hostname"].as_str().unwrap_or(&s.name).to_string();
+    let process = process::process(body, facts, &hostname)?;
+    let mut files = Vec::new();
+    let mut volumes = Vec::new();
+    let extra_hosts: Vec<(String, String)> = body["extra_hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|h| h.split_once(['=', ':']).map(|(n, a)| (n.to_string(), a.to_string())))
+        .collect();
+    let hosts_file = format!("{NATIVE_DIR}/hosts/{}", s.name);
+    files.push(File::contents(
+        &hosts_file,
+        &plan.hosts(project, &s.name, &hostname, &extra_hosts),
+    ));
+    let mut binds = vec![
+        format!("/{hosts_file}:/etc/hosts:ro"),
+        "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
+    ];
+    let mut tmpfs = Vec::new();
+    for (i, v) in body["volumes"].as_array().into_iter().flatten().enumerate() {
+        let target = v["target"].as_str().unwrap_or_default();
+        let ro = if v["read_only"].as_bool() == Some(true) { "ro" } else { "rw" };
+        let source = v["source"].as_str().unwrap_or_default();
+        match v["type"].as_str().unwrap_or_default() {
+            "bind" => {
+                if s.uses_docker_socket && ["/var/run/docker.sock", "/run/docker.sock"].contains(&source) {
+                    continue; // the traefik conversion stands in for the engine
+                }
+                match Path::new(source).strip_prefix(&app.dir) {
+                    Ok(rel) => binds.push(format!(
+                        "{}:{target}:{ro}",
+                        Path::new(inputs.project_dir).join(rel).display()
+                    )),
+                    Err(_) => problems.push(format!(
+                        "`volumes[{i}]`: bind of `{source}`, outside the project folder: only files that travel with the compose file are carried over"
+                    )),
+                }
+            }
+            "volume" if !source.is_empty() => {
+                let sub = v["volume"]["subpath"].as_str().unwrap_or_default();
+                let mut dir = format!("/{VOLUMES_DIR}/{source}");
+                if !sub.is_empty() {
+                    dir = format!("{dir}/{sub}");
+                }
+                binds.push(format!("{dir}:{target}:{ro}"));
+                volumes.push(source.to_string());
+            }
+            // An anonymous volume: a fresh folder each boot, like a new container's.
+            "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
+            "tmpfs" => {
+                let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
+                if let Some(size) = v["tmpfs"]["size"].as_str().or(v["tmpfs"]["size"].as_u64().map(|_| "")) {
+                    let size = if size.is_empty() {
+                        v["tmpfs"]["size"].to_string()
+                    } else {
+                        size.to_string()
+                    };
+                    opts.push(format!("size={size}"));
+                }
+                if let Some(mode) = v["tmpfs"]["mode"].as_u64() {
+                    opts.push(format!("mode={mode:o}"));
+                }
+                tmpfs.push(format!("{target}:{}", opts.join(",")));
+            }
+            other => problems.push(format!("`volumes[{i}].type` `{other}` is not carried over")),
+        }
+    }
+    for t in body["tmpfs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let (target, opts) = t.split_once(':').unwrap_or((t, ""));
+        let mut all = vec!["rw", "nosuid", "nodev", "noexec"];
+        all.extend(opts.split(',').filter(|o| !o.is_empty()));
+        tmpfs.push(format!("{target}:{}", all.join(",")));
+    }
+    let shm = body["shm_size"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| "67108864".into());
+    let mounts = vec![
+        Mount {
+            kind: "tmpfs".into(),
+            source: "shm".into(),
+            destination: "/dev/shm".into(),
+            options: ["nosuid", "noexec", "nodev", "mode=1777"]
+                .map(String::from)
+                .into_iter()
+                .chain([format!("size={shm}")])
+                .collect(),
+        },
+        Mount {
+            kind: "mqueue".into(),
+            source: "mqueue".into(),
+            destination: "/dev/mqueue".into(),
+            options: ["nosuid", "noexec", "nodev"].map(String::from).to_vec(),
+        },
+    ];
+    let net = match plan.mode(&s.name) {
+        Mode::Host => "host".to_string(),
+        Mode::Bridged(_) | Mode::None => network::netns_path(&s.name),
+    };
+    let sysctl: BTreeMap<String, String> = body["sysctls"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+        .collect();
+    let mut rlimits = Vec::new();
+    for (name, limit) in body["ulimits"].as_object().into_iter().flatten() {
+        let (soft, hard) = match limit {
+            Value::Object(o) => (o.get("soft").cloned(), o.get("hard").cloned()),
+            v => (Some(v.clone()), Some(v.clone())),
+        };
+        let n = |v: Option<Value>| v.and_then(|v| v.as_i64()).map_or("unlimited".to_string(), |n| {
+            if n < 0 {
+                "unlimited".to_string()
+            } else {
+                n.to_string()
+            }
+        });
+        rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
+    }
+    let mut annotations: BTreeMap<String, String> = body["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    annotations.insert(ANNOTATION_SERVICE.into(), s.name.clone());
+    if let Some(deps) = body["depends_on"].as_object().filter(|d| !d.is_empty()) {
+        let deps: BTreeMap<&String, &str> = deps
+            .iter()
+            .map(|(k, v)| (k, v["condition"].as_str().unwrap_or("service_started")))
+            .collect();
+        annotations.insert(ANNOTATION_DEPENDS_ON.into(), json!(deps).to_string());
+    }
+    if let Some(restart) = body["restart"].as_str() {
+        annotations.insert(ANNOTATION_RESTART.into(), restart.into());
+    }
+    match healthcheck(body, facts) {
+        Ok(Some(h)) => {
+            annotations.insert(ANNOTATION_HEALTHCHECK.into(), h.to_string());
+        }
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let container = Container {
+        name: s.name.clone(),
+        image: image::cache_reference(&s.image),
+        capabilities: Some(process::capabilities(body, &ALL_CAPS)),
+        command: Some(process.args),
+        env: Some(process.env),
+        cwd: Some(process.cwd),
+        uid: Some(process.uid),
+        gid: Some(process.gid),
+        additional_gids: process.additional_gids,
+        net: Some(net),
+        ipc: Some("new".into()),
+        uts: Some("new".into()),
+        hostname: Some(hostname),
+        readonly: Some(body["read_only"].as_bool() == Some(true)),
+        binds,
+        tmpfs,
+        mounts,
+        sysctl,
+        rlimits,
+        oom_score_adj: body["oom_score_adj"].as_i64().map(|n| n as i32),
+        annotations,
+        ..Default::default()
+    };
+    Ok((container, files, volumes))
+}
+
+/// The healthcheck as the runner takes it: compose's, else the image's.
+fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
+    let h = &body["healthcheck"];
+    if h["disable"].as_bool() == Some(true) {
+        return Ok(None);
+    }
+    let ms = |key: &str, image_ns: u64| -> Result<Option<u64>, String> {
+        match h[key].as_str() {
+            Some(t) => duration_ms(t)
+                .map(Some)
+                .ok_or_else(|| format!("`healthcheck.{key}` `{t}` is not a duration")),
+            None => Ok((image_ns > 0).then_some(image_ns / 1_000_000)),
+        }
+    };
+    let image = facts.healthcheck.clone().unwrap_or_default();
+    let test: Vec<String> = match h["test"].as_array() {
+        Some(t) => t.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+        None => image.test.clone(),
+    };
+    let argv = match test.split_first() {
+        None => return Ok(None),
+        Some((kind, _)) if kind == "NONE" => return Ok(None),
+        Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+        }
+        Some(_) => return Err(format!("`healthcheck.test` {test:?} starts with neither CMD nor CMD-SHELL")),
+    };
+    let mut out = json!({"test": argv});
+    for (key, name, image_ns) in [
+        ("interval", "interval_ms", image.interval),
+        ("timeout", "timeout_ms", image.timeout),
+        ("start_period", "start_period_ms", image.start_period),
+        ("start_interval", "start_interval_ms", image.start_interval),
+    ] {
+        if let Some(v) = ms(key, image_ns)? {
+            out[name] = v.into();
+        }
+    }
+    let retries = h["retries"].as_u64().or((image.retries > 0).then_some(image.retries as u64));
+    if let Some(r) = retries {
+        out["retries"] = r.into();
+    }
+    Ok(Some(out))
+}
+
+/// The traefik service, if one reads the Docker socket: its routes from the
+/// labels, as file provider configuration, and its static configuration
+/// rewritten to read that file.
+fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Native) -> Result<(), Vec<String>> {
+    let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
+        return Ok(());
+    };
+    let model = app.model();
+    let facts = inputs.facts.get(&router.image).cloned().unwrap_or_default();
+    let container = out
+        .services
+        .iter_mut()
+        .find(|c| c.name == router.name)
+        .expect("converted");
+    let command = container.command.clone().unwrap_or_default();
+    // traefik's own arguments: after the binary (and any `traefik` subcommand).
+    let flags: Vec<String> = command.iter().filter(|a| a.starts_with("--")).cloned().collect();
+    let config_flag = flags.iter().find_map(|f| {
+        let lower = f.to_ascii_lowercase();
+        lower
+            .strip_prefix("--configfile=")
+            .map(|_| f["--configfile=".len()..].to_string())
+    });
+    let static_config = if flags.iter().any(|f| f.to_ascii_lowercase().starts_with("--providers.")) {
+        native_traefik::StaticConfig::Args(flags.clone())
+    } else {
+        let candidates: Vec<String> = match &config_flag {
+            Some(path) => vec![path.trim_start_matches('/').to_string()],
+            None => {
+                let mut c: Vec<String> = image::TRAEFIK_CONFIGS.iter().map(|s| s.to_string()).collect();
+                let wd = container.cwd.clone().unwrap_or_default();
+                let wd = wd.trim_matches('/');
+                if !wd.is_empty() {
+                    c.extend(["traefik.yml", "traefik.yaml"].map(|f| format!("{wd}/{f}")));
+                }
+                c
+            }
+        };
+        // A bind-mounted file of the project wins over the image's.
+        let bound = candidates.iter().find_map(|c| {
+            router
+                .binds
+                .iter()
+                .find(|b| b.target.trim_start_matches('/') == c)
+                .and_then(|b| std::fs::read_to_string(app.dir.join(&b.source)).ok())
+                .map(|text| (c.clone(), text))
+        });
+        let found = bound.or_else(|| {
+            candidates
+                .iter()
+                .find_map(|c| facts.files.get(c).map(|t| (c.clone(), t.clone())))
+        });
+        match found {
+            Some((path, yaml)) => native_traefik::StaticConfig::File {
+                path: format!("/{path}"),
+                yaml,
+            },
+            None => {
+                return Err(vec![format!(
+                    "service `{}`: reads the Docker socket, but no traefik static configuration was found (looked for {} in the image and its binds, and `--providers.*` flags)",
+                    router.name,
+                    candidates.join(", ")
+                )])
+            }
+        }
+    };
+    let backends: Vec<native_traefik::Backend> = app
+        .services
+        .iter()
+        .map(|s| {
+            let body = &model["services"][&s.name];
+            let mut exposed = inputs.facts.get(&s.image).map(Facts::exposed_tcp).unwrap_or_default();
+            for e in body["expose"].as_array().into_iter().flatten() {
+                let text = e.as_str().map(String::from).unwrap_or_else(|| e.to_string());
+                if let Some(p) = text.split('/').next().and_then(|p| p.parse().ok()) {
+                    exposed.push(p);
+                }
+            }
+            exposed.sort_unstable();
+            exposed.dedup();
+            native_traefik::Backend {
+                service: &s.name,
+                labels: &s.labels,
+                address: plan.address(&s.name).map(|a| a.to_string()).unwrap_or_default(),
+                exposed_tcp: exposed,
+            }
+        })
+        .collect();
+    let converted = native_traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC)
+        .map_err(|errs| errs.into_iter().map(|e| format!("traefik conversion: {e}")).collect::<Vec<_>>())?;
+    out.notes.extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
+    let dir = format!("{NATIVE_DIR}/traefik");
+    out.files.push(File::directory(&dir));
+    out.files.push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
+    container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
+    match converted.static_config {
+        native_traefik::StaticConfig::File { path, yaml } => {
+            out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
+            container.binds.push(format!("/{dir}/traefik.yml:{path}:ro"));
+        }
+        native_traefik::StaticConfig::Args(args) => {
+            let mut command: Vec<String> = command.into_iter().filter(|a| !a.starts_with("--")).collect();
+            command.extend(args);
+            container.command = Some(command);
+        }
+    }
+    Ok(())
+}
+
+/// The native VM's LinuxKit configuration: the base, the `netns` onboot
+/// container that makes the networks, and the app's services.
+pub fn config(refs: &Refs, native: &Native) -> Config {
+    let mut config = linuxkit::base(refs);
+    config.onboot.push(Container {
+        name: "netns".into(),
+        image: refs["netns"].clone(),
+        ..Default::default()
+    });
+    config.services.extend(native.services.iter().cloned());
+    config.files.extend(native.files.iter().cloned());
+    config
+}
+
+/// Notes as one block, for printing.
+pub fn notes_text(notes: &[String]) -> String {
+    let mut s = String::new();
+    for n in notes {
+        let _ = writeln!(s, "  {n}");
+    }
+    s
+}
+
+/// The project's bind-mounted files' folder in the VM.
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(crate::vm::method::PROJECT_IN_VM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_compose_writes_them() {
+        assert_eq!(duration_ms("30s"), Some(30_000));
+        assert_eq!(duration_ms("1m30s"), Some(90_000));
+        assert_eq!(duration_ms("500ms"), Some(500));
+        assert_eq!(duration_ms("1.5s"), Some(1500));
+        assert_eq!(duration_ms("2h"), Some(7_200_000));
+        assert_eq!(duration_ms("soon"), None);
+        assert_eq!(duration_ms(""), None);
+    }
+
+    #[test]
+    fn indexes_are_dropped_for_notes() {
+        assert_eq!(strip_index("ports[3].host_ip"), "ports[].host_ip");
+    }
+
+    #[test]
+    fn healthchecks_as_the_runner_takes_them() {
+        let facts = Facts::default();
+        let body = json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
+        let h = healthcheck(&body, &facts).unwrap().unwrap();
+        assert_eq!(h["test"], json!(["/bin/sh", "-c", "curl -f http://localhost"]));
+        assert_eq!(h["interval_ms"], 5000);
+        assert_eq!(h["retries"], 2);
+        assert!(h.get("timeout_ms").is_none(), "the runner applies Docker's defaults");
+        let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
+        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap()["test"], json!(["pg_isready", "-q"]));
+        let body = json!({"healthcheck": {"disable": true}});
+        let mut image = Facts::default();
+        image.healthcheck = Some(image::ImageHealthcheck {
+            test: vec!["CMD".into(), "true".into()],
+            interval: 2_000_000_000,
+            ..Default::default()
+        });
+        assert_eq!(healthcheck(&body, &image).unwrap(), None, "disable wins over the image's");
+        let h = healthcheck(&json!({}), &image).unwrap().unwrap();
+        assert_eq!((h["test"].clone(), h["interval_ms"].clone()), (json!(["true"]), json!(2000)), "the image's HEALTHCHECK");
+        assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! The native method's build: the app's images built and imported into the
+//! LinuxKit cache, the compose services converted into LinuxKit services
+//! (`native`), `linuxkit build`, and the initrd packed (each service's root
+//! filesystem a squashfs image, as for the compose VMs).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::{
+    app::compose::{App, Invalid},
+    base::{project::Project, ui},
+    building::apps::{self, Builder},
+    vm::{
+        linuxkit::{self, Artifacts, Vm, BASE_IMAGES},
+        method::{Method, PROJECT_IN_VM},
+        methods,
+        native::{self, image::Facts},
+        packed,
+    },
+};
+
+/// The app's images built, in the LinuxKit cache, and their facts by image.
+pub fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, Facts>> {
+    // The images go from buildah's storage into the LinuxKit cache.
+    let ids = apps::build(sh, project, app, Builder::Buildah)?;
+    let mut facts = BTreeMap::new();
+    for image in app.images() {
+        let id = apps::built(app, &ids, image)?;
+        facts.insert(image.to_string(), native::image::ensure(sh, project, image, id)?);
+    }
+    Ok(facts)
+}
+
+/// The native VM of `app`, from its images' `facts`.
+pub fn vm(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
+    let inputs = native::Inputs {
+        facts,
+        project_files: methods::project_files(Method::Native, app)?,
+        project_dir: PROJECT_IN_VM,
+        allow_unsupported: app.allow_unsupported,
+    };
+    let converted = native::convert(app, &inputs).map_err(|problems| Invalid {
+        file: app.file.clone(),
+        problems,
+    })?;
+    for note in &converted.notes {
+        ui::note(format!("{}: {note}", app.file.display()));
+    }
+    let mut images = BASE_IMAGES.to_vec();
+    images.push("netns");
+    let digests: String = facts
+        .iter()
+        .map(|(image, f)| format!("# image {image} {}\n", f.digest))
+        .collect();
+    Ok(Vm {
+        name: Method::Native.vm_name().into(),
+        images,
+        config: Box::new(move |refs| native::config(refs, &converted)),
+        checked_in: methods::is_default(project, app),
+        base_initrd: true,
+        inputs: digests,
+    })
+}
+
+/// Build everything the native VM needs that is stale, then the VM.
+pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
+    let facts = images(sh, project, app)?;
+    methods::stage_project(project, Method::Native, app)?;
+    let vm = vm(project, app, &facts)?;
+    let mut artifacts = linuxkit::build(sh, project, &vm)?;
+    let out = project.dist.join(format!("{}-initrd.img", Method::Native.vm_name()));
+    artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out).context("packing the native VM's initrd")?;
+    Ok(artifacts)
+}
