@@ -6,5 +6,6 @@ pub mod imagestore;
 pub mod linuxkit;
 pub mod method;
 pub mod methods;
+pub mod native_traefik;
 pub mod packed;
 pub mod static_vm;
