@@ -250,8 +250,9 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
                 flatten(&if prefix.is_empty() { k } else { format!("{prefix}.{k}") }, v, out);
             }
         }
-        // traefik skips null values.
+        // traefik skips null values; `docker: {}` enables the provider.
         Value::Null => {}
+        Value::Mapping(_) if prefix.is_empty() => {}
         v => out.push((prefix.to_string(), yaml_scalar(v).unwrap_or_else(|| "true".into()))),
     }
 }
@@ -472,7 +473,7 @@ impl Node {
             let mut part_end = start;
             for part in parts {
                 part_end += part.len();
-                let label = key[..part_end.min(key.len())].to_string();
+                let label = format!("traefik.{}", &key[..part_end.min(key.len())]);
                 let at = match node.children.iter().position(|c| c.name.eq_ignore_ascii_case(part)) {
                     Some(at) => at,
                     None => {
@@ -1006,8 +1007,8 @@ impl Container<'_, '_> {
             }
         }
         let errors = self.errors.len();
-        self.build(docker, &mut conf, any_traefik_label);
-        (self.errors.len() == errors).then_some(conf)
+        let routed = self.build(docker, &mut conf, any_traefik_label);
+        (routed && self.errors.len() == errors).then_some(conf)
     }
 
     fn decode(&mut self, node: &Node, fields: Fields) -> Body {
@@ -1118,8 +1119,9 @@ impl Container<'_, '_> {
     }
 
     /// What the docker provider adds: default services and routers, the
-    /// servers' addresses, the routers' default rule and service.
-    fn build(&mut self, docker: &Docker, conf: &mut Conf, labelled: bool) {
+    /// servers' addresses, the routers' default rule and service. False when
+    /// the docker provider would skip the container.
+    fn build(&mut self, docker: &Docker, conf: &mut Conf, labelled: bool) -> bool {
         let has = |conf: &Conf, p, k| conf.get(&(p, k)).is_some_and(|m| !m.is_empty());
         let mut tcp_or_udp = false;
         for proto in [Proto::Tcp, Proto::Udp] {
@@ -1127,7 +1129,9 @@ impl Container<'_, '_> {
                 continue;
             }
             tcp_or_udp = true;
-            self.services(proto, conf, labelled);
+            if !self.services(proto, conf, labelled) {
+                return false;
+            }
             let services: Vec<String> = conf[&(proto, Kind::Services)].keys().cloned().collect();
             let routers = conf.entry((proto, Kind::Routers)).or_default();
             let mut errors = Vec::new();
@@ -1151,10 +1155,10 @@ impl Container<'_, '_> {
             && !has(conf, Proto::Http, Kind::Services)
             && !has(conf, Proto::Http, Kind::Middlewares)
         {
-            return;
+            return true;
         }
         if !self.services(Proto::Http, conf, labelled) {
-            return;
+            return false;
         }
         let services: Vec<String> = conf[&(Proto::Http, Kind::Services)].keys().cloned().collect();
         let routers = conf.entry((Proto::Http, Kind::Routers)).or_default();
@@ -1195,6 +1199,7 @@ impl Container<'_, '_> {
         for (label, e) in errors {
             self.error(&label, e);
         }
+        true
     }
 
     /// Adds the default service if the container defines none, and the
@@ -1457,4 +1462,531 @@ fn unqualify(kind: Kind, body: &mut Body) -> bool {
         Kind::Services => {}
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DYNAMIC: &str = "/etc/traefik/dynamic.yml";
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn backend<'a>(service: &'a str, labels: &'a BTreeMap<String, String>, ip: u8, ports: &[u16]) -> Backend<'a> {
+        Backend {
+            service,
+            labels,
+            address: format!("172.18.0.{ip}"),
+            exposed_tcp: ports.to_vec(),
+        }
+    }
+
+    fn file(yaml: &str) -> StaticConfig {
+        StaticConfig::File {
+            path: "/etc/traefik/traefik.yml".into(),
+            yaml: yaml.into(),
+        }
+    }
+
+    const EXPOSED: &str = "providers:\n  docker: {}\n";
+
+    fn dynamic(static_config: &StaticConfig, backends: &[Backend]) -> String {
+        convert("demo", "proxy", static_config, backends, DYNAMIC)
+            .unwrap()
+            .dynamic_yaml
+    }
+
+    fn errors(static_config: &StaticConfig, backends: &[Backend]) -> Vec<String> {
+        convert("demo", "proxy", static_config, backends, DYNAMIC).unwrap_err()
+    }
+
+    #[test]
+    fn the_repo_app() {
+        #[derive(serde::Deserialize)]
+        struct Compose {
+            name: String,
+            services: BTreeMap<String, Service>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Service {
+            #[serde(default)]
+            labels: BTreeMap<String, String>,
+        }
+        let compose: Compose = serde_yaml::from_str(include_str!("../../../compose/docker-compose.yml")).unwrap();
+        let backends: Vec<Backend> = compose
+            .services
+            .iter()
+            .zip(2..)
+            .map(|((name, s), ip)| backend(name, &s.labels, ip, &[80]))
+            .collect();
+        let static_config = file(include_str!("../../../apps/traefik/traefik.yml"));
+        let out = convert(&compose.name, "proxy", &static_config, &backends, DYNAMIC).unwrap();
+        let StaticConfig::File { yaml, .. } = &out.static_config else {
+            panic!("a file stays a file")
+        };
+        insta::assert_snapshot!(yaml, @r"
+        entryPoints:
+          web:
+            address: :80
+        providers:
+          providersThrottleDuration: 100ms
+          file:
+            filename: /etc/traefik/dynamic.yml
+            watch: false
+        log:
+          level: INFO
+        accessLog: {}
+        ");
+        insta::assert_snapshot!(out.dynamic_yaml, @r"
+        http:
+          routers:
+            a:
+              entryPoints:
+              - web
+              rule: Host(`a.localhost`)
+              service: a-linuxkit-compose
+            b:
+              entryPoints:
+              - web
+              rule: Host(`b.localhost`)
+              service: b-linuxkit-compose
+          services:
+            a-linuxkit-compose:
+              loadBalancer:
+                servers:
+                - url: http://172.18.0.2:80
+            b-linuxkit-compose:
+              loadBalancer:
+                servers:
+                - url: http://172.18.0.3:80
+        ");
+        assert_eq!(
+            out.notes,
+            ["providers.docker.endpoint: dropped, it only means something with a Docker engine"]
+        );
+    }
+
+    #[test]
+    fn exposed_by_default_routes_every_service_on_the_default_rule() {
+        let none = labels(&[("com.docker.compose.oneoff", "False")]);
+        let off = labels(&[("traefik.enable", "false")]);
+        let backends = [
+            backend("web", &none, 2, &[80]),
+            backend("proxy", &none, 3, &[80]),
+            backend("hidden", &off, 4, &[80]),
+            backend("worker", &none, 5, &[]),
+        ];
+        let out = convert("demo", "proxy", &file(EXPOSED), &backends, DYNAMIC).unwrap();
+        insta::assert_snapshot!(out.dynamic_yaml, @r"
+        http:
+          routers:
+            proxy-demo:
+              rule: Host(`proxy-demo`)
+              service: proxy-demo
+            web-demo:
+              rule: Host(`web-demo`)
+              service: web-demo
+          services:
+            proxy-demo:
+              loadBalancer:
+                servers:
+                - url: http://172.18.0.3:80
+            web-demo:
+              loadBalancer:
+                servers:
+                - url: http://172.18.0.2:80
+        ");
+        assert!(
+            out.notes.iter().any(|n| n.contains("`worker`: no route")),
+            "{:?}",
+            out.notes
+        );
+        assert!(out.notes.iter().any(|n| n.contains("recursion")), "{:?}", out.notes);
+    }
+
+    #[test]
+    fn exposed_by_default_false_routes_only_enabled_services() {
+        let static_config = file("providers:\n  Docker:\n    ExposedByDefault: 'false'\n");
+        let on = labels(&[("traefik.enable", "true")]);
+        let none = BTreeMap::new();
+        let out = dynamic(
+            &static_config,
+            &[backend("on", &on, 2, &[80]), backend("off", &none, 3, &[80])],
+        );
+        assert!(out.contains("on-demo") && !out.contains("off-demo"), "{out}");
+    }
+
+    #[test]
+    fn enable_false_removes_a_service_and_ignores_its_labels() {
+        let off = labels(&[("traefik.enable", "false"), ("traefik.bogus", "x")]);
+        let out = convert(
+            "demo",
+            "proxy",
+            &file(EXPOSED),
+            &[backend("a", &off, 2, &[80])],
+            DYNAMIC,
+        )
+        .unwrap();
+        assert_eq!(out.dynamic_yaml, "{}\n");
+    }
+
+    #[test]
+    fn the_port_comes_from_the_label_else_the_only_exposed_one() {
+        let labelled = labels(&[
+            ("traefik.http.services.api.loadbalancer.server.port", "8080"),
+            ("traefik.http.services.api.loadbalancer.server.scheme", "h2c"),
+        ]);
+        let plain = BTreeMap::new();
+        let out = dynamic(
+            &file(EXPOSED),
+            &[
+                backend("a", &labelled, 2, &[80, 8080]),
+                backend("b", &plain, 3, &[3000]),
+            ],
+        );
+        assert!(out.contains("url: h2c://172.18.0.2:8080"), "{out}");
+        assert!(out.contains("url: http://172.18.0.3:3000"), "{out}");
+        // The router of a container with one named service and no router is
+        // named after the container, and routes to that service.
+        assert!(
+            out.contains("a-demo:\n      rule: Host(`a-demo`)\n      service: api\n"),
+            "{out}"
+        );
+
+        let errs = errors(
+            &file(EXPOSED),
+            &[
+                backend("a", &plain, 2, &[80, 443]),
+                backend("b", &labelled, 3, &[]),
+                backend("c", &plain, 4, &[]),
+            ],
+        );
+        assert_eq!(
+            errs,
+            [
+                "service `a`: label `traefik.http.services.a-demo.loadbalancer.server.port`: the service exposes \
+                 several TCP ports (80, 443): set traefik.http.services.a-demo.loadbalancer.server.port",
+            ]
+        );
+        let enabled = labels(&[("traefik.enable", "true")]);
+        let errs = errors(&file(EXPOSED), &[backend("c", &enabled, 4, &[])]);
+        assert_eq!(
+            errs,
+            [
+                "service `c`: label `traefik.http.services.c-demo.loadbalancer.server.port`: the service exposes \
+                 no TCP port: set traefik.http.services.c-demo.loadbalancer.server.port",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_router_without_service_needs_a_single_service() {
+        let two = labels(&[
+            ("traefik.http.routers.r.rule", "Host(`r`)"),
+            ("traefik.http.services.s1.loadbalancer.server.port", "80"),
+            ("traefik.http.services.s2.loadbalancer.server.port", "81"),
+        ]);
+        assert_eq!(
+            errors(&file(EXPOSED), &[backend("a", &two, 2, &[80])]),
+            [
+                "service `a`: label `traefik.http.routers.r.service`: router `r` has no service and the container \
+                 defines several (s1, s2); traefik would drop it"
+            ]
+        );
+        let mut named = two.clone();
+        named.insert("traefik.http.routers.r.service".into(), "s2".into());
+        let out = dynamic(&file(EXPOSED), &[backend("a", &named, 2, &[80])]);
+        assert!(
+            out.contains("service: s2") && out.contains("http://172.18.0.2:81"),
+            "{out}"
+        );
+        // Several services and no router: the docker provider makes none.
+        let mut no_router = two.clone();
+        no_router.remove("traefik.http.routers.r.rule");
+        let out = convert(
+            "demo",
+            "proxy",
+            &file(EXPOSED),
+            &[backend("a", &no_router, 2, &[80])],
+            DYNAMIC,
+        )
+        .unwrap();
+        assert!(!out.dynamic_yaml.contains("routers"), "{}", out.dynamic_yaml);
+    }
+
+    #[test]
+    fn middlewares_carry_lists_scalars_and_maps() {
+        let l = labels(&[
+            ("traefik.http.routers.r.rule", "PathPrefix(`/api`)"),
+            ("traefik.http.routers.r.middlewares", "strip@docker, auth,secure"),
+            ("traefik.http.routers.r.priority", "10"),
+            ("traefik.http.routers.r.tls", "true"),
+            ("traefik.http.routers.r.tls.domains[0].main", "example.com"),
+            (
+                "traefik.http.routers.r.tls.domains[0].sans",
+                "a.example.com,b.example.com",
+            ),
+            ("traefik.http.middlewares.strip.stripprefix.prefixes", "/api,/v1"),
+            ("traefik.http.middlewares.strip.stripprefix.forceSlash", "false"),
+            (
+                "traefik.http.middlewares.auth.basicauth.users",
+                "u:$$apr1$$x,v:$$apr1$$y",
+            ),
+            (
+                "traefik.http.middlewares.secure.headers.customrequestheaders.X-Script-Name",
+                "/api",
+            ),
+            ("traefik.http.middlewares.secure.headers.stsSeconds", "31536000"),
+            (
+                "traefik.http.middlewares.secure.headers.accesscontrolallowmethods",
+                "GET,OPTIONS",
+            ),
+            ("traefik.http.middlewares.all.chain.middlewares", "strip@docker,auth"),
+            ("traefik.http.middlewares.zip.compress", "true"),
+            (
+                "traefik.http.middlewares.allow.ipallowlist.sourcerange",
+                "10.0.0.0/8, 192.168.0.0/16",
+            ),
+        ]);
+        let out = convert("demo", "proxy", &file(EXPOSED), &[backend("a", &l, 2, &[80])], DYNAMIC).unwrap();
+        insta::assert_snapshot!(out.dynamic_yaml, @r"
+        http:
+          middlewares:
+            all:
+              chain:
+                middlewares:
+                - strip
+                - auth
+            allow:
+              ipAllowList:
+                sourceRange:
+                - 10.0.0.0/8
+                - 192.168.0.0/16
+            auth:
+              basicAuth:
+                users:
+                - u:$$apr1$$x
+                - v:$$apr1$$y
+            secure:
+              headers:
+                accessControlAllowMethods:
+                - GET
+                - OPTIONS
+                customRequestHeaders:
+                  X-Script-Name: /api
+                stsSeconds: 31536000
+            strip:
+              stripPrefix:
+                forceSlash: false
+                prefixes:
+                - /api
+                - /v1
+            zip:
+              compress: {}
+          routers:
+            r:
+              middlewares:
+              - strip
+              - auth
+              - secure
+              priority: 10
+              rule: PathPrefix(`/api`)
+              service: a-demo
+              tls:
+                domains:
+                - main: example.com
+                  sans:
+                  - a.example.com
+                  - b.example.com
+          services:
+            a-demo:
+              loadBalancer:
+                servers:
+                - url: http://172.18.0.2:80
+        ");
+        assert!(out.notes.iter().any(|n| n.contains("@docker")), "{:?}", out.notes);
+        // What it writes loads back as YAML.
+        let _: serde_yaml::Value = serde_yaml::from_str(&out.dynamic_yaml).unwrap();
+    }
+
+    #[test]
+    fn command_line_flags() {
+        let args = |a: &[&str]| StaticConfig::Args(a.iter().map(|s| s.to_string()).collect());
+        let static_config = args(&[
+            "--api.insecure=true",
+            "--providers.docker",
+            "--providers.docker.exposedByDefault=false",
+            "--providers.docker.endpoint",
+            "unix:///var/run/docker.sock",
+            "--entrypoints.web.address=:80",
+            "--providers.docker.defaultrule",
+            "Host(`{{ .Name }}.localhost`)",
+        ]);
+        let on = labels(&[("traefik.enable", "true")]);
+        let none = BTreeMap::new();
+        let out = convert(
+            "demo",
+            "proxy",
+            &static_config,
+            &[backend("web", &on, 2, &[80]), backend("db", &none, 3, &[5432])],
+            DYNAMIC,
+        )
+        .unwrap();
+        assert_eq!(
+            out.static_config,
+            args(&[
+                "--api.insecure=true",
+                "--entrypoints.web.address=:80",
+                "--providers.file.filename=/etc/traefik/dynamic.yml",
+            ])
+        );
+        assert!(
+            out.dynamic_yaml.contains("rule: Host(`web-demo.localhost`)"),
+            "{}",
+            out.dynamic_yaml
+        );
+        assert!(!out.dynamic_yaml.contains("db-demo"), "{}", out.dynamic_yaml);
+
+        let err = |a: &[&str]| convert("demo", "proxy", &args(a), &[], DYNAMIC).unwrap_err();
+        assert_eq!(
+            err(&["--api.insecure=true"]),
+            ["traefik service `proxy` does not use the docker provider; nothing to convert"]
+        );
+        assert_eq!(
+            err(&["--providers.docker=false", "--providers.docker.network=x"]),
+            ["traefik service `proxy` does not use the docker provider; nothing to convert"]
+        );
+        assert!(err(&["--providers.docker.constraints=Label(`a`,`b`)"])[0].contains("constraints"));
+        assert!(err(&["--providers.docker.exposedbydefault", "false"])[0].contains("takes `=value`"));
+        assert!(err(&["--providers.docker.defaultRule={{ index .Labels \"x\" }}"])[0].contains("only"));
+    }
+
+    #[test]
+    fn static_file_options() {
+        let err = |yaml: &str| convert("demo", "proxy", &file(yaml), &[], DYNAMIC).unwrap_err();
+        assert_eq!(
+            err("entryPoints: {}\n"),
+            ["traefik service `proxy` does not use the docker provider; nothing to convert"]
+        );
+        assert!(err("providers:\n  docker:\n    constraints: Label(`a`,`b`)\n")[0].contains("constraints"));
+        assert!(err("providers:\n  docker:\n    allowEmptyServices: true\n")[0].contains("allowEmptyServices"));
+        assert!(err("providers:\n  docker:\n    pollInterval: 5s\n")[0].contains("pollInterval"));
+        assert!(err("providers:\n  docker: {}\n  file:\n    directory: /x\n")[0].contains("file provider"));
+        let out = convert(
+            "demo",
+            "proxy",
+            &file("providers:\n  docker:\n    watch: true\n    network: web\n    useBindPortIP: false\n"),
+            &[],
+            DYNAMIC,
+        )
+        .unwrap();
+        assert_eq!(out.notes.len(), 3, "{:?}", out.notes);
+        // Nothing routed: still a file the file provider loads.
+        assert_eq!(out.dynamic_yaml, "{}\n");
+    }
+
+    #[test]
+    fn unknown_labels_are_errors() {
+        let l = labels(&[
+            ("traefik.enable", "true"),
+            ("traefik.http.routers.r.rule", "Host(`a`)"),
+            ("traefik.http.routers.r.rules", "Host(`a`)"),
+            ("traefik.docker.network", "front"),
+        ]);
+        assert_eq!(
+            errors(&file(EXPOSED), &[backend("a", &l, 2, &[80])]),
+            ["service `a`: label `traefik.http.routers.r.rules`: unknown option `rules`"]
+        );
+    }
+
+    #[test]
+    fn every_error_at_once() {
+        let a = labels(&[
+            ("traefik.frontend.rule", "Host(`a`)"),
+            ("traefik.http.routers.r.priority", "high"),
+            ("traefik.http.middlewares.m.stripprefix.bogus", "x"),
+        ]);
+        let b = labels(&[
+            ("traefik.http.routers.shared.rule", "Host(`b`)"),
+            ("traefik.tcp.routers.t.entrypoints", "db"),
+        ]);
+        let c = labels(&[("traefik.http.routers.shared.rule", "Host(`c`)")]);
+        let d = labels(&[("traefik.http.routers.shared.rule", "Host(`d`)")]);
+        let backends = [
+            backend("a", &a, 2, &[80]),
+            backend("b", &b, 3, &[80]),
+            backend("c", &c, 4, &[80]),
+            backend("d", &d, 5, &[80]),
+        ];
+        assert_eq!(
+            errors(&file(EXPOSED), &backends),
+            [
+                "service `a`: label `traefik.frontend.rule`: not a label this conversion knows",
+                "service `a`: label `traefik.http.middlewares.m.stripprefix.bogus`: unknown option `bogus`",
+                "service `a`: label `traefik.http.routers.r.priority`: `high` is not an integer",
+                "service `b`: label `traefik.tcp.routers.t.rule`: TCP router `t` has no rule (traefik drops it); \
+                 e.g. HostSNI(`*`)",
+                "service `d`: label `traefik.http.routers.shared`: http router `shared` is also defined, \
+                 differently, by service `c` (traefik would drop both)",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_service_in_several_containers_balances_over_them() {
+        let l = labels(&[
+            ("traefik.http.routers.web.rule", "Host(`web`)"),
+            ("traefik.http.routers.web.service", "web"),
+            ("traefik.http.services.web.loadbalancer.server.port", "80"),
+        ]);
+        let out = dynamic(
+            &file(EXPOSED),
+            &[backend("blue", &l, 2, &[80]), backend("green", &l, 3, &[80])],
+        );
+        assert!(
+            out.contains("- url: http://172.18.0.2:80\n        - url: http://172.18.0.3:80\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tcp_and_udp() {
+        let l = labels(&[
+            ("traefik.tcp.routers.pg.rule", "HostSNI(`*`)"),
+            ("traefik.tcp.routers.pg.entrypoints", "postgres"),
+            ("traefik.tcp.routers.pg.tls.passthrough", "true"),
+            ("traefik.udp.routers.dns.entrypoints", "dns"),
+            ("traefik.udp.services.dns.loadbalancer.server.port", "53"),
+        ]);
+        let out = dynamic(&file(EXPOSED), &[backend("db", &l, 2, &[5432])]);
+        insta::assert_snapshot!(out, @r"
+        tcp:
+          routers:
+            pg:
+              entryPoints:
+              - postgres
+              rule: HostSNI(`*`)
+              service: db-demo
+              tls:
+                passthrough: true
+          services:
+            db-demo:
+              loadBalancer:
+                servers:
+                - address: 172.18.0.2:5432
+        udp:
+          routers:
+            dns:
+              entryPoints:
+              - dns
+              service: dns
+          services:
+            dns:
+              loadBalancer:
+                servers:
+                - address: 172.18.0.2:53
+        ");
+    }
 }
