@@ -171,7 +171,8 @@ enum Opt {
     Engine,
 }
 
-/// (option, lower-cased as flags spell it; is it a bool flag; what it becomes)
+/// (option as traefik documents it, matched case-insensitively; is it a boolean
+/// flag, which takes no separate value; what it becomes)
 const DOCKER_OPTIONS: &[(&str, bool, Opt)] = &[
     ("exposedByDefault", true, Opt::ExposedByDefault),
     ("defaultRule", false, Opt::DefaultRule),
