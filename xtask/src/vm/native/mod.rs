@@ -13,6 +13,7 @@ pub mod image;
 pub mod keys;
 pub mod network;
 pub mod process;
+pub mod traefik;
 
 use std::{
     collections::BTreeMap,
@@ -25,10 +26,7 @@ use serde_json::{json, Value};
 
 use crate::{
     app::compose::{App, Service},
-    vm::{
-        linuxkit::{self, Config, Container, File, Mount, Refs},
-        native_traefik,
-    },
+    vm::linuxkit::{self, Config, Container, File, Mount, Refs},
 };
 
 use image::Facts;
@@ -191,7 +189,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
         }
     }
-    if let Err(e) = traefik(app, &project, &plan, inputs, &mut out) {
+    if let Err(e) = convert_traefik(app, &project, &plan, inputs, &mut out) {
         problems.extend(e);
     }
     if !problems.is_empty() {
@@ -520,7 +518,7 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
 /// The traefik service, if one reads the Docker socket: its routes from the
 /// labels, as file provider configuration, and its static configuration
 /// rewritten to read that file.
-fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Native) -> Result<(), Vec<String>> {
+fn convert_traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Native) -> Result<(), Vec<String>> {
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
         return Ok(());
     };
@@ -541,7 +539,7 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
             .map(|_| f["--configfile=".len()..].to_string())
     });
     let static_config = if flags.iter().any(|f| f.to_ascii_lowercase().starts_with("--providers.")) {
-        native_traefik::StaticConfig::Args(flags.clone())
+        traefik::StaticConfig::Args(flags.clone())
     } else {
         let candidates: Vec<String> = match &config_flag {
             Some(path) => vec![path.trim_start_matches('/').to_string()],
@@ -570,7 +568,7 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
                 .find_map(|c| facts.files.get(c).map(|t| (c.clone(), t.clone())))
         });
         match found {
-            Some((path, yaml)) => native_traefik::StaticConfig::File {
+            Some((path, yaml)) => traefik::StaticConfig::File {
                 path: format!("/{path}"),
                 yaml,
             },
@@ -583,7 +581,7 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
             }
         }
     };
-    let backends: Vec<native_traefik::Backend> = app
+    let backends: Vec<traefik::Backend> = app
         .services
         .iter()
         .map(|s| {
@@ -597,7 +595,7 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
             }
             exposed.sort_unstable();
             exposed.dedup();
-            native_traefik::Backend {
+            traefik::Backend {
                 service: &s.name,
                 labels: &s.labels,
                 address: plan.address(&s.name).map(|a| a.to_string()).unwrap_or_default(),
@@ -605,7 +603,7 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
             }
         })
         .collect();
-    let converted = native_traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC)
+    let converted = traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC)
         .map_err(|errs| errs.into_iter().map(|e| format!("traefik conversion: {e}")).collect::<Vec<_>>())?;
     out.notes.extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
     let dir = format!("{NATIVE_DIR}/traefik");
@@ -613,11 +611,11 @@ fn traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Nat
     out.files.push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
     container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
     match converted.static_config {
-        native_traefik::StaticConfig::File { path, yaml } => {
+        traefik::StaticConfig::File { path, yaml } => {
             out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
             container.binds.push(format!("/{dir}/traefik.yml:{path}:ro"));
         }
-        native_traefik::StaticConfig::Args(args) => {
+        traefik::StaticConfig::Args(args) => {
             let mut command: Vec<String> = command.into_iter().filter(|a| !a.starts_with("--")).collect();
             command.extend(args);
             container.command = Some(command);
