@@ -83,7 +83,8 @@ pub enum Command {
         names: Vec<String>,
     },
     /// Regenerate the LinuxKit YAML under linuxkit/ from the recipes, pins and the
-    /// default compose file (builds nothing).
+    /// default compose file, and the README's native key table (builds only the
+    /// default app's images, whose configs the native YAML spells out).
     Yaml,
     /// Build the smoke VM (nginx serving one page) into dist/smoke-{kernel,initrd.img}.
     Smoke,
@@ -241,13 +242,14 @@ impl Command {
             }
         };
         match self {
-            Command::Doctor { .. } | Command::Yaml => vec![],
+            Command::Doctor { .. } => vec![],
             Command::Static { .. }
             | Command::Dynamic { .. }
             | Command::Native { .. }
             | Command::Apps { .. }
             | Command::Images { .. }
             | Command::VmImages { .. }
+            | Command::Yaml
             | Command::Smoke => vec![Need::Build],
             Command::RunStatic(_) | Command::RunNative(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
             Command::RunDynamic { registry, .. } => [vec![Need::Build, Need::Boot], local_registry(registry)].concat(),

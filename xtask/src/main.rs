@@ -26,6 +26,7 @@ use run::{bench, session, suite, test_boot};
 use vm::{
     linuxkit,
     methods::{self, Method},
+    native, native_vm,
 };
 
 fn main() -> ExitCode {
@@ -111,6 +112,15 @@ fn run(cli: Cli) -> Result<()> {
             let app = apps::default_app(&project)?;
             for method in [Method::Static, Method::Dynamic] {
                 methods::vm(&project, method, &app, None)?.write_yaml(&project)?;
+            }
+            // The native VM's YAML spells out what its images say: they are built first.
+            let facts = native_vm::images(&sh, &project, &app)?;
+            native_vm::vm(&project, &app, &facts)?.write_yaml(&project)?;
+            let readme = project.root.join("README.md");
+            let text = std::fs::read_to_string(&readme)?;
+            let updated = native::keys::readme_with_table(&text).map_err(anyhow::Error::msg)?;
+            if base::files::write_if_changed(&readme, updated.as_bytes())? {
+                ui::note("wrote README.md (the native method's key table)");
             }
             Ok(())
         }

@@ -237,8 +237,7 @@ impl App {
             &dir
         })?;
         let json = String::from_utf8(out.stdout).context("docker compose printed non-UTF-8")?;
-        let mut app =
-            App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems })?;
+        let mut app = App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems })?;
         app.allow_unsupported = source.allow_unsupported;
         Ok(app)
     }

@@ -43,7 +43,7 @@ pub fn cache_digest(cache: &Path, reference: &str) -> Result<Option<String>> {
         .flatten()
         .filter(|m| m["annotations"][IMAGE_NAME].as_str() == Some(reference))
         .filter_map(|m| m["digest"].as_str().map(String::from))
-        .last())
+        .next_back())
 }
 
 fn index_names(index: &Value) -> impl Iterator<Item = &str> {

@@ -485,6 +485,8 @@ fn gave_up(console: &str) -> Option<String> {
             || l.starts_with("service: starting ")
             || (l.starts_with("service: ") && l.contains(" skipped: "))
             || (l.starts_with("service: ") && l.contains(" not started: "))
+            || l.starts_with("service: supervisor: no service left to run")
+            || (l.starts_with("service: onboot ") && l.contains(" exited with status ") && !l.ends_with(" status 0"))
             || l.contains(UNPACK_FAILED)
     })?;
     Some(if line.contains(UNPACK_FAILED) {
@@ -531,6 +533,9 @@ mod tests {
             "service: starting docker: runc: exec format error",
             "service: service getty skipped: runtime.json: bindNS is not supported",
             "compose: FAILED: docker compose up failed 6 times (uptime 96.7s)",
+            "service: onboot 002-netns exited with status 1",
+            "service: web not started: dependency db exited with status 3",
+            "service: supervisor: no service left to run",
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }

@@ -158,7 +158,9 @@ fn healthcheck(sh: &Shell, project: &Project, image: &str) -> Result<Option<Imag
     if check.is_null() {
         return Ok(None);
     }
-    Ok(Some(serde_json::from_value(check.clone()).context("the image's Healthcheck")?))
+    Ok(Some(
+        serde_json::from_value(check.clone()).context("the image's Healthcheck")?,
+    ))
 }
 
 /// The config and the files of interest of the one image in an OCI layout.
@@ -174,9 +176,15 @@ fn read_layout(sh: &Shell, layout: &Path) -> Result<Facts> {
     };
     let index = json(layout.join("index.json"))?;
     let manifest = json(blob(
-        index["manifests"][0]["digest"].as_str().context("index without manifest")?,
+        index["manifests"][0]["digest"]
+            .as_str()
+            .context("index without manifest")?,
     )?)?;
-    let config = json(blob(manifest["config"]["digest"].as_str().context("manifest without config")?)?)?;
+    let config = json(blob(
+        manifest["config"]["digest"]
+            .as_str()
+            .context("manifest without config")?,
+    )?)?;
     let mut facts = config_facts(&config["config"]);
     let layers: Vec<PathBuf> = manifest["layers"]
         .as_array()

@@ -34,48 +34,124 @@ use Support::{Approximated as A, Carried as C, Refused as R};
 
 /// Keys of a service (`services.NAME.…`).
 pub const SERVICE: &[Key] = &[
-    key("image", C, "the LinuxKit service's image: the app image the xtask builds, or the local stand-in"),
+    key(
+        "image",
+        C,
+        "the LinuxKit service's image: the app image the xtask builds, or the local stand-in",
+    ),
     key("build.**", C, "built by the xtask as for every method"),
     key("command", C, "replaces the image's CMD, Docker's rules"),
-    key("entrypoint", C, "replaces the image's ENTRYPOINT and drops its CMD, Docker's rules"),
-    key("environment.*", C, "over the image's ENV; `env_file` is merged in by compose"),
+    key(
+        "entrypoint",
+        C,
+        "replaces the image's ENTRYPOINT and drops its CMD, Docker's rules",
+    ),
+    key(
+        "environment.*",
+        C,
+        "over the image's ENV; `env_file` is merged in by compose",
+    ),
     key("env_file[].path", C, "merged into `environment` by compose"),
     key("env_file[].required", C, "checked by compose"),
-    key("user", C, "resolved against the image's /etc/passwd and /etc/group, with the user's groups"),
+    key(
+        "user",
+        C,
+        "resolved against the image's /etc/passwd and /etc/group, with the user's groups",
+    ),
     key("working_dir", C, "the process's working directory"),
     key("hostname", C, "the container's hostname (its own UTS namespace)"),
-    key("container_name", A, "resolves like the service name in /etc/hosts; the LinuxKit service keeps the compose name"),
-    key("labels.*", C, "OCI annotations; `traefik.*` labels become traefik's file provider configuration"),
-    key("ports[].target", C, "nftables DNAT from the VM's eth0 to the service's address"),
+    key(
+        "container_name",
+        A,
+        "resolves like the service name in /etc/hosts; the LinuxKit service keeps the compose name",
+    ),
+    key(
+        "labels.*",
+        C,
+        "OCI annotations; `traefik.*` labels become traefik's file provider configuration",
+    ),
+    key(
+        "ports[].target",
+        C,
+        "nftables DNAT from the VM's eth0 to the service's address",
+    ),
     key("ports[].published", C, "the port on the VM's eth0 (QEMU forwards it)"),
     key("ports[].protocol", C, "tcp or udp"),
     key("ports[].mode", C, "`ingress`/`host`: one VM, the same"),
-    key("ports[].host_ip", A, "ignored: the port is published on eth0, which QEMU forwards to"),
+    key(
+        "ports[].host_ip",
+        A,
+        "ignored: the port is published on eth0, which QEMU forwards to",
+    ),
     key("ports[].app_protocol", A, "ignored (a hint only)"),
     key("ports[].name", A, "ignored (a label only)"),
-    key("expose[]", C, "ports the traefik conversion may pick, as Docker reports them"),
-    key("networks.*", C, "one veth on the network's bridge, address in compose order"),
-    key("networks.*.aliases[]", C, "extra names in /etc/hosts of services on that network"),
+    key(
+        "expose[]",
+        C,
+        "ports the traefik conversion may pick, as Docker reports them",
+    ),
+    key(
+        "networks.*",
+        C,
+        "one veth on the network's bridge, address in compose order",
+    ),
+    key(
+        "networks.*.aliases[]",
+        C,
+        "extra names in /etc/hosts of services on that network",
+    ),
     key("networks.*.ipv4_address", C, "the fixed address"),
-    key("network_mode", C, "`host` (the VM's network) and `none`; `service:…` is refused"),
+    key(
+        "network_mode",
+        C,
+        "`host` (the VM's network) and `none`; `service:…` is refused",
+    ),
     key("extra_hosts[]", C, "lines in the service's /etc/hosts"),
-    key("depends_on.*.condition", C, "the service runner starts it after service_started/service_healthy/service_completed_successfully"),
+    key(
+        "depends_on.*.condition",
+        C,
+        "the service runner starts it after service_started/service_healthy/service_completed_successfully",
+    ),
     key("depends_on.*.required", A, "every dependency is required"),
-    key("depends_on.*.restart", A, "ignored: a restarted dependency does not restart its dependants"),
-    key("restart", C, "the service runner restarts per policy (no, always, unless-stopped, on-failure[:N]) with Docker's back-off"),
-    key("healthcheck.test[]", C, "run in the container with `runc exec`; CMD-SHELL through /bin/sh -c"),
+    key(
+        "depends_on.*.restart",
+        A,
+        "ignored: a restarted dependency does not restart its dependants",
+    ),
+    key(
+        "restart",
+        C,
+        "the service runner restarts per policy (no, always, unless-stopped, on-failure[:N]) with Docker's back-off",
+    ),
+    key(
+        "healthcheck.test[]",
+        C,
+        "run in the container with `runc exec`; CMD-SHELL through /bin/sh -c",
+    ),
     key("healthcheck.interval", C, "Docker's default 30 s"),
     key("healthcheck.timeout", C, "Docker's default 30 s"),
     key("healthcheck.retries", C, "Docker's default 3"),
     key("healthcheck.start_period", C, "failures in it do not count"),
     key("healthcheck.start_interval", C, "the interval during the start period"),
     key("healthcheck.disable", C, "no healthcheck (the image's is ignored too)"),
-    key("volumes[].type", C, "`bind` (project files, copied into the VM), `volume` (named), `tmpfs`"),
-    key("volumes[].source", C, "a file or folder beside the compose file, or a named volume"),
+    key(
+        "volumes[].type",
+        C,
+        "`bind` (project files, copied into the VM), `volume` (named), `tmpfs`",
+    ),
+    key(
+        "volumes[].source",
+        C,
+        "a file or folder beside the compose file, or a named volume",
+    ),
     key("volumes[].target", C, "the mount point in the container"),
     key("volumes[].read_only", C, "a read-only mount"),
     key("volumes[].bind.create_host_path", C, "compose's default"),
-    key("volumes[].volume.nocopy", A, "named volumes always start empty (Docker copies the image's files into a new one)"),
+    key(
+        "volumes[].volume.nocopy",
+        A,
+        "named volumes always start empty (Docker copies the image's files into a new one)",
+    ),
     key("volumes[].volume.subpath", C, "a folder of the named volume"),
     key("volumes[].tmpfs.size", C, "the tmpfs size"),
     key("volumes[].tmpfs.mode", C, "the tmpfs mode"),
@@ -90,12 +166,20 @@ pub const SERVICE: &[Key] = &[
     key("ulimits.*.soft", C, "the soft limit"),
     key("ulimits.*.hard", C, "the hard limit"),
     key("oom_score_adj", C, "the process's OOM score adjustment"),
-    key("stop_signal", A, "the runner stops services with TERM, then KILL after 10 s"),
+    key(
+        "stop_signal",
+        A,
+        "the runner stops services with TERM, then KILL after 10 s",
+    ),
     key("stop_grace_period", A, "the runner waits 10 s"),
     key("init", R, "no init process is put in front of the service"),
     key("pull_policy", C, "nothing is pulled: every image is in the VM"),
     key("platform", A, "the VM is linux/amd64"),
-    key("logging.driver", A, "output goes to the VM's console and /var/log/SERVICE.log"),
+    key(
+        "logging.driver",
+        A,
+        "output goes to the VM's console and /var/log/SERVICE.log",
+    ),
     key("logging.options.*", A, "see logging.driver"),
     key("tty", A, "no terminal: output goes through a pipe"),
     key("stdin_open", A, "stdin is /dev/null"),
@@ -123,7 +207,11 @@ pub const TOP: &[Key] = &[
     key("name", C, "the project name (container names in /etc/hosts)"),
     key("networks.*.name", C, "compose's name for it"),
     key("networks.*.driver", C, "`bridge` only"),
-    key("networks.*.internal", C, "no masquerade, no forwarding out of the bridge"),
+    key(
+        "networks.*.internal",
+        C,
+        "no masquerade, no forwarding out of the bridge",
+    ),
     key("networks.*.ipam.config[].subnet", C, "the bridge's subnet (IPv4)"),
     key("networks.*.ipam.config[].gateway", C, "the bridge's address"),
     key("networks.*.ipam.driver", A, "the default IPAM"),
@@ -160,7 +248,9 @@ fn visit<'t>(table: &'t [Key], value: &Value, path: &str, out: &mut Vec<(String,
         Value::Null => {}
         Value::Object(map) if !is_leaf_map(table, path) => {
             let any = join(path, "*");
-            let named = table.iter().any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
+            let named = table
+                .iter()
+                .any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
             for (k, v) in map {
                 let child = if named { any.clone() } else { join(path, k) };
                 let shown = join(path, k);
@@ -231,6 +321,19 @@ pub fn markdown() -> String {
     s
 }
 
+const START: &str = "<!-- native-keys:start (generated by `cargo xtask yaml`) -->\n";
+const END: &str = "<!-- native-keys:end -->";
+
+/// `readme` with the table between its markers replaced by [`markdown`].
+pub fn readme_with_table(readme: &str) -> Result<String, String> {
+    let start = readme.find(START).ok_or("README.md has no native-keys:start marker")? + START.len();
+    let end = readme[start..]
+        .find(END)
+        .map(|e| start + e)
+        .ok_or("README.md has no native-keys:end marker")?;
+    Ok(format!("{}{}{}", &readme[..start], markdown(), &readme[end..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +383,16 @@ mod tests {
             assert!(md.contains(&format!("`services.*.{}`", k.path)), "{}", k.path);
         }
         assert!(md.contains("| `services.*.init` | refused |"), "{md}");
+    }
+
+    /// The README's table is this table, as `cargo xtask yaml` writes it.
+    #[test]
+    fn readme_table_is_current() {
+        let path = crate::base::project::root().join("README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        assert!(
+            readme_with_table(&readme).unwrap() == readme,
+            "README.md's native key table is stale: run `cargo xtask yaml` and commit the result"
+        );
     }
 }

@@ -15,11 +15,7 @@ pub mod network;
 pub mod process;
 pub mod traefik;
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -121,11 +117,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     let mut refused = Vec::new();
     let mut notes = Vec::new();
     check_keys(model, &mut refused, &mut notes);
-    let published: Vec<_> = app
-        .published()
-        .into_iter()
-        .map(|(p, s)| (p, s.name.clone()))
-        .collect();
+    let published: Vec<_> = app.published().into_iter().map(|(p, s)| (p, s.name.clone())).collect();
     let mut problems = Vec::new();
     let plan = network::plan(model, &published).map_err(|e| {
         problems.extend(e);
@@ -139,7 +131,11 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
         }
     }
     if !refused.is_empty() && !inputs.allow_unsupported {
-        problems.extend(refused.iter().map(|r| format!("{r} (build anyway with --allow-unsupported)")));
+        problems.extend(
+            refused
+                .iter()
+                .map(|r| format!("{r} (build anyway with --allow-unsupported)")),
+        );
     } else if !refused.is_empty() {
         notes.push(format!(
             "left out with --allow-unsupported ({}): {}",
@@ -265,7 +261,9 @@ pub fn duration_ms(text: &str) -> Option<u64> {
             .unwrap_or(rest.len());
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_end] {
             "h" => 3_600_000.0,
             "m" => 60_000.0,
@@ -316,7 +314,11 @@ fn service(
     let mut tmpfs = Vec::new();
     for (i, v) in body["volumes"].as_array().into_iter().flatten().enumerate() {
         let target = v["target"].as_str().unwrap_or_default();
-        let ro = if v["read_only"].as_bool() == Some(true) { "ro" } else { "rw" };
+        let ro = if v["read_only"].as_bool() == Some(true) {
+            "ro"
+        } else {
+            "rw"
+        };
         let source = v["source"].as_str().unwrap_or_default();
         match v["type"].as_str().unwrap_or_default() {
             "bind" => {
@@ -406,13 +408,15 @@ fn service(
             Value::Object(o) => (o.get("soft").cloned(), o.get("hard").cloned()),
             v => (Some(v.clone()), Some(v.clone())),
         };
-        let n = |v: Option<Value>| v.and_then(|v| v.as_i64()).map_or("unlimited".to_string(), |n| {
-            if n < 0 {
-                "unlimited".to_string()
-            } else {
-                n.to_string()
-            }
-        });
+        let n = |v: Option<Value>| {
+            v.and_then(|v| v.as_i64()).map_or("unlimited".to_string(), |n| {
+                if n < 0 {
+                    "unlimited".to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+        };
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
     let mut annotations: BTreeMap<String, String> = body["labels"]
@@ -495,7 +499,11 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
         Some((kind, rest)) if kind == "CMD-SHELL" => {
             vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
         }
-        Some(_) => return Err(format!("`healthcheck.test` {test:?} starts with neither CMD nor CMD-SHELL")),
+        Some(_) => {
+            return Err(format!(
+                "`healthcheck.test` {test:?} starts with neither CMD nor CMD-SHELL"
+            ))
+        }
     };
     let mut out = json!({"test": argv});
     for (key, name, image_ns) in [
@@ -508,7 +516,9 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
             out[name] = v.into();
         }
     }
-    let retries = h["retries"].as_u64().or((image.retries > 0).then_some(image.retries as u64));
+    let retries = h["retries"]
+        .as_u64()
+        .or((image.retries > 0).then_some(image.retries as u64));
     if let Some(r) = retries {
         out["retries"] = r.into();
     }
@@ -518,7 +528,13 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
 /// The traefik service, if one reads the Docker socket: its routes from the
 /// labels, as file provider configuration, and its static configuration
 /// rewritten to read that file.
-fn convert_traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: &mut Native) -> Result<(), Vec<String>> {
+fn convert_traefik(
+    app: &App,
+    project: &str,
+    plan: &Plan,
+    inputs: &Inputs,
+    out: &mut Native,
+) -> Result<(), Vec<String>> {
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
         return Ok(());
     };
@@ -603,12 +619,18 @@ fn convert_traefik(app: &App, project: &str, plan: &Plan, inputs: &Inputs, out: 
             }
         })
         .collect();
-    let converted = traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC)
-        .map_err(|errs| errs.into_iter().map(|e| format!("traefik conversion: {e}")).collect::<Vec<_>>())?;
-    out.notes.extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
+    let converted =
+        traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| format!("traefik conversion: {e}"))
+                .collect::<Vec<_>>()
+        })?;
+    out.notes
+        .extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
     let dir = format!("{NATIVE_DIR}/traefik");
     out.files.push(File::directory(&dir));
-    out.files.push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
+    out.files
+        .push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
     container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
     match converted.static_config {
         traefik::StaticConfig::File { path, yaml } => {
@@ -638,20 +660,6 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
     config
 }
 
-/// Notes as one block, for printing.
-pub fn notes_text(notes: &[String]) -> String {
-    let mut s = String::new();
-    for n in notes {
-        let _ = writeln!(s, "  {n}");
-    }
-    s
-}
-
-/// The project's bind-mounted files' folder in the VM.
-pub fn project_dir() -> PathBuf {
-    PathBuf::from(crate::vm::method::PROJECT_IN_VM)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,14 +683,18 @@ mod tests {
     #[test]
     fn healthchecks_as_the_runner_takes_them() {
         let facts = Facts::default();
-        let body = json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
+        let body =
+            json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
         let h = healthcheck(&body, &facts).unwrap().unwrap();
         assert_eq!(h["test"], json!(["/bin/sh", "-c", "curl -f http://localhost"]));
         assert_eq!(h["interval_ms"], 5000);
         assert_eq!(h["retries"], 2);
         assert!(h.get("timeout_ms").is_none(), "the runner applies Docker's defaults");
         let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
-        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap()["test"], json!(["pg_isready", "-q"]));
+        assert_eq!(
+            healthcheck(&body, &facts).unwrap().unwrap()["test"],
+            json!(["pg_isready", "-q"])
+        );
         let body = json!({"healthcheck": {"disable": true}});
         let mut image = Facts::default();
         image.healthcheck = Some(image::ImageHealthcheck {
@@ -690,9 +702,17 @@ mod tests {
             interval: 2_000_000_000,
             ..Default::default()
         });
-        assert_eq!(healthcheck(&body, &image).unwrap(), None, "disable wins over the image's");
+        assert_eq!(
+            healthcheck(&body, &image).unwrap(),
+            None,
+            "disable wins over the image's"
+        );
         let h = healthcheck(&json!({}), &image).unwrap().unwrap();
-        assert_eq!((h["test"].clone(), h["interval_ms"].clone()), (json!(["true"]), json!(2000)), "the image's HEALTHCHECK");
+        assert_eq!(
+            (h["test"].clone(), h["interval_ms"].clone()),
+            (json!(["true"]), json!(2000)),
+            "the image's HEALTHCHECK"
+        );
         assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());
     }
 }
