@@ -260,8 +260,8 @@ mod tests {
         assert_eq!(
             p.env,
             [
-                "PATH=/usr/sbin:/usr/bin",
                 "HOSTNAME=web",
+                "PATH=/usr/sbin:/usr/bin",
                 "NGINX_VERSION=1.27",
                 "HOME=/root"
             ]
