@@ -486,7 +486,7 @@ fn gave_up(console: &str) -> Option<String> {
             || (l.starts_with("service: ") && l.contains(" skipped: "))
             || (l.starts_with("service: ") && l.contains(" not started: "))
             || l.starts_with("service: supervisor: no service left to run")
-            || (l.starts_with("service: onboot ") && l.contains(" exited with status ") && !l.ends_with(" status 0"))
+            || (l.starts_with("service: onboot ") && !l.contains(" exited with status 0"))
             || l.contains(UNPACK_FAILED)
     })?;
     Some(if line.contains(UNPACK_FAILED) {
@@ -526,14 +526,14 @@ mod tests {
 
     #[test]
     fn a_failed_service_or_runner_ends_the_wait() {
-        let ok = "service: started docker\nservice: started compose\ncompose: app is up: a b proxy (uptime 30.1s)\n";
+        let ok = "service: onboot 000-modules exited with status 0 (uptime 3.9s)\nservice: started docker\nservice: started compose\ncompose: app is up: a b proxy (uptime 30.1s)\n";
         assert_eq!(gave_up(ok), None);
         for line in [
             "service: starting compose failed with status 1",
             "service: starting docker: runc: exec format error",
             "service: service getty skipped: runtime.json: bindNS is not supported",
             "compose: FAILED: docker compose up failed 6 times (uptime 96.7s)",
-            "service: onboot 002-netns exited with status 1",
+            "service: onboot 002-netns exited with status 1 (uptime 6.20s)",
             "service: web not started: dependency db exited with status 3",
             "service: supervisor: no service left to run",
         ] {

@@ -7,7 +7,10 @@
 //!   (280 MB) travel as 80 MB and stay compressed in the VM's memory, where the
 //!   kernel would otherwise unpack every byte into the initramfs;
 //! - the kernel modules are only those the VM loads (the `modules` onboot
-//!   image's list, what the kernel asks for on its own, and squashfs/loop).
+//!   image's list, what the kernel asks for on its own, and squashfs/loop),
+//!   stored uncompressed: Debian ships them xz-compressed, and unpacking xz
+//!   in the guest's kernel is slow under emulation (the initrd is compressed
+//!   as a whole anyway).
 //!
 //! Onboot containers (read-only bind of their rootfs, into which runc creates
 //! mount points) stay plain directories; they are small.
@@ -24,7 +27,7 @@ use xshell::{cmd, Shell};
 use crate::base::{exec, project::Project, ui};
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
-const FORMAT: &str = "squashfs zstd-19 1M lower; modules trimmed; v1";
+const FORMAT: &str = "squashfs zstd-19 1M lower; modules trimmed, uncompressed; v2";
 
 /// Modules the kernel requests on its own once the engine runs (iptables-nft's
 /// xt matches and NAT chain, conntrack netlink, xfrm, the AES driver) and the
@@ -173,6 +176,14 @@ fn trim_modules(sh: &Shell, root: &Path, wanted: &[String]) -> Result<()> {
         bail!("no kernel module kept");
     }
     fs::rename(&kept, &kernel)?;
+    let compressed: Vec<PathBuf> = keep
+        .iter()
+        .map(|rel| dir.join(rel))
+        .filter(|p| p.extension().is_some_and(|e| e == "xz"))
+        .collect();
+    if !compressed.is_empty() {
+        exec::run(cmd!(sh, "xz -d {compressed...}")).context("unpacking the kernel modules")?;
+    }
     exec::run(cmd!(sh, "depmod -b {root} {version}")).context("depmod")?;
     Ok(())
 }

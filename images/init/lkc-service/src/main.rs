@@ -102,6 +102,14 @@ pub(crate) fn log(msg: &str) {
     eprintln!("service: {msg}");
 }
 
+/// ` (uptime 12.34s)`, for the boot's phases; empty if /proc is not there.
+pub(crate) fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(|s| format!(" (uptime {s}s)")))
+        .unwrap_or_default()
+}
+
 /// Prepare and run each bundle of `kind` to completion, one after another.
 /// Failures are logged and the next bundle still runs.
 fn run_all(root: &Path, kind: &str) -> Result<(), String> {
@@ -111,7 +119,11 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
             continue;
         }
         match runc::run(&dir, &name) {
-            Ok(st) => log(&format!("{kind} {name} exited with status {}", runc::code(st))),
+            Ok(st) => log(&format!(
+                "{kind} {name} exited with status {}{}",
+                runc::code(st),
+                uptime()
+            )),
             Err(e) => log(&format!("{kind} {name}: {e}")),
         }
     }

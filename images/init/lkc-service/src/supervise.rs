@@ -256,7 +256,7 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
         let started = Instant::now();
         let status = match runc::spawn_logged(&svc.dir, name) {
             Ok(mut child) => {
-                log(&format!("started {name}"));
+                log(&format!("started {name}{}", crate::uptime()));
                 if let Some(hc) = &svc.spec.healthcheck {
                     spawn_healthcheck(shared, name, hc, run, started);
                 }

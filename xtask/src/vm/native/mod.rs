@@ -41,6 +41,22 @@ const NATIVE_DIR: &str = "etc/native";
 const VOLUMES_DIR: &str = "var/lib/native/volumes";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
+/// The kernel modules the native VM loads at boot: the NIC and RNG, overlayfs
+/// for the services' root filesystems, bridges and veths for the app's
+/// networks, nftables with NAT for its ports and masquerade.
+const NATIVE_MODULES: [&str; 10] = [
+    "virtio_net",
+    "virtio_rng",
+    "overlay",
+    "bridge",
+    "veth",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_fib_ipv4",
+];
+
 /// Base services whose names a compose service may not take.
 const RESERVED: [&str; 4] = ["getty", "modules", "network", "netns"];
 
@@ -650,6 +666,13 @@ fn convert_traefik(
 /// container that makes the networks, and the app's services.
 pub fn config(refs: &Refs, native: &Native) -> Config {
     let mut config = linuxkit::base(refs);
+    // Only the modules a VM without a Docker engine loads (no iptables, no
+    // br_netfilter): each costs boot time under emulation.
+    if let Some(modules) = config.onboot.iter_mut().find(|c| c.name == "modules") {
+        let mut command = vec!["/usr/bin/busybox".to_string(), "modprobe".into(), "-a".into()];
+        command.extend(NATIVE_MODULES.iter().map(|m| m.to_string()));
+        modules.command = Some(command);
+    }
     config.onboot.push(Container {
         name: "netns".into(),
         image: refs["netns"].clone(),

@@ -305,7 +305,10 @@ mod tests {
         let mut bare = facts();
         bare.env.clear();
         let p = process(&json!({}), &bare, "web").unwrap();
-        assert!(p.env.contains(&DEFAULT_PATH.to_string()), "Docker's PATH when the image sets none");
+        assert!(
+            p.env.contains(&DEFAULT_PATH.to_string()),
+            "Docker's PATH when the image sets none"
+        );
     }
 
     #[test]
