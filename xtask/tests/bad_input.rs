@@ -115,7 +115,10 @@ fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
     made.sort();
     assert!(made.is_empty(), "{command} with {name} started building: {made:?}");
     fs::remove_dir_all(&dir).unwrap();
-    errors[0].to_string()
+    // The error with its list of problems, if it has one.
+    stderr[stderr.find("error:").expect("an error line")..]
+        .trim_end()
+        .to_string()
 }
 
 #[test]
@@ -229,4 +232,28 @@ fn dockerfile_the_local_profile_cannot_build() {
     let e = fails("static", "dockerfiles", &text);
     assert!(e.contains("2 problems"), "{e}");
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The native method carries over only what it can make behave as under
+/// `docker compose up`: every other key is an error naming the file, the
+/// service and the key path, all of them at once, before anything is built.
+#[test]
+fn keys_the_native_method_does_not_carry_over() {
+    let a = root().join("apps/a");
+    let text = format!(
+        "services:\n  a:\n    build: {}\n    image: x/a:1\n    init: true\n    blkio_config:\n      weight: 300\n    ports: ['8080:80']\n  b:\n    build: {}\n    image: x/b:1\n    deploy:\n      resources:\n        limits:\n          memory: 50M\n    network_mode: service:a\n",
+        a.display(),
+        a.display()
+    );
+    let e = fails("native", "native-keys", &text);
+    for want in [
+        "4 problems",
+        "service `a`: `init` is not carried over by the native method: no init process",
+        "service `a`: `blkio_config.weight` is not carried over by the native method",
+        "service `b`: `deploy` is not carried over by the native method",
+        "service `b`: network_mode `service:a`",
+        "(build anyway with --allow-unsupported)",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
 }

@@ -36,19 +36,48 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         vm: vm.clone(),
     };
     test_boot::run(sh, project, &boot(None, false), &app)?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)?;
+    // A third routed site merged over the default file (compose's own -f merge):
+    // its own build context, page and Host rule, converted like the others.
+    let load = |files: &[&str]| {
+        let source = compose::Source {
+            files: files.iter().map(|f| project.root.join(f)).collect(),
+            ..Default::default()
+        };
+        crate::building::apps::load(project, &source)
+    };
+    let three = load(&[compose::DEFAULT, THIRD_SITE])?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &three)?;
     // The second app: Python on the python:3.11-slim stand-in, its own published
     // port, a bind-mounted file it serves.
-    let source = compose::Source {
-        files: vec![project.root.join(SECOND_APP)],
-        ..Default::default()
-    };
-    let second = crate::building::apps::load(project, &source)?;
+    let second = load(&[SECOND_APP])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &second)?;
-    test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &second)
+    test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &second)?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &second)?;
+    checked_in_files_unchanged(sh, project)
+}
+
+/// The builds above rewrite the checked-in files they are generated into
+/// (linuxkit/*.yml, README.md's key table) when those are stale: in a git
+/// checkout, a difference means someone forgot `cargo xtask yaml`.
+fn checked_in_files_unchanged(sh: &Shell, project: &Project) -> Result<()> {
+    let root = &project.root;
+    if !root.join(".git").exists() {
+        return Ok(());
+    }
+    let changed = exec::read(cmd!(sh, "git -C {root} status --porcelain -- linuxkit README.md"))?;
+    if !changed.trim().is_empty() {
+        anyhow::bail!(
+            "the build rewrote checked-in files, which were stale: run `cargo xtask yaml` and commit the result:\n{changed}"
+        );
+    }
+    Ok(())
 }
 
 /// The repository's second example app.
 const SECOND_APP: &str = "compose/hello-py.yml";
+/// A third routed site for the default app.
+const THIRD_SITE: &str = "compose/third-site.yml";

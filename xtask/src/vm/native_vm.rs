@@ -39,7 +39,6 @@ pub fn vm(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Resu
         facts,
         project_files: methods::project_files(Method::Native, app)?,
         project_dir: PROJECT_IN_VM,
-        allow_unsupported: app.allow_unsupported,
     };
     let converted = native::convert(app, &inputs).map_err(|problems| Invalid {
         file: app.file.clone(),
@@ -66,6 +65,11 @@ pub fn vm(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Resu
 
 /// Build everything the native VM needs that is stale, then the VM.
 pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
+    // What the conversion cannot carry over is said before anything is built.
+    native::check(app).map_err(|problems| Invalid {
+        file: app.file.clone(),
+        problems,
+    })?;
     let facts = images(sh, project, app)?;
     methods::stage_project(project, Method::Native, app)?;
     let vm = vm(project, app, &facts)?;

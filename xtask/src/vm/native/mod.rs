@@ -122,14 +122,14 @@ pub struct Inputs<'a> {
     /// `linuxkit::File`s for the project's bind-mounted files (under `project_dir`).
     pub project_files: Vec<File>,
     pub project_dir: &'a str,
-    pub allow_unsupported: bool,
 }
 
-/// Convert `app`. Every key that is not carried over is an error naming the
-/// file, the service and the key path, all of them at once.
-pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
+/// Check `app` for what the conversion cannot carry over, without its images:
+/// every compose key against the table, the networks, the service names.
+/// Returns the network plan and the notes (approximations, and with
+/// `--allow-unsupported` what is left out), or every problem at once.
+pub fn check(app: &App) -> Result<(Plan, Vec<String>), Vec<String>> {
     let model = app.model();
-    let project = model["name"].as_str().unwrap_or_default().to_string();
     let mut refused = Vec::new();
     let mut notes = Vec::new();
     check_keys(model, &mut refused, &mut notes);
@@ -146,7 +146,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             ));
         }
     }
-    if !refused.is_empty() && !inputs.allow_unsupported {
+    if !refused.is_empty() && !app.allow_unsupported {
         problems.extend(
             refused
                 .iter()
@@ -159,10 +159,19 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             refused.join("; ")
         ));
     }
-    let Ok(plan) = plan else { return Err(problems) };
-    if !problems.is_empty() {
-        return Err(problems);
+    match plan {
+        Ok(plan) if problems.is_empty() => Ok((plan, notes)),
+        _ => Err(problems),
     }
+}
+
+/// Convert `app`. Every key that is not carried over is an error naming the
+/// file, the service and the key path, all of them at once.
+pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
+    let (plan, notes) = check(app)?;
+    let model = app.model();
+    let project = model["name"].as_str().unwrap_or_default().to_string();
+    let mut problems = Vec::new();
     let mut out = Native {
         services: Vec::new(),
         files: vec![
