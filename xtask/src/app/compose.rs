@@ -60,6 +60,9 @@ pub struct App {
     pub services: Vec<Service>,
     /// See [`Source::allow_unsupported`].
     pub allow_unsupported: bool,
+    /// Read from one file with compose's defaults: no other file merged over
+    /// it, no `--env-file`, `--project-name` or `--profile`.
+    pub single_file: bool,
     /// compose's normalized model, the base of the file the VM runs.
     config: Value,
 }
@@ -239,6 +242,10 @@ impl App {
         let json = String::from_utf8(out.stdout).context("docker compose printed non-UTF-8")?;
         let mut app = App::from_config(&shown, &dir, &json).map_err(|problems| Invalid { file: shown, problems })?;
         app.allow_unsupported = source.allow_unsupported;
+        app.single_file = files.len() == 1
+            && source.env_files.is_empty()
+            && source.project_name.is_none()
+            && source.profiles.is_empty();
         Ok(app)
     }
 
@@ -267,6 +274,7 @@ impl App {
             dir: dir.to_path_buf(),
             services,
             allow_unsupported: false,
+            single_file: true,
             config,
         })
     }

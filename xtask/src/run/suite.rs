@@ -51,6 +51,9 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     };
     let three = load(&[compose::DEFAULT, THIRD_SITE])?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &three)?;
+    // Start order, health, restarts and named volumes under the native runner.
+    let ordered = load(&[ORDERED])?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &ordered)?;
     // The second app: Python on the python:3.11-slim stand-in, its own published
     // port, a bind-mounted file it serves.
     let second = load(&[SECOND_APP])?;
@@ -79,5 +82,7 @@ fn checked_in_files_unchanged(sh: &Shell, project: &Project) -> Result<()> {
 
 /// The repository's second example app.
 const SECOND_APP: &str = "compose/hello-py.yml";
+/// An app whose services wait for each other (completed, healthy) and restart.
+const ORDERED: &str = "compose/ordered.yml";
 /// A third routed site for the default app.
 const THIRD_SITE: &str = "compose/third-site.yml";

@@ -123,10 +123,13 @@ impl File {
         }
     }
 
+    /// A directory, 0755 (LinuxKit's default for every entry is 0600, which
+    /// keeps services that do not run as root out of it).
     pub fn directory(path: &str) -> File {
         File {
             path: path.into(),
             directory: true,
+            mode: Some("0755".into()),
             ..Default::default()
         }
     }

@@ -50,8 +50,11 @@ pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Addres
     Ok(vm)
 }
 
-/// Is `app` the repository's own compose file?
+/// Is `app` the repository's own compose file, read as it is?
 pub fn is_default(project: &Project, app: &App) -> bool {
+    if !app.single_file {
+        return false;
+    }
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     canonical(&app.file).is_some() && canonical(&app.file) == canonical(&project.root.join(compose::DEFAULT))
 }
@@ -266,6 +269,16 @@ mod tests {
         let registry = Address::parse("registry.example.com/team").unwrap();
         let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry)).unwrap();
         assert_eq!(pushed.yaml_path(&project).parent().unwrap(), project.dist);
+        // The repository's file with another merged over it is another app.
+        let merged = crate::building::apps::testing::load(&compose::Source {
+            files: vec![
+                project.root.join(compose::DEFAULT),
+                project.root.join("compose/third-site.yml"),
+            ],
+            ..Default::default()
+        });
+        let merged = vm(&project, Method::Static, &merged, None).unwrap();
+        assert_eq!(merged.yaml_path(&project).parent().unwrap(), project.dist);
     }
 
     /// Files and folders beside the compose file that services bind-mount
@@ -297,9 +310,9 @@ mod tests {
         assert_eq!(
             paths,
             [
-                ("etc/compose/project", None, None),
-                ("etc/compose/project/conf", None, None),
-                ("etc/compose/project/conf/sub", None, None),
+                ("etc/compose/project", None, Some("0755")),
+                ("etc/compose/project/conf", None, Some("0755")),
+                ("etc/compose/project/conf/sub", None, Some("0755")),
                 (
                     "etc/compose/project/conf/sub/site.conf",
                     Some("dist/compose-static/project/conf/sub/site.conf"),
