@@ -490,7 +490,12 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         binds,
         uses_docker_socket,
         stands_in_for: None,
-        labels: body.labels.clone(),
+        // compose's model keeps `$$`; the container's labels have `$`.
+        labels: body
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("$$", "$")))
+            .collect(),
     })
 }
 

@@ -444,12 +444,7 @@ fn service(
         };
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
-    let mut annotations: BTreeMap<String, String> = body["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect();
+    let mut annotations = s.labels.clone();
     annotations.insert(ANNOTATION_SERVICE.into(), s.name.clone());
     if let Some(deps) = body["depends_on"].as_object().filter(|d| !d.is_empty()) {
         let deps: BTreeMap<&String, &str> = deps
@@ -514,7 +509,7 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
     };
     let image = facts.healthcheck.clone().unwrap_or_default();
     let test: Vec<String> = match h["test"].as_array() {
-        Some(t) => t.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+        Some(t) => t.iter().filter_map(|s| s.as_str().map(process::unescape)).collect(),
         None => image.test.clone(),
     };
     let argv = match test.split_first() {
@@ -695,6 +690,148 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An app using most of what the conversion carries over, as compose's model.
+    fn shop(extra_web: serde_json::Value) -> App {
+        let mut model = json!({
+            "name": "shop",
+            "networks": {
+                "back": {"name": "shop_back", "internal": true, "ipam": {}},
+                "front": {"name": "shop_front", "ipam": {}}
+            },
+            "volumes": {"data": {"name": "shop_data"}},
+            "services": {
+                "db": {
+                    "command": null, "entrypoint": null,
+                    "image": "postgres:16",
+                    "environment": {"POSTGRES_PASSWORD": "secret"},
+                    "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"], "interval": "2s", "retries": 5},
+                    "networks": {"back": null},
+                    "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data", "volume": {}}]
+                },
+                "web": {
+                    "command": ["serve", "--port", "8000"], "entrypoint": null,
+                    "image": "shop/web:1",
+                    "environment": {"DB_HOST": "db", "MODE": "prod"},
+                    "user": "app",
+                    "working_dir": "/srv",
+                    "hostname": "shop-web",
+                    "read_only": true,
+                    "tmpfs": ["/tmp:size=16m"],
+                    "shm_size": "134217728",
+                    "sysctls": {"net.core.somaxconn": "1024"},
+                    "ulimits": {"nofile": {"soft": 1000, "hard": 2000}, "nproc": 512},
+                    "cap_add": ["NET_ADMIN"],
+                    "cap_drop": ["MKNOD"],
+                    "oom_score_adj": 100,
+                    "restart": "on-failure:3",
+                    "depends_on": {"db": {"condition": "service_healthy", "required": true}},
+                    "extra_hosts": ["upstream=192.0.2.10"],
+                    "labels": {"com.example.team": "shop"},
+                    "ports": [{"mode": "ingress", "target": 8000, "published": "8080", "protocol": "tcp"}],
+                    "networks": {"front": {"aliases": ["www"]}, "back": null},
+                    "volumes": [
+                        {"type": "bind", "source": "/project/conf", "target": "/srv/conf", "read_only": true, "bind": {"create_host_path": true}},
+                        {"type": "volume", "source": "data", "target": "/srv/data", "volume": {"subpath": "web"}},
+                        {"type": "tmpfs", "target": "/srv/cache", "tmpfs": {"size": "1048576"}}
+                    ]
+                }
+            }
+        });
+        if let Some(extra) = extra_web.as_object() {
+            for (k, v) in extra {
+                model["services"]["web"][k] = v.clone();
+            }
+        }
+        App::from_config(Path::new("compose.yaml"), Path::new("/project"), &model.to_string()).unwrap()
+    }
+
+    fn shop_facts() -> BTreeMap<String, Facts> {
+        let mut web = Facts {
+            entrypoint: vec!["/usr/local/bin/shop".into()],
+            cmd: vec!["serve".into()],
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "MODE=dev".into()],
+            user: "root".into(),
+            exposed: vec!["8000/tcp".into()],
+            ..Default::default()
+        };
+        web.files.insert(
+            "etc/passwd".into(),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n".into(),
+        );
+        web.files
+            .insert("etc/group".into(), "root:x:0:\napp:x:1000:\nshop:x:2000:app\n".into());
+        let mut db = Facts {
+            entrypoint: vec!["docker-entrypoint.sh".into()],
+            cmd: vec!["postgres".into()],
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            exposed: vec!["5432/tcp".into()],
+            ..Default::default()
+        };
+        db.files
+            .insert("etc/passwd".into(), "root:x:0:0:root:/root:/bin/sh\n".into());
+        [("shop/web:1".to_string(), web), ("postgres:16".to_string(), db)]
+            .into_iter()
+            .collect()
+    }
+
+    fn fake_refs() -> Refs {
+        ["kernel", "init", "runc", "modules", "network", "getty", "netns"]
+            .into_iter()
+            .map(|n| (n.to_string(), format!("linuxkit-compose.local/{n}:0123456789ab")))
+            .collect()
+    }
+
+    /// The LinuxKit YAML of an app using most conversion rules: the process by
+    /// Docker's rules, capabilities, mounts, limits, networks, hosts files,
+    /// the runner's annotations.
+    #[test]
+    fn shop_as_linuxkit_yaml() {
+        let facts = shop_facts();
+        let inputs = Inputs {
+            facts: &facts,
+            project_files: vec![],
+            project_dir: "/etc/compose/project",
+        };
+        let native = convert(&shop(json!({})), &inputs).unwrap();
+        let yaml = linuxkit::render(&config(&fake_refs(), &native), "cargo xtask native").unwrap();
+        insta::assert_snapshot!(yaml);
+        assert!(
+            native.notes.iter().any(|n| n.contains("depends_on.db.required")),
+            "approximations are said: {:?}",
+            native.notes
+        );
+    }
+
+    /// Keys the conversion does not carry over: all of them refused at once,
+    /// or, when allowed, each listed and left out.
+    #[test]
+    fn unsupported_keys_are_refused_or_listed() {
+        let app = shop(json!({"init": true, "pid": "host", "devices": ["/dev/fuse"]}));
+        let errs = check(&app).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("service `web`: `devices` is not carried over"),
+            "{errs:#?}"
+        );
+        let mut allowed = app;
+        allowed.allow_unsupported = true;
+        let (_, notes) = check(&allowed).unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("left out with --allow-unsupported (3)")),
+            "{notes:#?}"
+        );
+    }
+
+    #[test]
+    fn a_service_may_not_take_a_name_of_the_vm() {
+        let json = json!({"name": "p", "services": {"getty": {"image": "x"}}});
+        let app = App::from_config(Path::new("c.yml"), Path::new("/p"), &json.to_string()).unwrap();
+        let errs = check(&app).unwrap_err();
+        assert!(errs[0].contains("taken by the VM's own `getty`"), "{errs:?}");
+    }
 
     #[test]
     fn durations_as_compose_writes_them() {

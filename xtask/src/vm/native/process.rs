@@ -42,10 +42,17 @@ pub const DOCKER_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+/// A string of compose's model as the container gets it: compose's model keeps
+/// `$$` (a literal `$` the file escaped from interpolation), which compose
+/// turns into `$` when it creates the container.
+pub fn unescape(text: &str) -> String {
+    text.replace("$$", "$")
+}
+
 /// Strings of a JSON list (compose writes `command`/`entrypoint` as lists, or null).
 fn list(v: &Value) -> Option<Vec<String>> {
     v.as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect())
+        .map(|a| a.iter().map(|s| unescape(s.as_str().unwrap_or_default())).collect())
 }
 
 /// The process for service `body` (compose's JSON) of an image with `facts`.
@@ -98,7 +105,7 @@ pub fn process(body: &Value, facts: &Facts, hostname: &str) -> Result<Process, V
         for (k, v) in vars {
             match v {
                 Value::Null => {}
-                Value::String(s) => set(&mut env, k, s),
+                Value::String(s) => set(&mut env, k, &unescape(s)),
                 other => set(&mut env, k, &other.to_string()),
             }
         }
@@ -332,6 +339,15 @@ mod tests {
             errs[0].contains("`nobody` is not in the image's /etc/passwd"),
             "{errs:?}"
         );
+    }
+
+    /// compose's model keeps `$$`; the container gets `$`, as under compose.
+    #[test]
+    fn escaped_dollars_reach_the_container_as_one() {
+        let body = json!({"command": ["sh", "-c", "echo $$HOME"], "environment": {"A": "$$x"}});
+        let p = process(&body, &facts(), "x").unwrap();
+        assert_eq!(p.args.last().unwrap(), "echo $HOME");
+        assert!(p.env.contains(&"A=$x".to_string()), "{:?}", p.env);
     }
 
     #[test]
