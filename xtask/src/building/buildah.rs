@@ -32,6 +32,15 @@ pub fn build(sh: &Shell, project: &Project, context: &Path, reference: &str) -> 
     )
 }
 
+/// Write `image` as an OCI image layout at `layout` (what `linuxkit cache import` takes).
+pub fn push_oci(sh: &Shell, project: &Project, image: &str, layout: &Path) -> Result<()> {
+    run(
+        sh,
+        project,
+        &["push", "--quiet", image, &format!("oci:{}", layout.display())],
+    )
+}
+
 /// Run buildah on the project's own storage (vfs: no kernel overlay support needed).
 pub fn run(sh: &Shell, project: &Project, args: &[&str]) -> Result<()> {
     exec::run(buildah_cmd(sh, project, args)).with_context(|| format!("buildah {}", args.first().unwrap_or(&"")))

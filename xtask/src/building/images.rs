@@ -132,11 +132,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 
     buildah::build(sh, project, &context, reference)?;
     let layout = work.join("oci");
-    buildah::run(
-        sh,
-        project,
-        &["push", "--quiet", reference, &format!("oci:{}", layout.display())],
-    )?;
+    buildah::push_oci(sh, project, reference, &layout)?;
     oci::import(sh, project, &layout, reference)?;
     sh.remove_path(&work)?;
     Ok(())

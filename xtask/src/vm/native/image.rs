@@ -127,11 +127,7 @@ pub fn ensure(sh: &Shell, project: &Project, image: &str, id: &str) -> Result<Fa
     }
     fs::create_dir_all(&work)?;
     let layout = work.join("oci");
-    buildah::run(
-        sh,
-        project,
-        &["push", "--quiet", image, &format!("oci:{}", layout.display())],
-    )?;
+    buildah::push_oci(sh, project, image, &layout)?;
     let mut facts = read_layout(sh, &layout).with_context(|| format!("reading image {image}"))?;
     facts.healthcheck = healthcheck(sh, project, image)?;
     oci::import(sh, project, &layout, &reference)?;

@@ -251,7 +251,8 @@ fn visit<'t>(table: &'t [Key], value: &Value, path: &str, out: &mut Vec<(String,
             let named = table
                 .iter()
                 .any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
-            for (k, v) in map {
+            // `x-…` keys are compose extensions: data for the user, not settings.
+            for (k, v) in map.iter().filter(|(k, _)| !k.starts_with("x-")) {
                 let child = if named { any.clone() } else { join(path, k) };
                 let shown = join(path, k);
                 let before = out.len();
@@ -374,6 +375,12 @@ mod tests {
         assert_eq!(find("networks.front.aliases"), Some(Some(C)));
         assert_eq!(find("networks.front.priority"), Some(None));
         assert_eq!(find("command"), None, "null: not set");
+        let top = json!({"x-common": {"anything": 1}, "name": "p"});
+        assert_eq!(
+            paths(TOP, &top),
+            [("name".to_string(), Some(C))],
+            "extensions are not settings"
+        );
     }
 
     #[test]

@@ -373,13 +373,10 @@ fn service(
             "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
             "tmpfs" => {
                 let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
-                if let Some(size) = v["tmpfs"]["size"].as_str().or(v["tmpfs"]["size"].as_u64().map(|_| "")) {
-                    let size = if size.is_empty() {
-                        v["tmpfs"]["size"].to_string()
-                    } else {
-                        size.to_string()
-                    };
-                    opts.push(format!("size={size}"));
+                match &v["tmpfs"]["size"] {
+                    Value::String(size) => opts.push(format!("size={size}")),
+                    Value::Number(size) => opts.push(format!("size={size}")),
+                    _ => {}
                 }
                 if let Some(mode) = v["tmpfs"]["mode"].as_u64() {
                     opts.push(format!("mode={mode:o}"));
