@@ -326,7 +326,13 @@ fn refuse_whiteouts(dir: &Path) -> Result<()> {
 /// Write `out`: the `base` initrd `linuxkit build` made (packed as lz4, see `packed`),
 /// then the image store of every image `app` uses (from its tarball in dist/images/).
 pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path) -> Result<()> {
-    let base = &packed::pack(sh, project, base, &base.with_extension("lz4"))?;
+    let base = &packed::pack(
+        sh,
+        project,
+        base,
+        &base.with_extension("lz4"),
+        packed::Layout::PerService,
+    )?;
     let mut images: Vec<Image> = Vec::new();
     let mut segments: Vec<PathBuf> = Vec::new();
     for reference in app.images() {

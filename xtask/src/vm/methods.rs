@@ -181,7 +181,7 @@ pub fn build(
         Method::Dynamic => {
             let mut artifacts = artifacts;
             let out = project.dist.join(format!("{}-initrd.img", method.vm_name()));
-            artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out)?;
+            artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::PerService)?;
             Ok(artifacts)
         }
     }

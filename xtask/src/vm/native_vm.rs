@@ -75,6 +75,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
     let vm = vm(project, app, &facts)?;
     let mut artifacts = linuxkit::build(sh, project, &vm)?;
     let out = project.dist.join(format!("{}-initrd.img", Method::Native.vm_name()));
-    artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out).context("packing the native VM's initrd")?;
+    artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::Shared)
+        .context("packing the native VM's initrd")?;
     Ok(artifacts)
 }
