@@ -104,7 +104,8 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             let builder = apps::builder(&sh);
             let ids = apps::build(&sh, &project, &app, builder)?;
-            apps::save(&sh, &project, &app, &ids, builder).map(|_| ())
+            apps::save(&sh, &project, &app, &ids, builder)?;
+            vm::sums::write(&project)
         }
         Command::Yaml => {
             let _lock = project.lock()?;
@@ -126,7 +127,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Smoke => {
             let _lock = project.lock()?;
-            linuxkit::build(&sh, &project, &linuxkit::smoke_vm()).map(|_| ())
+            linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
+            vm::sums::write(&project)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
         Command::TestBoot(args) => {

@@ -19,7 +19,7 @@ use crate::{
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        native_vm, packed, static_vm,
+        native_vm, packed, static_vm, sums,
     },
 };
 
@@ -153,6 +153,19 @@ fn runtime_file(method: Method, app: &App) -> Result<String> {
 /// For the dynamic method, `registry` (the user's `--registry`) is pushed to
 /// and written into the VM; `push_to` is only pushed to.
 pub fn build(
+    sh: &Shell,
+    project: &Project,
+    method: Method,
+    app: &App,
+    registry: Option<&Address>,
+    push_to: Option<&Address>,
+) -> Result<Artifacts> {
+    let artifacts = build_vm(sh, project, method, app, registry, push_to)?;
+    sums::write(project)?;
+    Ok(artifacts)
+}
+
+fn build_vm(
     sh: &Shell,
     project: &Project,
     method: Method,

@@ -11,3 +11,4 @@ pub mod native;
 pub mod native_vm;
 pub mod packed;
 pub mod static_vm;
+pub mod sums;
