@@ -11,6 +11,9 @@ use std::fmt;
 pub struct Phases {
     /// The kernel's "Run /init as init process", or /init's own "init: started".
     pub init: Option<f64>,
+    /// The onboot containers are done and the services start
+    /// (`rc.init: /etc/init.d/020-services (uptime …)`).
+    pub services: Option<f64>,
     /// `compose: Docker engine … is up`.
     pub dockerd: Option<f64>,
     /// `compose: app is up` (`docker compose up --wait` returned: every service runs).
@@ -35,6 +38,8 @@ pub fn parse(log: &str) -> Phases {
             first(&mut p.init, printk_time(line));
         } else if let Some(said) = line.strip_prefix("init: started") {
             first(&mut p.init, runner_uptime(said));
+        } else if let Some(said) = line.strip_prefix("rc.init: /etc/init.d/020-services") {
+            first(&mut p.services, runner_uptime(said));
         } else if let Some(said) = line.find("compose: ").map(|i| &line[i + "compose: ".len()..]) {
             let at = runner_uptime(said);
             if said.starts_with("Docker engine ") && said.contains(" is up") {
@@ -62,16 +67,21 @@ fn runner_uptime(said: &str) -> Option<f64> {
 }
 
 impl fmt::Display for Phases {
+    /// The milestones the boot reached (a VM without a Docker engine has no
+    /// `dockerd` or `app up`), then the oopses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.1}s"));
-        write!(
-            f,
-            "/init {}, dockerd {}, app up {}; oopses {}",
-            show(self.init),
-            show(self.dockerd),
-            show(self.app_up),
-            self.oopses
-        )
+        write!(f, "/init {}", show(self.init))?;
+        for (name, at) in [
+            ("services", self.services),
+            ("dockerd", self.dockerd),
+            ("app up", self.app_up),
+        ] {
+            if at.is_some() {
+                write!(f, ", {name} {}", show(at))?;
+            }
+        }
+        write!(f, "; oopses {}", self.oopses)
     }
 }
 
@@ -87,6 +97,7 @@ mod tests {
 [   13.488543] Run /init as init process
 [   17.778271] Not activating Mandatory Access Control as /sbin/tomoyo-init does not exist.
 rc.init: /etc/init.d/010-onboot
+rc.init: /etc/init.d/020-services (uptime 21.02s)
 [   19.173306] bridge: filtering via arp/ip/ip6tables is no longer available by default.
 time=\"2026-11-25T02:44:30.232571996Z\" level=info msg=\"API listen on /run/docker.sock\"
 compose: Docker engine 26.1.5+dfsg1 is up (uptime 31.17s)
@@ -105,12 +116,18 @@ compose: app is up: a b proxy  (uptime 99.00s)
             p,
             Phases {
                 init: Some(13.488543),
+                services: Some(21.02),
                 dockerd: Some(31.17),
                 app_up: Some(46.0),
                 oopses: 0,
             }
         );
-        assert_eq!(p.to_string(), "/init 13.5s, dockerd 31.2s, app up 46.0s; oopses 0");
+        assert_eq!(
+            p.to_string(),
+            "/init 13.5s, services 21.0s, dockerd 31.2s, app up 46.0s; oopses 0"
+        );
+        let native = parse("init: started (uptime 2.6s)\nrc.init: /etc/init.d/020-services (uptime 5.1s)\n");
+        assert_eq!(native.to_string(), "/init 2.6s, services 5.1s; oopses 0");
     }
 
     #[test]

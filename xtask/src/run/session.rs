@@ -76,10 +76,11 @@ pub fn run_method(
     let forwards = published_forwards(app, router_port)?;
     let prepared = prepare(sh, project, method, app, registry)?;
     boot::interactive(project, opts, &prepared.artifacts, forwards.clone(), || {
-        ui::say!(
-            "{}: the app answers once the console says \"compose: app is up\":",
-            method.vm_name()
-        );
+        let ready = match method {
+            Method::Native => "\"service: started …\" for every service",
+            _ => "\"compose: app is up\"",
+        };
+        ui::say!("{}: the app answers once the console says {ready}:", method.vm_name());
         let on_host = |guest: u16| forwards.iter().find(|f| f.guest == guest && !f.udp).map(|f| f.host);
         if let Some(port) = app.router_port().and_then(on_host) {
             for (host, service) in app.routes() {
