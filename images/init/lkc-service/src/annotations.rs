@@ -16,6 +16,12 @@ pub const SERVICE: &str = "org.linuxkit-compose.service";
 pub const DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
 pub const RESTART: &str = "org.linuxkit-compose.restart";
 pub const HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
+pub const STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
+pub const STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
+
+/// Docker's defaults: TERM, then KILL after 10 s.
+const DEFAULT_STOP_SIGNAL: &str = "TERM";
+const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
 
 pub type Annotations = BTreeMap<String, String>;
 
@@ -49,6 +55,10 @@ pub struct Spec {
     pub depends_on: Vec<(String, Condition)>,
     pub restart: Restart,
     pub healthcheck: Option<Healthcheck>,
+    /// The signal that stops it, as `runc kill` takes it (`QUIT`, `15`).
+    pub stop_signal: String,
+    /// How long it gets to exit after that signal before KILL.
+    pub stop_grace: std::time::Duration,
 }
 
 impl Spec {
@@ -72,11 +82,23 @@ impl Spec {
             None => None,
             Some(text) => Healthcheck::parse(text).map_err(|e| at(HEALTHCHECK, e))?,
         };
+        let stop_signal = match a.get(STOP_SIGNAL) {
+            None => DEFAULT_STOP_SIGNAL.to_string(),
+            Some(text) => parse_signal(text).map_err(|e| at(STOP_SIGNAL, e))?,
+        };
+        let stop_grace = match a.get(STOP_GRACE) {
+            None => DEFAULT_STOP_GRACE_MS,
+            Some(text) => text
+                .parse::<u64>()
+                .map_err(|_| at(STOP_GRACE, format!("`{text}` is not a number of milliseconds")))?,
+        };
         Ok(Spec {
             service,
             depends_on,
             restart,
             healthcheck,
+            stop_signal,
+            stop_grace: std::time::Duration::from_millis(stop_grace),
         })
     }
 }
@@ -89,6 +111,29 @@ fn parse_depends_on(text: &str) -> Result<Vec<(String, Condition)>, String> {
             Ok((dep, cond))
         })
         .collect()
+}
+
+/// A signal as Docker's STOPSIGNAL takes it (`SIGQUIT`, `QUIT`, `3`), as
+/// `runc kill` takes it (`QUIT`, `3`).
+pub fn parse_signal(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        return match t.parse::<u32>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(t.to_string()),
+            _ => Err(format!("`{text}` is not a signal number")),
+        };
+    }
+    let name = t.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    const NAMES: [&str; 20] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
+        "TERM", "CHLD", "CONT", "STOP", "TSTP", "WINCH",
+    ];
+    if NAMES.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("`{text}` is not a signal name"))
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +159,30 @@ mod tests {
         assert!(s.depends_on.is_empty());
         assert_eq!(s.restart, Restart::No);
         assert_eq!(s.healthcheck, None);
+        assert_eq!(
+            (s.stop_signal.as_str(), s.stop_grace),
+            ("TERM", Duration::from_secs(10))
+        );
+    }
+
+    /// STOPSIGNAL and stop_grace_period, as Docker stops a container.
+    #[test]
+    fn stop_signal_and_grace() {
+        let s = Spec::parse(
+            "web",
+            &ann(&[(SERVICE, "web"), (STOP_SIGNAL, "SIGQUIT"), (STOP_GRACE, "2500")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.stop_signal.as_str(), s.stop_grace),
+            ("QUIT", Duration::from_millis(2500))
+        );
+        assert_eq!(parse_signal("9").unwrap(), "9");
+        assert_eq!(parse_signal("usr1").unwrap(), "USR1");
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("99").is_err());
+        let e = Spec::parse("web", &ann(&[(SERVICE, "web"), (STOP_GRACE, "soon")])).unwrap_err();
+        assert!(e.contains(STOP_GRACE), "{e}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How long containers get to exit after TERM before they are killed.
+/// How long containers get to exit after their stop signal before they are
+/// killed, unless their annotations say otherwise (Docker's default).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A supervised service: its bundle and its parsed annotations.
@@ -149,13 +150,18 @@ pub fn supervise(root: &Path, pid_file: &Path) -> Result<(), String> {
     write_pid_file(pid_file);
     let shared = Arc::new(Shared::default());
     let services = load(root, &shared)?;
+    // How each service is stopped: its signal, and its grace before KILL.
+    let stops: BTreeMap<String, (String, Duration)> = services
+        .iter()
+        .map(|s| (s.name.clone(), (s.spec.stop_signal.clone(), s.spec.stop_grace)))
+        .collect();
     let stopper = {
         let shared = Arc::clone(&shared);
         let pid_file = pid_file.to_path_buf();
         std::thread::spawn(move || {
             let sig = wait_signal(&signals);
             log(&format!("supervisor: signal {sig}, stopping the services"));
-            shutdown(&shared, &pid_file);
+            shutdown(&shared, &stops, &pid_file);
         })
     };
     std::thread::scope(|s| {
@@ -332,19 +338,25 @@ fn spawn_healthcheck(shared: &Arc<Shared>, name: &str, hc: &Healthcheck, run: u3
     });
 }
 
-/// TERM every running container, KILL those still up after `STOP_GRACE`,
-/// then end the supervisor.
-fn shutdown(shared: &Shared, pid_file: &Path) -> ! {
+/// Send every running container its stop signal (TERM unless its STOPSIGNAL
+/// or `stop_signal` says otherwise), KILL those still up after their grace
+/// period (10 s unless `stop_grace_period` says otherwise), then end the
+/// supervisor.
+fn shutdown(shared: &Shared, stops: &BTreeMap<String, (String, Duration)>, pid_file: &Path) -> ! {
     shared.lock().stopping = true;
     shared.changed.notify_all();
+    let default = ("TERM".to_string(), STOP_GRACE);
+    let mut grace = Duration::ZERO;
     for name in shared.running() {
-        if let Err(e) = runc::kill(&name, "TERM") {
+        let (signal, wait) = stops.get(&name).unwrap_or(&default);
+        grace = grace.max(*wait);
+        if let Err(e) = runc::kill(&name, signal) {
             log(&format!("stop {name}: {e}"));
         }
     }
-    let left = shared.wait_all_down(STOP_GRACE);
+    let left = shared.wait_all_down(grace);
     for name in &left {
-        log(&format!("{name} did not stop in {STOP_GRACE:?}, killing it"));
+        log(&format!("{name} did not stop in {grace:?}, killing it"));
         if let Err(e) = runc::kill(name, "KILL") {
             log(&format!("kill {name}: {e}"));
         }

@@ -168,10 +168,14 @@ pub const SERVICE: &[Key] = &[
     key("oom_score_adj", C, "the process's OOM score adjustment"),
     key(
         "stop_signal",
-        A,
-        "the runner stops services with TERM, then KILL after 10 s",
+        C,
+        "the runner stops the service with it (else the image's STOPSIGNAL, else TERM)",
     ),
-    key("stop_grace_period", A, "the runner waits 10 s"),
+    key(
+        "stop_grace_period",
+        C,
+        "how long the runner waits before KILL (Docker's default 10 s)",
+    ),
     key("init", R, "no init process is put in front of the service"),
     key("pull_policy", C, "nothing is pulled: every image is in the VM"),
     key("platform", A, "the VM is linux/amd64"),

@@ -34,6 +34,8 @@ pub const ANNOTATION_SERVICE: &str = "org.linuxkit-compose.service";
 pub const ANNOTATION_DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
 pub const ANNOTATION_RESTART: &str = "org.linuxkit-compose.restart";
 pub const ANNOTATION_HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
+pub const ANNOTATION_STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
+pub const ANNOTATION_STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
@@ -453,6 +455,19 @@ fn service(
     if let Some(restart) = body["restart"].as_str() {
         annotations.insert(ANNOTATION_RESTART.into(), restart.into());
     }
+    // How Docker would stop it: the service's stop_signal, else the image's
+    // STOPSIGNAL; its stop_grace_period.
+    if let Some(signal) = body["stop_signal"].as_str().or(facts.stop_signal.as_deref()) {
+        annotations.insert(ANNOTATION_STOP_SIGNAL.into(), signal.into());
+    }
+    if let Some(grace) = body["stop_grace_period"].as_str() {
+        match duration_ms(grace) {
+            Some(ms) => {
+                annotations.insert(ANNOTATION_STOP_GRACE.into(), ms.to_string());
+            }
+            None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
+        }
+    }
     match healthcheck(body, facts) {
         Ok(Some(h)) => {
             annotations.insert(ANNOTATION_HEALTHCHECK.into(), h.to_string());
@@ -721,6 +736,8 @@ mod tests {
                     "cap_add": ["NET_ADMIN"],
                     "cap_drop": ["MKNOD"],
                     "oom_score_adj": 100,
+                    "stop_signal": "SIGINT",
+                    "stop_grace_period": "3s",
                     "restart": "on-failure:3",
                     "depends_on": {"db": {"condition": "service_healthy", "required": true}},
                     "extra_hosts": ["upstream=192.0.2.10"],
