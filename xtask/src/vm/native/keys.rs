@@ -237,52 +237,48 @@ pub const TOP: &[Key] = &[
 /// covers it (None: not in the table). Nulls are keys not set.
 pub fn walk<'t>(table: &'t [Key], value: &Value) -> Vec<(String, Option<&'t Key>)> {
     let mut out = Vec::new();
-    visit(table, value, "", &mut out);
+    visit(table, value, "", "", &mut out);
     out
 }
 
-fn visit<'t>(table: &'t [Key], value: &Value, path: &str, out: &mut Vec<(String, Option<&'t Key>)>) {
-    if let Some(k) = lookup(table, path) {
-        if k.path.ends_with("**") {
-            out.push((path.to_string(), Some(k)));
-            return;
-        }
+/// Walk `value`, found at `pattern` in the table's terms (`networks.*`,
+/// `ports[]`) and at `shown` in the user's (`networks.front`, `ports[0]`).
+fn visit<'t>(table: &'t [Key], value: &Value, pattern: &str, shown: &str, out: &mut Vec<(String, Option<&'t Key>)>) {
+    if let Some(k) = lookup(table, pattern).filter(|k| k.path.ends_with("**")) {
+        out.push((shown.to_string(), Some(k)));
+        return;
     }
     match value {
         Value::Null => {}
-        Value::Object(map) if !is_leaf_map(table, path) => {
-            let any = join(path, "*");
+        Value::Object(map) if !is_leaf_map(table, pattern) => {
+            let any = join(pattern, "*");
             let named = table
                 .iter()
                 .any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
             // `x-…` keys are compose extensions: data for the user, not settings.
             for (k, v) in map.iter().filter(|(k, _)| !k.starts_with("x-")) {
-                let child = if named { any.clone() } else { join(path, k) };
-                let shown = join(path, k);
-                let before = out.len();
-                visit(table, v, &child, out);
-                for entry in &mut out[before..] {
-                    entry.0 = entry.0.replacen(&child, &shown, 1);
+                let child = if named { any.clone() } else { join(pattern, k) };
+                let child_shown = join(shown, k);
+                if v.is_null() && named {
+                    // A name with nothing set (`networks: {default: null}`) is still a key.
+                    if let Some(key) = lookup(table, &child) {
+                        out.push((child_shown, Some(key)));
+                    }
+                    continue;
                 }
-                if v.is_null() && named && lookup(table, &child).is_some() {
-                    out.push((shown, lookup(table, &child)));
-                }
+                visit(table, v, &child, &child_shown, out);
             }
         }
         Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-            let each = format!("{path}[]");
+            let each = format!("{pattern}[]");
             for (i, item) in items.iter().enumerate() {
-                let before = out.len();
-                visit(table, item, &each, out);
-                for entry in &mut out[before..] {
-                    entry.0 = entry.0.replacen(&each, &format!("{path}[{i}]"), 1);
-                }
+                visit(table, item, &each, &format!("{shown}[{i}]"), out);
             }
         }
-        Value::Array(_) if lookup(table, &format!("{path}[]")).is_some() => {
-            out.push((path.to_string(), lookup(table, &format!("{path}[]"))));
+        Value::Array(_) if lookup(table, &format!("{pattern}[]")).is_some() => {
+            out.push((shown.to_string(), lookup(table, &format!("{pattern}[]"))));
         }
-        _ => out.push((path.to_string(), lookup(table, path))),
+        _ => out.push((shown.to_string(), lookup(table, pattern))),
     }
 }
 
