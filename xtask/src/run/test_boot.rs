@@ -231,7 +231,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     let registry = args.registry.as_ref();
     let mut prepared = session::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
-        return unreachable_registry(project, args, method, app, prepared).map(|()| Timings::default());
+        return unreachable_registry(project, args, method, app, &guest_ports, prepared).map(|()| Timings::default());
     }
     let mut h = boot(
         project,
@@ -283,6 +283,7 @@ fn unreachable_registry(
     args: &Options,
     method: Method,
     app: &App,
+    guest_ports: &[(u16, bool)],
     mut prepared: session::Prepared,
 ) -> Result<()> {
     let Some(local) = prepared.local_registry.as_mut() else {
@@ -291,7 +292,6 @@ fn unreachable_registry(
     local.stop();
     let registry = local.address.as_seen_from_guest().host;
     // What the app answers on: if the VM got its images after all, this answers.
-    let guest_ports = probe_plan(app)?;
     let (host, guest) = match app.routes().first() {
         Some((host, _)) => (host.to_string(), app.router_port().expect("checked by probe_plan")),
         None => ("localhost".to_string(), guest_ports[0].0),
@@ -301,7 +301,7 @@ fn unreachable_registry(
         args,
         method.vm_name(),
         &prepared.artifacts,
-        &guest_ports,
+        guest_ports,
         (600, 240),
     )?;
     let log = h.log.clone();
