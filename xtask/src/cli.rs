@@ -193,6 +193,13 @@ pub struct TestBootArgs {
     /// (default: 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Also probe Host NAME through the router's port (the port of the service
+    /// that reads the Docker socket, else 80) and wait for HTTP 200, for an app
+    /// whose router is not traefik (nginx, Caddy, …): the xtask reads traefik's
+    /// Host rules from the compose labels, but not another router's own
+    /// configuration. Repeatable.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
     #[command(flatten)]
     pub vm: VmArgs,
 }
@@ -211,6 +218,13 @@ pub struct BenchArgs {
     /// (for this project, ../shared/bench/baseline-vm.sh).
     #[arg(long, value_name = "SCRIPT")]
     pub baseline: Option<PathBuf>,
+    /// Also probe Host NAME through the router's port (the port of the service
+    /// that reads the Docker socket, else 80) and wait for HTTP 200, for an app
+    /// whose router is not traefik (nginx, Caddy, …): the xtask reads traefik's
+    /// Host rules from the compose labels, but not another router's own
+    /// configuration. Repeatable.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
     #[command(flatten)]
     pub compose: ComposeArg,
     #[command(flatten)]
@@ -324,6 +338,9 @@ impl TestBootArgs {
         if self.smoke && !self.compose.files.is_empty() {
             bail!("--compose has no effect on the smoke VM (it runs one nginx, no compose app)");
         }
+        if self.smoke && !self.hosts.is_empty() {
+            bail!("--host probes a compose app's router: the smoke VM has none (use --method)");
+        }
         Ok(())
     }
 
@@ -333,6 +350,7 @@ impl TestBootArgs {
             registry: self.registry.registry.clone(),
             unreachable_registry: self.unreachable_registry,
             timeout: self.timeout,
+            hosts: self.hosts.clone(),
             vm: self.vm.options(&[]),
         }
     }
@@ -352,6 +370,7 @@ impl BenchArgs {
             runs: self.runs,
             targets: self.targets.clone(),
             baseline: self.baseline.clone(),
+            hosts: self.hosts.clone(),
             vm: self.vm.options(&[]),
         }
     }
@@ -397,6 +416,10 @@ mod tests {
                 "no effect on the smoke VM",
             ),
             (&["bench", "--baseline", "b.sh", "--memory", "1024"], "-smp 2 -m 3072"),
+            (
+                &["test-boot", "--smoke", "--host", "a.localhost"],
+                "the smoke VM has none",
+            ),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");

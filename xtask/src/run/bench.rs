@@ -34,6 +34,8 @@ pub struct Options {
     /// VMs so the ratios compare like with like: a script taking a work
     /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`.
     pub baseline: Option<PathBuf>,
+    /// More Host names to probe through the router's port (`test-boot --host`).
+    pub hosts: Vec<String>,
     pub vm: VmOpts,
 }
 
@@ -164,6 +166,7 @@ fn boot_args(target: Target, args: &Options) -> test_boot::Options {
         registry: None,
         unreachable_registry: false,
         timeout: None,
+        hosts: args.hosts.clone(),
         vm: args.vm.clone(),
     }
 }

@@ -33,6 +33,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         registry: None,
         unreachable_registry,
         timeout: None,
+        hosts: vec![],
         vm: vm.clone(),
     };
     test_boot::run(sh, project, &boot(None, false), &app)?;

@@ -47,6 +47,10 @@ pub struct Options {
     /// Seconds to wait for the first HTTP 200 after QEMU starts (default:
     /// 300 under TCG, 90 under KVM for the smoke VM; 600 and 240 for compose VMs).
     pub timeout: Option<u64>,
+    /// More Host names to probe through the router's port, for an app whose
+    /// router is not traefik (its Host rules are in its own configuration,
+    /// which the xtask does not read): each must answer 200.
+    pub hosts: Vec<String>,
     pub vm: VmOpts,
 }
 
@@ -227,7 +231,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
 }
 
 fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
-    let guest_ports = probe_plan(app)?;
+    let guest_ports = probe_plan(app, &args.hosts)?;
     let registry = args.registry.as_ref();
     let mut prepared = session::prepare(sh, project, method, app, registry)?;
     if args.unreachable_registry {
@@ -242,12 +246,12 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         (600, 240),
     )?;
     let log = h.log.clone();
-    let result = check_app(&mut h, app);
+    let result = check_app(&mut h, app, &args.hosts);
     let mut timings = h.finish(result)?;
     let phases = phases::parse(&boot::read_log(&log));
     ui::say!("  phases (guest uptime): {phases}");
     timings.phases = Some(phases);
-    ui::say!("{}: {}", method.vm_name(), summary(app));
+    ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts));
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
         let pulled = local.pulled_manifests();
@@ -345,10 +349,17 @@ fn unreachable_verdict(said: &str, registry: &str) -> Result<String, String> {
 }
 
 /// The guest ports a boot test forwards: every published port. An app with
-/// nothing to probe, or Host rules no published port reaches, is an error
-/// before anything boots.
-fn probe_plan(app: &App) -> Result<Vec<(u16, bool)>> {
+/// nothing to probe, or Host rules (traefik's, or `--host`) no published port
+/// reaches, is an error before anything boots.
+fn probe_plan(app: &App, hosts: &[String]) -> Result<Vec<(u16, bool)>> {
     let ports: Vec<(u16, bool)> = app.published().iter().map(|(p, _)| (p.published, p.udp)).collect();
+    if !hosts.is_empty() && app.router_port().is_none() {
+        bail!(
+            "--host {}: {} has no router port to probe it through (no service that mounts the Docker socket publishes a port, and nothing publishes port 80)",
+            hosts[0],
+            app.file.display()
+        );
+    }
     if !app.routes().is_empty() && app.router_port().is_none() {
         bail!(
             "{}: services are routed by traefik Host rules, but the router publishes no port (no service that mounts the Docker socket publishes one, and nothing publishes port 80), so nothing outside the VM reaches them",
@@ -365,10 +376,13 @@ fn probe_plan(app: &App) -> Result<Vec<(u16, bool)>> {
 }
 
 /// What a passing boot test checked.
-fn summary(app: &App) -> String {
+fn summary(app: &App, hosts: &[String]) -> String {
     let mut checked = Vec::new();
     if !app.routes().is_empty() {
         checked.push("every routed host answered with its own page; an unknown host got traefik's 404".to_string());
+    }
+    if !hosts.is_empty() {
+        checked.push(format!("Host {} answered 200", hosts.join(", ")));
     }
     let ports: Vec<String> = app
         .published()
@@ -391,7 +405,7 @@ fn port_answer_ok(answer: &http::Answer) -> bool {
     }
 }
 
-fn check_app(h: &mut Headless, app: &App) -> Result<Timings> {
+fn check_app(h: &mut Headless, app: &App, hosts: &[String]) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
         hosts: vec![],
@@ -401,8 +415,12 @@ fn check_app(h: &mut Headless, app: &App) -> Result<Timings> {
     if let Some(router) = router.filter(|_| !app.routes().is_empty()) {
         check_routes(h, app, h.port(router), &mut timings)?;
     }
+    if let Some(router) = router.filter(|_| !hosts.is_empty()) {
+        check_hosts(h, hosts, router, &mut timings)?;
+    }
+    let routed = !app.routes().is_empty() || !hosts.is_empty();
     for (p, service) in app.published() {
-        if p.udp || Some(p.published) == router && !app.routes().is_empty() {
+        if p.udp || Some(p.published) == router && routed {
             continue;
         }
         let log = h.log.clone();
@@ -431,6 +449,26 @@ fn check_app(h: &mut Headless, app: &App) -> Result<Timings> {
         timings.hosts.push((format!("port {}", p.published), at - h.vm.started));
     }
     Ok(timings)
+}
+
+/// Each `--host` through the router's port (`router`, the guest's): HTTP 200.
+/// Which service should answer is in the router's own configuration, so the
+/// first line of the page is shown for a person to judge.
+fn check_hosts(h: &mut Headless, hosts: &[String], router: u16, timings: &mut Timings) -> Result<()> {
+    let port = h.port(router);
+    for host in hosts {
+        let log = h.log.clone();
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let (body, at) = boot::wait_for_200(&mut h.vm, port, host, h.deadline, &gave_up)?;
+        let first: String = body.lines().next().unwrap_or_default().chars().take(60).collect();
+        ui::say!(
+            "  {host}: HTTP 200 through port {router} {} after QEMU started ({}) {first:?}",
+            ui::secs(at - h.vm.started),
+            h.accel
+        );
+        timings.hosts.push((host.clone(), at - h.vm.started));
+    }
+    Ok(())
 }
 
 /// Every Host rule through the router's port: each serves its own service's
@@ -522,6 +560,24 @@ mod tests {
             .find(|s| s.hosts.contains(&"a.localhost".to_string()))
             .unwrap();
         assert!(expected_body(a).unwrap().contains("This is app A"));
+    }
+
+    #[test]
+    fn hosts_are_probed_through_the_router_port_or_refused_before_boot() {
+        let app = |ports: serde_json::Value| {
+            let config = serde_json::json!({"name": "demo", "services": {"router": {"image": "x", "ports": ports}}});
+            App::from_config(Path::new("compose/test.yml"), Path::new("compose"), &config.to_string()).unwrap()
+        };
+        let hosts = ["a.localhost".to_string()];
+        let on_80 = app(serde_json::json!([{"target": 80, "published": "80", "protocol": "tcp"}]));
+        assert_eq!(probe_plan(&on_80, &hosts).unwrap(), [(80, false)]);
+        let on_8000 = app(serde_json::json!([{"target": 8000, "published": "8000", "protocol": "tcp"}]));
+        assert!(probe_plan(&on_8000, &[]).is_ok());
+        let err = probe_plan(&on_8000, &hosts).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--host a.localhost: compose/test.yml has no router port"),
+            "{err}"
+        );
     }
 
     #[test]
