@@ -61,6 +61,17 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &second)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &second)?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &second)?;
+    // The plain VM's app: nginx routing by Host in traefik's place, whose
+    // Host names only `--host` can tell (they are in nginx's configuration).
+    let nginx_router = load(&[NGINX_ROUTER])?;
+    let hosts = ["a.localhost", "b.localhost"].map(String::from).to_vec();
+    for method in [Method::Static, Method::Native] {
+        let options = test_boot::Options {
+            hosts: hosts.clone(),
+            ..boot(Some(method), false)
+        };
+        test_boot::run(sh, project, &options, &nginx_router)?;
+    }
     checked_in_files_unchanged(sh, project)
 }
 
@@ -87,3 +98,5 @@ const SECOND_APP: &str = "compose/hello-py.yml";
 const ORDERED: &str = "compose/ordered.yml";
 /// A third routed site for the default app.
 const THIRD_SITE: &str = "compose/third-site.yml";
+/// The default app with nginx as its Host router (the plain VM's app).
+const NGINX_ROUTER: &str = "compose/nginx-router.yml";

@@ -20,6 +20,11 @@
 //!
 //! Onboot containers (read-only bind of their rootfs, into which runc creates
 //! mount points) stay plain directories; they are small.
+//!
+//! The squashfs images are cached by their content (`<cache>/squashfs`): the
+//! engine's and the runner's root filesystems are the same for every app, so
+//! a new compose file (which is part of the base initrd) costs an unpack and a
+//! repack, not another minute of zstd-19.
 
 use std::{
     collections::BTreeSet,
@@ -33,7 +38,25 @@ use xshell::{cmd, Shell};
 use crate::base::{exec, project::Project, ui};
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
-const FORMAT: &str = "squashfs zstd-19 1M lower; modules trimmed, uncompressed; v3";
+const FORMAT: &str = "squashfs zstd-19 1M lower, times 0; modules trimmed, uncompressed; v4";
+
+/// mksquashfs's options for every image (part of the cache key): file and
+/// filesystem times are 0, so an image is made of its files alone.
+const SQUASHFS_OPTS: [&str; 13] = [
+    "-noappend",
+    "-quiet",
+    "-no-progress",
+    "-comp",
+    "zstd",
+    "-Xcompression-level",
+    "19",
+    "-b",
+    "1048576",
+    "-all-time",
+    "0",
+    "-mkfs-time",
+    "0",
+];
 
 /// How the services' root filesystems are packed (see the module's doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +132,7 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     )
     .context("unpacking the base initrd")?;
     trim_modules(sh, &work, &wanted)?;
-    pack_lowers(sh, &work, layout)?;
+    pack_lowers(sh, &project.cache_path("squashfs"), &work, layout)?;
     let partial = out.with_extension("partial");
     // Sorted, so every directory comes before what it holds.
     exec::run(
@@ -133,7 +156,7 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
 }
 
 /// Each service's non-empty `lower` as a squashfs image, per `layout`.
-fn pack_lowers(sh: &Shell, work: &Path, layout: Layout) -> Result<()> {
+fn pack_lowers(sh: &Shell, cache: &Path, work: &Path, layout: Layout) -> Result<()> {
     let services = work.join("containers/services");
     let mut lowers = Vec::new();
     if services.is_dir() {
@@ -145,13 +168,7 @@ fn pack_lowers(sh: &Shell, work: &Path, layout: Layout) -> Result<()> {
             }
         }
     }
-    let squash = |from: &Path, image: &Path| {
-        exec::run(cmd!(
-            sh,
-            "mksquashfs {from} {image} -noappend -quiet -no-progress -comp zstd -Xcompression-level 19 -b 1048576"
-        ))
-        .with_context(|| format!("mksquashfs {}", from.display()))
-    };
+    let squash = |from: &Path, image: &Path| squash_cached(sh, cache, from, image);
     match layout {
         Layout::PerService => {
             for (_, lower) in lowers {
@@ -171,6 +188,39 @@ fn pack_lowers(sh: &Shell, work: &Path, layout: Layout) -> Result<()> {
             fs::remove_dir_all(&stage)?;
         }
         Layout::Shared => {}
+    }
+    Ok(())
+}
+
+/// `image`: a squashfs image of `from`, made once per content. The key is a
+/// hash of the options and of a tar stream of the tree (names, types, modes,
+/// owners, link targets and bytes; not times, which the image does not keep).
+fn squash_cached(sh: &Shell, cache: &Path, from: &Path, image: &Path) -> Result<()> {
+    let opts = SQUASHFS_OPTS.join(" ");
+    let hashed = exec::read(
+        cmd!(
+            sh,
+            "bash -o pipefail -c '(echo \"$1\"; tar --sort=name --numeric-owner --xattrs --mtime=@0 --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C \"$0\" -cf - .) | sha256sum' {from} {opts}"
+        )
+        .env("LC_ALL", "C"),
+    )
+    .with_context(|| format!("hashing {}", from.display()))?;
+    let key = hashed.split_whitespace().next().unwrap_or_default();
+    if key.len() != 64 {
+        bail!("sha256sum printed {hashed:?} for {}", from.display());
+    }
+    fs::create_dir_all(cache)?;
+    let cached = cache.join(format!("{key}.sqfs"));
+    if !cached.is_file() {
+        let partial = cached.with_extension("partial");
+        let _ = fs::remove_file(&partial);
+        exec::run(cmd!(sh, "mksquashfs {from} {partial} {SQUASHFS_OPTS...}"))
+            .with_context(|| format!("mksquashfs {}", from.display()))?;
+        fs::rename(&partial, &cached)?;
+    }
+    let _ = fs::remove_file(image);
+    if fs::hard_link(&cached, image).is_err() {
+        fs::copy(&cached, image).with_context(|| format!("copying {}", cached.display()))?;
     }
     Ok(())
 }
