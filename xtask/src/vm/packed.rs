@@ -291,4 +291,34 @@ mod tests {
         assert!(list.contains(&"overlay".to_string()), "{list:?}");
         assert!(onboot_modules("FROM scratch\n").is_err());
     }
+
+    /// The same files give the same image from the cache, whatever their
+    /// times; other bytes or another mode give another image.
+    #[test]
+    fn squashfs_images_are_cached_by_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = std::env::temp_dir().join(format!("lkc-squash-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let (tree, cache) = (tmp.join("tree"), tmp.join("cache"));
+        fs::create_dir_all(tree.join("bin")).unwrap();
+        fs::write(tree.join("bin/tool"), "#!/bin/sh\necho one\n").unwrap();
+        let sh = Shell::new().unwrap();
+        let image = |name: &str| {
+            let out = tmp.join(name);
+            squash_cached(&sh, &cache, &tree, &out).unwrap();
+            fs::read(out).unwrap()
+        };
+        let first = image("1.sqfs");
+        assert_eq!(&first[..4], b"hsqs", "not a squashfs image");
+        fs::write(tree.join("bin/tool"), "#!/bin/sh\necho one\n").unwrap(); // new mtime, same bytes
+        assert_eq!(image("2.sqfs"), first);
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 1, "made twice");
+        fs::set_permissions(tree.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let executable = image("3.sqfs");
+        assert_ne!(executable, first);
+        fs::write(tree.join("bin/tool"), "#!/bin/sh\necho two\n").unwrap();
+        assert_ne!(image("4.sqfs"), executable);
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 3);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
 }
