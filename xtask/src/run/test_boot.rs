@@ -460,7 +460,7 @@ fn check_hosts(h: &mut Headless, hosts: &[String], router: u16, timings: &mut Ti
         let log = h.log.clone();
         let gave_up = move || gave_up(&boot::read_log(&log));
         let (body, at) = boot::wait_for_200(&mut h.vm, port, host, h.deadline, &gave_up)?;
-        let first: String = body.lines().next().unwrap_or_default().chars().take(60).collect();
+        let first = gist(&body);
         ui::say!(
             "  {host}: HTTP 200 through port {router} {} after QEMU started ({}) {first:?}",
             ui::secs(at - h.vm.started),
@@ -469,6 +469,26 @@ fn check_hosts(h: &mut Headless, hosts: &[String], router: u16, timings: &mut Ti
         timings.hosts.push((host.clone(), at - h.vm.started));
     }
     Ok(())
+}
+
+/// The first line of a page that says something, its markup left out
+/// (`<title>App A</title>` -> `App A`), at most 60 characters.
+fn gist(body: &str) -> String {
+    let text = |line: &str| {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in line.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.trim().to_string()
+    };
+    let said = body.lines().map(text).find(|t| !t.is_empty()).unwrap_or_default();
+    said.chars().take(60).collect()
 }
 
 /// Every Host rule through the router's port: each serves its own service's
@@ -560,6 +580,13 @@ mod tests {
             .find(|s| s.hosts.contains(&"a.localhost".to_string()))
             .unwrap();
         assert!(expected_body(a).unwrap().contains("This is app A"));
+    }
+
+    #[test]
+    fn a_page_is_shown_by_its_first_words() {
+        assert_eq!(gist("<!doctype html>\n<title>App A</title>\n<h1>A</h1>\n"), "App A");
+        assert_eq!(gist("plain text\n"), "plain text");
+        assert_eq!(gist("<html>\n</html>\n"), "");
     }
 
     #[test]
