@@ -11,6 +11,7 @@ use crate::{
     app::compose::{self, App},
     base::project::Project,
     building::{apps, host::Need, registry::Address},
+    disk::Format,
     run::{bench, boot::VmOpts, qemu::Accel, test_boot},
     vm::methods::Method,
 };
@@ -43,6 +44,8 @@ pub enum Command {
     Static {
         #[command(flatten)]
         compose: ComposeArg,
+        #[command(flatten)]
+        format: FormatArg,
     },
     /// Boot the static VM on this terminal, every published port on 127.0.0.1 (Ctrl-A X quits).
     RunStatic(RunArgs),
@@ -52,6 +55,8 @@ pub enum Command {
         compose: ComposeArg,
         #[command(flatten)]
         registry: RegistryArg,
+        #[command(flatten)]
+        format: FormatArg,
     },
     /// Boot the dynamic VM on this terminal; without --registry a local registry serves the images.
     RunDynamic {
@@ -64,6 +69,8 @@ pub enum Command {
     Native {
         #[command(flatten)]
         compose: ComposeArg,
+        #[command(flatten)]
+        format: FormatArg,
     },
     /// Boot the native VM on this terminal, every published port on 127.0.0.1 (Ctrl-A X quits).
     RunNative(RunArgs),
@@ -87,7 +94,10 @@ pub enum Command {
     /// default app's images, whose configs the native YAML spells out).
     Yaml,
     /// Build the smoke VM (nginx serving one page) into dist/smoke-{kernel,initrd.img}.
-    Smoke,
+    Smoke {
+        #[command(flatten)]
+        format: FormatArg,
+    },
     /// Boot the smoke VM with its serial console on this terminal (Ctrl-A X quits).
     RunSmoke {
         /// Host port on 127.0.0.1 forwarded to the guest's port 80.
@@ -130,6 +140,23 @@ pub struct ComposeArg {
     pub allow_unsupported: bool,
 }
 
+/// `--format`: what a build writes to dist/, and what a boot boots.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct FormatArg {
+    /// kernel+initrd (QEMU loads them itself), or an image a host boots with
+    /// its own firmware: raw-bios, raw-efi, qcow2-bios, qcow2-efi (disks),
+    /// iso-efi (a CD or USB stick); written to dist/ as NAME-bios.img,
+    /// NAME-efi.img, NAME-bios.qcow2, NAME-efi.qcow2, NAME-efi.iso
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        hide_possible_values = true,
+        value_name = "FORMAT"
+    )]
+    pub format: Format,
+}
+
 /// `--registry`, for the dynamic method.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArg {
@@ -168,6 +195,8 @@ pub struct RunArgs {
     pub port: Option<u16>,
     #[command(flatten)]
     pub vm: VmArgs,
+    #[command(flatten)]
+    pub format: FormatArg,
     /// More arguments for QEMU, after `--` (say `-- -device virtio-balloon-pci`).
     #[arg(last = true, value_name = "QEMU ARGS")]
     pub qemu_args: Vec<String>,
@@ -202,6 +231,8 @@ pub struct TestBootArgs {
     pub hosts: Vec<String>,
     #[command(flatten)]
     pub vm: VmArgs,
+    #[command(flatten)]
+    pub format: FormatArg,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -212,6 +243,10 @@ pub struct BenchArgs {
     /// VMs to boot [default: smoke, static, dynamic].
     #[arg(long = "vm", value_enum)]
     pub targets: Vec<bench::Target>,
+    /// Boot each VM as these formats, each in every round (see `static
+    /// --help`) [default: kernel+initrd]
+    #[arg(long = "format", value_enum, hide_possible_values = true, value_name = "FORMAT")]
+    pub formats: Vec<Format>,
     /// The plain way to ship the same app, booted in the same rounds as the
     /// VMs so the ratios compare like with like: a script taking a work
     /// directory whose last line is `baseline: accel=… a=Ns b=Ns …`
@@ -255,18 +290,28 @@ impl Command {
                 vec![]
             }
         };
+        // What a --format is made with, and (to boot it) its firmware.
+        let image = |f: &FormatArg| Self::format_needs(&[f.format], false);
+        let booted = |f: &FormatArg| Self::format_needs(&[f.format], true);
         match self {
             Command::Doctor { .. } => vec![],
-            Command::Static { .. }
-            | Command::Dynamic { .. }
-            | Command::Native { .. }
-            | Command::Apps { .. }
-            | Command::Images { .. }
-            | Command::VmImages { .. }
-            | Command::Yaml
-            | Command::Smoke => vec![Need::Build],
-            Command::RunStatic(_) | Command::RunNative(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
-            Command::RunDynamic { registry, .. } => [vec![Need::Build, Need::Boot], local_registry(registry)].concat(),
+            Command::Static { format, .. } | Command::Dynamic { format, .. } | Command::Native { format, .. } => {
+                [vec![Need::Build], image(format)].concat()
+            }
+            Command::Smoke { format } => [vec![Need::Build], image(format)].concat(),
+            Command::Apps { .. } | Command::Images { .. } | Command::VmImages { .. } | Command::Yaml => {
+                vec![Need::Build]
+            }
+            Command::RunStatic(run) | Command::RunNative(run) => {
+                [vec![Need::Build, Need::Boot], booted(&run.format)].concat()
+            }
+            Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
+            Command::RunDynamic { registry, run } => [
+                vec![Need::Build, Need::Boot],
+                local_registry(registry),
+                booted(&run.format),
+            ]
+            .concat(),
             Command::TestBoot(args) => {
                 let dynamic = args.method == Some(Method::Dynamic);
                 let registry = if dynamic {
@@ -274,7 +319,7 @@ impl Command {
                 } else {
                     vec![]
                 };
-                [vec![Need::Build, Need::Boot], registry].concat()
+                [vec![Need::Build, Need::Boot], registry, booted(&args.format)].concat()
             }
             Command::Bench(args) => {
                 let dynamic = args.targets.is_empty() || args.targets.contains(&bench::Target::Dynamic);
@@ -284,10 +329,31 @@ impl Command {
                 } else {
                     vec![]
                 };
-                [vec![Need::Build, Need::Boot], registry, plain].concat()
+                let formats = Self::format_needs(&args.formats, true);
+                [vec![Need::Build, Need::Boot], registry, plain, formats].concat()
             }
-            Command::Test { .. } => vec![Need::Build, Need::Boot, Need::Registry],
+            Command::Test { .. } => [
+                vec![Need::Build, Need::Boot, Need::Registry],
+                Self::format_needs(&crate::run::suite::FORMATS, true),
+            ]
+            .concat(),
         }
+    }
+}
+
+impl Command {
+    /// The programs that make `formats`, and with `boot` the firmware that boots them.
+    fn format_needs(formats: &[Format], boot: bool) -> Vec<Need> {
+        let mut needs = Vec::new();
+        for f in formats {
+            if !f.build_programs().is_empty() {
+                needs.push(Need::Programs(f.build_programs()));
+            }
+            if boot && !f.boot_files().is_empty() {
+                needs.push(Need::Programs(f.boot_files()));
+            }
+        }
+        needs
     }
 }
 
@@ -316,6 +382,16 @@ impl VmArgs {
             memory: self.memory,
             cpus: self.cpus,
             qemu_args: qemu_args.to_vec(),
+            format: Format::KernelInitrd,
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn options(&self) -> VmOpts {
+        VmOpts {
+            format: self.format.format,
+            ..self.vm.options(&self.qemu_args)
         }
     }
 }
@@ -335,6 +411,9 @@ impl TestBootArgs {
         if self.unreachable_registry && self.registry.registry.is_some() {
             bail!("--unreachable-registry stops the xtask's own registry: it cannot stop yours (--registry)");
         }
+        if self.unreachable_registry && self.format.format != Format::KernelInitrd {
+            bail!("--unreachable-registry boots the VM as kernel+initrd only: leave out --format");
+        }
         if self.smoke && !self.compose.files.is_empty() {
             bail!("--compose has no effect on the smoke VM (it runs one nginx, no compose app)");
         }
@@ -351,7 +430,10 @@ impl TestBootArgs {
             unreachable_registry: self.unreachable_registry,
             timeout: self.timeout,
             hosts: self.hosts.clone(),
-            vm: self.vm.options(&[]),
+            vm: VmOpts {
+                format: self.format.format,
+                ..self.vm.options(&[])
+            },
         }
     }
 }
@@ -371,6 +453,7 @@ impl BenchArgs {
             targets: self.targets.clone(),
             baseline: self.baseline.clone(),
             hosts: self.hosts.clone(),
+            formats: self.formats.clone(),
             vm: self.vm.options(&[]),
         }
     }
@@ -420,6 +503,17 @@ mod tests {
                 &["test-boot", "--smoke", "--host", "a.localhost"],
                 "the smoke VM has none",
             ),
+            (
+                &[
+                    "test-boot",
+                    "--method",
+                    "dynamic",
+                    "--unreachable-registry",
+                    "--format",
+                    "iso-efi",
+                ],
+                "leave out --format",
+            ),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
@@ -439,10 +533,37 @@ mod tests {
             &["bench", "--runs", "0"],
             &["run-dynamic", "--registry", ":5000"],
             &["dynamic", "--registry", "registry.example.com/Team"],
+            &["static", "--format", "iso-bios"],
+            &["static", "--format", "kernel"],
         ] {
             assert!(parse(args).is_err(), "{args:?} must be refused");
         }
         assert!(parse(&["run-static", "--port", "8080", "--memory", "1024"]).is_ok());
+    }
+
+    #[test]
+    fn formats_reach_the_build_and_the_boot() {
+        let Command::Static { format, .. } = parse(&["static"]).unwrap() else {
+            panic!("not static");
+        };
+        assert_eq!(format.format, Format::KernelInitrd, "the default");
+        let Command::Dynamic { format, .. } = parse(&["dynamic", "--format", "kernel+initrd"]).unwrap() else {
+            panic!("not dynamic");
+        };
+        assert_eq!(format.format, Format::KernelInitrd);
+        let Command::RunStatic(args) = parse(&["run-static", "--format", "qcow2-bios"]).unwrap() else {
+            panic!("not run-static");
+        };
+        assert_eq!(args.options().format, Format::Qcow2Bios);
+        let Command::TestBoot(args) = parse(&["test-boot", "--method", "static", "--format", "iso-efi"]).unwrap()
+        else {
+            panic!("not test-boot");
+        };
+        assert_eq!(args.options().vm.format, Format::IsoEfi);
+        let Command::Bench(args) = parse(&["bench", "--format", "raw-efi", "--format", "raw-bios"]).unwrap() else {
+            panic!("not bench");
+        };
+        assert_eq!(args.options().formats, [Format::RawEfi, Format::RawBios]);
     }
 
     #[test]
@@ -471,7 +592,26 @@ mod tests {
             needs(&["run-dynamic", "--registry", "r.example.com"]),
             [Need::Build, Need::Boot]
         );
-        assert_eq!(needs(&["test"]), [Need::Build, Need::Boot, Need::Registry]);
+        let test = needs(&["test"]);
+        assert_eq!(test[..3], [Need::Build, Need::Boot, Need::Registry]);
+        assert!(
+            test.contains(&Need::Programs(Format::IsoEfi.build_programs())),
+            "the suite boots the ISO: {test:?}"
+        );
+        // A format's tools to build it; its firmware too to boot it.
+        let efi_tools = Need::Programs(Format::RawEfi.build_programs());
+        let ovmf = Need::Programs(Format::RawEfi.boot_files());
+        assert_eq!(needs(&["static", "--format", "raw-efi"]), [Need::Build, efi_tools]);
+        assert_eq!(
+            needs(&["test-boot", "--method", "static", "--format", "raw-efi"]),
+            [Need::Build, Need::Boot, efi_tools, ovmf]
+        );
+        let bios = Need::Programs(Format::RawBios.build_programs());
+        assert_eq!(
+            needs(&["run-native", "--format", "raw-bios"]),
+            [Need::Build, Need::Boot, bios],
+            "SeaBIOS comes with QEMU"
+        );
         assert_eq!(
             needs(&["bench", "--vm", "static", "--baseline", "b.sh"]),
             [Need::Build, Need::Boot, Need::PlainVm]

@@ -10,6 +10,7 @@ mod app;
 mod base;
 mod building;
 mod cli;
+mod disk;
 mod run;
 mod vm;
 
@@ -63,34 +64,39 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Static { compose } => {
+        Command::Static { compose, format } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            methods::build(&sh, &project, Method::Static, &app, None, None).map(|_| ())
+            let built = methods::build(&sh, &project, Method::Static, &app, None, None)?;
+            disk::build(&sh, &project, Method::Static.vm_name(), &built, format.format)
         }
-        Command::Dynamic { compose, registry } => {
+        Command::Dynamic {
+            compose,
+            registry,
+            format,
+        } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            methods::build(&sh, &project, Method::Dynamic, &app, registry.registry.as_ref(), None).map(|_| ())
+            let built = methods::build(&sh, &project, Method::Dynamic, &app, registry.registry.as_ref(), None)?;
+            disk::build(&sh, &project, Method::Dynamic.vm_name(), &built, format.format)
         }
-        Command::Native { compose } => {
+        Command::Native { compose, format } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            methods::build(&sh, &project, Method::Native, &app, None, None).map(|_| ())
+            let built = methods::build(&sh, &project, Method::Native, &app, None, None)?;
+            disk::build(&sh, &project, Method::Native.vm_name(), &built, format.format)
         }
         Command::RunNative(args) => {
             let app = args.compose.load(&project)?;
-            let vm = args.vm.options(&args.qemu_args);
-            session::run_method(&sh, &project, Method::Native, &app, None, args.port, &vm)
+            session::run_method(&sh, &project, Method::Native, &app, None, args.port, &args.options())
         }
         Command::RunStatic(args) => {
             let app = args.compose.load(&project)?;
-            let vm = args.vm.options(&args.qemu_args);
-            session::run_method(&sh, &project, Method::Static, &app, None, args.port, &vm)
+            session::run_method(&sh, &project, Method::Static, &app, None, args.port, &args.options())
         }
         Command::RunDynamic { run, registry } => {
             let app = run.compose.load(&project)?;
-            let vm = run.vm.options(&run.qemu_args);
+            let vm = run.options();
             let registry = registry.registry.as_ref();
             session::run_method(&sh, &project, Method::Dynamic, &app, registry, run.port, &vm)
         }
@@ -125,10 +131,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Smoke => {
+        Command::Smoke { format } => {
             let _lock = project.lock()?;
-            linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
-            vm::sums::write(&project)
+            let built = linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
+            vm::sums::write(&project)?;
+            disk::build(&sh, &project, &linuxkit::smoke_vm().name, &built, format.format)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
         Command::TestBoot(args) => {

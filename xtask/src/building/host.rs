@@ -26,6 +26,9 @@ pub enum Need {
     Boot,
     /// Run a local registry: docker-registry.
     Registry,
+    /// These programs, or files a package ships (what a `--format` is made
+    /// with, and the firmware it boots with).
+    Programs(&'static [&'static str]),
     /// Build and boot the plain Debian VM `bench --baseline` compares with.
     PlainVm,
 }
@@ -36,6 +39,7 @@ pub fn programs(need: Need) -> &'static [&'static str] {
         Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "mksquashfs", "cpio", "go"],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
+        Need::Programs(programs) => programs,
         Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],
     }
 }
@@ -94,9 +98,26 @@ impl Check {
     }
 }
 
-/// Look at `program` on this host: where, which version, new enough?
+/// Look at `program` on this host: where, which version, new enough? An
+/// absolute path is a file a package ships (firmware, boot code): there or not.
 pub fn check(project: &Project, program: &str) -> Check {
     let pin = project.pins.debian.host_packages.get(program).cloned();
+    if program.starts_with('/') {
+        let path = PathBuf::from(program);
+        let state = if path.is_file() {
+            State::Ok {
+                path,
+                version: "file".into(),
+            }
+        } else {
+            State::Missing
+        };
+        return Check {
+            program: program.to_string(),
+            pin,
+            state,
+        };
+    }
     let found = if program == QEMU {
         match std::env::var_os(QEMU_ENV).filter(|v| !v.is_empty()) {
             Some(path) => which::which(PathBuf::from(path)).ok(),

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    app::compose::App, base::exec, base::project::Project, base::ui, building::host, run::boot::VmOpts, run::test_boot,
-    vm::methods::Method,
+    app::compose::App, base::exec, base::project::Project, base::ui, building::host, disk::Format, run::boot::VmOpts,
+    run::test_boot, vm::methods::Method,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +36,8 @@ pub struct Options {
     pub baseline: Option<PathBuf>,
     /// More Host names to probe through the router's port (`test-boot --host`).
     pub hosts: Vec<String>,
+    /// Each VM is booted as each of these (empty: kernel+initrd).
+    pub formats: Vec<Format>,
     pub vm: VmOpts,
 }
 
@@ -72,15 +74,15 @@ pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<(
             let boot = plain_vm(sh, project, script)?;
             push(&mut results, "plain", boot);
         }
-        for &target in &targets {
-            ui::note(format!("bench: round {round} of {}: {target:?}", args.runs));
-            let run = test_boot::measure(sh, project, &boot_args(target, args), app)?;
+        for (target, format) in boots(&targets, &args.formats) {
+            let name = name(target, format);
+            ui::note(format!("bench: round {round} of {}: {name}", args.runs));
+            let run = test_boot::measure(sh, project, &boot_args(target, format, args), app)?;
             accels.extend(run.accel.map(|a| a.to_string()));
             oopses += run.phases.as_ref().map_or(0, |p| p.oopses);
-            let name = format!("{target:?}").to_lowercase();
             let hosts: Vec<String> = run.hosts.iter().map(|(h, d)| format!("{h} {}", ui::secs(*d))).collect();
             let line = format!(
-                "{name:<8} round {round:>2}: first 200 (QEMU clock) {}",
+                "{name:<17} round {round:>2}: first 200 (QEMU clock) {}",
                 hosts.join(", ")
             );
             let line = match &run.phases {
@@ -106,7 +108,7 @@ pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<(
         .find(|(name, _)| name == "plain")
         .map(|(_, boots)| median(&slowest(boots)));
     ui::say!(
-        "{:<8} {:<14} {:>8} {:>8} {:>8}  runs{}",
+        "{:<17} {:<14} {:>8} {:>8} {:>8}  runs{}",
         "vm",
         "host",
         "min",
@@ -126,7 +128,7 @@ pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<(
                 .collect();
             times.sort();
             ui::say!(
-                "{name:<8} {host:<14} {:>8} {:>8} {:>8}  {}",
+                "{name:<17} {host:<14} {:>8} {:>8} {:>8}  {}",
                 ui::secs(times[0]),
                 ui::secs(median(&times)),
                 ui::secs(times[times.len() - 1]),
@@ -135,7 +137,7 @@ pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<(
         }
         if let Some(plain) = plain.filter(|_| name != "plain" && name != "smoke") {
             let ratio = median(&slowest(boots)).as_secs_f64() / plain.as_secs_f64();
-            ui::say!("{name:<8} {:<14} {ratio:.2}x the plain VM", "(slowest host)");
+            ui::say!("{name:<17} {:<14} {ratio:.2}x the plain VM", "(slowest host)");
         }
     }
     ui::say!("\nPer boot (phases from the serial log, guest uptime):");
@@ -155,7 +157,29 @@ fn push(results: &mut Vec<(String, Vec<Boot>)>, name: &str, boot: Boot) {
     }
 }
 
-fn boot_args(target: Target, args: &Options) -> test_boot::Options {
+/// Every target as every format, a round's boots in order.
+fn boots(targets: &[Target], formats: &[Format]) -> Vec<(Target, Format)> {
+    let formats = if formats.is_empty() {
+        vec![Format::KernelInitrd]
+    } else {
+        formats.to_vec()
+    };
+    targets
+        .iter()
+        .flat_map(|t| formats.iter().map(move |f| (*t, *f)))
+        .collect()
+}
+
+/// `static`, or `static/raw-efi` for an image format.
+fn name(target: Target, format: Format) -> String {
+    let target = format!("{target:?}").to_lowercase();
+    match format {
+        Format::KernelInitrd => target,
+        _ => format!("{target}/{format}"),
+    }
+}
+
+fn boot_args(target: Target, format: Format, args: &Options) -> test_boot::Options {
     test_boot::Options {
         method: match target {
             Target::Smoke => None,
@@ -167,7 +191,10 @@ fn boot_args(target: Target, args: &Options) -> test_boot::Options {
         unreachable_registry: false,
         timeout: None,
         hosts: args.hosts.clone(),
-        vm: args.vm.clone(),
+        vm: VmOpts {
+            format,
+            ..args.vm.clone()
+        },
     }
 }
 
@@ -196,7 +223,7 @@ fn plain_vm(sh: &Shell, project: &Project, script: &Path) -> Result<Boot> {
     let last = out.lines().last().unwrap_or_default();
     parse_baseline(last)
         .map(|hosts| Boot {
-            line: format!("plain    {last}"),
+            line: format!("plain             {last}"),
             hosts,
         })
         .with_context(|| format!("the plain VM's script did not end with its figures: {last:?}"))

@@ -11,10 +11,13 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use xshell::Shell;
+
 use crate::{
     base::project::{self, Project},
     base::ui,
     building::host,
+    disk::{assemble, format::OVMF_VARS, limits, Firmware, Format},
     run::http,
     run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
     vm::linuxkit::Artifacts,
@@ -29,6 +32,8 @@ pub struct VmOpts {
     pub cpus: u32,
     /// More QEMU arguments, after the ones the xtask gives.
     pub qemu_args: Vec<String>,
+    /// What to boot: the kernel and initrd, or an image of them (`--format`).
+    pub format: Format,
 }
 
 /// The accelerator for this boot, said in one line with the reason.
@@ -60,11 +65,32 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
 pub fn spec(
     project: &Project,
     opts: &VmOpts,
-    artifacts: &Artifacts,
+    artifacts: &Pinned,
     accel: Accel,
     console: Console,
     forwards: Vec<Forward>,
 ) -> Result<VmSpec> {
+    let disk = match &artifacts.image {
+        None => None,
+        Some((format, path)) => {
+            let firmware = format.firmware().expect("an image format");
+            // Each boot starts from the firmware's pristine variable store.
+            let vars = match firmware {
+                Firmware::Bios => None,
+                Firmware::Efi => {
+                    let vars = artifacts.dir.join("OVMF_VARS.fd");
+                    fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
+                    Some(vars)
+                }
+            };
+            Some(qemu::Disk {
+                path: path.clone(),
+                medium: format.medium().expect("an image format"),
+                firmware,
+                vars,
+            })
+        }
+    };
     Ok(VmSpec {
         qemu: host::path(project, host::QEMU)?,
         kernel: artifacts.kernel.clone(),
@@ -76,6 +102,7 @@ pub fn spec(
         console,
         forwards,
         extra: opts.qemu_args.clone(),
+        disk,
     })
 }
 
@@ -84,6 +111,8 @@ pub fn spec(
 /// The links go when this is dropped.
 pub struct Pinned {
     pub artifacts: Artifacts,
+    /// The image of them that boots (`--format`), if not the kernel and initrd.
+    pub image: Option<(Format, PathBuf)>,
     dir: PathBuf,
 }
 
@@ -120,7 +149,37 @@ pub fn pinned(project: &Project, build: impl FnOnce() -> Result<Artifacts>) -> R
         initrd: link(&built.initrd)?,
         cmdline: built.cmdline,
     };
-    Ok(Pinned { artifacts, dir })
+    Ok(Pinned {
+        artifacts,
+        image: None,
+        dir,
+    })
+}
+
+/// Check that the pinned VM fits in `opts.memory`, then (under the build
+/// lock) make its `opts.format` in dist/ from the pinned kernel, initrd and
+/// command line (`vm`: its name), and pin that too.
+pub fn with_format(sh: &Shell, project: &Project, pinned: &mut Pinned, vm: &str, opts: &VmOpts) -> Result<()> {
+    let initrd = fs::metadata(&pinned.initrd)?.len();
+    if let Some(unpacked) = assemble::unpacked(project, &pinned.initrd)? {
+        if let Some(problem) = limits::memory(initrd, unpacked, opts.memory) {
+            bail!("{vm} does not fit in the VM's memory: {problem}");
+        }
+    }
+    let _lock = project.lock()?;
+    let input = assemble::Input {
+        vm,
+        kernel: &pinned.artifacts.kernel,
+        initrd: &pinned.artifacts.initrd,
+        cmdline: &pinned.artifacts.cmdline,
+    };
+    let Some(built) = assemble::build(sh, project, opts.format, &input)? else {
+        return Ok(());
+    };
+    let link = pinned.dir.join(built.file_name().expect("a file"));
+    fs::hard_link(&built, &link).with_context(|| format!("linking {} to {}", built.display(), link.display()))?;
+    pinned.image = Some((opts.format, link));
+    Ok(())
 }
 
 const PIN_PREFIX: &str = ".boot-";
@@ -145,7 +204,7 @@ fn remove_stale_pins(dist: &Path) {
 pub fn interactive(
     project: &Project,
     opts: &VmOpts,
-    artifacts: &Artifacts,
+    artifacts: &Pinned,
     forwards: Vec<Forward>,
     intro: impl FnOnce(),
 ) -> Result<()> {

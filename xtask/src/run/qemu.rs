@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{base::exec, base::ui};
+use crate::{
+    base::{exec, ui},
+    disk::{format::OVMF_CODE, Firmware, Medium},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
@@ -72,6 +75,18 @@ pub struct VmSpec {
     pub forwards: Vec<Forward>,
     /// The user's own arguments (`run-* -- ARGS`), last so they can override.
     pub extra: Vec<String>,
+    /// Boot this image with its firmware instead of `kernel`/`initrd`/`cmdline`.
+    pub disk: Option<Disk>,
+}
+
+/// A disk image or ISO booted the way a host boots it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub medium: Medium,
+    pub firmware: Firmware,
+    /// UEFI: this boot's own copy of the firmware's variable store.
+    pub vars: Option<PathBuf>,
 }
 
 /// A host port on 127.0.0.1 forwarded to a guest port.
@@ -108,9 +123,14 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     }
     let (smp, mem) = (spec.cpus.to_string(), spec.memory_mb.to_string());
     push(&["-machine", "q35", "-smp", &smp, "-m", &mem]);
-    push(&["-kernel", &spec.kernel.display().to_string()]);
-    push(&["-initrd", &spec.initrd.display().to_string()]);
-    push(&["-append", &spec.cmdline]);
+    match &spec.disk {
+        None => {
+            push(&["-kernel", &spec.kernel.display().to_string()]);
+            push(&["-initrd", &spec.initrd.display().to_string()]);
+            push(&["-append", &spec.cmdline]);
+        }
+        Some(disk) => push(&disk_args(disk).iter().map(String::as_str).collect::<Vec<_>>()),
+    }
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
     match &spec.console {
         Console::Terminal => push(&["-serial", "mon:stdio"]),
@@ -128,6 +148,44 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     push(&["-device", "virtio-net-pci,netdev=net0"]);
     push(&["-device", "virtio-rng-pci"]);
     a.extend(spec.extra.iter().cloned());
+    a
+}
+
+/// The firmware and the drive a host would boot `disk` from: SeaBIOS
+/// (QEMU's own) or OVMF from flash; a virtio disk (raw or qcow2, in snapshot
+/// mode: the image in dist/ is never written) or a SATA CD-ROM.
+fn disk_args(disk: &Disk) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let path = disk.path.display();
+    if disk.firmware == Firmware::Efi {
+        a.extend([
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+        ]);
+        if let Some(vars) = &disk.vars {
+            a.extend([
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]);
+        }
+    }
+    match disk.medium {
+        Medium::Disk { qcow2 } => {
+            let format = if qcow2 { "qcow2" } else { "raw" };
+            a.extend([
+                "-drive".into(),
+                format!("file={path},format={format},if=none,id=disk0,snapshot=on"),
+                "-device".into(),
+                "virtio-blk-pci,drive=disk0,bootindex=0".into(),
+            ]);
+        }
+        Medium::Cdrom => a.extend([
+            "-drive".into(),
+            format!("file={path},format=raw,if=none,id=cd0,media=cdrom,readonly=on"),
+            "-device".into(),
+            "ide-cd,drive=cd0,bus=ide.0,bootindex=0".into(),
+        ]),
+    }
     a
 }
 
@@ -271,7 +329,36 @@ mod tests {
             console,
             forwards: vec![Forward::tcp(8080, 80)],
             extra: vec![],
+            disk: None,
         }
+    }
+
+    /// Each image format boots from its own firmware and medium, without
+    /// -kernel/-initrd/-append (the command line travels in the image).
+    #[test]
+    fn image_formats_boot_from_firmware_and_their_medium() {
+        let mut all = String::new();
+        for format in crate::disk::format::ALL.into_iter().skip(1) {
+            let mut s = spec(Accel::Tcg, Console::File("dist/compose-static-serial.log".into()));
+            s.disk = Some(Disk {
+                path: format.file_name("dist/.boot-1/compose-static").unwrap().into(),
+                medium: format.medium().unwrap(),
+                firmware: format.firmware().unwrap(),
+                vars: (format.firmware() == Some(Firmware::Efi)).then(|| "dist/.boot-1/OVMF_VARS.fd".into()),
+            });
+            let a = args(&s);
+            assert!(!a.iter().any(|x| x == "-kernel" || x == "-append"), "{a:?}");
+            let firmware = a.iter().filter(|x| x.starts_with("if=pflash")).count();
+            assert_eq!(
+                firmware,
+                if format.firmware() == Some(Firmware::Efi) { 2 } else { 0 },
+                "{format}"
+            );
+            let own = disk_args(s.disk.as_ref().unwrap());
+            assert!(a.windows(own.len()).any(|w| w == own), "{format}: {a:?}");
+            all += &format!("{format}:\n  {}\n", own.join(" "));
+        }
+        insta::assert_snapshot!(all);
     }
 
     #[test]

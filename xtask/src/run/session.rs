@@ -28,16 +28,19 @@ pub struct Prepared {
 }
 
 /// Build for booting: for the dynamic method without `--registry`, start a
-/// local registry, push to it, and name it on the kernel command line.
+/// local registry, push to it, and name it on the kernel command line; then
+/// make the `--format` of `opts` with that command line inside.
 pub fn prepare(
     sh: &Shell,
     project: &Project,
     method: Method,
     app: &App,
     registry: Option<&Address>,
+    opts: &VmOpts,
 ) -> Result<Prepared> {
     if method != Method::Dynamic || registry.is_some() {
-        let artifacts = boot::pinned(project, || methods::build(sh, project, method, app, registry, None))?;
+        let mut artifacts = boot::pinned(project, || methods::build(sh, project, method, app, registry, None))?;
+        boot::with_format(sh, project, &mut artifacts, method.vm_name(), opts)?;
         return Ok(Prepared {
             artifacts,
             local_registry: None,
@@ -54,6 +57,7 @@ pub fn prepare(
         artifacts.cmdline,
         methods::guest_registry(&local.address)
     );
+    boot::with_format(sh, project, &mut artifacts, method.vm_name(), opts)?;
     Ok(Prepared {
         artifacts,
         local_registry: Some(local),
@@ -74,7 +78,7 @@ pub fn run_method(
     opts: &VmOpts,
 ) -> Result<()> {
     let forwards = published_forwards(app, router_port)?;
-    let prepared = prepare(sh, project, method, app, registry)?;
+    let prepared = prepare(sh, project, method, app, registry, opts)?;
     boot::interactive(project, opts, &prepared.artifacts, forwards.clone(), || {
         let ready = match method {
             Method::Native => "\"service: started …\" for every service",
@@ -132,7 +136,8 @@ fn published_forwards(app: &App, router_port: Option<u16>) -> Result<Vec<Forward
 
 /// `cargo xtask run-smoke`: the smoke VM on this terminal.
 pub fn run_smoke(sh: &Shell, project: &Project, port: u16, opts: &VmOpts) -> Result<()> {
-    let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
+    let mut artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
+    boot::with_format(sh, project, &mut artifacts, &linuxkit::smoke_vm().name, opts)?;
     boot::interactive(project, opts, &artifacts, vec![Forward::tcp(port, 80)], || {
         ui::say!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
     })

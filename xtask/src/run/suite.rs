@@ -7,6 +7,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose,
     base::{exec, project::Project, ui},
+    disk::Format,
     run::{boot::VmOpts, test_boot},
     vm::methods::Method,
 };
@@ -39,6 +40,14 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(None, false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &app)?;
+    // The static VM as a host boots it: the same checks, from its disk
+    // images (SeaBIOS + syslinux from a qcow2 virtio disk, OVMF + the unified
+    // kernel image from a raw GPT disk) and from its ISO as a CD-ROM.
+    for format in FORMATS {
+        let mut args = boot(Some(Method::Static), false);
+        args.vm.format = format;
+        test_boot::run(sh, project, &args, &app)?;
+    }
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)?;
     // A third routed site merged over the default file (compose's own -f merge):
@@ -91,6 +100,9 @@ fn checked_in_files_unchanged(sh: &Shell, project: &Project) -> Result<()> {
     }
     Ok(())
 }
+
+/// The image formats the static VM is booted as, besides kernel+initrd.
+pub const FORMATS: [Format; 3] = [Format::Qcow2Bios, Format::RawEfi, Format::IsoEfi];
 
 /// The repository's second example app.
 const SECOND_APP: &str = "compose/hello-py.yml";

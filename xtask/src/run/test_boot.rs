@@ -21,10 +21,7 @@ use crate::{
         qemu::{Accel, Console, Forward, Vm},
         session,
     },
-    vm::{
-        linuxkit::{self, Artifacts},
-        methods::Method,
-    },
+    vm::{linuxkit, methods::Method},
 };
 
 /// traefik's answer for a Host no router matches.
@@ -93,7 +90,7 @@ fn boot(
     project: &Project,
     args: &Options,
     name: &str,
-    artifacts: &Artifacts,
+    artifacts: &boot::Pinned,
     guest_ports: &[(u16, bool)],
     timeouts: (u64, u64),
 ) -> Result<Headless> {
@@ -138,7 +135,13 @@ fn boot(
         project.rel(&log).display(),
         ports.join(", ")
     ));
-    let step = ui::step(format!("boot {name} headless ({accel})"));
+    let step = match &artifacts.image {
+        None => ui::step(format!("boot {name} headless ({accel})")),
+        Some((format, image)) => ui::step(format!(
+            "boot {name} headless ({accel}) from {} ({format})",
+            project.rel(image).display()
+        )),
+    };
     let vm = Vm::spawn(&spec)?;
     let deadline = vm.started + timeout;
     Ok(Headless {
@@ -200,7 +203,8 @@ fn compose_lines(log: &Path) -> String {
 
 fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
-    let artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
+    let mut artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
+    boot::with_format(sh, project, &mut artifacts, &vm_def.name, &args.vm)?;
     let mut h = boot(project, args, &vm_def.name, &artifacts, &[(80, false)], (300, 90))?;
     let log = h.log.clone();
     let console = log.clone();
@@ -233,7 +237,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
 fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
     let guest_ports = probe_plan(app, &args.hosts)?;
     let registry = args.registry.as_ref();
-    let mut prepared = session::prepare(sh, project, method, app, registry)?;
+    let mut prepared = session::prepare(sh, project, method, app, registry, &args.vm)?;
     if args.unreachable_registry {
         return unreachable_registry(project, args, method, app, &guest_ports, prepared).map(|()| Timings::default());
     }

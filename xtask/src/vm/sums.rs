@@ -1,5 +1,5 @@
 //! `dist/SHA256SUMS`: the SHA-256 of every VM artifact in `dist/` (each
-//! VM's kernel and initrd, and the app's image tarballs), in `sha256sum`'s
+//! VM's kernel and initrd, its disk images and ISOs, and the app's image tarballs), in `sha256sum`'s
 //! format, so `cd dist && sha256sum -c SHA256SUMS` checks them. Rewritten
 //! after every build; a file whose size and mtime did not change is not read
 //! again (`dist/.SHA256SUMS.cache`).
@@ -26,8 +26,12 @@ fn artifacts(dist: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dist)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let artifact =
-            name.ends_with("-kernel") || (name.ends_with("-initrd.img") && !name.ends_with("-base-initrd.img"));
+        let image = [".iso", ".qcow2", "-bios.img", "-efi.img"]
+            .iter()
+            .any(|s| name.ends_with(s));
+        let artifact = image
+            || name.ends_with("-kernel")
+            || (name.ends_with("-initrd.img") && !name.ends_with("-base-initrd.img"));
         if artifact {
             out.push(PathBuf::from(name));
         }
@@ -108,6 +112,10 @@ mod tests {
             ("vm-initrd.img", "i"),
             ("vm-base-initrd.img", "b"),
             ("vm.yml", "y"),
+            ("vm-efi.img", "e"),
+            ("vm-efi.img.partial", "half an image"),
+            ("vm-bios.qcow2", "q"),
+            ("vm-efi.iso", "o"),
             ("images/app.tar", "t"),
         ] {
             fs::write(dir.join(name), body).unwrap();
@@ -117,7 +125,14 @@ mod tests {
         write(&project).unwrap();
         let sums = fs::read_to_string(dir.join(SUMS)).unwrap();
         let out = std::process::Command::new("sha256sum")
-            .args(["images/app.tar", "vm-initrd.img", "vm-kernel"])
+            .args([
+                "images/app.tar",
+                "vm-bios.qcow2",
+                "vm-efi.img",
+                "vm-efi.iso",
+                "vm-initrd.img",
+                "vm-kernel",
+            ])
             .current_dir(&dir)
             .output()
             .unwrap();

@@ -1,0 +1,313 @@
+//! Making a format's image from a VM's kernel, initrd and command line, with
+//! host programs only (no loop mounts, no root needed beyond apt): `mkfs.fat`
+//! and `mcopy` fill a FAT filesystem in a file, `syslinux --install` makes it
+//! boot from BIOS, `objcopy` joins systemd's EFI stub, the kernel, the initrd
+//! and the command line into one unified kernel image for UEFI, `sfdisk`
+//! writes the partition table onto the disk file, `qemu-img convert` makes
+//! qcow2 and `xorriso` the ISO. Everything is made in a scratch folder and
+//! renamed into dist/ at the end: dist/ never holds half an image.
+
+use std::{
+    fs,
+    io::{Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    time::UNIX_EPOCH,
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{
+    base::{exec, files, project::Project, ui},
+    disk::{
+        format::{EFI_STUB, SYSLINUX_MBR},
+        layout::{self, Disk},
+        limits::{self, Sizes},
+        Firmware, Format, Medium,
+    },
+};
+
+/// What the assembly does: part of every image's stamp, so a change here remakes it.
+const RECIPE: &str = "disk v1: FAT32, syslinux 6 MBR, systemd-stub UKI, El Torito UEFI";
+
+/// A VM as `linuxkit build` (and the method's packing) left it.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The VM's name (`compose-static`): images are `dist/NAME-…`.
+    pub vm: &'a str,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub cmdline: &'a str,
+}
+
+/// Make `format` of `input` in dist/ (unless it is there, made from the
+/// same input), after checking the format's limits; says its size and
+/// returns its path. `None` for `kernel+initrd`, which is already there.
+pub fn build(sh: &Shell, project: &Project, format: Format, input: &Input) -> Result<Option<PathBuf>> {
+    let Some(name) = format.file_name(input.vm) else {
+        return Ok(None);
+    };
+    let sizes = Sizes {
+        kernel: fs::metadata(input.kernel)?.len(),
+        initrd: fs::metadata(input.initrd)?.len(),
+        cmdline: input.cmdline.len() as u64,
+    };
+    let problems = limits::check(format, sizes);
+    if !problems.is_empty() {
+        bail!("{} cannot be made as {format}:\n  {}", input.vm, problems.join("\n  "));
+    }
+    let out = project.dist.join(&name);
+    let stamp_path = project.dist.join(format!(".{name}.stamp"));
+    let stamp = format!(
+        "{RECIPE}\n{format}\n{}\n{}\ncmdline {}\n",
+        file_id(input.kernel)?,
+        file_id(input.initrd)?,
+        input.cmdline
+    );
+    let unpacked = unpacked(project, input.initrd)?;
+    let need = unpacked.map(|u| limits::min_memory(sizes.initrd, u));
+    let memory = need.map_or(String::new(), |m| format!(", boots in {m} MiB of memory or more"));
+    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        ui::cached(format!("{} ({format})", project.rel(&out).display()));
+    } else {
+        let step = ui::step(format!(
+            "{} ({format}: {})",
+            project.rel(&out).display(),
+            format.describe()
+        ));
+        let _ = fs::remove_file(&stamp_path);
+        let scratch = Scratch::new(&project.dist, &name)?;
+        make(sh, format, input, &scratch)?;
+        fs::rename(&scratch.partial, &out).with_context(|| format!("moving the image to {}", out.display()))?;
+        files::write_atomic(&stamp_path, stamp.as_bytes())?;
+        step.done();
+    }
+    ui::note(format!(
+        "{}: {} MB ({format}{memory})",
+        project.rel(&out).display(),
+        fs::metadata(&out)?.len().div_ceil(1_000_000)
+    ));
+    Ok(Some(out))
+}
+
+/// A file's identity for a stamp: path, size and modification time.
+fn file_id(path: &Path) -> Result<String> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mtime = meta.modified()?.duration_since(UNIX_EPOCH)?.as_nanos();
+    Ok(format!("{} {} {mtime}", path.display(), meta.len()))
+}
+
+/// How many bytes `initrd` unpacks to (see [`limits::unpacked_size`]),
+/// remembered beside it by size and mtime (`None`: a compression it does not
+/// measure). Reading a 150 MB initrd takes a second.
+pub fn unpacked(project: &Project, initrd: &Path) -> Result<Option<u64>> {
+    let name = initrd.file_name().unwrap_or_default().to_string_lossy();
+    let memo = project.dist.join(format!(".{name}.unpacked"));
+    let id = file_id(initrd)?;
+    let id = id.split_once(' ').map_or(id.as_str(), |(_, rest)| rest).to_string();
+    if let Some(size) = fs::read_to_string(&memo)
+        .ok()
+        .and_then(|t| t.strip_prefix(&format!("{id} "))?.trim().parse().ok())
+    {
+        return Ok(Some(size));
+    }
+    let data = fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
+    match limits::unpacked_size(&data) {
+        Ok(size) => {
+            let _ = fs::create_dir_all(&project.dist).and_then(|()| fs::write(&memo, format!("{id} {size}\n")));
+            Ok(Some(size))
+        }
+        Err(why) => {
+            ui::note(format!("{}: unpacked size unknown ({why})", initrd.display()));
+            Ok(None)
+        }
+    }
+}
+
+/// A scratch folder and the partial output beside the final one, both gone
+/// when this is dropped (the partial output is renamed away on success).
+struct Scratch {
+    work: PathBuf,
+    partial: PathBuf,
+}
+
+impl Scratch {
+    fn new(dist: &Path, name: &str) -> Result<Scratch> {
+        let work = dist.join(format!(".disk-{name}"));
+        let partial = dist.join(format!("{name}.partial"));
+        if work.exists() {
+            fs::remove_dir_all(&work)?;
+        }
+        let _ = fs::remove_file(&partial);
+        fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        Ok(Scratch { work, partial })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.work);
+        let _ = fs::remove_file(&self.partial);
+    }
+}
+
+fn make(sh: &Shell, format: Format, input: &Input, scratch: &Scratch) -> Result<()> {
+    let work = &scratch.work;
+    let firmware = format.firmware().expect("an image format");
+    let fat = work.join("fat.img");
+    match firmware {
+        Firmware::Bios => bios_fat(sh, input, work, &fat)?,
+        Firmware::Efi => {
+            let uki = work.join("BOOTX64.EFI");
+            unified_kernel_image(sh, input, work, &uki)?;
+            let size = layout::fat_size(&[fs::metadata(&uki)?.len()]);
+            mkfs(sh, &fat, size)?;
+            exec::run(cmd!(sh, "mmd -i {fat} ::/EFI ::/EFI/BOOT")).context("making \\EFI\\BOOT")?;
+            exec::run(cmd!(sh, "mcopy -m -i {fat} {uki} ::/EFI/BOOT/BOOTX64.EFI")).context("copying BOOTX64.EFI")?;
+        }
+    }
+    match format.medium().expect("an image format") {
+        Medium::Disk { qcow2: false } => disk(sh, firmware, &fat, &scratch.partial),
+        Medium::Disk { qcow2: true } => {
+            let raw = work.join("disk.img");
+            disk(sh, firmware, &fat, &raw)?;
+            qcow2(sh, &raw, &scratch.partial)
+        }
+        Medium::Cdrom => iso(sh, input, work, &fat, &scratch.partial),
+    }
+}
+
+/// A FAT32 filesystem of `size` bytes in a new file.
+fn mkfs(sh: &Shell, fat: &Path, size: u64) -> Result<()> {
+    let kib = (size / 1024).to_string();
+    exec::run(cmd!(sh, "mkfs.fat -C -F 32 -n LINUXKIT -i 4c4b4331 {fat} {kib}")).context("making the FAT filesystem")
+}
+
+/// The BIOS image's filesystem: the kernel, the initrd, syslinux.cfg and syslinux.
+fn bios_fat(sh: &Shell, input: &Input, work: &Path, fat: &Path) -> Result<()> {
+    let (kernel, initrd) = (input.kernel, input.initrd);
+    let size = layout::fat_size(&[fs::metadata(kernel)?.len(), fs::metadata(initrd)?.len(), 64 * 1024]);
+    mkfs(sh, fat, size)?;
+    let cfg = work.join("syslinux.cfg");
+    fs::write(&cfg, layout::syslinux_cfg(input.cmdline))?;
+    let (k, i) = (format!("::/{}", layout::KERNEL), format!("::/{}", layout::INITRD));
+    exec::run(cmd!(sh, "mcopy -m -i {fat} {kernel} {k}")).context("copying the kernel")?;
+    exec::run(cmd!(sh, "mcopy -m -i {fat} {initrd} {i}")).context("copying the initrd")?;
+    exec::run(cmd!(sh, "mcopy -i {fat} {cfg} ::/syslinux.cfg")).context("copying syslinux.cfg")?;
+    exec::run(cmd!(sh, "syslinux --install {fat}")).context("installing syslinux")
+}
+
+/// systemd's EFI stub with the kernel, initrd and command line as sections.
+fn unified_kernel_image(sh: &Shell, input: &Input, work: &Path, out: &Path) -> Result<()> {
+    let osrel = work.join("os-release");
+    fs::write(
+        &osrel,
+        format!(
+            "ID=linuxkit\nNAME=linuxkit-compose\nPRETTY_NAME=\"linuxkit-compose {}\"\n",
+            input.vm
+        ),
+    )?;
+    let cmdline = work.join("cmdline");
+    fs::write(&cmdline, input.cmdline)?;
+    let stub = EFI_STUB;
+    let objdump = exec::read(cmd!(sh, "objdump -h {stub}")).context("reading the EFI stub's sections")?;
+    let end = layout::sections_end(&objdump).with_context(|| format!("objdump -h {stub} lists no sections"))?;
+    let len = |p: &Path| fs::metadata(p).map(|m| m.len());
+    let (sections, _) = layout::uki_sections(
+        end,
+        len(&osrel)?,
+        len(&cmdline)?,
+        len(input.kernel)?,
+        len(input.initrd)?,
+    );
+    let mut args: Vec<String> = Vec::new();
+    for (section, file) in sections.iter().zip([&osrel, &cmdline, input.kernel, input.initrd]) {
+        args.push("--add-section".into());
+        args.push(format!("{}={}", section.name, file.display()));
+        args.push("--change-section-vma".into());
+        args.push(format!("{}={:#x}", section.name, section.vma));
+    }
+    exec::run(cmd!(sh, "objcopy {args...} {stub} {out}")).context("making the unified kernel image (objcopy)")
+}
+
+/// A disk image at `out`: the partition table, then the FAT filesystem in
+/// its partition (and for BIOS, syslinux's boot code in the MBR).
+fn disk(sh: &Shell, firmware: Firmware, fat: &Path, out: &Path) -> Result<()> {
+    let d: Disk = layout::disk(firmware, fs::metadata(fat)?.len());
+    let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    file.set_len(d.size)?;
+    let script = out.with_extension("sfdisk");
+    fs::write(&script, layout::sfdisk_script(&d))?;
+    exec::run(cmd!(
+        sh,
+        "bash -c 'sfdisk --no-reread --no-tell-kernel \"$0\" < \"$1\"' {out} {script}"
+    ))
+    .context("writing the partition table (sfdisk)")?;
+    fs::remove_file(&script)?;
+    file.seek(SeekFrom::Start(d.partition_start))?;
+    let copied = std::io::copy(&mut fs::File::open(fat)?, &mut file)?;
+    if copied != d.partition_size {
+        bail!(
+            "the FAT filesystem is {copied} bytes, its partition {}",
+            d.partition_size
+        );
+    }
+    if firmware == Firmware::Bios {
+        let mbr = fs::read(SYSLINUX_MBR).with_context(|| format!("reading {SYSLINUX_MBR}"))?;
+        // The boot code only: the partition table (from byte 440) stays.
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&mbr[..mbr.len().min(440)])?;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// `raw` as qcow2 at `out`, checked with `qemu-img info`.
+fn qcow2(sh: &Shell, raw: &Path, out: &Path) -> Result<()> {
+    exec::run(cmd!(sh, "qemu-img convert -f raw -O qcow2 {raw} {out}")).context("converting to qcow2")?;
+    let info = exec::read(cmd!(sh, "qemu-img info --output=json {out}")).context("qemu-img info")?;
+    let info: serde_json::Value = serde_json::from_str(&info).context("qemu-img info's JSON")?;
+    let raw_size = fs::metadata(raw)?.len();
+    if info["format"] != "qcow2" || info["virtual-size"].as_u64() != Some(raw_size) {
+        bail!(
+            "qemu-img info disagrees with the qcow2 image: format {}, virtual size {} (want qcow2, {raw_size})",
+            info["format"],
+            info["virtual-size"]
+        );
+    }
+    Ok(())
+}
+
+/// An ISO whose El Torito UEFI boot image is the FAT filesystem (a file of
+/// the ISO, so the firmware finds it inside the volume), with a GPT naming
+/// the same bytes an EFI system partition, for USB sticks.
+fn iso(sh: &Shell, input: &Input, work: &Path, fat: &Path, out: &Path) -> Result<()> {
+    let root = work.join("iso");
+    fs::create_dir_all(root.join("boot"))?;
+    fs::rename(fat, root.join("boot/efi.img"))?;
+    let volume = input.vm.to_uppercase().replace('-', "_");
+    exec::run(cmd!(
+        sh,
+        "xorriso -as mkisofs -o {out} -V {volume} -e boot/efi.img -no-emul-boot -efi-boot-part --efi-boot-image {root}"
+    ))
+    .context("making the ISO (xorriso)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed assembly leaves neither its scratch folder nor a partial image.
+    #[test]
+    fn scratch_leaves_nothing_behind() {
+        let dist = std::env::temp_dir().join(format!("lkc-scratch-{}", std::process::id()));
+        fs::create_dir_all(&dist).unwrap();
+        {
+            let s = Scratch::new(&dist, "vm-efi.img").unwrap();
+            fs::write(s.work.join("fat.img"), "half").unwrap();
+            fs::write(&s.partial, "half a disk").unwrap();
+        }
+        assert_eq!(fs::read_dir(&dist).unwrap().count(), 0, "dist/ holds no leftovers");
+        fs::remove_dir_all(&dist).unwrap();
+    }
+}
