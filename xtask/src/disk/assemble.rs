@@ -297,6 +297,169 @@ fn iso(sh: &Shell, input: &Input, work: &Path, fat: &Path, out: &Path) -> Result
 mod tests {
     use super::*;
 
+    /// A project whose dist/ is a fresh temporary folder.
+    fn scratch_project(name: &str) -> Project {
+        let root = std::env::temp_dir().join(format!("lkc-disk-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("dist")).unwrap();
+        Project {
+            dist: root.join("dist"),
+            ..crate::base::project::for_tests()
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A 5 GiB initrd (a sparse file) is refused for a disk format before
+    /// any program runs, naming FAT32's limit, and dist/ gets nothing.
+    #[test]
+    fn a_vm_over_the_formats_limits_is_refused_before_anything_is_made() {
+        let project = scratch_project("limits");
+        let (kernel, initrd) = (project.dist.join("vm-kernel"), project.dist.join("vm-initrd.img"));
+        fs::write(&kernel, "k").unwrap();
+        fs::File::create(&initrd).unwrap().set_len(5 << 30).unwrap();
+        let before = listing(&project.dist);
+        let sh = Shell::new().unwrap();
+        let input = Input {
+            vm: "vm",
+            kernel: &kernel,
+            initrd: &initrd,
+            cmdline: "console=ttyS0",
+        };
+        let err = format!("{:#}", build(&sh, &project, Format::RawBios, &input).unwrap_err());
+        assert!(err.starts_with("vm cannot be made as raw-bios:"), "{err}");
+        assert!(
+            err.contains("FAT32's largest file is 4294967295 bytes, 1024.0 MiB over"),
+            "{err}"
+        );
+        assert_eq!(listing(&project.dist), before, "nothing written to dist/");
+        // kernel+initrd has no such limit: nothing to make.
+        assert!(build(&sh, &project, Format::KernelInitrd, &input).unwrap().is_none());
+        fs::remove_dir_all(project.dist.parent().unwrap()).unwrap();
+    }
+
+    fn run(args: &[&str]) -> String {
+        let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every image format made from a small kernel and initrd with the real
+    /// host tools (`cargo xtask doctor` lists them), then taken apart: the
+    /// partition table, the boot code, the files each firmware reads, and the
+    /// command line inside.
+    #[test]
+    fn images_hold_what_their_firmware_boots() {
+        let project = scratch_project("formats");
+        let (kernel, initrd) = (project.dist.join("vm-kernel"), project.dist.join("vm-initrd.img"));
+        fs::write(&kernel, vec![0x4b; 300_000]).unwrap();
+        fs::write(&initrd, vec![0x49; 700_000]).unwrap();
+        let sh = Shell::new().unwrap();
+        let cmdline = "console=ttyS0 panic=1 linuxkit_compose.registry=10.0.2.2:5000";
+        let input = Input {
+            vm: "vm",
+            kernel: &kernel,
+            initrd: &initrd,
+            cmdline,
+        };
+        let built = |f| build(&sh, &project, f, &input).unwrap().unwrap();
+        let part = |img: &Path| format!("{}@@{}", img.display(), layout::PARTITION_START);
+
+        let bios = built(Format::RawBios);
+        let table: serde_json::Value = serde_json::from_str(&run(&["sfdisk", "-J", bios.to_str().unwrap()])).unwrap();
+        let p = &table["partitiontable"];
+        assert_eq!(
+            (p["label"].as_str(), p["partitions"][0]["start"].as_u64()),
+            (Some("dos"), Some(2048))
+        );
+        assert_eq!(p["partitions"][0]["bootable"], true);
+        let disk = fs::read(&bios).unwrap();
+        assert_eq!(
+            disk[..440],
+            fs::read(SYSLINUX_MBR).unwrap()[..440],
+            "syslinux's MBR code"
+        );
+        let files = run(&["mdir", "-a", "-b", "-i", &part(&bios), "::/"]);
+        for f in ["::/kernel", "::/initrd.img", "::/syslinux.cfg", "::/ldlinux.sys"] {
+            assert!(files.lines().any(|l| l.eq_ignore_ascii_case(f)), "{f} not in {files}");
+        }
+        let cfg = run(&["mtype", "-i", &part(&bios), "::/syslinux.cfg"]);
+        assert!(cfg.contains(&format!("APPEND {cmdline}\n")), "{cfg}");
+
+        let efi = built(Format::RawEfi);
+        let table: serde_json::Value = serde_json::from_str(&run(&["sfdisk", "-J", efi.to_str().unwrap()])).unwrap();
+        let p = &table["partitiontable"];
+        assert_eq!(p["label"], "gpt");
+        assert_eq!(p["partitions"][0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+        let uki = project.dist.join("BOOTX64.EFI");
+        run(&[
+            "mcopy",
+            "-i",
+            &part(&efi),
+            "::/EFI/BOOT/BOOTX64.EFI",
+            uki.to_str().unwrap(),
+        ]);
+        for (section, want) in [
+            (".cmdline", cmdline.as_bytes().to_vec()),
+            (".initrd", fs::read(&initrd).unwrap()),
+        ] {
+            let out = project.dist.join("section");
+            run(&[
+                "objcopy",
+                "-O",
+                "binary",
+                "--only-section",
+                section,
+                uki.to_str().unwrap(),
+                out.to_str().unwrap(),
+            ]);
+            assert!(fs::read(&out).unwrap() == want, "{section} of BOOTX64.EFI");
+        }
+
+        let qcow2 = built(Format::Qcow2Bios);
+        let info = run(&["qemu-img", "info", "--output=json", qcow2.to_str().unwrap()]);
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["format"], "qcow2");
+        assert_eq!(info["virtual-size"].as_u64(), Some(fs::metadata(&bios).unwrap().len()));
+
+        let iso = built(Format::IsoEfi);
+        let report = run(&["xorriso", "-indev", iso.to_str().unwrap(), "-report_el_torito", "plain"]);
+        assert!(report.contains("UEFI") && report.contains("/boot/efi.img"), "{report}");
+        let table: serde_json::Value = serde_json::from_str(&run(&["sfdisk", "-J", iso.to_str().unwrap()])).unwrap();
+        let types: Vec<&str> = table["partitiontable"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["type"].as_str())
+            .collect();
+        assert!(
+            types.contains(&"C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+            "an ESP for USB sticks: {types:?}"
+        );
+
+        // Made again from the same input: cached, not rebuilt.
+        let mtime = fs::metadata(&efi).unwrap().modified().unwrap();
+        built(Format::RawEfi);
+        assert_eq!(fs::metadata(&efi).unwrap().modified().unwrap(), mtime);
+        let leftovers: Vec<String> = listing(&project.dist)
+            .into_iter()
+            .filter(|n| n.contains("partial") || n.starts_with(".disk-"))
+            .collect();
+        assert_eq!(leftovers, Vec::<String>::new());
+        fs::remove_dir_all(project.dist.parent().unwrap()).unwrap();
+    }
+
     /// A failed assembly leaves neither its scratch folder nor a partial image.
     #[test]
     fn scratch_leaves_nothing_behind() {
