@@ -277,6 +277,14 @@ impl Command {
         match self {
             Command::TestBoot(args) => args.validate(),
             Command::Bench(args) => args.validate(),
+            Command::Dynamic { registry, format, .. }
+                if registry.registry.is_none() && format.format != Format::KernelInitrd =>
+            {
+                bail!(
+                    "an image's kernel command line is fixed when it is made, and the dynamic VM finds its registry there: `dynamic --format {}` needs --registry HOST[:PORT][/NAMESPACE] (`run-dynamic` and `test-boot` start one of their own)",
+                    format.format
+                )
+            }
             _ => Ok(()),
         }
     }
@@ -343,7 +351,7 @@ impl Command {
 
 impl Command {
     /// The programs that make `formats`, and with `boot` the firmware that boots them.
-    fn format_needs(formats: &[Format], boot: bool) -> Vec<Need> {
+    pub fn format_needs(formats: &[Format], boot: bool) -> Vec<Need> {
         let mut needs = Vec::new();
         for f in formats {
             if !f.build_programs().is_empty() {
@@ -494,6 +502,7 @@ mod tests {
                 "cannot stop yours",
             ),
             (&["test-boot"], "say what to boot"),
+            (&["dynamic", "--format", "raw-efi"], "needs --registry"),
             (
                 &["test-boot", "--smoke", "--compose", "x.yml"],
                 "no effect on the smoke VM",
@@ -519,6 +528,8 @@ mod tests {
             assert!(err.contains(want), "{args:?}: {err}");
         }
         assert!(parse(&["test-boot", "--method", "dynamic", "--unreachable-registry"]).is_ok());
+        assert!(parse(&["dynamic", "--format", "raw-efi", "--registry", "r.example.com"]).is_ok());
+        assert!(parse(&["test-boot", "--method", "dynamic", "--format", "raw-efi"]).is_ok());
     }
 
     #[test]

@@ -51,7 +51,12 @@ fn run(cli: Cli) -> Result<()> {
     // So is every program the command will run.
     host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {
-        Command::Doctor { fix } => doctor::run(&sh, &project, fix),
+        Command::Doctor { fix } => doctor::run(
+            &sh,
+            &project,
+            fix,
+            &cli::Command::format_needs(&disk::format::ALL, true),
+        ),
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()

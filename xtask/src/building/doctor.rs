@@ -18,18 +18,25 @@ use crate::{
     },
 };
 
-/// `cargo xtask doctor [--fix]`: every program the xtask runs, its version,
+/// `cargo xtask doctor [--fix]`: every program the xtask runs (`formats`:
+/// what every `--format` is made and booted with), its version,
 /// and how to get a missing one. Fails when anything required is missing or
 /// too old (after `--fix` installed what it could).
-pub fn run(sh: &Shell, project: &Project, fix_all: bool) -> Result<()> {
-    let all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry];
+pub fn run(sh: &Shell, project: &Project, fix_all: bool, formats: &[Need]) -> Result<()> {
+    let mut all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry];
+    all.extend(formats);
     if fix_all {
         host::require_all(sh, project, &all)?;
     }
     let mut bad = Vec::new();
     ui::out("Host programs (Debian packages pinned in pins.yml `debian.host_packages`):");
+    let mut seen = Vec::new();
     for need in all {
         for program in host::programs(need) {
+            if seen.contains(program) {
+                continue;
+            }
+            seen.push(*program);
             let c = host::check(project, program);
             let package = c.pin.as_ref().map_or("-", |p| p.package.as_str());
             match &c.state {

@@ -41,7 +41,6 @@ pub enum Medium {
 }
 
 /// Every format, in the order the help and the README list them.
-#[cfg(test)]
 pub const ALL: [Format; 6] = [
     Format::KernelInitrd,
     Format::RawBios,
