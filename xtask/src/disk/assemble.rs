@@ -67,7 +67,7 @@ pub fn build(sh: &Shell, project: &Project, format: Format, input: &Input) -> Re
     let unpacked = unpacked(project, input.initrd)?;
     let need = unpacked.map(|u| limits::min_memory(sizes.initrd, u));
     let memory = need.map_or(String::new(), |m| {
-        format!(", its initrd unpacks in {m} MiB of memory or more")
+        format!(", needs {m} MiB of memory or more to unpack its initrd")
     });
     if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
         ui::cached(format!("{} ({format})", project.rel(&out).display()));
