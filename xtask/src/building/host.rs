@@ -89,6 +89,7 @@ impl Check {
         };
         match &self.state {
             State::Ok { .. } => String::new(),
+            State::Missing if self.program.starts_with('/') => format!("{} is missing", self.program),
             State::Missing => format!("`{}` is not installed{wanted}", self.program),
             State::TooOld { path, version } => {
                 format!("`{}` {version} ({}) is too old{wanted}", self.program, path.display())
@@ -349,7 +350,9 @@ fn fix(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
 /// The command a user runs to install `bad` by hand.
 pub fn install_hint(bad: &[&Check]) -> String {
     let backports = bad.iter().any(|c| c.pin.as_ref().is_some_and(|p| p.backports)) && host_needs_backports(bad);
-    let packages: Vec<&str> = bad.iter().map(|c| c.pin.as_ref().unwrap().package.as_str()).collect();
+    let mut packages: Vec<&str> = bad.iter().map(|c| c.pin.as_ref().unwrap().package.as_str()).collect();
+    packages.sort();
+    packages.dedup();
     match (backports, codename()) {
         (true, Some(code)) => format!(
             "sudo apt-get install -y --no-install-recommends -t {code}-backports {} (with {code}-backports in apt's sources)",
@@ -428,7 +431,10 @@ fn codename() -> Option<String> {
 /// where the host's own suite has no acceptable version (adding that suite to
 /// apt's sources first, and saying so).
 fn install(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
-    let packages: Vec<&HostPackage> = bad.iter().map(|c| c.pin.as_ref().unwrap()).collect();
+    let mut packages: Vec<&HostPackage> = bad.iter().map(|c| c.pin.as_ref().unwrap()).collect();
+    // Several programs or files may come from one package.
+    packages.sort_by(|a, b| a.package.cmp(&b.package));
+    packages.dedup_by(|a, b| a.package == b.package);
     let names: Vec<&str> = packages.iter().map(|p| p.package.as_str()).collect();
     let step = ui::step(format!("installing Debian packages {} (apt-get)", names.join(" ")));
     apt_update(sh)?;
