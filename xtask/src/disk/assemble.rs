@@ -348,7 +348,10 @@ mod tests {
     }
 
     fn run(args: &[&str]) -> String {
-        let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (`cargo xtask doctor --fix` installs it)", args[0]));
         assert!(
             out.status.success(),
             "{args:?}: {}",
