@@ -61,7 +61,13 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
-        pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
+        pins += &format!(
+            "go={tool} {}@{} {} {}\n",
+            t.module,
+            t.version,
+            t.package,
+            t.build_vars()
+        );
     }
     Ok(content_tag(name, &recipe, &pins))
 }
