@@ -77,6 +77,10 @@ pub enum Command {
         #[command(flatten)]
         compose: ComposeArg,
     },
+    /// Resolve every image's Debian packages (dependencies included) against the
+    /// mirror as it is now, write their exact versions and sha256 to pins.lock,
+    /// and print what changed. Builds install exactly what pins.lock locks.
+    Lock,
     /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
     VmImages {
         /// Image recipe names under images/ (default: all in pins.yml).
@@ -249,6 +253,7 @@ impl Command {
             | Command::Apps { .. }
             | Command::Images { .. }
             | Command::VmImages { .. }
+            | Command::Lock
             | Command::Yaml
             | Command::Smoke => vec![Need::Build],
             Command::RunStatic(_) | Command::RunNative(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],

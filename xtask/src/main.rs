@@ -51,6 +51,10 @@ fn run(cli: Cli) -> Result<()> {
     host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {
         Command::Doctor { fix } => doctor::run(&sh, &project, fix),
+        Command::Lock => {
+            let _lock = project.lock()?;
+            building::lock::refresh(&sh, &project)
+        }
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()
@@ -58,6 +62,7 @@ fn run(cli: Cli) -> Result<()> {
                 names
             };
             let _lock = project.lock()?;
+            images::check_locked(&sh, &project, &names)?;
             for name in names {
                 images::ensure(&sh, &project, &name)?;
             }

@@ -13,22 +13,58 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, files, pins::ImagePins, project::Project, ui};
+use crate::{
+    base::{exec, files, pins::ImagePins, project::Project, ui},
+    building::lock,
+};
 
-/// An image's root filesystem from its pins: the packages unpacked (or, for the
-/// `minbase` variant, a configured Debian system with them installed). Returns
-/// the version of every package in it.
-pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) -> Result<BTreeMap<String, String>> {
+/// An image's root filesystem from its pins: exactly the packages pins.lock
+/// locks for image `name`, unpacked (or, for the `minbase` variant, a
+/// configured Debian system with them installed), each .deb checked against
+/// its locked sha256. Returns the version of every package in it.
+pub fn image_tree(
+    sh: &Shell,
+    project: &Project,
+    name: &str,
+    pins: &ImagePins,
+    tree: &Path,
+) -> Result<BTreeMap<String, String>> {
     let suite = project.pins.suite_of(pins);
     let mirror = &project.pins.debian.mirror;
-    let packages = &pins.packages;
-    let include = format!("--include={}", packages.join(","));
+    let locked = project.lock.image(name)?;
+    // Every package at its locked version, the dependencies too: apt has
+    // nothing left to choose.
+    let include = format!(
+        "--include={}",
+        locked
+            .iter()
+            .map(|d| format!("{}={}", d.package, d.version))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let configured = pins.variant.as_deref() == Some("minbase");
     let variant = if configured {
         "--variant=minbase"
     } else {
         "--variant=extract"
     };
+    let work = tree.with_extension("lock");
+    fs::create_dir_all(&work)?;
+    // The essential packages mmdebstrap picks itself: pinned by apt preferences.
+    let prefs = work.join("pins-lock.pref");
+    fs::write(&prefs, lock::apt_preferences(locked))?;
+    let setup = format!("copy-in {} /etc/apt/preferences.d", prefs.display());
+    // What apt downloaded, listed while the .debs are still in its archive
+    // folder (after the essential set is unpacked, and at the end).
+    let downloads = work.join("downloads.sha256");
+    let _ = fs::remove_file(&downloads);
+    let list = format!(
+        "find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -exec sha256sum {{}} + >> '{}'",
+        downloads.display()
+    );
+    let hooks = [format!("--extract-hook={list}")]
+        .into_iter()
+        .chain(configured.then(|| format!("--customize-hook={list}")));
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"))
         .into_iter()
@@ -36,11 +72,20 @@ pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) 
         // (8 MB per image). Base images for apps keep them, as Debian has them.
         .chain((!configured).then(|| "--dpkgopt=path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*".to_string()));
     // apt's lists stay until the versions are read (then they go, below).
-    exec::run(cmd!(
-        sh,
-        "mmdebstrap --mode=root {variant} --skip=cleanup/apt/lists {include} {excludes...} {suite} {tree} {mirror}"
-    ))
-    .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
+    exec::run(
+        cmd!(
+            sh,
+            "mmdebstrap --mode=root {variant} --skip=cleanup/apt/lists --setup-hook={setup} {hooks...} {include} {excludes...} {suite} {tree} {mirror}"
+        )
+        .env("SOURCE_DATE_EPOCH", project.lock.source_date_epoch.to_string()),
+    )
+    .with_context(|| format!("unpacking Debian {suite} packages {} (as locked in pins.lock)", pins.packages.join(" ")))?;
+    let listing = fs::read_to_string(&downloads).with_context(|| format!("reading {}", downloads.display()))?;
+    let checked = lock::check_downloads(&listing, locked).with_context(|| format!("image {name}"))?;
+    ui::note(format!(
+        "{checked} Debian packages, each the version and sha256 pins.lock locks"
+    ));
+    fs::remove_dir_all(&work)?;
     let versions = package_versions(tree);
     for path in &pins.remove {
         let path = tree.join(path.trim_start_matches('/'));

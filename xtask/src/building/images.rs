@@ -20,7 +20,7 @@ use crate::{
         project::Project,
         ui,
     },
-    building::{buildah, debian, gotools, oci},
+    building::{buildah, debian, gotools, lock, oci},
 };
 
 /// Registry part of every image this project builds. Not a real registry: the
@@ -63,6 +63,8 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
         let t = project.pins.go_tool(tool)?;
         pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
     }
+    // The exact packages (pins.lock): a refreshed lock rebuilds what it moved.
+    pins += &project.lock.tag_input(name);
     Ok(content_tag(name, &recipe, &pins))
 }
 
@@ -85,6 +87,23 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<String> {
 /// buildah's storage as well as in the LinuxKit cache.
 pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<String> {
     ensure_present(sh, project, name, true)
+}
+
+/// Before anything is built: the images among `names` not yet in the cache
+/// must be buildable from what pins.lock locks (the mirror still serves every
+/// locked package), else one error names each missing package.
+pub fn check_locked(sh: &Shell, project: &Project, names: &[String]) -> Result<()> {
+    let mut missing = Vec::new();
+    for name in names {
+        let reference = reference(name, &tag(project, name)?);
+        if !oci::cache_has(&project.linuxkit_cache(), &reference)? {
+            missing.push(name.clone());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    lock::check_served(sh, project, &missing)
 }
 
 fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -> Result<String> {
@@ -113,7 +132,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
 
     let pins = project.pins.image(name)?;
-    let versions = debian::image_tree(sh, project, pins, &tree)?;
+    let versions = debian::image_tree(sh, project, name, pins, &tree)?;
     let record = versions_path(project, reference);
     fs::create_dir_all(record.parent().expect("in the cache"))?;
     files::write_atomic(&record, serde_json::to_string_pretty(&versions)?.as_bytes())?;
@@ -277,5 +296,34 @@ mod tests {
                 "go.traefik.{change} must not retag nginx"
             );
         }
+    }
+
+    /// A refreshed lock rebuilds exactly the images whose packages moved.
+    #[test]
+    fn lock_entries_are_part_of_the_tags_that_use_them() {
+        let project = crate::base::project::for_tests();
+        let before = (tag(&project, "nginx").unwrap(), tag(&project, "kernel").unwrap());
+        for change in ["version", "sha256"] {
+            let mut moved = crate::base::project::for_tests();
+            let debs = moved.lock.images.get_mut("nginx").unwrap();
+            let light = debs.iter_mut().find(|d| d.package == "nginx-light").unwrap();
+            match change {
+                "version" => light.version += "+1",
+                _ => light.sha256 = "0".repeat(64),
+            }
+            assert_ne!(
+                tag(&moved, "nginx").unwrap(),
+                before.0,
+                "nginx-light's {change} must retag nginx"
+            );
+            assert_eq!(tag(&moved, "kernel").unwrap(), before.1, "must not retag kernel");
+        }
+        let mut epoch = crate::base::project::for_tests();
+        epoch.lock.source_date_epoch += 1;
+        assert_ne!(
+            tag(&epoch, "kernel").unwrap(),
+            before.1,
+            "the epoch is in every image's files"
+        );
     }
 }

@@ -15,7 +15,7 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
-    building::{apps, registry::Address},
+    building::{apps, images, registry::Address},
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
@@ -160,6 +160,14 @@ pub fn build(
     registry: Option<&Address>,
     push_to: Option<&Address>,
 ) -> Result<Artifacts> {
+    // Every image this build may need (the VM's and the app's base images) is
+    // buildable from the lock, or nothing is built.
+    let mut names: Vec<String> = linuxkit::BASE_IMAGES.iter().map(|n| n.to_string()).collect();
+    names.extend(["docker", "compose", "netns"].map(String::from));
+    names.extend(project.pins.catalog.values().map(|c| c.recipe.clone()));
+    names.sort();
+    names.dedup();
+    images::check_locked(sh, project, &names)?;
     let artifacts = build_vm(sh, project, method, app, registry, push_to)?;
     sums::write(project)?;
     Ok(artifacts)
