@@ -26,6 +26,10 @@ pub struct Cli {
     /// in dist/logs/, one log per step).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Release VMs: no root shell on the serial console (without it, every VM
+    /// gives one, for development). Their outputs go to dist/release/.
+    #[arg(long, global = true)]
+    pub release: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +108,17 @@ pub enum Command {
     TestBoot(TestBootArgs),
     /// Boot each VM several times and print the time to the first HTTP 200 (min, median, max).
     Bench(BenchArgs),
+    /// Same inputs, same bytes: build a VM twice from HEAD, cold (each in its own
+    /// checkout and cache, with another TZ and umask), and compare every file of
+    /// their dist/SHA256SUMS, naming the first thing that differs in each file that does.
+    Repro {
+        /// The VM to build twice.
+        #[arg(long, value_enum, default_value = "static")]
+        method: Method,
+        /// Where the two checkouts and caches go (default: a folder under /tmp named by the commit).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Everything CI runs: formatting, clippy, `cargo test`, then every boot test.
     Test {
         #[command(flatten)]
@@ -254,6 +269,7 @@ impl Command {
             | Command::Images { .. }
             | Command::VmImages { .. }
             | Command::Lock
+            | Command::Repro { .. }
             | Command::Yaml
             | Command::Smoke => vec![Need::Build],
             Command::RunStatic(_) | Command::RunNative(_) | Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],

@@ -43,7 +43,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
-    let project = Project::new(!cli.no_install)?;
+    let mut project = Project::new(!cli.no_install)?;
+    if cli.release {
+        project.release = true;
+        project.dist = project.dist.join("release");
+    }
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     ui::init(project.dist.join("logs"), cli.verbose);
@@ -132,7 +136,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Smoke => {
             let _lock = project.lock()?;
-            linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
+            let smoke = linuxkit::smoke_vm();
+            linuxkit::build(&sh, &project, &smoke)?;
+            vm::sbom::write(&sh, &project, &smoke.name, &smoke.images, None)?;
             vm::sums::write(&project)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
@@ -144,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             let app = args.compose.load(&project)?;
             bench::run(&sh, &project, &args.options(), &app)
         }
+        Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
     }
 }

@@ -33,6 +33,8 @@ pub struct Project {
     pub lock: Lock,
     /// May the xtask `apt-get install` a missing host package?
     pub install: bool,
+    /// `--release`: VMs without a shell on their console, built into dist/release/.
+    pub release: bool,
 }
 
 impl Project {
@@ -52,6 +54,7 @@ impl Project {
             pins,
             lock,
             install,
+            release: false,
         })
     }
 
@@ -155,6 +158,7 @@ pub fn for_tests() -> Project {
         lock: Lock::load(&root).unwrap(),
         root,
         install: false,
+        release: false,
     }
 }
 

@@ -16,19 +16,24 @@ use xshell::{cmd, Shell};
 use crate::{
     base::{exec, files, pins::ImagePins, project::Project, ui},
     building::lock,
+    vm::sbom,
 };
+
+/// Package -> the licenses its Debian copyright file names.
+pub type Licenses = BTreeMap<String, Vec<String>>;
 
 /// An image's root filesystem from its pins: exactly the packages pins.lock
 /// locks for image `name`, unpacked (or, for the `minbase` variant, a
 /// configured Debian system with them installed), each .deb checked against
-/// its locked sha256. Returns the version of every package in it.
+/// its locked sha256. Returns the version of every package in it, and the
+/// licenses each package's copyright file names.
 pub fn image_tree(
     sh: &Shell,
     project: &Project,
     name: &str,
     pins: &ImagePins,
     tree: &Path,
-) -> Result<BTreeMap<String, String>> {
+) -> Result<(BTreeMap<String, String>, Licenses)> {
     let suite = project.pins.suite_of(pins);
     let mirror = &project.pins.debian.mirror;
     let locked = project.lock.image(name)?;
@@ -68,6 +73,8 @@ pub fn image_tree(
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"))
         .into_iter()
+        // Each package's copyright file: its licenses, for the SBOM (read below, then removed).
+        .chain(["--dpkgopt=path-include=/usr/share/doc/*/copyright".to_string()])
         // glibc's character set converters (iconv): nothing in the VM uses them
         // (8 MB per image). Base images for apps keep them, as Debian has them.
         .chain((!configured).then(|| "--dpkgopt=path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*".to_string()));
@@ -86,6 +93,7 @@ pub fn image_tree(
         "{checked} Debian packages, each the version and sha256 pins.lock locks"
     ));
     fs::remove_dir_all(&work)?;
+    let licenses = take_licenses(tree, locked)?;
     let versions = package_versions(tree);
     for path in &pins.remove {
         let path = tree.join(path.trim_start_matches('/'));
@@ -105,7 +113,7 @@ pub fn image_tree(
                 fs::create_dir_all(&path)?;
             }
         }
-        return Ok(versions);
+        return Ok((versions, licenses));
     }
     merge_usr(tree)?;
     base_users(tree)?;
@@ -130,6 +138,9 @@ pub fn image_tree(
     for leftover in ["var/log/dpkg.log", "var/log/alternatives.log"] {
         let _ = fs::remove_file(tree.join(leftover));
     }
+    // What is in the tree, for `dpkg-query --admindir=…/var/lib/dpkg`.
+    fs::create_dir_all(tree.join("var/lib/dpkg"))?;
+    fs::write(tree.join("var/lib/dpkg/status"), lock::dpkg_status(locked))?;
     // The directories Debian's base-files would provide.
     for (dir, mode) in [
         ("tmp", 0o1777),
@@ -144,7 +155,35 @@ pub fn image_tree(
         fs::create_dir_all(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
-    Ok(versions)
+    Ok((versions, licenses))
+}
+
+/// Package -> the licenses its copyright file names (machine-readable
+/// copyright files only); the files are then removed, so the image holds what
+/// it held without them.
+fn take_licenses(tree: &Path, locked: &[lock::Deb]) -> Result<Licenses> {
+    let doc = tree.join("usr/share/doc");
+    let mut out = BTreeMap::new();
+    for deb in locked {
+        let file = doc.join(&deb.package).join("copyright");
+        if let Ok(text) = fs::read_to_string(&file) {
+            let licenses = sbom::copyright_licenses(&text);
+            if !licenses.is_empty() {
+                out.insert(deb.package.clone(), licenses);
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(&doc) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Package -> version: what dpkg installed, else what apt's lists offered
@@ -272,8 +311,13 @@ fn base_users(tree: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
-    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} ."))?;
+/// `dir` as a tar: sorted, root-owned, no time after `epoch` (SOURCE_DATE_EPOCH).
+pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path, epoch: u64) -> Result<()> {
+    let mtime = format!("--mtime=@{epoch}");
+    exec::run(cmd!(
+        sh,
+        "tar --numeric-owner --owner=0 --group=0 --sort=name {mtime} --clamp-mtime -C {dir} -cf {out} ."
+    ))?;
     Ok(())
 }
 

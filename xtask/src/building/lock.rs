@@ -306,6 +306,27 @@ pub fn apt_preferences(locked: &[Deb]) -> String {
         .collect()
 }
 
+/// A dpkg status file for an unpacked (not configured) tree: `dpkg-query
+/// --admindir=ROOT/var/lib/dpkg -W` lists exactly the locked packages.
+pub fn dpkg_status(locked: &[Deb]) -> String {
+    let mut out = String::new();
+    for d in locked {
+        out += &format!(
+            "Package: {}\nStatus: install ok unpacked\nArchitecture: {}\n",
+            d.package, d.arch
+        );
+        if d.source != d.package || d.source_version != d.version {
+            out += &format!("Source: {} ({})\n", d.source, d.source_version);
+        }
+        out += &format!(
+            "Maintainer: Debian <https://tracker.debian.org/pkg/{}>\nVersion: {}\n\
+             Description: {} as pins.lock locks it, unpacked (not configured)\n\n",
+            d.source, d.version, d.package
+        );
+    }
+    out
+}
+
 /// The signed Packages index of `suite` (main, amd64) on the pinned mirror and
 /// its Release date; the index is cached by its hash.
 pub fn fetch_index(sh: &Shell, project: &Project, suite: &str) -> Result<(Index, String)> {

@@ -19,7 +19,7 @@ use crate::{
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        native_vm, packed, static_vm, sums,
+        native_vm, packed, sbom, static_vm, sums,
     },
 };
 
@@ -169,6 +169,12 @@ pub fn build(
     names.dedup();
     images::check_locked(sh, project, &names)?;
     let artifacts = build_vm(sh, project, method, app, registry, push_to)?;
+    let mut recipes = linuxkit::BASE_IMAGES.to_vec();
+    recipes.extend(match method {
+        Method::Native => ["netns"].as_slice(),
+        _ => ["docker", "compose"].as_slice(),
+    });
+    sbom::write(sh, project, method.vm_name(), &recipes, Some(app))?;
     sums::write(project)?;
     Ok(artifacts)
 }
