@@ -122,7 +122,9 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, tz: &str, um
         .current_dir(&src)
         .env("LINUXKIT_COMPOSE_CACHE", &cache)
         .env("TZ", tz)
-        .env_remove("CARGO_TARGET_DIR");
+        // Both checkouts compile the xtask into one target folder (each its own
+        // binary: the path is part of the crate's identity), which no output depends on.
+        .env("CARGO_TARGET_DIR", dir.with_file_name("target"));
     // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(move || {
