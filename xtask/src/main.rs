@@ -41,6 +41,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Same inputs, same bytes: what the build creates has the same modes
+    // whatever the caller's umask.
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe { libc::umask(0o022) };
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
     let mut project = Project::new(!cli.no_install)?;
