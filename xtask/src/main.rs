@@ -142,7 +142,11 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             let smoke = linuxkit::smoke_vm();
             linuxkit::build(&sh, &project, &smoke)?;
-            vm::sbom::write(&sh, &project, &smoke.name, &smoke.images, None)?;
+            let mut recipes = smoke.images.clone();
+            if project.release {
+                recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+            }
+            vm::sbom::write(&sh, &project, &smoke.name, &recipes, None)?;
             vm::sums::write(&project)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),

@@ -174,6 +174,9 @@ pub fn build(
         Method::Native => ["netns"].as_slice(),
         _ => ["docker", "compose"].as_slice(),
     });
+    if project.release {
+        recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+    }
     sbom::write(sh, project, method.vm_name(), &recipes, Some(app))?;
     sums::write(project)?;
     Ok(artifacts)
