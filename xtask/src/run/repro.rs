@@ -141,6 +141,13 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, tz: &str, um
     if !status.success() {
         bail!("the build in {} failed: see {}", src.display(), log.display());
     }
+    // The outputs stay for comparing; the checkout leaves the repository's worktree list.
+    let dist = dir.join("dist");
+    if dist.exists() {
+        fs::remove_dir_all(&dist)?;
+    }
+    fs::rename(src.join("dist"), &dist)?;
+    exec::run(cmd!(sh, "git -C {root} worktree remove --force {src}")).context("removing the checkout")?;
     step.done();
     Ok(())
 }
@@ -156,7 +163,7 @@ pub fn run(sh: &Shell, project: &Project, method: Method, dir: Option<PathBuf>) 
     for (name, tz, umask) in RUNS {
         build(sh, project, method, &dir.join(name), tz, umask)?;
     }
-    let dist = |run: &str| dir.join(run).join("src/dist");
+    let dist = |run: &str| dir.join(run).join("dist");
     let sums = |run: &str| fs::read_to_string(dist(run).join("SHA256SUMS")).context("reading SHA256SUMS");
     let (a, b) = (sums("a")?, sums("b")?);
     let differ = differing(&a, &b);
