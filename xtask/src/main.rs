@@ -41,9 +41,17 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Same inputs, same bytes: what the build creates has the same modes
+    // whatever the caller's umask.
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe { libc::umask(0o022) };
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
-    let project = Project::new(!cli.no_install)?;
+    let mut project = Project::new(!cli.no_install)?;
+    if cli.release {
+        project.release = true;
+        project.dist = project.dist.join("release");
+    }
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     ui::init(project.dist.join("logs"), cli.verbose);
@@ -51,6 +59,10 @@ fn run(cli: Cli) -> Result<()> {
     host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {
         Command::Doctor { fix } => doctor::run(&sh, &project, fix),
+        Command::Lock => {
+            let _lock = project.lock()?;
+            building::lock::refresh(&sh, &project)
+        }
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()
@@ -58,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
                 names
             };
             let _lock = project.lock()?;
+            images::check_locked(&sh, &project, &names)?;
             for name in names {
                 images::ensure(&sh, &project, &name)?;
             }
@@ -127,7 +140,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Smoke => {
             let _lock = project.lock()?;
-            linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
+            let smoke = linuxkit::smoke_vm();
+            linuxkit::build(&sh, &project, &smoke)?;
+            let mut recipes = smoke.images.clone();
+            if project.release {
+                recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+            }
+            vm::sbom::write(&sh, &project, &smoke.name, &recipes, None)?;
             vm::sums::write(&project)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
@@ -139,6 +158,7 @@ fn run(cli: Cli) -> Result<()> {
             let app = args.compose.load(&project)?;
             bench::run(&sh, &project, &args.options(), &app)
         }
+        Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
     }
 }

@@ -1,5 +1,5 @@
 //! `dist/SHA256SUMS`: the SHA-256 of every VM artifact in `dist/` (each
-//! VM's kernel and initrd, and the app's image tarballs), in `sha256sum`'s
+//! VM's kernel, initrd and SBOM, and the app's image tarballs), in `sha256sum`'s
 //! format, so `cd dist && sha256sum -c SHA256SUMS` checks them. Rewritten
 //! after every build; a file whose size and mtime did not change is not read
 //! again (`dist/.SHA256SUMS.cache`).
@@ -26,8 +26,9 @@ fn artifacts(dist: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dist)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let artifact =
-            name.ends_with("-kernel") || (name.ends_with("-initrd.img") && !name.ends_with("-base-initrd.img"));
+        let artifact = name.ends_with("-kernel")
+            || (name.ends_with("-initrd.img") && !name.ends_with("-base-initrd.img"))
+            || name.ends_with(".spdx.json");
         if artifact {
             out.push(PathBuf::from(name));
         }
@@ -105,6 +106,7 @@ mod tests {
         fs::create_dir_all(dir.join("images")).unwrap();
         for (name, body) in [
             ("vm-kernel", "k"),
+            ("vm.spdx.json", "s"),
             ("vm-initrd.img", "i"),
             ("vm-base-initrd.img", "b"),
             ("vm.yml", "y"),
@@ -117,7 +119,7 @@ mod tests {
         write(&project).unwrap();
         let sums = fs::read_to_string(dir.join(SUMS)).unwrap();
         let out = std::process::Command::new("sha256sum")
-            .args(["images/app.tar", "vm-initrd.img", "vm-kernel"])
+            .args(["images/app.tar", "vm-initrd.img", "vm-kernel", "vm.spdx.json"])
             .current_dir(&dir)
             .output()
             .unwrap();
