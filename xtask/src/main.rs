@@ -49,8 +49,7 @@ fn run(cli: Cli) -> Result<()> {
     cli.command.validate()?;
     let mut project = Project::new(!cli.no_install)?;
     if cli.release {
-        project.release = true;
-        project.dist = project.dist.join("release");
+        project = project.into_release();
     }
     let sh = Shell::new()?;
     sh.change_dir(&project.root);

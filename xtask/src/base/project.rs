@@ -38,6 +38,14 @@ pub struct Project {
 }
 
 impl Project {
+    /// This project for `--release` builds: VMs without a console shell,
+    /// written to dist/release/.
+    pub fn into_release(mut self) -> Project {
+        self.release = true;
+        self.dist = self.dist.join("release");
+        self
+    }
+
     pub fn new(install: bool) -> Result<Project> {
         let root = root();
         let pins = Pins::load(&root)?;
