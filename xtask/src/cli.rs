@@ -27,6 +27,10 @@ pub struct Cli {
     /// in dist/logs/, one log per step).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Release VMs: no root shell on the serial console (without it, every VM
+    /// gives one, for development). Their outputs go to dist/release/.
+    #[arg(long, global = true)]
+    pub release: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -84,6 +88,10 @@ pub enum Command {
         #[command(flatten)]
         compose: ComposeArg,
     },
+    /// Resolve every image's Debian packages (dependencies included) against the
+    /// mirror as it is now, write their exact versions and sha256 to pins.lock,
+    /// and print what changed. Builds install exactly what pins.lock locks.
+    Lock,
     /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
     VmImages {
         /// Image recipe names under images/ (default: all in pins.yml).
@@ -110,6 +118,17 @@ pub enum Command {
     TestBoot(TestBootArgs),
     /// Boot each VM several times and print the time to the first HTTP 200 (min, median, max).
     Bench(BenchArgs),
+    /// Same inputs, same bytes: build a VM twice from HEAD, cold (each in its own
+    /// checkout and cache, with another TZ and umask), and compare every file of
+    /// their dist/SHA256SUMS, naming the first thing that differs in each file that does.
+    Repro {
+        /// The VM to build twice.
+        #[arg(long, value_enum, default_value = "static")]
+        method: Method,
+        /// Where the two checkouts and caches go (default: a folder under /tmp named by the commit).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Everything CI runs: formatting, clippy, `cargo test`, then every boot test.
     Test {
         #[command(flatten)]
@@ -307,7 +326,12 @@ impl Command {
                 [vec![Need::Build], image(format)].concat()
             }
             Command::Smoke { format } => [vec![Need::Build], image(format)].concat(),
-            Command::Apps { .. } | Command::Images { .. } | Command::VmImages { .. } | Command::Yaml => {
+            Command::Apps { .. }
+            | Command::Images { .. }
+            | Command::VmImages { .. }
+            | Command::Lock
+            | Command::Repro { .. }
+            | Command::Yaml => {
                 vec![Need::Build]
             }
             Command::RunStatic(run) | Command::RunNative(run) => {

@@ -42,9 +42,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Same inputs, same bytes: what the build creates has the same modes
+    // whatever the caller's umask.
+    // SAFETY: umask(2) only sets this process's file mode creation mask.
+    unsafe { libc::umask(0o022) };
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
-    let project = Project::new(!cli.no_install)?;
+    let mut project = Project::new(!cli.no_install)?;
+    if cli.release {
+        project = project.into_release();
+    }
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     ui::init(project.dist.join("logs"), cli.verbose);
@@ -57,6 +64,10 @@ fn run(cli: Cli) -> Result<()> {
             fix,
             &cli::Command::format_needs(&disk::format::ALL, true),
         ),
+        Command::Lock => {
+            let _lock = project.lock()?;
+            building::lock::refresh(&sh, &project)
+        }
         Command::VmImages { names } => {
             let names = if names.is_empty() {
                 project.pins.images.keys().cloned().collect()
@@ -64,6 +75,7 @@ fn run(cli: Cli) -> Result<()> {
                 names
             };
             let _lock = project.lock()?;
+            images::check_locked(&sh, &project, &names)?;
             for name in names {
                 images::ensure(&sh, &project, &name)?;
             }
@@ -138,9 +150,15 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Smoke { format } => {
             let _lock = project.lock()?;
-            let built = linuxkit::build(&sh, &project, &linuxkit::smoke_vm())?;
+            let smoke = linuxkit::smoke_vm();
+            let built = linuxkit::build(&sh, &project, &smoke)?;
+            let mut recipes = smoke.images.clone();
+            if project.release {
+                recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+            }
+            vm::sbom::write(&sh, &project, &smoke.name, &recipes, None)?;
             vm::sums::write(&project)?;
-            disk::build(&sh, &project, &linuxkit::smoke_vm().name, &built, format.format)
+            disk::build(&sh, &project, &smoke.name, &built, format.format)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
         Command::TestBoot(args) => {
@@ -151,6 +169,7 @@ fn run(cli: Cli) -> Result<()> {
             let app = args.compose.load(&project)?;
             bench::run(&sh, &project, &args.options(), &app)
         }
+        Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
     }
 }

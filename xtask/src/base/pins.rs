@@ -101,6 +101,29 @@ pub struct GoTool {
     /// Package to build, relative to the module root.
     pub package: String,
     pub binary: String,
+    /// A Go variable (`-X PKG.NAME`) that the program reports as its version,
+    /// set to `version` as the project's own release builds set it.
+    #[serde(default)]
+    pub version_var: Option<String>,
+    /// A Go variable that the program reports as its build date, set to the
+    /// module version's commit time (from the module proxy), not the wall clock.
+    #[serde(default)]
+    pub date_var: Option<String>,
+}
+
+impl GoTool {
+    /// What the build sets besides the pinned source (part of the binary's
+    /// cache path and of the tag of every image that carries it).
+    pub fn build_vars(&self) -> String {
+        let mut vars = Vec::new();
+        if let Some(v) = &self.version_var {
+            vars.push(format!("version_var={v}"));
+        }
+        if let Some(v) = &self.date_var {
+            vars.push(format!("date_var={v}"));
+        }
+        vars.join(" ")
+    }
 }
 
 impl Pins {

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{base::pins::Pins, base::ui};
+use crate::{base::pins::Pins, base::ui, building::lock::Lock};
 
 /// The repository: the workspace that holds xtask/. The one place that says so.
 pub fn root() -> PathBuf {
@@ -29,14 +29,27 @@ pub struct Project {
     pub dist: PathBuf,
     pub cache: PathBuf,
     pub pins: Pins,
+    /// pins.lock: the exact Debian packages each image is made from.
+    pub lock: Lock,
     /// May the xtask `apt-get install` a missing host package?
     pub install: bool,
+    /// `--release`: VMs without a shell on their console, built into dist/release/.
+    pub release: bool,
 }
 
 impl Project {
+    /// This project for `--release` builds: VMs without a console shell,
+    /// written to dist/release/.
+    pub fn into_release(mut self) -> Project {
+        self.release = true;
+        self.dist = self.dist.join("release");
+        self
+    }
+
     pub fn new(install: bool) -> Result<Project> {
         let root = root();
         let pins = Pins::load(&root)?;
+        let lock = Lock::load(&root)?;
         let cache = cache_dir(
             std::env::var_os(CACHE_ENV).map(PathBuf::from),
             std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
@@ -47,7 +60,9 @@ impl Project {
             root,
             cache,
             pins,
+            lock,
             install,
+            release: false,
         })
     }
 
@@ -148,8 +163,10 @@ pub fn for_tests() -> Project {
         dist: root.join("dist"),
         cache: root.join("target/no-cache-in-unit-tests"),
         pins: Pins::load(&root).unwrap(),
+        lock: Lock::load(&root).unwrap(),
         root,
         install: false,
+        release: false,
     }
 }
 

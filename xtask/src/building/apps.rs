@@ -95,6 +95,31 @@ fn local_images(project: &Project, app: &mut App) -> Result<()> {
 }
 
 /// The service's Dockerfile rewritten for the local profile.
+/// The catalog recipes each of the app's images is built on (its Dockerfile's
+/// substituted bases, or the recipe a catalog image is), by image: what its
+/// SBOM lists.
+pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for service in &app.services {
+        let recipes = match &service.build {
+            Some(build) => dockerfile_plan(project, build)
+                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
+                .substitutions
+                .iter()
+                .map(|sub| project.pins.catalog[&sub.entry].recipe.clone())
+                .collect(),
+            None => service
+                .image
+                .rsplit_once('/')
+                .and_then(|(_, r)| r.split_once(':'))
+                .map(|(name, _)| vec![name.to_string()])
+                .unwrap_or_default(),
+        };
+        out.insert(service.image.clone(), recipes);
+    }
+    Ok(out)
+}
+
 fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
     let path = build.context.join(&build.dockerfile);
     let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;

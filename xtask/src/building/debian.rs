@@ -13,34 +13,87 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, files, pins::ImagePins, project::Project, ui};
+use crate::{
+    base::{exec, files, pins::ImagePins, project::Project, ui},
+    building::lock,
+    vm::sbom,
+};
 
-/// An image's root filesystem from its pins: the packages unpacked (or, for the
-/// `minbase` variant, a configured Debian system with them installed). Returns
-/// the version of every package in it.
-pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) -> Result<BTreeMap<String, String>> {
+/// Package -> the licenses its Debian copyright file names.
+pub type Licenses = BTreeMap<String, Vec<String>>;
+
+/// An image's root filesystem from its pins: exactly the packages pins.lock
+/// locks for image `name`, unpacked (or, for the `minbase` variant, a
+/// configured Debian system with them installed), each .deb checked against
+/// its locked sha256. Returns the version of every package in it, and the
+/// licenses each package's copyright file names.
+pub fn image_tree(
+    sh: &Shell,
+    project: &Project,
+    name: &str,
+    pins: &ImagePins,
+    tree: &Path,
+) -> Result<(BTreeMap<String, String>, Licenses)> {
     let suite = project.pins.suite_of(pins);
     let mirror = &project.pins.debian.mirror;
-    let packages = &pins.packages;
-    let include = format!("--include={}", packages.join(","));
+    let locked = project.lock.image(name)?;
+    // Every package at its locked version, the dependencies too: apt has
+    // nothing left to choose.
+    let include = format!(
+        "--include={}",
+        locked
+            .iter()
+            .map(|d| format!("{}={}", d.package, d.version))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let configured = pins.variant.as_deref() == Some("minbase");
     let variant = if configured {
         "--variant=minbase"
     } else {
         "--variant=extract"
     };
+    let work = tree.with_extension("lock");
+    fs::create_dir_all(&work)?;
+    // The essential packages mmdebstrap picks itself: pinned by apt preferences.
+    let prefs = work.join("pins-lock.pref");
+    fs::write(&prefs, lock::apt_preferences(locked))?;
+    let setup = format!("copy-in {} /etc/apt/preferences.d", prefs.display());
+    // What apt downloaded, listed while the .debs are still in its archive
+    // folder (after the essential set is unpacked, and at the end).
+    let downloads = work.join("downloads.sha256");
+    let _ = fs::remove_file(&downloads);
+    let list = format!(
+        "find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -exec sha256sum {{}} + >> '{}'",
+        downloads.display()
+    );
+    let hooks = [format!("--extract-hook={list}")]
+        .into_iter()
+        .chain(configured.then(|| format!("--customize-hook={list}")));
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"))
         .into_iter()
+        // Each package's copyright file: its licenses, for the SBOM (read below, then removed).
+        .chain(["--dpkgopt=path-include=/usr/share/doc/*/copyright".to_string()])
         // glibc's character set converters (iconv): nothing in the VM uses them
         // (8 MB per image). Base images for apps keep them, as Debian has them.
         .chain((!configured).then(|| "--dpkgopt=path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*".to_string()));
     // apt's lists stay until the versions are read (then they go, below).
-    exec::run(cmd!(
-        sh,
-        "mmdebstrap --mode=root {variant} --skip=cleanup/apt/lists {include} {excludes...} {suite} {tree} {mirror}"
-    ))
-    .with_context(|| format!("unpacking Debian {suite} packages {}", packages.join(" ")))?;
+    exec::run(
+        cmd!(
+            sh,
+            "mmdebstrap --mode=root {variant} --skip=cleanup/apt/lists --setup-hook={setup} {hooks...} {include} {excludes...} {suite} {tree} {mirror}"
+        )
+        .env("SOURCE_DATE_EPOCH", project.lock.source_date_epoch.to_string()),
+    )
+    .with_context(|| format!("unpacking Debian {suite} packages {} (as locked in pins.lock)", pins.packages.join(" ")))?;
+    let listing = fs::read_to_string(&downloads).with_context(|| format!("reading {}", downloads.display()))?;
+    let checked = lock::check_downloads(&listing, locked).with_context(|| format!("image {name}"))?;
+    ui::note(format!(
+        "{checked} Debian packages, each the version and sha256 pins.lock locks"
+    ));
+    fs::remove_dir_all(&work)?;
+    let licenses = take_licenses(tree, locked)?;
     let versions = package_versions(tree);
     for path in &pins.remove {
         let path = tree.join(path.trim_start_matches('/'));
@@ -60,7 +113,7 @@ pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) 
                 fs::create_dir_all(&path)?;
             }
         }
-        return Ok(versions);
+        return Ok((versions, licenses));
     }
     merge_usr(tree)?;
     base_users(tree)?;
@@ -85,6 +138,9 @@ pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) 
     for leftover in ["var/log/dpkg.log", "var/log/alternatives.log"] {
         let _ = fs::remove_file(tree.join(leftover));
     }
+    // What is in the tree, for `dpkg-query --admindir=…/var/lib/dpkg`.
+    fs::create_dir_all(tree.join("var/lib/dpkg"))?;
+    fs::write(tree.join("var/lib/dpkg/status"), lock::dpkg_status(locked))?;
     // The directories Debian's base-files would provide.
     for (dir, mode) in [
         ("tmp", 0o1777),
@@ -99,7 +155,35 @@ pub fn image_tree(sh: &Shell, project: &Project, pins: &ImagePins, tree: &Path) 
         fs::create_dir_all(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
-    Ok(versions)
+    Ok((versions, licenses))
+}
+
+/// Package -> the licenses its copyright file names (machine-readable
+/// copyright files only); the files are then removed, so the image holds what
+/// it held without them.
+fn take_licenses(tree: &Path, locked: &[lock::Deb]) -> Result<Licenses> {
+    let doc = tree.join("usr/share/doc");
+    let mut out = BTreeMap::new();
+    for deb in locked {
+        let file = doc.join(&deb.package).join("copyright");
+        if let Ok(text) = fs::read_to_string(&file) {
+            let licenses = sbom::copyright_licenses(&text);
+            if !licenses.is_empty() {
+                out.insert(deb.package.clone(), licenses);
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(&doc) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Package -> version: what dpkg installed, else what apt's lists offered
@@ -227,8 +311,13 @@ fn base_users(tree: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path) -> Result<()> {
-    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {dir} -cf {out} ."))?;
+/// `dir` as a tar: sorted, root-owned, no time after `epoch` (SOURCE_DATE_EPOCH).
+pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path, epoch: u64) -> Result<()> {
+    let mtime = format!("--mtime=@{epoch}");
+    exec::run(cmd!(
+        sh,
+        "tar --numeric-owner --owner=0 --group=0 --sort=name {mtime} --clamp-mtime -C {dir} -cf {out} ."
+    ))?;
     Ok(())
 }
 

@@ -9,13 +9,21 @@ use xshell::{cmd, Shell};
 
 use crate::{base::exec, base::pins::GoTool, base::project::Project, base::ui, building::host};
 
-/// Where the pinned build of tool `name` lives; the version is in the path, so a
-/// changed pin builds anew and never reuses an old binary.
+/// Where the pinned build of tool `name` lives; the version (and what the
+/// build sets, if anything) is in the path, so a changed pin builds anew and
+/// never reuses an old binary.
 pub fn binary_path(project: &Project, name: &str, tool: &GoTool) -> PathBuf {
-    project
-        .cache_path("go")
-        .join(format!("{name}-{}", tool.version))
-        .join(&tool.binary)
+    let vars = tool.build_vars();
+    let dir = if vars.is_empty() {
+        format!("{name}-{}", tool.version)
+    } else {
+        format!(
+            "{name}-{}-{}",
+            tool.version,
+            crate::base::files::content_hash(&vars, &[], 3)
+        )
+    };
+    project.cache_path("go").join(dir).join(&tool.binary)
 }
 
 pub fn cached_binary(project: &Project, name: &str) -> Option<PathBuf> {
@@ -48,6 +56,26 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
 struct Download {
     dir: PathBuf,
     sum: String,
+    /// The version's `.info` file: `{"Version": …, "Time": …}`.
+    info: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Info {
+    time: String,
+}
+
+/// `-ldflags` for the build: stripped, and the version variables the pin names.
+fn ldflags(tool: &GoTool, time: &str) -> String {
+    let mut flags = vec!["-s".to_string()];
+    if let Some(var) = &tool.version_var {
+        flags.push(format!("-X {var}={}", tool.version));
+    }
+    if let Some(var) = &tool.date_var {
+        flags.push(format!("-X {var}={time}"));
+    }
+    flags.join(" ")
 }
 
 fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, out: &Path) -> Result<()> {
@@ -67,6 +95,9 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
             bail!("{module_at} has hash {}, but pins.yml pins {want}", dl.sum);
         }
     }
+    let info = std::fs::read_to_string(&dl.info).with_context(|| format!("reading {}", dl.info.display()))?;
+    let info: Info = serde_json::from_str(&info).with_context(|| format!("reading {}", dl.info.display()))?;
+    let ldflags = format!("-ldflags={}", ldflags(tool, &info.time));
     // Build in a writable copy of the module: `go build` inside the module cache
     // is read-only, and `go install mod@version` rejects modules with replace lines.
     let work = project.cache_path("go").join(format!("src-{name}"));
@@ -82,9 +113,28 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
     let package = &tool.package;
     {
         let _dir = sh.push_dir(&work);
-        exec::run(cmd!(sh, "{go} build -trimpath -ldflags=-s -o {tmp} {package}"))?;
+        exec::run(cmd!(sh, "{go} build -trimpath {ldflags} -o {tmp} {package}"))?;
     }
     std::fs::rename(&tmp, out)?;
     sh.remove_path(&work)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_version_variables_are_set() {
+        let pins = crate::base::pins::Pins::load(&crate::base::project::root()).unwrap();
+        let traefik = pins.go_tool("traefik").unwrap();
+        assert_eq!(
+            ldflags(traefik, "2026-03-26T09:54:04Z"),
+            format!(
+                "-s -X github.com/traefik/traefik/v3/pkg/version.Version={} -X github.com/traefik/traefik/v3/pkg/version.BuildDate=2026-03-26T09:54:04Z",
+                traefik.version
+            )
+        );
+        assert_eq!(ldflags(pins.go_tool("linuxkit").unwrap(), "t"), "-s");
+    }
 }

@@ -20,7 +20,8 @@ use crate::base::{exec, pins::HostPackage, project::Project, ui};
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mksquashfs, cpio, go.
+    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mksquashfs, cpio, go;
+    /// curl, gpgv and xz read the mirror's signed package index (pins.lock).
     Build,
     /// Boot a VM: QEMU.
     Boot,
@@ -36,7 +37,18 @@ pub enum Need {
 /// The programs behind each need (their packages are in pins.yml).
 pub fn programs(need: Need) -> &'static [&'static str] {
     match need {
-        Need::Build => &["mmdebstrap", "buildah", "depmod", "lz4", "mksquashfs", "cpio", "go"],
+        Need::Build => &[
+            "mmdebstrap",
+            "buildah",
+            "depmod",
+            "lz4",
+            "mksquashfs",
+            "cpio",
+            "go",
+            "curl",
+            "gpgv",
+            "xz",
+        ],
         Need::Boot => &[QEMU],
         Need::Registry => &["docker-registry"],
         Need::Programs(programs) => programs,

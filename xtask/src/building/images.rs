@@ -20,7 +20,7 @@ use crate::{
         project::Project,
         ui,
     },
-    building::{buildah, debian, gotools, oci},
+    building::{buildah, debian, gotools, lock, oci},
 };
 
 /// Registry part of every image this project builds. Not a real registry: the
@@ -28,7 +28,7 @@ use crate::{
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "5";
+const RECIPE_FORMAT: &str = "6";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
@@ -61,8 +61,16 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
-        pins += &format!("go={tool} {}@{} {}\n", t.module, t.version, t.package);
+        pins += &format!(
+            "go={tool} {}@{} {} {}\n",
+            t.module,
+            t.version,
+            t.package,
+            t.build_vars()
+        );
     }
+    // The exact packages (pins.lock): a refreshed lock rebuilds what it moved.
+    pins += &project.lock.tag_input(name);
     Ok(content_tag(name, &recipe, &pins))
 }
 
@@ -85,6 +93,23 @@ pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<String> {
 /// buildah's storage as well as in the LinuxKit cache.
 pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<String> {
     ensure_present(sh, project, name, true)
+}
+
+/// Before anything is built: the images among `names` not yet in the cache
+/// must be buildable from what pins.lock locks (the mirror still serves every
+/// locked package), else one error names each missing package.
+pub fn check_locked(sh: &Shell, project: &Project, names: &[String]) -> Result<()> {
+    let mut missing = Vec::new();
+    for name in names {
+        let reference = reference(name, &tag(project, name)?);
+        if !oci::cache_has(&project.linuxkit_cache(), &reference)? {
+            missing.push(name.clone());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    lock::check_served(sh, project, &missing)
 }
 
 fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -> Result<String> {
@@ -113,13 +138,17 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
 
     let pins = project.pins.image(name)?;
-    let versions = debian::image_tree(sh, project, pins, &tree)?;
+    let (versions, licenses) = debian::image_tree(sh, project, name, pins, &tree)?;
     let record = versions_path(project, reference);
     fs::create_dir_all(record.parent().expect("in the cache"))?;
     files::write_atomic(&record, serde_json::to_string_pretty(&versions)?.as_bytes())?;
+    files::write_atomic(
+        &record.with_extension("licenses.json"),
+        serde_json::to_string_pretty(&licenses)?.as_bytes(),
+    )?;
     match name {
-        "kernel" => kernel_files(sh, &tree, &context)?,
-        _ => debian::tar_dir(sh, &tree, &context.join(ROOTFS_TAR))?,
+        "kernel" => kernel_files(sh, project, &tree, &context)?,
+        _ => debian::tar_dir(sh, &tree, &context.join(ROOTFS_TAR), project.lock.source_date_epoch)?,
     }
     for tool in &pins.go {
         let binary = gotools::ensure(sh, project, tool)?;
@@ -146,6 +175,16 @@ fn versions_path(project: &Project, reference: &str) -> PathBuf {
     project.cache_path("versions").join(format!("{name}-{tag}.json"))
 }
 
+/// Package -> the licenses its copyright file names, in the built image `name`
+/// as its recipe stands now (empty if it was built before they were recorded).
+pub fn package_licenses(project: &Project, name: &str) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let path = versions_path(project, &reference(name, &tag(project, name)?)).with_extension("licenses.json");
+    Ok(fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
 /// The version of Debian package `package` in the built image `reference`.
 pub fn package_version(project: &Project, reference: &str, package: &str) -> Option<String> {
     let text = fs::read_to_string(versions_path(project, reference)).ok()?;
@@ -155,7 +194,7 @@ pub fn package_version(project: &Project, reference: &str, package: &str) -> Opt
 
 /// LinuxKit's kernel image shape: `kernel` (the bzImage) and `kernel.tar` (the
 /// modules, unpacked into the VM's root) at the image root.
-fn kernel_files(sh: &Shell, tree: &Path, context: &Path) -> Result<()> {
+fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> Result<()> {
     let boot = tree.join("boot");
     let vmlinuz = fs::read_dir(&boot)
         .with_context(|| {
@@ -183,7 +222,9 @@ fn kernel_files(sh: &Shell, tree: &Path, context: &Path) -> Result<()> {
     let kernel_tar = context.join("kernel.tar");
     // The parents need entries of their own: the kernel's initramfs unpacker
     // creates no missing directories, and would drop every module without them.
-    exec::run(cmd!(sh, "tar --numeric-owner --sort=name -C {tree} -cf {kernel_tar} --no-recursion usr usr/lib --recursion usr/lib/modules"))?;
+    // depmod's files carry the wall clock: clamped to the lock's SOURCE_DATE_EPOCH.
+    let mtime = format!("--mtime=@{}", project.lock.source_date_epoch);
+    exec::run(cmd!(sh, "tar --numeric-owner --owner=0 --group=0 --sort=name {mtime} --clamp-mtime -C {tree} -cf {kernel_tar} --no-recursion usr usr/lib --recursion usr/lib/modules"))?;
     Ok(())
 }
 
@@ -277,5 +318,34 @@ mod tests {
                 "go.traefik.{change} must not retag nginx"
             );
         }
+    }
+
+    /// A refreshed lock rebuilds exactly the images whose packages moved.
+    #[test]
+    fn lock_entries_are_part_of_the_tags_that_use_them() {
+        let project = crate::base::project::for_tests();
+        let before = (tag(&project, "nginx").unwrap(), tag(&project, "kernel").unwrap());
+        for change in ["version", "sha256"] {
+            let mut moved = crate::base::project::for_tests();
+            let debs = moved.lock.images.get_mut("nginx").unwrap();
+            let light = debs.iter_mut().find(|d| d.package == "nginx-light").unwrap();
+            match change {
+                "version" => light.version += "+1",
+                _ => light.sha256 = "0".repeat(64),
+            }
+            assert_ne!(
+                tag(&moved, "nginx").unwrap(),
+                before.0,
+                "nginx-light's {change} must retag nginx"
+            );
+            assert_eq!(tag(&moved, "kernel").unwrap(), before.1, "must not retag kernel");
+        }
+        let mut epoch = crate::base::project::for_tests();
+        epoch.lock.source_date_epoch += 1;
+        assert_ne!(
+            tag(&epoch, "kernel").unwrap(),
+            before.1,
+            "the epoch is in every image's files"
+        );
     }
 }

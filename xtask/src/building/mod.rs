@@ -10,5 +10,6 @@ pub mod doctor;
 pub mod gotools;
 pub mod host;
 pub mod images;
+pub mod lock;
 pub mod oci;
 pub mod registry;

@@ -7,6 +7,7 @@ pub mod http;
 pub mod phases;
 pub mod qemu;
 pub mod registry;
+pub mod repro;
 pub mod session;
 pub mod suite;
 pub mod test_boot;

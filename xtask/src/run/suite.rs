@@ -81,6 +81,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         };
         test_boot::run(sh, project, &options, &nginx_router)?;
     }
+    // A release VM (what a deployment gets): the app serves, and nothing
+    // starts a shell on its console.
+    let release = Project::new(project.install)?.into_release();
+    test_boot::run(sh, &release, &boot(Some(Method::Static), false), &app)?;
     checked_in_files_unchanged(sh, project)
 }
 

@@ -256,6 +256,17 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     ui::say!("  phases (guest uptime): {phases}");
     timings.phases = Some(phases);
     ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts));
+    let said = console_shell(&boot::read_log(&log));
+    match (project.release, said) {
+        (true, false) => ui::say!(
+            "{}: release VM: served, and no shell was started on its console",
+            method.vm_name()
+        ),
+        (true, true) => {
+            bail!("a release VM started a shell on its console (its serial log says `{CONSOLE_SHELL_STARTED}`)")
+        }
+        _ => {}
+    }
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
         let pulled = local.pulled_manifests();
@@ -541,6 +552,14 @@ fn check_routes(h: &mut Headless, app: &App, port: u16, timings: &mut Timings) -
 /// the kernel could not unpack the whole initrd, init could not start a
 /// service, or the compose runner gave up. A boot test stops there instead
 /// of waiting out its deadline.
+/// What the VM's service runner says when the console shell starts.
+const CONSOLE_SHELL_STARTED: &str = "service: started getty";
+
+/// Did the VM start a shell on its console?
+fn console_shell(console: &str) -> bool {
+    console.lines().any(|l| l.trim_end() == CONSOLE_SHELL_STARTED)
+}
+
 fn gave_up(console: &str) -> Option<String> {
     let line = console.lines().find(|l| {
         l.starts_with(RUNNER_FAILED)
@@ -609,6 +628,12 @@ mod tests {
             err.starts_with("--host a.localhost: compose/test.yml has no router port"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_console_shell_is_seen_in_the_serial_log() {
+        assert!(console_shell("x\nservice: started getty\nservice: started docker\n"));
+        assert!(!console_shell("service: started docker\ncompose: app is up\n"));
     }
 
     #[test]

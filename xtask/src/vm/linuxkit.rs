@@ -138,6 +138,9 @@ impl File {
 /// The VM images every configuration is built on, by recipe folder name.
 pub const BASE_IMAGES: [&str; 6] = ["kernel", "init", "runc", "modules", "network", "getty"];
 
+/// The service that gives a root shell on the serial console (not in release VMs).
+pub const CONSOLE_SHELL: &str = "getty";
+
 /// Image references by recipe name, as [`images::reference`] makes them.
 pub type Refs = BTreeMap<String, String>;
 
@@ -289,7 +292,7 @@ pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
 
 impl Vm {
     pub fn yaml_path(&self, project: &Project) -> PathBuf {
-        let dir = if self.checked_in {
+        let dir = if self.checked_in && !project.release {
             project.root.join("linuxkit")
         } else {
             project.dist.clone()
@@ -303,7 +306,12 @@ impl Vm {
         for name in &self.images {
             refs.insert(name.to_string(), images::reference(name, &images::tag(project, name)?));
         }
-        Ok((self.config)(&refs))
+        let mut config = (self.config)(&refs);
+        if project.release {
+            // A release VM: nothing listens on its console.
+            config.services.retain(|s| s.name != CONSOLE_SHELL);
+        }
+        Ok(config)
     }
 
     pub fn yaml(&self, project: &Project) -> Result<String> {
@@ -442,6 +450,50 @@ mod tests {
             cmdline: vec!["linuxkit_compose.registry=r.example.com/team".into()],
         };
         insta::assert_snapshot!(render(&compose(&refs, &payload), "cargo xtask yaml").unwrap());
+    }
+
+    /// A release VM has nothing on its console; a development VM has the shell.
+    #[test]
+    fn release_vms_have_no_console_shell() {
+        let mut project = crate::base::project::for_tests();
+        let app = crate::building::apps::testing::default_app();
+        let services = |project: &Project, vm: &Vm| -> Vec<String> {
+            vm.config(project)
+                .unwrap()
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let vms = || {
+            [
+                smoke_vm(),
+                crate::vm::methods::vm(&project_dev(), crate::vm::methods::Method::Static, &app, None).unwrap(),
+            ]
+        };
+        for vm in vms() {
+            assert!(
+                services(&project, &vm).contains(&CONSOLE_SHELL.to_string()),
+                "{}",
+                vm.name
+            );
+        }
+        project.release = true;
+        project.dist = project.dist.join("release");
+        for vm in vms() {
+            let names = services(&project, &vm);
+            assert!(!names.contains(&CONSOLE_SHELL.to_string()), "{}: {names:?}", vm.name);
+            assert!(!names.is_empty(), "{}: the app's services stay", vm.name);
+            assert_eq!(
+                vm.yaml_path(&project).parent().unwrap(),
+                project.dist,
+                "release YAML is not checked in"
+            );
+        }
+    }
+
+    fn project_dev() -> Project {
+        crate::base::project::for_tests()
     }
 
     /// linuxkit/*.yml is checked in so readers can see what the VM is made of; it

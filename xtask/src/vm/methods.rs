@@ -15,11 +15,11 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
-    building::{apps, registry::Address},
+    building::{apps, images, registry::Address},
     vm::{
         dynamic_vm,
         linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        native_vm, packed, static_vm, sums,
+        native_vm, packed, sbom, static_vm, sums,
     },
 };
 
@@ -149,6 +149,17 @@ fn runtime_file(method: Method, app: &App) -> Result<String> {
     }
 }
 
+/// Every image a VM build may need (the VM's own and the app's base images)
+/// is buildable from pins.lock, or nothing is built.
+pub fn check_locked(sh: &Shell, project: &Project) -> Result<()> {
+    let mut names: Vec<String> = linuxkit::BASE_IMAGES.iter().map(|n| n.to_string()).collect();
+    names.extend(["docker", "compose", "netns"].map(String::from));
+    names.extend(project.pins.catalog.values().map(|c| c.recipe.clone()));
+    names.sort();
+    names.dedup();
+    images::check_locked(sh, project, &names)
+}
+
 /// Build everything the method's VM needs that is stale, then the VM itself.
 /// For the dynamic method, `registry` (the user's `--registry`) is pushed to
 /// and written into the VM; `push_to` is only pushed to.
@@ -161,6 +172,15 @@ pub fn build(
     push_to: Option<&Address>,
 ) -> Result<Artifacts> {
     let artifacts = build_vm(sh, project, method, app, registry, push_to)?;
+    let mut recipes = linuxkit::BASE_IMAGES.to_vec();
+    recipes.extend(match method {
+        Method::Native => ["netns"].as_slice(),
+        _ => ["docker", "compose"].as_slice(),
+    });
+    if project.release {
+        recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+    }
+    sbom::write(sh, project, method.vm_name(), &recipes, Some(app))?;
     sums::write(project)?;
     Ok(artifacts)
 }
@@ -176,6 +196,7 @@ fn build_vm(
     if method == Method::Native {
         return native_vm::build(sh, project, app);
     }
+    check_locked(sh, project)?;
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
     match method {

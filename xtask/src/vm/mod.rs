@@ -10,5 +10,6 @@ pub mod methods;
 pub mod native;
 pub mod native_vm;
 pub mod packed;
+pub mod sbom;
 pub mod static_vm;
 pub mod sums;

@@ -70,6 +70,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
         file: app.file.clone(),
         problems,
     })?;
+    methods::check_locked(sh, project)?;
     let facts = images(sh, project, app)?;
     methods::stage_project(project, Method::Native, app)?;
     let vm = vm(project, app, &facts)?;

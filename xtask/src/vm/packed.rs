@@ -133,12 +133,21 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     .context("unpacking the base initrd")?;
     trim_modules(sh, &work, &wanted)?;
     pack_lowers(sh, &project.cache_path("squashfs"), &work, layout)?;
+    // Same inputs, same bytes: what depmod and the moves above wrote carries
+    // the wall clock; every time after the lock's SOURCE_DATE_EPOCH is clamped to it.
+    let epoch = format!("@{}", project.lock.source_date_epoch);
+    let each = "{}";
+    exec::run(cmd!(
+        sh,
+        "find {work} -newermt {epoch} -exec touch -h -d {epoch} {each} +"
+    ))
+    .context("clamping file times to SOURCE_DATE_EPOCH")?;
     let partial = out.with_extension("partial");
     // Sorted, so every directory comes before what it holds.
     exec::run(
         cmd!(
             sh,
-            "bash -o pipefail -c 'cd \"$1\" && find . | sort | cpio -o -H newc --quiet | lz4 -l -q > \"$0\"' {partial} {work}"
+            "bash -o pipefail -c 'cd \"$1\" && find . | sort | cpio -o -H newc --quiet --renumber-inodes --ignore-devno | lz4 -l -q > \"$0\"' {partial} {work}"
         )
         .env("LC_ALL", "C"),
     )
