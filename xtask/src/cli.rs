@@ -308,6 +308,21 @@ impl Command {
         }
     }
 
+    /// The deployable format (a disk or an ISO) this command builds or boots,
+    /// if any: those are release builds, without a console shell.
+    pub fn deployable_format(&self) -> Option<Format> {
+        let format = match self {
+            Command::Static { format, .. }
+            | Command::Dynamic { format, .. }
+            | Command::Native { format, .. }
+            | Command::Smoke { format } => format.format,
+            Command::RunStatic(run) | Command::RunNative(run) | Command::RunDynamic { run, .. } => run.format.format,
+            Command::TestBoot(args) => args.format.format,
+            _ => Format::KernelInitrd,
+        };
+        (format != Format::KernelInitrd).then_some(format)
+    }
+
     /// What the command will run on the host, so all of it is checked first.
     pub fn needs(&self) -> Vec<Need> {
         let local_registry = |r: &RegistryArg| {
@@ -574,6 +589,23 @@ mod tests {
             assert!(parse(args).is_err(), "{args:?} must be refused");
         }
         assert!(parse(&["run-static", "--port", "8080", "--memory", "1024"]).is_ok());
+    }
+
+    #[test]
+    fn disk_and_iso_formats_are_release_builds() {
+        let deployable = |args: &[&str]| parse(args).unwrap().deployable_format();
+        assert_eq!(deployable(&["static", "--format", "raw-efi"]), Some(Format::RawEfi));
+        assert_eq!(
+            deployable(&["test-boot", "--method", "static", "--format", "iso-efi"]),
+            Some(Format::IsoEfi)
+        );
+        assert_eq!(
+            deployable(&["run-native", "--format", "qcow2-bios"]),
+            Some(Format::Qcow2Bios)
+        );
+        assert_eq!(deployable(&["static"]), None);
+        assert_eq!(deployable(&["run-static"]), None);
+        assert_eq!(deployable(&["test-boot", "--method", "static"]), None);
     }
 
     #[test]

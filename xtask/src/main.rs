@@ -49,12 +49,18 @@ fn run(cli: Cli) -> Result<()> {
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
     let mut project = Project::new(!cli.no_install)?;
-    if cli.release {
+    let deployable = cli.command.deployable_format();
+    if cli.release || deployable.is_some() {
         project = project.into_release();
     }
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     ui::init(project.dist.join("logs"), cli.verbose);
+    if let (Some(format), false) = (deployable, cli.release) {
+        ui::note(format!(
+            "{format} is a deployable format: a release VM, without a shell on its console, in dist/release/"
+        ));
+    }
     // So is every program the command will run.
     host::require_all(&sh, &project, &cli.command.needs())?;
     match cli.command {

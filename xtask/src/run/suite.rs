@@ -43,10 +43,13 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // The static VM as a host boots it: the same checks, from its disk
     // images (SeaBIOS + syslinux from a qcow2 virtio disk, OVMF + the unified
     // kernel image from a raw GPT disk) and from its ISO as a CD-ROM.
+    // Deployable formats are release VMs: each boot also checks that no shell
+    // started on the console.
+    let release = Project::new(project.install)?.into_release();
     for format in FORMATS {
         let mut args = boot(Some(Method::Static), false);
         args.vm.format = format;
-        test_boot::run(sh, project, &args, &app)?;
+        test_boot::run(sh, &release, &args, &app)?;
     }
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)?;
@@ -81,9 +84,8 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         };
         test_boot::run(sh, project, &options, &nginx_router)?;
     }
-    // A release VM (what a deployment gets): the app serves, and nothing
-    // starts a shell on its console.
-    let release = Project::new(project.install)?.into_release();
+    // A release VM as kernel+initrd (`--release`): the app serves, and
+    // nothing starts a shell on its console.
     test_boot::run(sh, &release, &boot(Some(Method::Static), false), &app)?;
     checked_in_files_unchanged(sh, project)
 }
