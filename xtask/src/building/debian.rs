@@ -206,16 +206,20 @@ fn package_versions(tree: &Path) -> BTreeMap<String, String> {
     versions
 }
 
+/// Field `name` of one stanza of a Debian control file (a Packages index, a
+/// dpkg status), its value trimmed; continuation lines are not read.
+pub fn control_field(stanza: &str, name: &str) -> Option<String> {
+    stanza
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+}
+
 /// (Package, Version) of every stanza of a dpkg status or apt Packages file.
 fn stanzas(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
-                .map(|v| v.trim().to_string())
-        };
+        let field = |name: &str| control_field(stanza, name);
         if let (Some(p), Some(v)) = (field("Package"), field("Version")) {
             out.push((p, v));
         }

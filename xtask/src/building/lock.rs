@@ -177,12 +177,7 @@ pub type Index = BTreeMap<(String, String, String), Deb>;
 pub fn parse_index(text: &str) -> Index {
     let mut index = Index::new();
     for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
-                .map(|v| v.trim().to_string())
-        };
+        let field = |name: &str| super::debian::control_field(stanza, name);
         let (Some(package), Some(version), Some(arch), Some(sha256), Some(filename)) = (
             field("Package"),
             field("Version"),

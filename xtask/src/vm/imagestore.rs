@@ -270,11 +270,9 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     fs::remove_file(&layer_tar)?;
     refuse_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
     let image = work.join("diff.sqfs");
-    // Times 0, so the same layer gives the same bytes.
-    exec::run(cmd!(
-        sh,
-        "mksquashfs {diff} {image} -noappend -quiet -no-progress -comp zstd -Xcompression-level 19 -b 1048576 -mkfs-time 0 -all-time 0"
-    ))?;
+    // Times 0, so the same layer gives the same bytes (the packed initrds' options).
+    let opts = packed::SQUASHFS_OPTS;
+    exec::run(cmd!(sh, "mksquashfs {diff} {image} {opts...}"))?;
     let cpio = work.join("segment.cpio");
     let mut w = Writer::new(std::io::BufWriter::new(fs::File::create(&cpio)?));
     for (path, perm) in [

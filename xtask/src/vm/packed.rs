@@ -42,7 +42,7 @@ const FORMAT: &str = "squashfs zstd-19 1M lower, times 0; modules trimmed, uncom
 
 /// mksquashfs's options for every image (part of the cache key): file and
 /// filesystem times are 0, so an image is made of its files alone.
-const SQUASHFS_OPTS: [&str; 13] = [
+pub const SQUASHFS_OPTS: [&str; 13] = [
     "-noappend",
     "-quiet",
     "-no-progress",

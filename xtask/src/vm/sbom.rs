@@ -98,17 +98,7 @@ fn spdx_id(debian: &str) -> String {
     if let Some((_, id)) = known.iter().find(|(d, _)| d.eq_ignore_ascii_case(debian)) {
         return id.to_string();
     }
-    let clean: String = debian
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("LicenseRef-{clean}")
+    format!("LicenseRef-{}", spdx_safe(debian))
 }
 
 /// The SPDX expression for a package's licenses: alternatives (`GPL-2+ or
@@ -185,9 +175,13 @@ pub fn go_modules(text: &str, main_version: &str, main_sum: &str) -> Vec<GoModul
 }
 
 fn spdx_ref(kind: &str, parts: &[&str]) -> String {
-    let text: String = parts
-        .join("-")
-        .chars()
+    format!("SPDXRef-{kind}-{}", spdx_safe(&parts.join("-")))
+}
+
+/// `text` with every character SPDX does not allow in an identifier
+/// (letters, digits, `.` and `-` only) made a `-`.
+fn spdx_safe(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -195,8 +189,7 @@ fn spdx_ref(kind: &str, parts: &[&str]) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("SPDXRef-{kind}-{text}")
+        .collect()
 }
 
 /// `pkg:deb/debian/NAME@VERSION?arch=ARCH` (the epoch's ':' escaped).
