@@ -92,7 +92,7 @@ pub enum Command {
     /// mirror as it is now, write their exact versions and sha256 to pins.lock,
     /// and print what changed. Builds install exactly what pins.lock locks.
     Lock,
-    /// Build the VM's own images (kernel, init, runc, …) into the LinuxKit cache.
+    /// Build the VM's own images (kernel, init, crun, …) into the LinuxKit cache.
     VmImages {
         /// Image recipe names under images/ (default: all in pins.yml).
         names: Vec<String>,

@@ -136,7 +136,7 @@ impl File {
 }
 
 /// The VM images every configuration is built on, by recipe folder name.
-pub const BASE_IMAGES: [&str; 6] = ["kernel", "init", "runc", "modules", "network", "getty"];
+pub const BASE_IMAGES: [&str; 6] = ["kernel", "init", "crun", "modules", "network", "getty"];
 
 /// The service that gives a root shell on the serial console (not in release VMs).
 pub const CONSOLE_SHELL: &str = "getty";
@@ -150,7 +150,7 @@ pub type Refs = BTreeMap<String, String>;
 /// included), not the hundreds of informational boot lines.
 pub const CMDLINE: &str = "console=ttyS0 panic=1 loglevel=5";
 
-/// The base every VM shares: kernel, init + runc, kernel modules and DHCP at boot,
+/// The base every VM shares: kernel, init + crun, kernel modules and DHCP at boot,
 /// a shell on the serial console.
 pub fn base(refs: &Refs) -> Config {
     let img = |name: &str| {
@@ -163,7 +163,7 @@ pub fn base(refs: &Refs) -> Config {
             image: img("kernel"),
             cmdline: CMDLINE.into(),
         },
-        init: vec![img("init"), img("runc")],
+        init: vec![img("init"), img("crun")],
         onboot: vec![
             Container {
                 name: "modules".into(),
@@ -423,7 +423,7 @@ mod tests {
     use super::*;
 
     fn fake_refs() -> Refs {
-        ["kernel", "init", "runc", "modules", "network", "getty", "nginx"]
+        ["kernel", "init", "crun", "modules", "network", "getty", "nginx"]
             .into_iter()
             .map(|n| (n.to_string(), images::reference(n, "0123456789ab")))
             .collect()

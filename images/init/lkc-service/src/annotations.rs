@@ -55,7 +55,7 @@ pub struct Spec {
     pub depends_on: Vec<(String, Condition)>,
     pub restart: Restart,
     pub healthcheck: Option<Healthcheck>,
-    /// The signal that stops it, as `runc kill` takes it (`QUIT`, `15`).
+    /// The signal that stops it, as `crun kill` takes it (`QUIT`, `15`).
     pub stop_signal: String,
     /// How long it gets to exit after that signal before KILL.
     pub stop_grace: std::time::Duration,
@@ -114,7 +114,7 @@ fn parse_depends_on(text: &str) -> Result<Vec<(String, Condition)>, String> {
 }
 
 /// A signal as Docker's STOPSIGNAL takes it (`SIGQUIT`, `QUIT`, `3`), as
-/// `runc kill` takes it (`QUIT`, `3`).
+/// `crun kill` takes it (`QUIT`, `3`).
 pub fn parse_signal(text: &str) -> Result<String, String> {
     let t = text.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {

@@ -1,11 +1,11 @@
-//! Finding the runc bundles LinuxKit wrote under /containers/<kind> and
+//! Finding the OCI bundles LinuxKit wrote under /containers/<kind> and
 //! putting them in run order (by directory name, so `000-a` before `001-b`).
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-/// A bundle directory and the container name runc gets (its basename).
+/// A bundle directory and the container name the runtime gets (its basename).
 #[derive(Debug, PartialEq)]
 pub struct Bundle {
     pub name: String,

@@ -1,7 +1,7 @@
 //! Healthchecks: the annotation's settings, when to probe next and how probe
 //! results add up to healthy/unhealthy. The rules are Docker's (moby's
 //! daemon/health.go), so `depends_on: service_healthy` behaves as under
-//! `docker compose up`; the probing itself (`runc exec`) is in `supervise`.
+//! `docker compose up`; the probing itself (`crun exec`) is in `supervise`.
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub enum Health {
 /// A service's healthcheck, with Docker's defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Healthcheck {
-    /// The probe's argv, run with `runc exec` (CMD-SHELL is already
+    /// The probe's argv, run with `crun exec` (CMD-SHELL is already
     /// `["/bin/sh", "-c", cmd]`).
     pub test: Vec<String>,
     pub interval: Duration,

@@ -1,11 +1,11 @@
 //! `service`: the VM-side runner for LinuxKit container bundles. Run from the
 //! busybox init scripts, it applies each bundle's runtime.json and drives
-//! `runc` directly (no containerd). Service bundles annotated as compose
+//! the OCI runtime (crun) directly (no containerd). Service bundles annotated as compose
 //! services (`annotations`) are left to a supervisor process (`supervise`)
 //! that gives them what `docker compose up` would: start order by
 //! `depends_on`, restart policies, healthchecks, exit reports. This file
 //! holds the CLI and the commands; see the other modules for parsing,
-//! mounts, runc calls and the supervisor's decisions (`deps`, `restart`,
+//! mounts, runtime calls and the supervisor's decisions (`deps`, `restart`,
 //! `health`).
 
 mod annotations;
@@ -13,9 +13,9 @@ mod bundles;
 mod deps;
 mod health;
 mod mountopts;
+mod oci;
 mod prepare;
 mod restart;
-mod runc;
 mod runtime;
 mod supervise;
 
@@ -34,11 +34,11 @@ commands:
               supervise` instead, whose pid goes to /run/lkc-supervise.pid
   supervise   run the compose services in the foreground as `docker compose
               up` would: depends_on conditions, restart policies,
-              healthchecks (runc exec), exits reported on the console;
+              healthchecks (crun exec), exits reported on the console;
               on SIGTERM, stop them (TERM, KILL after 10 s) and exit
   onshutdown  run each /containers/onshutdown bundle in name order
   stop        TERM the supervisor and wait for it, then send TERM to every
-              other service container (runc kill NAME TERM)
+              other service container (crun kill NAME TERM)
 
 compose annotations (org.linuxkit-compose.*):
   service      the compose service name; marks the bundle supervised
@@ -118,10 +118,10 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
             log(&format!("{kind} {name} skipped: {e}"));
             continue;
         }
-        match runc::run(&dir, &name) {
+        match oci::run(&dir, &name) {
             Ok(st) => log(&format!(
                 "{kind} {name} exited with status {}{}",
-                runc::code(st),
+                oci::code(st),
                 uptime()
             )),
             Err(e) => log(&format!("{kind} {name}: {e}")),
@@ -136,7 +136,7 @@ fn pid_file(root: &Path) -> PathBuf {
 }
 
 /// Whether a service bundle is a compose service (see `annotations`). A
-/// config.json that cannot be read leaves the bundle to plain runc, which
+/// config.json that cannot be read leaves the bundle to plain crun, which
 /// reports the problem as it always has.
 fn is_supervised(dir: &Path) -> bool {
     annotations::read(dir).is_ok_and(|a| annotations::supervised(&a))
@@ -145,7 +145,7 @@ fn is_supervised(dir: &Path) -> bool {
 /// Launch the supervisor for the compose services, if there are any, then
 /// prepare and start every other service detached, all at once: they do not
 /// wait for each other (LinuxKit starts them concurrently too), and each
-/// `runc run` takes a while under emulation.
+/// container start takes a while under emulation.
 fn start(root: &Path) -> Result<(), String> {
     let (supervised, plain): (Vec<_>, Vec<_>) = bundles::list(&root.join("containers/services"))?
         .into_iter()
@@ -166,9 +166,9 @@ fn start(root: &Path) -> Result<(), String> {
                     log(&format!("service {name} skipped: {e}"));
                     return;
                 }
-                match runc::run_detached(dir, name) {
+                match oci::run_detached(dir, name) {
                     Ok(st) if st.success() => log(&format!("started {name}")),
-                    Ok(st) => log(&format!("starting {name} failed with status {}", runc::code(st))),
+                    Ok(st) => log(&format!("starting {name} failed with status {}", oci::code(st))),
                     Err(e) => log(&format!("starting {name}: {e}")),
                 }
             });
@@ -185,7 +185,7 @@ fn stop(root: &Path) -> Result<(), String> {
         if is_supervised(&dir) {
             continue;
         }
-        match runc::kill(&name, "TERM") {
+        match oci::kill(&name, "TERM") {
             Ok(()) => log(&format!("stopped {name}")),
             Err(e) => log(&format!("stop {name}: {e}")),
         }

@@ -1,5 +1,5 @@
 //! Pure mount logic: turning OCI mount options into mount(2) flags,
-//! propagation changes and a data string (the way runc does), and planning
+//! propagation changes and a data string (the way runc and crun do), and planning
 //! the sequence of mount(2) calls for one runtime.json mount.
 
 use crate::runtime::Mount;

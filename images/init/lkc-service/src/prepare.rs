@@ -1,4 +1,4 @@
-//! Applying a bundle's runtime.json before `runc run`: cgroup directories,
+//! Applying a bundle's runtime.json before `crun run`: cgroup directories,
 //! mounts and mkdirs. The syscall wrappers here are deliberately thin; the
 //! decisions live in `runtime` and `mountopts`.
 

@@ -12,7 +12,7 @@ use crate::bundles::{self, Bundle};
 use crate::deps::{self, Gate, Status};
 use crate::health::{Counter, Health, Healthcheck};
 use crate::restart::Backoff;
-use crate::{log, prepare, runc};
+use crate::{log, oci, prepare};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -260,16 +260,16 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
     loop {
         let Some(run) = shared.launch(name) else { return skip() };
         let started = Instant::now();
-        let status = match runc::spawn_logged(&svc.dir, name) {
+        let status = match oci::spawn_logged(&svc.dir, name) {
             Ok(mut child) => {
                 log(&format!("started {name}{}", crate::uptime()));
                 if let Some(hc) = &svc.spec.healthcheck {
                     spawn_healthcheck(shared, name, hc, run, started);
                 }
                 match child.wait() {
-                    Ok(st) => runc::code(st),
+                    Ok(st) => oci::code(st),
                     Err(e) => {
-                        log(&format!("{name}: waiting for runc: {e}"));
+                        log(&format!("{name}: waiting for {}: {e}", oci::RUNTIME));
                         -1
                     }
                 }
@@ -295,9 +295,9 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
         }
         restarts += 1;
         log(&format!("restarting {name} (attempt {restarts})"));
-        // A foreground `runc run` deletes its container on exit, so this
-        // only clears one that runc could not (its error is expected).
-        let _ = runc::delete_force(name);
+        // A foreground `crun run` deletes its container on exit, so this
+        // only clears one that crun could not (its error is expected).
+        let _ = oci::delete_force(name);
     }
 }
 
@@ -316,7 +316,7 @@ fn spawn_healthcheck(shared: &Arc<Shared>, name: &str, hc: &Healthcheck, run: u3
                 return;
             }
             let in_start_period = hc.in_start_period(started.elapsed());
-            let probe = runc::probe(&name, &hc.test, hc.timeout);
+            let probe = oci::probe(&name, &hc.test, hc.timeout);
             let Some(health) = count.record(probe.passed(), in_start_period) else {
                 continue;
             };
@@ -350,14 +350,14 @@ fn shutdown(shared: &Shared, stops: &BTreeMap<String, (String, Duration)>, pid_f
     for name in shared.running() {
         let (signal, wait) = stops.get(&name).unwrap_or(&default);
         grace = grace.max(*wait);
-        if let Err(e) = runc::kill(&name, signal) {
+        if let Err(e) = oci::kill(&name, signal) {
             log(&format!("stop {name}: {e}"));
         }
     }
     let left = shared.wait_all_down(grace);
     for name in &left {
         log(&format!("{name} did not stop in {grace:?}, killing it"));
-        if let Err(e) = runc::kill(name, "KILL") {
+        if let Err(e) = oci::kill(name, "KILL") {
             log(&format!("kill {name}: {e}"));
         }
     }

@@ -1,5 +1,5 @@
 //! The native method: every compose service becomes a LinuxKit service, run
-//! by the VM's own init and runc; no Docker engine, no compose, no image
+//! by the VM's own init and crun; no Docker engine, no compose, no image
 //! tarballs in the VM. What a Docker engine would give each container is
 //! written out in the LinuxKit YAML (`process`: the process, user and
 //! capabilities; `network`: the networks, names and published ports), the
@@ -790,7 +790,7 @@ mod tests {
     }
 
     fn fake_refs() -> Refs {
-        ["kernel", "init", "runc", "modules", "network", "getty", "netns"]
+        ["kernel", "init", "crun", "modules", "network", "getty", "netns"]
             .into_iter()
             .map(|n| (n.to_string(), format!("linuxkit-compose.local/{n}:0123456789ab")))
             .collect()

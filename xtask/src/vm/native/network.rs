@@ -475,7 +475,14 @@ mod tests {
             "{script}"
         );
         assert!(
-            !script.split("-n db -batch").nth(1).unwrap().split("EOF\n").next().unwrap().contains("route"),
+            !script
+                .split("-n db -batch")
+                .nth(1)
+                .unwrap()
+                .split("EOF\n")
+                .next()
+                .unwrap()
+                .contains("route"),
             "internal network: no way out: {script}"
         );
         let nft = plan.nft();

@@ -1,12 +1,16 @@
-//! Invoking `runc` (looked up on PATH): run a bundle to completion, start
-//! it detached or in the foreground with its output logged, probe it with
-//! `runc exec`, signal it, delete it.
+//! Invoking the OCI runtime (crun, looked up on PATH; its command line is
+//! runc's): run a bundle to completion, start it detached or in the
+//! foreground with its output logged, probe it with `crun exec`, signal it,
+//! delete it.
 
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The OCI runtime the VM carries (images/crun).
+pub const RUNTIME: &str = "crun";
 
 /// An exit status as a shell would report it (128+N when killed by signal N).
 pub fn code(status: ExitStatus) -> i32 {
@@ -15,12 +19,12 @@ pub fn code(status: ExitStatus) -> i32 {
 }
 
 fn spawn_err(e: std::io::Error) -> String {
-    format!("cannot run runc: {e}")
+    format!("cannot run {RUNTIME}: {e}")
 }
 
-/// `runc run --bundle DIR NAME`, waiting for the container to exit.
+/// `crun run --bundle DIR NAME`, waiting for the container to exit.
 pub fn run(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
-    Command::new("runc")
+    Command::new(RUNTIME)
         .args(["run", "--bundle"])
         .arg(bundle)
         .arg(name)
@@ -45,11 +49,11 @@ fn log_pipe(name: &str) -> Result<(Child, Stdio, Stdio), String> {
     Ok((tee, Stdio::from(out), Stdio::from(err)))
 }
 
-/// `runc run --detach --bundle DIR NAME` with stdin from /dev/null and the
+/// `crun run --detach --bundle DIR NAME` with stdin from /dev/null and the
 /// container's output logged (see `log_pipe`); tee outlives this program.
 pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
     let (_tee, out, err) = log_pipe(name)?;
-    Command::new("runc")
+    Command::new(RUNTIME)
         .args(["run", "--detach", "--bundle"])
         .arg(bundle)
         .arg(name)
@@ -60,13 +64,13 @@ pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
         .map_err(spawn_err)
 }
 
-/// Start `runc run --bundle DIR NAME` in the foreground (runc lives as long
+/// Start `crun run --bundle DIR NAME` in the foreground (crun lives as long
 /// as the container and exits with its status), stdin from /dev/null and
 /// output logged (see `log_pipe`). The caller waits for the returned child;
 /// tee is reaped by a thread of its own.
 pub fn spawn_logged(bundle: &Path, name: &str) -> Result<Child, String> {
     let (mut tee, out, err) = log_pipe(name)?;
-    let child = Command::new("runc")
+    let child = Command::new(RUNTIME)
         .args(["run", "--bundle"])
         .arg(bundle)
         .arg(name)
@@ -79,9 +83,9 @@ pub fn spawn_logged(bundle: &Path, name: &str) -> Result<Child, String> {
     child
 }
 
-/// Run runc with `args`, quietly; on failure returns runc's own message.
+/// Run the runtime with `args`, quietly; on failure returns its own message.
 fn quiet(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("runc")
+    let out = Command::new(RUNTIME)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -91,19 +95,19 @@ fn quiet(args: &[&str]) -> Result<(), String> {
     }
     let msg = String::from_utf8_lossy(&out.stderr);
     Err(format!(
-        "runc {} exited with status {}: {}",
+        "{RUNTIME} {} exited with status {}: {}",
         args[0],
         code(out.status),
         msg.trim()
     ))
 }
 
-/// `runc kill NAME SIGNAL`.
+/// `crun kill NAME SIGNAL`.
 pub fn kill(name: &str, signal: &str) -> Result<(), String> {
     quiet(&["kill", name, signal])
 }
 
-/// `runc delete --force NAME`: forget a stopped container so its name can
+/// `crun delete --force NAME`: forget a stopped container so its name can
 /// be run again.
 pub fn delete_force(name: &str) -> Result<(), String> {
     quiet(&["delete", "--force", name])
@@ -132,12 +136,12 @@ impl Probe {
     }
 }
 
-/// `runc exec NAME ARGV...` with no input or output, killed (the process in
+/// `crun exec NAME ARGV...` with no input or output, killed (the process in
 /// the container too, found through `--pid-file`) if it runs past `timeout`.
 pub fn probe(name: &str, argv: &[String], timeout: Duration) -> Probe {
     let pid_file = format!("/run/lkc-health-{name}.pid");
     let _ = fs::remove_file(&pid_file);
-    let spawned = Command::new("runc")
+    let spawned = Command::new(RUNTIME)
         .args(["exec", "--pid-file", &pid_file, name])
         .args(argv)
         .stdin(Stdio::null())
@@ -163,7 +167,7 @@ pub fn probe(name: &str, argv: &[String], timeout: Duration) -> Probe {
                 break Probe::Timeout(timeout);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => break Probe::Failed(format!("waiting for runc exec: {e}")),
+            Err(e) => break Probe::Failed(format!("waiting for {RUNTIME} exec: {e}")),
         }
     };
     let _ = fs::remove_file(&pid_file);
