@@ -13,3 +13,4 @@ pub mod images;
 pub mod lock;
 pub mod oci;
 pub mod registry;
+pub mod upload;

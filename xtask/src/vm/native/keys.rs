@@ -126,7 +126,7 @@ pub const SERVICE: &[Key] = &[
     key(
         "healthcheck.test[]",
         C,
-        "run in the container with `runc exec`; CMD-SHELL through /bin/sh -c",
+        "run in the container with `crun exec`; CMD-SHELL through /bin/sh -c",
     ),
     key("healthcheck.interval", C, "Docker's default 30 s"),
     key("healthcheck.timeout", C, "Docker's default 30 s"),
