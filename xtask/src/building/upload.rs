@@ -10,22 +10,25 @@
 //! again.
 
 use std::{
-    fs::{self, File},
-    io::{self, BufRead, BufReader, Read, Write},
-    net::{TcpStream, ToSocketAddrs},
+    fs,
+    net::{SocketAddr, ToSocketAddrs},
     path::Path,
     time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
     base::{exec, project::Project},
     building::buildah,
+    run::http::{self, Body},
+    vm::sums,
 };
+
+/// How long one request may take (a layer is a few hundred MB on loopback).
+const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One blob of the image: where its bytes are and what the manifest says of it.
 struct Blob<'a> {
@@ -62,6 +65,12 @@ pub fn push(sh: &Shell, project: &Project, image: &str, reference: &str) -> Resu
 }
 
 fn upload(unpacked: &Path, host: &str, repo: &str, tag: &str) -> Result<()> {
+    let addr = host
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("registry address {host}"))?;
+    let registry = Registry { addr, host };
     let manifest: Value = serde_json::from_slice(&fs::read(unpacked.join("manifest.json"))?)
         .context("manifest.json of the docker-archive")?;
     let entry = &manifest[0];
@@ -82,20 +91,20 @@ fn upload(unpacked: &Path, host: &str, repo: &str, tag: &str) -> Result<()> {
         .map(|p| blob(p, "application/vnd.oci.image.layer.v1.tar"))
         .collect::<Result<Vec<_>>>()?;
     for b in std::iter::once(&config).chain(&layers) {
-        put_blob(host, repo, b)?;
+        registry.put_blob(repo, b)?;
     }
     let manifest = manifest_json(&config, &layers);
-    let (status, _, body) = request(
-        host,
+    let r = registry.send(
         "PUT",
         &format!("/v2/{repo}/manifests/{tag}"),
         Some("application/vnd.oci.image.manifest.v1+json"),
         Body::Bytes(manifest.as_bytes()),
     )?;
-    if status != 201 {
+    if r.status != 201 {
         bail!(
-            "the registry refused the manifest: HTTP {status}: {}",
-            String::from_utf8_lossy(&body).trim()
+            "the registry refused the manifest: HTTP {}: {}",
+            r.status,
+            r.body.trim()
         );
     }
     Ok(())
@@ -114,54 +123,57 @@ fn manifest_json(config: &Blob, layers: &[Blob]) -> String {
 }
 
 fn blob<'a>(path: &'a Path, media_type: &'static str) -> Result<Blob<'a>> {
-    let mut file = File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut hash = Sha256::new();
-    let size = io::copy(&mut file, &mut hash)?;
     Ok(Blob {
         path,
         media_type,
-        digest: format!("sha256:{:x}", hash.finalize()),
-        size,
+        digest: format!("sha256:{}", sums::sha256(path)?),
+        size: fs::metadata(path)?.len(),
     })
 }
 
-/// Upload `b` unless the repository has it: a monolithic upload (POST for a
-/// session, then one PUT with the bytes and their digest, which the registry checks).
-fn put_blob(host: &str, repo: &str, b: &Blob) -> Result<()> {
-    let (status, _, _) = request(
-        host,
-        "HEAD",
-        &format!("/v2/{repo}/blobs/{}", b.digest),
-        None,
-        Body::None,
-    )?;
-    if status == 200 {
-        return Ok(());
+/// The registry: where to connect, and the Host header to send.
+struct Registry<'a> {
+    addr: SocketAddr,
+    host: &'a str,
+}
+
+impl Registry<'_> {
+    fn send(&self, method: &str, path: &str, content_type: Option<&str>, body: Body) -> Result<http::Response> {
+        http::send(self.addr, method, self.host, path, content_type, body, TIMEOUT)
+            .with_context(|| format!("{method} {path} on the registry at {}", self.host))
     }
-    let (status, headers, body) = request(host, "POST", &format!("/v2/{repo}/blobs/uploads/"), None, Body::None)?;
-    if status != 202 {
-        bail!(
-            "the registry refused an upload: HTTP {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
+
+    /// Upload `b` unless the repository has it: a monolithic upload (POST for a
+    /// session, then one PUT with the bytes and their digest, which the registry checks).
+    fn put_blob(&self, repo: &str, b: &Blob) -> Result<()> {
+        if self
+            .send("HEAD", &format!("/v2/{repo}/blobs/{}", b.digest), None, Body::Empty)?
+            .status
+            == 200
+        {
+            return Ok(());
+        }
+        let r = self.send("POST", &format!("/v2/{repo}/blobs/uploads/"), None, Body::Empty)?;
+        if r.status != 202 {
+            bail!("the registry refused an upload: HTTP {}: {}", r.status, r.body.trim());
+        }
+        let location = r.header("location").context("the registry gave no upload location")?;
+        let r = self.send(
+            "PUT",
+            &upload_path(location, &b.digest),
+            Some("application/octet-stream"),
+            Body::File(b.path, b.size),
+        )?;
+        if r.status != 201 {
+            bail!(
+                "the registry refused blob {}: HTTP {}: {}",
+                b.digest,
+                r.status,
+                r.body.trim()
+            );
+        }
+        Ok(())
     }
-    let location = header(&headers, "location").context("the registry gave no upload location")?;
-    let path = upload_path(location, &b.digest);
-    let (status, _, body) = request(
-        host,
-        "PUT",
-        &path,
-        Some("application/octet-stream"),
-        Body::File(b.path, b.size),
-    )?;
-    if status != 201 {
-        bail!(
-            "the registry refused blob {}: HTTP {status}: {}",
-            b.digest,
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
-    Ok(())
 }
 
 /// The path and query to PUT a finished upload to: the session's location
@@ -185,80 +197,6 @@ fn split_reference(reference: &str) -> Result<(&str, &str, &str)> {
         _ => (rest, "latest"),
     };
     Ok((host, repo, tag))
-}
-
-enum Body<'a> {
-    None,
-    Bytes(&'a [u8]),
-    File(&'a Path, u64),
-}
-
-type Headers = Vec<(String, String)>;
-
-/// One HTTP/1.0 request (the server closes the connection after answering):
-/// status, headers (names lower-cased) and body.
-fn request(
-    host: &str,
-    method: &str,
-    path: &str,
-    content_type: Option<&str>,
-    body: Body,
-) -> Result<(u16, Headers, Vec<u8>)> {
-    let addr = host
-        .to_socket_addrs()
-        .with_context(|| format!("registry address {host}"))?
-        .next()
-        .with_context(|| format!("registry address {host}"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .with_context(|| format!("connecting to the registry at {host}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let length = match &body {
-        Body::None => 0,
-        Body::Bytes(b) => b.len() as u64,
-        Body::File(_, n) => *n,
-    };
-    let mut head =
-        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\nContent-Length: {length}\r\n");
-    if let Some(t) = content_type {
-        head.push_str(&format!("Content-Type: {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    match body {
-        Body::None => {}
-        Body::Bytes(b) => stream.write_all(b)?,
-        Body::File(p, _) => {
-            io::copy(&mut File::open(p)?, &mut stream)?;
-        }
-    }
-    stream.flush()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("the registry answered {:?}", line.trim()))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let mut rest = Vec::new();
-    if method != "HEAD" {
-        reader.read_to_end(&mut rest)?;
-    }
-    Ok((status, headers, rest))
-}
-
-fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Just enough HTTP/1.0 client to ask the VM for a page: one GET with a chosen
-//! Host header, the status and the body back.
+//! Just enough HTTP/1.0 client to ask the VM for a page (one GET with a chosen
+//! Host header, the status and the body back) and to talk to a registry on
+//! this host (`send`: any method, a body from memory or a file).
 
 use std::{
-    io::{Read, Write},
+    fs::File,
+    io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
     time::Duration,
 };
 
@@ -12,7 +15,24 @@ use anyhow::{bail, Context, Result};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// Header names lower-cased, values trimmed, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Response {
+    /// The first header called `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a request sends after its headers.
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A file of the given length, streamed.
+    File(&'a Path, u64),
 }
 
 /// What a port answered a GET with: HTTP, or something else (a database, say).
@@ -70,6 +90,47 @@ fn exchange(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resu
     }
 }
 
+/// `method path` to `addr` with `Host: host`, `body` and its content type;
+/// HTTP/1.0, so the answer is everything up to the server's close.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Body,
+    timeout: Duration,
+) -> Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let length = match &body {
+        Body::Empty => 0,
+        Body::Bytes(b) => b.len() as u64,
+        Body::File(_, n) => *n,
+    };
+    let mut head =
+        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\nContent-Length: {length}\r\n");
+    if let Some(t) = content_type {
+        head.push_str(&format!("Content-Type: {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    match body {
+        Body::Empty => {}
+        Body::Bytes(b) => stream.write_all(b)?,
+        Body::File(p, _) => {
+            io::copy(
+                &mut File::open(p).with_context(|| format!("reading {}", p.display()))?,
+                &mut stream,
+            )?;
+        }
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw)
+}
+
 pub fn parse(raw: &[u8]) -> Result<Response> {
     if raw.is_empty() {
         // QEMU accepts forwarded connections before anything listens in the guest,
@@ -92,8 +153,14 @@ pub fn parse(raw: &[u8]) -> Result<Response> {
     let status = code
         .parse()
         .with_context(|| format!("malformed status line {status_line:?}"))?;
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
-    Ok(Response { status, body })
+    Ok(Response { status, headers, body })
 }
 
 #[cfg(test)]
@@ -107,6 +174,7 @@ mod tests {
             r,
             Response {
                 status: 200,
+                headers: vec![("content-length".into(), "3".into()), ("server".into(), "nginx".into())],
                 body: "hi\n".into()
             }
         );
@@ -149,10 +217,47 @@ mod tests {
             r,
             Response {
                 status: 200,
+                headers: vec![],
                 body: "body".into()
             }
         );
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /x HTTP/1.0\r\nHost: a.localhost\r\n"), "{req}");
+    }
+
+    #[test]
+    fn sends_a_body_and_reads_headers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 512];
+            while !req.ends_with(b"blob") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before the end of its body");
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 202 Accepted\r\nLocation: /v2/x/uploads/1\r\n\r\n")
+                .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let r = send(
+            addr,
+            "PUT",
+            "127.0.0.1",
+            "/v2/x",
+            Some("application/octet-stream"),
+            Body::Bytes(b"blob"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.header("location")), (202, Some("/v2/x/uploads/1")));
+        let req = server.join().unwrap();
+        assert!(req.starts_with("PUT /v2/x HTTP/1.0\r\nHost: 127.0.0.1\r\n"), "{req}");
+        assert!(
+            req.contains("Content-Length: 4\r\nContent-Type: application/octet-stream\r\n\r\nblob"),
+            "{req}"
+        );
     }
 }
