@@ -1,25 +1,27 @@
 //! A compose VM's base initrd, packed for a small image and a fast boot: what
 //! `linuxkit build` wrote (gzip), rewritten as one legacy lz4 cpio in which
-//! - each service's root filesystem (`containers/services/NAME/lower`, the
-//!   read-only lower layer of its overlay) is a squashfs image (zstd), which
-//!   the init's `rc.init` loop-mounts on it before any container starts: the
-//!   engine, runner and their libraries (280 MB) travel as 80 MB and stay
-//!   compressed in the VM's memory, where the kernel would otherwise unpack
-//!   every byte into the initramfs. With [`Layout::PerService`] each has an
-//!   image of its own beside its directory (`lower.sqfs`); with
-//!   [`Layout::Shared`] they are one image, `containers/lower.sqfs`, each
-//!   under its name, so a file several services carry is stored once (two
-//!   nginx sites share all but their page) — but its readers share one small
-//!   block cache: measured 16 MB smaller and as fast for the native VM, 4 MB
-//!   smaller and ~0.8 s slower for the static one (BENCHMARKS.md);
+//! - each container's read-only root filesystem is a squashfs image (zstd),
+//!   which the init's `rc.init` loop-mounts in place before any container
+//!   starts: the engine, runner and their libraries (280 MB) travel as 80 MB
+//!   and stay compressed in the VM's memory, where the kernel would otherwise
+//!   unpack every byte into the initramfs. That is every service's and onboot
+//!   container's `lower` (the read-only lower layer of its overlay), and the
+//!   `rootfs` of a read-only container whose mount points all exist in it
+//!   (nothing can create one on a squashfs image). With [`Layout::PerService`]
+//!   each has an image of its own beside its directory (`lower.sqfs`,
+//!   `rootfs.sqfs`); with [`Layout::Shared`] they are one image,
+//!   `containers/lower.sqfs`, laid out as `containers/` is (`onboot/NAME/lower`,
+//!   `services/NAME/lower`, …), so a file several containers carry is stored
+//!   once (two nginx sites share all but their page; the native VM's network
+//!   tools share libc, OpenSSL and busybox with the app) — but its readers
+//!   share one small block cache: measured 16 MB smaller and as fast for the
+//!   native VM, 4 MB smaller and ~0.8 s slower for the static one
+//!   (BENCHMARKS.md);
 //! - the kernel modules are only those the VM loads (the `modules` onboot
 //!   image's list, what the kernel asks for on its own, and squashfs/loop),
 //!   stored uncompressed: Debian ships them xz-compressed, and unpacking xz
 //!   in the guest's kernel is slow under emulation (the initrd is compressed
 //!   as a whole anyway).
-//!
-//! Onboot containers (read-only bind of their rootfs, into which runc creates
-//! mount points) stay plain directories; they are small.
 //!
 //! The squashfs images are cached by their content (`<cache>/squashfs`): the
 //! engine's and the runner's root filesystems are the same for every app, so
@@ -38,7 +40,7 @@ use xshell::{cmd, Shell};
 use crate::base::{exec, project::Project, ui};
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
-const FORMAT: &str = "squashfs zstd-19 1M lower, times 0; modules trimmed, uncompressed; v4";
+const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0; modules trimmed, uncompressed; v5";
 
 /// mksquashfs's options for every image (part of the cache key): file and
 /// filesystem times are 0, so an image is made of its files alone.
@@ -113,7 +115,7 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
         return Ok(out.to_path_buf());
     }
     let step = ui::step(format!(
-        "packing {} (squashfs service filesystems, trimmed modules, lz4)",
+        "packing {} (squashfs container filesystems, trimmed modules, lz4)",
         project.rel(base).display()
     ));
     let _ = fs::remove_file(&stamp_path);
@@ -164,41 +166,100 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     Ok(out.to_path_buf())
 }
 
-/// Each service's non-empty `lower` as a squashfs image, per `layout`.
+/// Every container's read-only root filesystem (see the module's doc) as a
+/// squashfs image, per `layout`; the directory stays, empty, as the mount point.
 fn pack_lowers(sh: &Shell, cache: &Path, work: &Path, layout: Layout) -> Result<()> {
-    let services = work.join("containers/services");
-    let mut lowers = Vec::new();
-    if services.is_dir() {
-        for entry in fs::read_dir(&services)? {
-            let entry = entry?;
-            let lower = entry.path().join("lower");
-            if lower.is_dir() && fs::read_dir(&lower)?.next().is_some() {
-                lowers.push((entry.file_name(), lower));
-            }
-        }
-    }
+    let containers = work.join("containers");
+    let lowers = read_only_roots(&containers)?;
     let squash = |from: &Path, image: &Path| squash_cached(sh, cache, from, image);
     match layout {
         Layout::PerService => {
-            for (_, lower) in lowers {
-                squash(&lower, &lower.with_extension("sqfs"))?;
-                fs::remove_dir_all(&lower)?;
-                fs::create_dir(&lower)?;
+            for root in lowers {
+                let dir = containers.join(&root);
+                squash(&dir, &dir.with_extension("sqfs"))?;
+                fs::remove_dir_all(&dir)?;
+                fs::create_dir(&dir)?;
             }
         }
         Layout::Shared if !lowers.is_empty() => {
-            let stage = work.join("containers/.lower");
-            fs::create_dir_all(&stage)?;
-            for (name, lower) in lowers {
-                fs::rename(&lower, stage.join(name))?;
-                fs::create_dir(&lower)?;
+            let stage = containers.join(".lower");
+            for root in lowers {
+                let (dir, staged) = (containers.join(&root), stage.join(&root));
+                fs::create_dir_all(staged.parent().unwrap())?;
+                fs::rename(&dir, &staged)?;
+                fs::create_dir(&dir)?;
             }
-            squash(&stage, &work.join("containers/lower.sqfs"))?;
+            squash(&stage, &containers.join("lower.sqfs"))?;
             fs::remove_dir_all(&stage)?;
         }
         Layout::Shared => {}
     }
     Ok(())
+}
+
+/// The read-only roots under `containers` (`KIND/NAME/lower` or
+/// `KIND/NAME/rootfs`, relative, sorted): each container's non-empty `lower`;
+/// without one, its `rootfs` if its config.json makes it read-only and every
+/// mount point exists in it or lies under another mount.
+fn read_only_roots(containers: &Path) -> Result<Vec<PathBuf>> {
+    let mut roots = Vec::new();
+    if !containers.is_dir() {
+        return Ok(roots);
+    }
+    for kind in fs::read_dir(containers)? {
+        let kind = kind?;
+        if !kind.file_type()?.is_dir() {
+            continue;
+        }
+        for container in fs::read_dir(kind.path())? {
+            let container = container?.path();
+            let rel = |leaf: &str| {
+                PathBuf::from(kind.file_name())
+                    .join(container.file_name().unwrap())
+                    .join(leaf)
+            };
+            let lower = container.join("lower");
+            if lower.is_dir() {
+                if fs::read_dir(&lower)?.next().is_some() {
+                    roots.push(rel("lower"));
+                }
+            } else if read_only_with_mount_points(&container)? {
+                roots.push(rel("rootfs"));
+            }
+        }
+    }
+    roots.sort();
+    Ok(roots)
+}
+
+/// Whether the bundle at `container` has a read-only, non-empty `rootfs` in
+/// which the runtime needs to create nothing: each mount's destination exists
+/// in it, or lies under another mount's destination (/dev/pts in /dev's tmpfs).
+fn read_only_with_mount_points(container: &Path) -> Result<bool> {
+    let rootfs = container.join("rootfs");
+    let Ok(config) = fs::read(container.join("config.json")) else {
+        return Ok(false);
+    };
+    if !rootfs.is_dir() || fs::read_dir(&rootfs)?.next().is_none() {
+        return Ok(false);
+    }
+    let config: serde_json::Value = serde_json::from_slice(&config)
+        .with_context(|| format!("{}: not JSON", container.join("config.json").display()))?;
+    if config["root"]["readonly"] != true {
+        return Ok(false);
+    }
+    let destinations: Vec<&str> = config["mounts"]
+        .as_array()
+        .map(|mounts| mounts.iter().filter_map(|m| m["destination"].as_str()).collect())
+        .unwrap_or_default();
+    let covered = |dest: &str| {
+        destinations
+            .iter()
+            .any(|other| *other != dest && Path::new(dest).starts_with(other))
+    };
+    Ok(destinations
+        .iter()
+        .all(|dest| covered(dest) || fs::symlink_metadata(rootfs.join(dest.trim_start_matches('/'))).is_ok()))
 }
 
 /// `image`: a squashfs image of `from`, made once per content. The key is a
@@ -299,6 +360,46 @@ mod tests {
         assert!(list.contains(&"virtio_net".to_string()), "{list:?}");
         assert!(list.contains(&"overlay".to_string()), "{list:?}");
         assert!(onboot_modules("FROM scratch\n").is_err());
+    }
+
+    /// Which roots become squashfs images: non-empty lowers of every kind of
+    /// container; a read-only rootfs only when no mount point is missing.
+    #[test]
+    fn read_only_roots_are_lowers_and_complete_read_only_rootfs() {
+        let tmp = std::env::temp_dir().join(format!("lkc-roots-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let bundle = |rel: &str, config: &str, dirs: &[&str]| {
+            let dir = tmp.join(rel);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("config.json"), config).unwrap();
+            for d in dirs {
+                fs::create_dir_all(dir.join(d)).unwrap();
+            }
+        };
+        let ro = r#"{"root": {"path": "rootfs", "readonly": true},
+            "mounts": [{"destination": "/dev"}, {"destination": "/dev/pts"}, {"destination": "/usr/lib/modules"}]}"#;
+        bundle(
+            "onboot/000-modules",
+            ro,
+            &["rootfs/dev", "rootfs/usr/lib/modules", "rootfs/bin"],
+        );
+        bundle("onboot/001-missing", ro, &["rootfs/dev", "rootfs/bin"]);
+        let rw = r#"{"root": {"path": "rootfs", "readonly": false}, "mounts": []}"#;
+        bundle("onboot/002-writable", rw, &["rootfs/bin"]);
+        bundle("onboot/003-netns", rw, &["lower/usr/bin", "rootfs", "tmp"]);
+        bundle("services/web", rw, &["lower/etc", "rootfs"]);
+        bundle("services/empty", rw, &["lower", "rootfs"]);
+        let roots = read_only_roots(&tmp).unwrap();
+        let roots: Vec<_> = roots.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            roots,
+            [
+                "onboot/000-modules/rootfs",
+                "onboot/003-netns/lower",
+                "services/web/lower"
+            ]
+        );
+        fs::remove_dir_all(&tmp).unwrap();
     }
 
     /// The same files give the same image from the cache, whatever their
