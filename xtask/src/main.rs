@@ -20,7 +20,7 @@ use anyhow::Result;
 use clap::Parser;
 use xshell::Shell;
 
-use base::{project::Project, ui};
+use base::{exec, project::Project, ui};
 use building::{apps, doctor, host, images};
 use cli::{Cli, Command};
 use run::{bench, session, suite, test_boot};
@@ -31,6 +31,8 @@ use vm::{
 };
 
 fn main() -> ExitCode {
+    // Before any thread starts: Ctrl-C, `timeout` and `kill` stop every program the xtask started.
+    exec::handle_stop_signals();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,13 +2,23 @@
 //! xtask however the xtask dies (PR_SET_PDEATHSIG, so not even a SIGKILL leaves
 //! one behind), writes its output to the current step's log (or the terminal
 //! with `-v`), and when it fails the user sees the log's tail and its path.
+//!
+//! What a child starts in turn (the plain VM's script starts QEMU; buildah and
+//! mmdebstrap start their own helpers) is not covered by the child's death
+//! signal, so each step's program leads a process group of its own, and its
+//! whole group is killed when it ends and when the xtask is told to stop
+//! (SIGINT, SIGTERM, SIGHUP: Ctrl-C, `timeout`, `kill`; see
+//! [`handle_stop_signals`]). Only a SIGKILL of the xtask itself can still
+//! leave a grandchild behind.
 
 use std::{
     fs,
     io::{self, Write},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
+    sync::Mutex,
+    thread,
 };
 
 use anyhow::{Context, Result};
@@ -19,12 +29,62 @@ use crate::base::ui;
 /// Lines of a failed program's log shown on the terminal.
 const TAIL: usize = 25;
 
+/// The signals that ask the xtask to stop.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The process groups of the steps' programs running now (each leads its own).
+static GROUPS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write the set they are given.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Take the stop signals on a thread of their own, which kills every running
+/// step's process group and exits 128+signal (the children started with
+/// [`spawn`], QEMU and the registry, then die by their death signal). Called
+/// first thing in `main`, before any other thread exists, as the signals are
+/// blocked in every thread started after it; children get them unblocked.
+pub fn handle_stop_signals() {
+    let set = stop_set();
+    // SAFETY: blocks signals in the calling thread; `set` is a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    thread::spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid set and `sig` a valid place for the answer.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        kill_running_groups();
+        ui::err(format!(
+            "stopped by signal {sig}; every program it started has been killed"
+        ));
+        std::process::exit(128 + sig);
+    });
+}
+
+/// SIGKILL every running step's process group.
+fn kill_running_groups() {
+    for pgid in GROUPS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        // SAFETY: kill(2) with a negative pid signals that process group only.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
 /// Have the kernel SIGKILL the child when the xtask dies, however it dies.
 pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
     let parent = std::process::id() as libc::pid_t;
+    let stop = stop_set();
     // SAFETY: the closure runs between fork and exec and only calls prctl(2),
-    // getppid(2) and _exit(2), which are async-signal-safe and touch no memory
-    // of the parent.
+    // getppid(2), sigprocmask(2) and _exit(2), which are async-signal-safe and
+    // touch no memory of the parent.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -35,9 +95,41 @@ pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            // The xtask blocks them for its signal thread; a program must not
+            // start with them blocked.
+            libc::sigprocmask(libc::SIG_UNBLOCK, &stop, std::ptr::null_mut());
             Ok(())
         })
     }
+}
+
+/// Run a step's program to its end as the leader of its own process group;
+/// whatever is left of the group then is killed, so nothing the program
+/// started outlives the step.
+pub fn run_grouped(command: &mut Command) -> io::Result<Output> {
+    // SAFETY: setpgid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = dies_with_parent(command).spawn()?;
+    let pgid = child.id() as libc::pid_t;
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+    let out = child.wait_with_output();
+    end_group(pgid);
+    out
+}
+
+/// Kill what is left of a finished step's group and stop tracking it.
+fn end_group(pgid: libc::pid_t) {
+    let mut groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    groups.retain(|g| *g != pgid);
+    // SAFETY: kill(2) with a negative pid signals that process group only.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
 /// Run `cmd` to completion, its output in the current step's log.
@@ -46,9 +138,7 @@ pub fn run(cmd: Cmd<'_>) -> Result<()> {
     let mut command = Command::from(cmd);
     command.stdin(Stdio::null());
     let log = attach_log(&mut command, &shown, true)?;
-    let status = dies_with_parent(&mut command)
-        .status()
-        .map_err(|e| start_error(&shown, e))?;
+    let status = run_grouped(&mut command).map_err(|e| start_error(&shown, e))?.status;
     if !status.success() {
         return Err(failed(&shown, &status.to_string(), log.as_deref()));
     }
@@ -62,9 +152,7 @@ pub fn read(cmd: Cmd<'_>) -> Result<String> {
     let mut command = Command::from(cmd);
     command.stdin(Stdio::null()).stdout(Stdio::piped());
     let log = attach_log(&mut command, &shown, false)?;
-    let out = dies_with_parent(&mut command)
-        .output()
-        .map_err(|e| start_error(&shown, e))?;
+    let out = run_grouped(&mut command).map_err(|e| start_error(&shown, e))?;
     if !out.status.success() {
         return Err(failed(&shown, &out.status.to_string(), log.as_deref()));
     }
@@ -75,8 +163,11 @@ pub fn read(cmd: Cmd<'_>) -> Result<String> {
 /// questions (`buildah inspect`, `--version`) whose failure is an answer.
 pub fn probe(cmd: Cmd<'_>) -> Option<String> {
     let mut command = Command::from(cmd);
-    command.stdin(Stdio::null()).stderr(Stdio::null());
-    let out = dies_with_parent(&mut command).output().ok()?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let out = run_grouped(&mut command).ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -103,8 +194,11 @@ pub fn clean_cargo_env(cmd: Cmd<'_>) -> Cmd<'_> {
 /// whatever its exit status; `None` only if it could not be started.
 pub fn output(cmd: Cmd<'_>) -> Option<String> {
     let mut command = Command::from(cmd);
-    command.stdin(Stdio::null());
-    let out = dies_with_parent(&mut command).output().ok()?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_grouped(&mut command).ok()?;
     Some(format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -237,6 +331,25 @@ mod tests {
                 Instant::now() < deadline,
                 "child {child} outlived the SIGKILLed process that started it"
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What a step's program leaves running when it ends (here a `sleep` it
+    /// put in the background) is killed with it.
+    #[test]
+    fn a_step_leaves_nothing_running() {
+        let dir = std::env::temp_dir().join(format!("lkc-leftover-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("sleep.pid");
+        let sh = xshell::Shell::new().unwrap();
+        let script = format!("sleep 300 & echo $! > {}", pid_file.display());
+        run(xshell::cmd!(sh, "sh -c {script}")).unwrap();
+        let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "{pid} outlived the step that started it");
             std::thread::sleep(Duration::from_millis(20));
         }
         fs::remove_dir_all(&dir).unwrap();

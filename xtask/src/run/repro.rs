@@ -135,9 +135,7 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, tz: &str, um
     let log = dir.join("build.log");
     let out = fs::File::create(&log)?;
     command.stdout(out.try_clone()?).stderr(out);
-    let status = exec::dies_with_parent(&mut command)
-        .status()
-        .context("starting cargo xtask")?;
+    let status = exec::run_grouped(&mut command).context("starting cargo xtask")?.status;
     if !status.success() {
         bail!("the build in {} failed: see {}", src.display(), log.display());
     }
