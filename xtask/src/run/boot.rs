@@ -326,18 +326,33 @@ pub fn wait_for(
     accept: &dyn Fn(&http::Answer) -> bool,
 ) -> Result<(http::Answer, Instant)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stopped = || -> Result<Option<String>> {
+        if let Some(status) = vm.exited()? {
+            return Ok(Some(format!("QEMU exited ({status})")));
+        }
+        Ok(given_up().map(|reason| format!("the guest gave up: {reason}")))
+    };
+    poll(addr, host, deadline, &mut stopped, accept)
+        .with_context(|| format!("no {want} from {host} on 127.0.0.1:{port}"))
+}
+
+/// [`wait_for`]'s loop: `stopped` says why to stop waiting, if there is a reason.
+fn poll(
+    addr: SocketAddr,
+    host: &str,
+    deadline: Instant,
+    stopped: &mut dyn FnMut() -> Result<Option<String>>,
+    accept: &dyn Fn(&http::Answer) -> bool,
+) -> Result<(http::Answer, Instant)> {
     let (tx, rx) = mpsc::channel();
     let mut last = String::from("no answer yet");
     let mut next = Instant::now();
     loop {
-        if let Some(status) = vm.exited()? {
-            bail!("QEMU exited ({status}) before {host} on 127.0.0.1:{port} answered {want} (last: {last})");
-        }
-        if let Some(reason) = given_up() {
-            bail!("the guest gave up before {host} on 127.0.0.1:{port} answered {want}: {reason}");
+        if let Some(reason) = stopped()? {
+            bail!("{reason} (last: {last})");
         }
         if Instant::now() >= deadline {
-            bail!("no {want} from {host} on 127.0.0.1:{port} before the deadline (last: {last})");
+            bail!("the deadline passed (last: {last})");
         }
         if Instant::now() >= next {
             next += POLL_EVERY;
@@ -367,6 +382,62 @@ pub fn read_log(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request the server never answers (as QEMU's user network holds one
+    /// sent before the guest listens) does not hold up the ones after it:
+    /// the answer to a later request counts, long before the first times out.
+    #[test]
+    fn a_hanging_request_does_not_delay_the_answer() {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for (n, stream) in listener.incoming().enumerate() {
+                let mut stream = stream.unwrap();
+                if n == 0 {
+                    held.push(stream); // accepted, never answered
+                    continue;
+                }
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nup\n");
+            }
+        });
+        let start = Instant::now();
+        let mut never = || Ok(None);
+        let ok = |a: &http::Answer| matches!(a, http::Answer::Http(r) if r.status == 200);
+        let (answer, at) = poll(addr, "a.localhost", start + ANSWER_WITHIN * 3, &mut never, &ok).unwrap();
+        assert!(ok(&answer));
+        assert!(
+            at - start < ANSWER_WITHIN / 2,
+            "the answer waited {:?} for the hanging request",
+            at - start
+        );
+    }
+
+    /// Why the wait stopped is the error, with the last thing the port said.
+    #[test]
+    fn a_reason_to_stop_ends_the_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener); // nothing listens: every request fails at once
+        let mut polls = 0;
+        let mut stopped = || {
+            polls += 1;
+            Ok((polls > 3).then(|| "QEMU exited (exit status: 1)".to_string()))
+        };
+        let err = poll(
+            addr,
+            "a.localhost",
+            Instant::now() + ANSWER_WITHIN,
+            &mut stopped,
+            &|_| true,
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("QEMU exited (exit status: 1) (last: "), "{msg}");
+    }
 
     /// Two boots of one VM at once each get a console log of their own.
     #[test]
