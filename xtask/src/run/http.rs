@@ -72,10 +72,16 @@ pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resul
     parse(&exchange(addr, host, path, timeout)?)
 }
 
-fn exchange(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+/// A connection to `addr` on which every connect, read and write gives up after `timeout`.
+fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+fn exchange(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Vec<u8>> {
+    let mut stream = connect(addr, timeout)?;
     // One write: a request split over several segments can meet a server that
     // answers and closes after the first, and the close then resets our read.
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n");
@@ -101,9 +107,7 @@ pub fn send(
     body: Body,
     timeout: Duration,
 ) -> Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    let mut stream = connect(addr, timeout)?;
     let length = match &body {
         Body::Empty => 0,
         Body::Bytes(b) => b.len() as u64,
@@ -195,23 +199,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn talks_to_a_real_socket() {
+    /// A server on a free port that takes one request, read until it ends
+    /// with `until`, answers `reply`, and hands back the request it read.
+    fn serve_once(until: &'static [u8], reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<String>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut req = Vec::new();
             let mut buf = [0u8; 512];
-            while !req.ends_with(b"\r\n\r\n") {
+            while !req.ends_with(until) {
                 let n = s.read(&mut buf).unwrap();
                 assert!(n > 0, "client closed before the end of its request");
                 req.extend_from_slice(&buf[..n]);
             }
-            let req = String::from_utf8(req).unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap();
-            req
+            s.write_all(reply).unwrap();
+            String::from_utf8(req).unwrap()
         });
+        (addr, server)
+    }
+
+    #[test]
+    fn talks_to_a_real_socket() {
+        let (addr, server) = serve_once(b"\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\nbody");
         let r = get(addr, "a.localhost", "/x", Duration::from_secs(5)).unwrap();
         assert_eq!(
             r,
@@ -227,21 +237,7 @@ mod tests {
 
     #[test]
     fn sends_a_body_and_reads_headers() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 512];
-            while !req.ends_with(b"blob") {
-                let n = s.read(&mut buf).unwrap();
-                assert!(n > 0, "client closed before the end of its body");
-                req.extend_from_slice(&buf[..n]);
-            }
-            s.write_all(b"HTTP/1.1 202 Accepted\r\nLocation: /v2/x/uploads/1\r\n\r\n")
-                .unwrap();
-            String::from_utf8(req).unwrap()
-        });
+        let (addr, server) = serve_once(b"blob", b"HTTP/1.1 202 Accepted\r\nLocation: /v2/x/uploads/1\r\n\r\n");
         let r = send(
             addr,
             "PUT",
