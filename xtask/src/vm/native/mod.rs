@@ -43,6 +43,10 @@ const NATIVE_DIR: &str = "etc/native";
 const VOLUMES_DIR: &str = "var/lib/native/volumes";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
+/// Where the traefik service finds its default TLS certificate, and where the
+/// VM makes it at boot (`traefik::default_certificate_script`).
+const TRAEFIK_TLS: &str = "/etc/traefik-native/tls";
+const TRAEFIK_TLS_MADE: &str = "/run/native/traefik-tls";
 /// The kernel modules the native VM loads at boot: the NIC and RNG, overlayfs
 /// for the services' root filesystems, bridges and veths for the app's
 /// networks, nftables with NAT for its ports and masquerade.
@@ -179,11 +183,6 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
         files: vec![
             File::directory(NATIVE_DIR),
             File::directory(&format!("{NATIVE_DIR}/hosts")),
-            File {
-                mode: Some("0755".into()),
-                ..File::contents(&format!("{NATIVE_DIR}/network.sh"), &plan.script())
-            },
-            File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
         notes,
     };
@@ -212,9 +211,19 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
         }
     }
-    if let Err(e) = convert_traefik(app, &project, &plan, inputs, &mut out) {
-        problems.extend(e);
-    }
+    let alongside = match convert_traefik(app, &project, &plan, inputs, &mut out) {
+        Ok(commands) => commands.into_iter().collect::<Vec<_>>(),
+        Err(e) => {
+            problems.extend(e);
+            Vec::new()
+        }
+    };
+    out.files.push(File {
+        mode: Some("0755".into()),
+        ..File::contents(&format!("{NATIVE_DIR}/network.sh"), &plan.script(&alongside))
+    });
+    out.files
+        .push(File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()));
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -559,16 +568,17 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
 
 /// The traefik service, if one reads the Docker socket: its routes from the
 /// labels, as file provider configuration, and its static configuration
-/// rewritten to read that file.
+/// rewritten to read that file. Returns the boot-time commands that make its
+/// default TLS certificate, for the native onboot step.
 fn convert_traefik(
     app: &App,
     project: &str,
     plan: &Plan,
     inputs: &Inputs,
     out: &mut Native,
-) -> Result<(), Vec<String>> {
+) -> Result<Option<String>, Vec<String>> {
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
-        return Ok(());
+        return Ok(None);
     };
     let model = app.model();
     let facts = inputs.facts.get(&router.image).cloned().unwrap_or_default();
@@ -651,12 +661,23 @@ fn convert_traefik(
             }
         })
         .collect();
-    let converted =
-        traefik::convert(project, &router.name, &static_config, &backends, TRAEFIK_DYNAMIC).map_err(|errs| {
-            errs.into_iter()
-                .map(|e| format!("traefik conversion: {e}"))
-                .collect::<Vec<_>>()
-        })?;
+    let certificate = traefik::DefaultCertificate {
+        cert_file: &format!("{TRAEFIK_TLS}/cert.pem"),
+        key_file: &format!("{TRAEFIK_TLS}/key.pem"),
+    };
+    let converted = traefik::convert(
+        project,
+        &router.name,
+        &static_config,
+        &backends,
+        TRAEFIK_DYNAMIC,
+        &certificate,
+    )
+    .map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("traefik conversion: {e}"))
+            .collect::<Vec<_>>()
+    })?;
     out.notes
         .extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
     let dir = format!("{NATIVE_DIR}/traefik");
@@ -664,6 +685,8 @@ fn convert_traefik(
     out.files
         .push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
     container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
+    container.binds.push(format!("{TRAEFIK_TLS_MADE}:{TRAEFIK_TLS}:ro"));
+    let owner = (container.uid.unwrap_or(0), container.gid.unwrap_or(0));
     match converted.static_config {
         traefik::StaticConfig::File { path, yaml } => {
             out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
@@ -675,7 +698,7 @@ fn convert_traefik(
             container.command = Some(command);
         }
     }
-    Ok(())
+    Ok(Some(traefik::default_certificate_script(TRAEFIK_TLS_MADE, owner)))
 }
 
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot

@@ -37,6 +37,13 @@ pub enum StaticConfig {
     Args(Vec<String>),
 }
 
+/// Where traefik's container finds the default TLS certificate that the
+/// VM makes at boot (`default_certificate_script`).
+pub struct DefaultCertificate<'a> {
+    pub cert_file: &'a str,
+    pub key_file: &'a str,
+}
+
 #[derive(Debug)]
 pub struct Converted {
     /// The static configuration with the file provider in place of docker's.
@@ -47,17 +54,43 @@ pub struct Converted {
     pub notes: Vec<String>,
 }
 
+/// Shell commands (for busybox sh, with openssl from the native onboot
+/// image) that make traefik's default TLS certificate in the VM's `dir`,
+/// readable by `owner` (uid, gid), for `DefaultCertificate` to name.
+///
+/// traefik makes its own when no store names one: a self-signed certificate
+/// for `TRAEFIK DEFAULT CERT`, with a random name under `traefik.default`, on
+/// a new 2048-bit RSA key, at every configuration it applies and before that
+/// configuration takes effect. Under TCG such a key takes 0.3-3 s (1.5 s
+/// typical), most of traefik's start. The VM makes the same certificate at
+/// each boot on a P-256 key instead (~0.4 s under TCG, beside the networks),
+/// so no private key travels in the image.
+pub fn default_certificate_script(dir: &str, owner: (u32, u32)) -> String {
+    let (uid, gid) = owner;
+    format!(
+        "mkdir -p {dir}\n\
+         a=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
+         b=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
+         err=$(/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \\\n  \
+         -subj '/CN=TRAEFIK DEFAULT CERT' -addext \"subjectAltName=DNS:$a.$b.traefik.default\" \\\n  \
+         -keyout {dir}/key.pem -out {dir}/cert.pem 2>&1) || {{ echo \"$err\" >&2; exit 1; }}\n\
+         chown {uid}:{gid} {dir}/key.pem {dir}/cert.pem\n"
+    )
+}
+
 /// Convert `backends`' labels to the file provider's dynamic configuration
 /// and `static_config` to use it. `project`: the compose project's name;
 /// `traefik_service`: the compose service running traefik; `dynamic_path`:
-/// where the dynamic file will be in traefik's container. Every problem is
-/// returned at once.
+/// where the dynamic file will be in traefik's container; `default_certificate`:
+/// the default TLS store's certificate (see `default_certificate_script`).
+/// Every problem is returned at once.
 pub fn convert(
     project: &str,
     traefik_service: &str,
     static_config: &StaticConfig,
     backends: &[Backend],
     dynamic_path: &str,
+    default_certificate: &DefaultCertificate,
 ) -> Result<Converted, Vec<String>> {
     let mut notes = Vec::new();
     let mut errors = Vec::new();
@@ -98,7 +131,22 @@ pub fn convert(
                 .into(),
         );
     }
-    let mut dynamic_yaml = serde_yaml::to_string(&merged.into_yaml()).map_err(|e| vec![e.to_string()])?;
+    let mut dynamic = merged.into_yaml();
+    if let Y::Map(root) = &mut dynamic {
+        // Labels cannot define TLS stores: this is the only one.
+        let file = |path: &str| Y::Str(path.to_string());
+        let certificate = Body::from([
+            ("certFile".to_string(), file(default_certificate.cert_file)),
+            ("keyFile".to_string(), file(default_certificate.key_file)),
+        ]);
+        let store = Body::from([("defaultCertificate".to_string(), Y::Map(certificate))]);
+        let stores = Body::from([("default".to_string(), Y::Map(store))]);
+        root.insert(
+            "tls".into(),
+            Y::Map(Body::from([("stores".to_string(), Y::Map(stores))])),
+        );
+    }
+    let mut dynamic_yaml = serde_yaml::to_string(&dynamic).map_err(|e| vec![e.to_string()])?;
     // The file provider reads its file as a Go template first.
     if dynamic_yaml.contains("{{") {
         dynamic_yaml = dynamic_yaml.replace("{{", "{{ \"{{\" }}");
@@ -232,6 +280,25 @@ fn docker_options(traefik: &str, options: &[(String, String)], notes: &mut Vec<S
     Ok(docker)
 }
 
+/// `providers.providersThrottleDuration`, which the conversion sets to
+/// `NO_THROTTLE`. Once the docker provider is gone, the providers left, the
+/// file provider (read once, not watched) and traefik's internal one, send
+/// one configuration each. Unthrottled, traefik reads the file's before the
+/// internal one's and applies the two at once; throttled, it may apply the
+/// internal one alone first and then both. Each apply makes a 2048-bit RSA
+/// key for the default certificate, ~1.5 s under TCG, before routes change.
+const THROTTLE: &str = "providersThrottleDuration";
+const NO_THROTTLE: &str = "0s";
+
+fn throttle_note(value: Option<String>, notes: &mut Vec<String>) {
+    let value = value.unwrap_or_default();
+    if value != NO_THROTTLE && value != "0" {
+        notes.push(format!(
+            "providers.{THROTTLE}: {value} becomes {NO_THROTTLE}: the file provider sends its configuration once"
+        ));
+    }
+}
+
 fn no_docker(traefik: &str) -> String {
     format!("traefik service `{traefik}` does not use the docker provider; nothing to convert")
 }
@@ -302,6 +369,11 @@ fn static_file(
     flatten("", &value, &mut options);
     let docker = docker_options(traefik, &options, notes)?;
     providers.remove(&key);
+    if let Some((key, value)) = get_ci(providers, THROTTLE).map(|(k, v)| (k.clone(), v.clone())) {
+        throttle_note(yaml_scalar(&value), notes);
+        providers.remove(&key);
+    }
+    providers.insert(THROTTLE.into(), NO_THROTTLE.into());
     let mut file = Mapping::new();
     file.insert("filename".into(), dynamic_path.into());
     file.insert("watch".into(), false.into());
@@ -343,6 +415,18 @@ fn static_args(
         };
         let lower = name.to_ascii_lowercase();
         let at = format!("traefik service `{traefik}`: flag `{arg}`");
+        if lower == format!("providers.{}", THROTTLE.to_ascii_lowercase()) {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let v = args.get(i).ok_or_else(|| format!("{at}: needs a value"))?.clone();
+                    i += 1;
+                    v
+                }
+            };
+            throttle_note(Some(value), notes);
+            continue;
+        }
         if lower == "configfile" {
             return Err(format!(
                 "{at}: the static configuration is in a file; convert that file"
@@ -398,6 +482,7 @@ fn static_args(
         return Err(no_docker(traefik));
     }
     let docker = docker_options(traefik, &options, notes)?;
+    kept.push(format!("--providers.{THROTTLE}={NO_THROTTLE}"));
     kept.push(format!("--providers.file.filename={dynamic_path}"));
     Ok((docker, StaticConfig::Args(kept)))
 }
@@ -1469,6 +1554,10 @@ mod tests {
     use super::*;
 
     const DYNAMIC: &str = "/etc/traefik/dynamic.yml";
+    const CERT: DefaultCertificate = DefaultCertificate {
+        cert_file: "/etc/traefik/tls/cert.pem",
+        key_file: "/etc/traefik/tls/key.pem",
+    };
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -1492,14 +1581,31 @@ mod tests {
 
     const EXPOSED: &str = "providers:\n  docker: {}\n";
 
+    /// The TLS store every conversion has.
+    const TLS: &str = "tls:
+  stores:
+    default:
+      defaultCertificate:
+        certFile: /etc/traefik/tls/cert.pem
+        keyFile: /etc/traefik/tls/key.pem
+";
+
+    /// The dynamic configuration but the default certificate's store.
+    fn routes(out: &Converted) -> String {
+        assert!(
+            out.dynamic_yaml.contains(TLS),
+            "no default certificate:\n{}",
+            out.dynamic_yaml
+        );
+        out.dynamic_yaml.replacen(TLS, "", 1)
+    }
+
     fn dynamic(static_config: &StaticConfig, backends: &[Backend]) -> String {
-        convert("demo", "proxy", static_config, backends, DYNAMIC)
-            .unwrap()
-            .dynamic_yaml
+        routes(&convert("demo", "proxy", static_config, backends, DYNAMIC, &CERT).unwrap())
     }
 
     fn errors(static_config: &StaticConfig, backends: &[Backend]) -> Vec<String> {
-        convert("demo", "proxy", static_config, backends, DYNAMIC).unwrap_err()
+        convert("demo", "proxy", static_config, backends, DYNAMIC, &CERT).unwrap_err()
     }
 
     #[test]
@@ -1522,7 +1628,7 @@ mod tests {
             .map(|((name, s), ip)| backend(name, &s.labels, ip, &[80]))
             .collect();
         let static_config = file(include_str!("../../../../apps/traefik/traefik.yml"));
-        let out = convert(&compose.name, "proxy", &static_config, &backends, DYNAMIC).unwrap();
+        let out = convert(&compose.name, "proxy", &static_config, &backends, DYNAMIC, &CERT).unwrap();
         let StaticConfig::File { yaml, .. } = &out.static_config else {
             panic!("a file stays a file")
         };
@@ -1531,7 +1637,7 @@ mod tests {
           web:
             address: :80
         providers:
-          providersThrottleDuration: 100ms
+          providersThrottleDuration: 0s
           file:
             filename: /etc/traefik/dynamic.yml
             watch: false
@@ -1561,10 +1667,19 @@ mod tests {
               loadBalancer:
                 servers:
                 - url: http://172.18.0.3:80
+        tls:
+          stores:
+            default:
+              defaultCertificate:
+                certFile: /etc/traefik/tls/cert.pem
+                keyFile: /etc/traefik/tls/key.pem
         ");
         assert_eq!(
             out.notes,
-            ["providers.docker.endpoint: dropped, it only means something with a Docker engine"]
+            [
+                "providers.docker.endpoint: dropped, it only means something with a Docker engine",
+                "providers.providersThrottleDuration: 100ms becomes 0s: the file provider sends its configuration once"
+            ]
         );
     }
 
@@ -1578,8 +1693,8 @@ mod tests {
             backend("hidden", &off, 4, &[80]),
             backend("worker", &none, 5, &[]),
         ];
-        let out = convert("demo", "proxy", &file(EXPOSED), &backends, DYNAMIC).unwrap();
-        insta::assert_snapshot!(out.dynamic_yaml, @r"
+        let out = convert("demo", "proxy", &file(EXPOSED), &backends, DYNAMIC, &CERT).unwrap();
+        insta::assert_snapshot!(routes(&out), @r"
         http:
           routers:
             proxy-demo:
@@ -1627,9 +1742,10 @@ mod tests {
             &file(EXPOSED),
             &[backend("a", &off, 2, &[80])],
             DYNAMIC,
+            &CERT,
         )
         .unwrap();
-        assert_eq!(out.dynamic_yaml, "{}\n");
+        assert_eq!(routes(&out), "");
     }
 
     #[test]
@@ -1711,6 +1827,7 @@ mod tests {
             &file(EXPOSED),
             &[backend("a", &no_router, 2, &[80])],
             DYNAMIC,
+            &CERT,
         )
         .unwrap();
         assert!(!out.dynamic_yaml.contains("routers"), "{}", out.dynamic_yaml);
@@ -1750,8 +1867,16 @@ mod tests {
                 "10.0.0.0/8, 192.168.0.0/16",
             ),
         ]);
-        let out = convert("demo", "proxy", &file(EXPOSED), &[backend("a", &l, 2, &[80])], DYNAMIC).unwrap();
-        insta::assert_snapshot!(out.dynamic_yaml, @r"
+        let out = convert(
+            "demo",
+            "proxy",
+            &file(EXPOSED),
+            &[backend("a", &l, 2, &[80])],
+            DYNAMIC,
+            &CERT,
+        )
+        .unwrap();
+        insta::assert_snapshot!(routes(&out), @r"
         http:
           middlewares:
             all:
@@ -1823,6 +1948,8 @@ mod tests {
             "--entrypoints.web.address=:80",
             "--providers.docker.defaultrule",
             "Host(`{{ .Name }}.localhost`)",
+            "--providers.providersThrottleDuration",
+            "2s",
         ]);
         let on = labels(&[("traefik.enable", "true")]);
         let none = BTreeMap::new();
@@ -1832,6 +1959,7 @@ mod tests {
             &static_config,
             &[backend("web", &on, 2, &[80]), backend("db", &none, 3, &[5432])],
             DYNAMIC,
+            &CERT,
         )
         .unwrap();
         assert_eq!(
@@ -1839,8 +1967,13 @@ mod tests {
             args(&[
                 "--api.insecure=true",
                 "--entrypoints.web.address=:80",
+                "--providers.providersThrottleDuration=0s",
                 "--providers.file.filename=/etc/traefik/dynamic.yml",
             ])
+        );
+        assert_eq!(
+            out.notes[0],
+            "providers.providersThrottleDuration: 2s becomes 0s: the file provider sends its configuration once"
         );
         assert!(
             out.dynamic_yaml.contains("rule: Host(`web-demo.localhost`)"),
@@ -1849,7 +1982,7 @@ mod tests {
         );
         assert!(!out.dynamic_yaml.contains("db-demo"), "{}", out.dynamic_yaml);
 
-        let err = |a: &[&str]| convert("demo", "proxy", &args(a), &[], DYNAMIC).unwrap_err();
+        let err = |a: &[&str]| convert("demo", "proxy", &args(a), &[], DYNAMIC, &CERT).unwrap_err();
         assert_eq!(
             err(&["--api.insecure=true"]),
             ["traefik service `proxy` does not use the docker provider; nothing to convert"]
@@ -1865,7 +1998,7 @@ mod tests {
 
     #[test]
     fn static_file_options() {
-        let err = |yaml: &str| convert("demo", "proxy", &file(yaml), &[], DYNAMIC).unwrap_err();
+        let err = |yaml: &str| convert("demo", "proxy", &file(yaml), &[], DYNAMIC, &CERT).unwrap_err();
         assert_eq!(
             err("entryPoints: {}\n"),
             ["traefik service `proxy` does not use the docker provider; nothing to convert"]
@@ -1880,11 +2013,12 @@ mod tests {
             &file("providers:\n  docker:\n    watch: true\n    network: web\n    useBindPortIP: false\n"),
             &[],
             DYNAMIC,
+            &CERT,
         )
         .unwrap();
         assert_eq!(out.notes.len(), 3, "{:?}", out.notes);
         // Nothing routed: still a file the file provider loads.
-        assert_eq!(out.dynamic_yaml, "{}\n");
+        assert_eq!(routes(&out), "");
     }
 
     #[test]
