@@ -42,8 +42,25 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
     let qemu = host::path(project, host::QEMU)?;
     let has_kvm = Path::new("/dev/kvm").exists();
     let mut probe = None;
+    let mut cached = false;
     let (accel, why) = qemu::choose_accel(opts.accel, has_kvm, || {
-        let result = qemu::probe_kvm(&qemu, kernel, Duration::from_secs(10));
+        let verdict = ProbeVerdict::key(&qemu).map(|key| ProbeVerdict {
+            file: project.cache_path("kvm-probe"),
+            key,
+        });
+        let result = match verdict.as_ref().and_then(ProbeVerdict::read) {
+            Some(result) => {
+                cached = true;
+                result
+            }
+            None => {
+                let result = qemu::probe_kvm(&qemu, kernel, Duration::from_secs(10));
+                if let Some(verdict) = &verdict {
+                    verdict.write(&result);
+                }
+                result
+            }
+        };
         let works = result == Probe::Works;
         probe = Some(result);
         works
@@ -59,8 +76,62 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
             "/dev/kvm exists but a KVM guest hung (no progress in 10 s): software emulation".to_string()
         }
     };
+    let reason = if cached {
+        format!("{reason}; probed earlier since the host booted")
+    } else {
+        reason
+    };
     ui::note(format!("QEMU accelerator: {accel} ({reason})"));
     Ok(accel)
+}
+
+/// A KVM probe's result, kept until the host reboots or QEMU changes: KVM
+/// does not start or stop working while the host runs, and a probe of a
+/// broken KVM costs its full 10 s on every boot. `--accel` overrides it.
+struct ProbeVerdict {
+    file: PathBuf,
+    /// The host's boot id, and QEMU's path, size and modification time.
+    key: String,
+}
+
+impl ProbeVerdict {
+    fn key(qemu: &Path) -> Option<String> {
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let meta = fs::metadata(qemu).ok()?;
+        let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(format!(
+            "{} {} {} {}",
+            boot.trim(),
+            qemu.display(),
+            meta.len(),
+            modified.as_nanos()
+        ))
+    }
+
+    fn read(&self) -> Option<Probe> {
+        let text = fs::read_to_string(&self.file).ok()?;
+        let (key, result) = text.split_once('\n')?;
+        if key != self.key {
+            return None;
+        }
+        let result = result.trim_end_matches('\n');
+        match result.split_once(' ').unwrap_or((result, "")) {
+            ("works", _) => Some(Probe::Works),
+            ("hung", _) => Some(Probe::Hung),
+            ("failed", said) => Some(Probe::Failed(said.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Best effort: without it, the next boot probes again.
+    fn write(&self, result: &Probe) {
+        let result = match result {
+            Probe::Works => "works".to_string(),
+            Probe::Hung => "hung".to_string(),
+            Probe::Failed(said) => format!("failed {}", said.replace('\n', " ")),
+        };
+        let _ = crate::base::files::write_atomic(&self.file, format!("{}\n{result}\n", self.key).as_bytes());
+    }
 }
 
 pub fn spec(
@@ -382,6 +453,40 @@ pub fn read_log(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe's result holds for the same host boot and QEMU, and only them.
+    #[test]
+    fn a_kvm_verdict_is_kept_for_this_host_boot_and_qemu() {
+        let dir = std::env::temp_dir().join(format!("lkc-kvm-probe-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let qemu = dir.join("qemu-system-x86_64");
+        fs::write(&qemu, "a QEMU").unwrap();
+        let verdict = ProbeVerdict {
+            file: dir.join("kvm-probe"),
+            key: ProbeVerdict::key(&qemu).unwrap(),
+        };
+        assert_eq!(verdict.read(), None, "nothing probed yet");
+        for result in [
+            Probe::Hung,
+            Probe::Works,
+            Probe::Failed("failed to set MSR 0x10a\nsecond line".into()),
+        ] {
+            verdict.write(&result);
+            let read = verdict.read().unwrap();
+            match result {
+                Probe::Failed(_) => assert_eq!(read, Probe::Failed("failed to set MSR 0x10a second line".into())),
+                _ => assert_eq!(read, result),
+            }
+        }
+        // Another QEMU (here: the same path, rewritten) probes again.
+        fs::write(&qemu, "a newer QEMU").unwrap();
+        let newer = ProbeVerdict {
+            file: dir.join("kvm-probe"),
+            key: ProbeVerdict::key(&qemu).unwrap(),
+        };
+        assert_eq!(newer.read(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A request the server never answers (as QEMU's user network holds one
     /// sent before the guest listens) does not hold up the ones after it:
