@@ -18,6 +18,7 @@ pub const RESTART: &str = "org.linuxkit-compose.restart";
 pub const HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
 pub const STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
 pub const STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
+pub const DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
 /// Docker's defaults: TERM, then KILL after 10 s.
 const DEFAULT_STOP_SIGNAL: &str = "TERM";
@@ -59,6 +60,9 @@ pub struct Spec {
     pub stop_signal: String,
     /// How long it gets to exit after that signal before KILL.
     pub stop_grace: std::time::Duration,
+    /// Where to make its default TLS certificate before it starts
+    /// (`certificate`).
+    pub default_certificate: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -92,6 +96,11 @@ impl Spec {
                 .parse::<u64>()
                 .map_err(|_| at(STOP_GRACE, format!("`{text}` is not a number of milliseconds")))?,
         };
+        let default_certificate = match a.get(DEFAULT_CERTIFICATE) {
+            None => None,
+            Some(dir) if dir.starts_with('/') => Some(dir.into()),
+            Some(dir) => return Err(at(DEFAULT_CERTIFICATE, format!("`{dir}` is not an absolute path"))),
+        };
         Ok(Spec {
             service,
             depends_on,
@@ -99,6 +108,7 @@ impl Spec {
             healthcheck,
             stop_signal,
             stop_grace: std::time::Duration::from_millis(stop_grace),
+            default_certificate,
         })
     }
 }
@@ -183,6 +193,19 @@ mod tests {
         assert!(parse_signal("99").is_err());
         let e = Spec::parse("web", &ann(&[(SERVICE, "web"), (STOP_GRACE, "soon")])).unwrap_err();
         assert!(e.contains(STOP_GRACE), "{e}");
+    }
+
+    #[test]
+    fn default_certificate_directory() {
+        let parse = |dir: &str| Spec::parse("proxy", &ann(&[(SERVICE, "proxy"), (DEFAULT_CERTIFICATE, dir)]));
+        assert_eq!(
+            parse("/run/native/tls").unwrap().default_certificate,
+            Some("/run/native/tls".into())
+        );
+        let e = parse("run/native/tls").unwrap_err();
+        assert!(e.contains(DEFAULT_CERTIFICATE), "{e}");
+        let none = Spec::parse("web", &ann(&[(SERVICE, "web")])).unwrap();
+        assert_eq!(none.default_certificate, None);
     }
 
     #[test]

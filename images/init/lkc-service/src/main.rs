@@ -10,6 +10,7 @@
 
 mod annotations;
 mod bundles;
+mod certificate;
 mod deps;
 mod health;
 mod mountopts;
@@ -47,6 +48,9 @@ compose annotations (org.linuxkit-compose.*):
   restart      no | always | unless-stopped | on-failure[:N]
   healthcheck  JSON {\"test\": [argv...], \"interval_ms\", \"timeout_ms\",
                \"retries\", \"start_period_ms\", \"start_interval_ms\"}
+  default_certificate
+               a directory: make a self-signed TLS certificate there
+               (cert.pem, key.pem; P-256) before the service starts
 
 options:
   --root DIR  look for /containers (and /run/lkc-supervise.pid) under DIR

@@ -12,7 +12,7 @@ use crate::bundles::{self, Bundle};
 use crate::deps::{self, Gate, Status};
 use crate::health::{Counter, Health, Healthcheck};
 use crate::restart::Backoff;
-use crate::{log, oci, prepare};
+use crate::{certificate, log, oci, prepare};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -246,6 +246,12 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
     if let Err(e) = prepare::prepare(&svc.dir) {
         log(&format!("{name} not started: {e}"));
         return skip();
+    }
+    if let Some(dir) = &svc.spec.default_certificate {
+        if let Err(e) = certificate::owner(&svc.dir).and_then(|owner| certificate::make(dir, owner)) {
+            log(&format!("{name} not started: {e}"));
+            return skip();
+        }
     }
     match shared.wait_for_deps(&svc.spec) {
         Ok(()) => {}

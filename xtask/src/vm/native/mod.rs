@@ -36,6 +36,7 @@ pub const ANNOTATION_RESTART: &str = "org.linuxkit-compose.restart";
 pub const ANNOTATION_HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
 pub const ANNOTATION_STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
 pub const ANNOTATION_STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
+pub const ANNOTATION_DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
@@ -44,7 +45,7 @@ const VOLUMES_DIR: &str = "var/lib/native/volumes";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
 /// Where the traefik service finds its default TLS certificate, and where the
-/// VM makes it at boot (`traefik::default_certificate_script`).
+/// service runner makes it before traefik starts (`traefik::DefaultCertificate`).
 const TRAEFIK_TLS: &str = "/etc/traefik-native/tls";
 const TRAEFIK_TLS_MADE: &str = "/run/native/traefik-tls";
 /// The kernel modules the native VM loads at boot: the NIC and RNG, overlayfs
@@ -183,6 +184,11 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
         files: vec![
             File::directory(NATIVE_DIR),
             File::directory(&format!("{NATIVE_DIR}/hosts")),
+            File {
+                mode: Some("0755".into()),
+                ..File::contents(&format!("{NATIVE_DIR}/network.sh"), &plan.script())
+            },
+            File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
         notes,
     };
@@ -211,19 +217,9 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
         }
     }
-    let alongside = match convert_traefik(app, &project, &plan, inputs, &mut out) {
-        Ok(commands) => commands.into_iter().collect::<Vec<_>>(),
-        Err(e) => {
-            problems.extend(e);
-            Vec::new()
-        }
-    };
-    out.files.push(File {
-        mode: Some("0755".into()),
-        ..File::contents(&format!("{NATIVE_DIR}/network.sh"), &plan.script(&alongside))
-    });
-    out.files
-        .push(File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()));
+    if let Err(e) = convert_traefik(app, &project, &plan, inputs, &mut out) {
+        problems.extend(e);
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -568,17 +564,17 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
 
 /// The traefik service, if one reads the Docker socket: its routes from the
 /// labels, as file provider configuration, and its static configuration
-/// rewritten to read that file. Returns the boot-time commands that make its
-/// default TLS certificate, for the native onboot step.
+/// rewritten to read that file, and the default TLS certificate it is to use
+/// made by the service runner before it starts.
 fn convert_traefik(
     app: &App,
     project: &str,
     plan: &Plan,
     inputs: &Inputs,
     out: &mut Native,
-) -> Result<Option<String>, Vec<String>> {
+) -> Result<(), Vec<String>> {
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
-        return Ok(None);
+        return Ok(());
     };
     let model = app.model();
     let facts = inputs.facts.get(&router.image).cloned().unwrap_or_default();
@@ -686,7 +682,9 @@ fn convert_traefik(
         .push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
     container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
     container.binds.push(format!("{TRAEFIK_TLS_MADE}:{TRAEFIK_TLS}:ro"));
-    let owner = (container.uid.unwrap_or(0), container.gid.unwrap_or(0));
+    container
+        .annotations
+        .insert(ANNOTATION_DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
     match converted.static_config {
         traefik::StaticConfig::File { path, yaml } => {
             out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
@@ -698,7 +696,7 @@ fn convert_traefik(
             container.command = Some(command);
         }
     }
-    Ok(Some(traefik::default_certificate_script(TRAEFIK_TLS_MADE, owner)))
+    Ok(())
 }
 
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot

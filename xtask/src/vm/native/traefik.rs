@@ -37,8 +37,16 @@ pub enum StaticConfig {
     Args(Vec<String>),
 }
 
-/// Where traefik's container finds the default TLS certificate that the
-/// VM makes at boot (`default_certificate_script`).
+/// Where traefik's container finds the default TLS certificate that the VM
+/// makes before traefik starts.
+///
+/// traefik makes its own when no store names one: self-signed, for `TRAEFIK
+/// DEFAULT CERT` with a random name under `traefik.default`, on a new
+/// 2048-bit RSA key, at every configuration it applies and before that
+/// configuration takes effect. Under TCG such a key takes 0.3-3 s (1.5 s
+/// typical), most of traefik's start. The VM's service runner makes the same
+/// kind on a P-256 key in milliseconds (images/init/lkc-service,
+/// `certificate`), at each boot, so no private key travels in the image.
 pub struct DefaultCertificate<'a> {
     pub cert_file: &'a str,
     pub key_file: &'a str,
@@ -54,35 +62,11 @@ pub struct Converted {
     pub notes: Vec<String>,
 }
 
-/// Shell commands (for busybox sh, with openssl from the native onboot
-/// image) that make traefik's default TLS certificate in the VM's `dir`,
-/// readable by `owner` (uid, gid), for `DefaultCertificate` to name.
-///
-/// traefik makes its own when no store names one: a self-signed certificate
-/// for `TRAEFIK DEFAULT CERT`, with a random name under `traefik.default`, on
-/// a new 2048-bit RSA key, at every configuration it applies and before that
-/// configuration takes effect. Under TCG such a key takes 0.3-3 s (1.5 s
-/// typical), most of traefik's start. The VM makes the same certificate at
-/// each boot on a P-256 key instead (~0.4 s under TCG, beside the networks),
-/// so no private key travels in the image.
-pub fn default_certificate_script(dir: &str, owner: (u32, u32)) -> String {
-    let (uid, gid) = owner;
-    format!(
-        "mkdir -p {dir}\n\
-         a=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
-         b=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')\n\
-         err=$(/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \\\n  \
-         -subj '/CN=TRAEFIK DEFAULT CERT' -addext \"subjectAltName=DNS:$a.$b.traefik.default\" \\\n  \
-         -keyout {dir}/key.pem -out {dir}/cert.pem 2>&1) || {{ echo \"$err\" >&2; exit 1; }}\n\
-         chown {uid}:{gid} {dir}/key.pem {dir}/cert.pem\n"
-    )
-}
-
 /// Convert `backends`' labels to the file provider's dynamic configuration
 /// and `static_config` to use it. `project`: the compose project's name;
 /// `traefik_service`: the compose service running traefik; `dynamic_path`:
 /// where the dynamic file will be in traefik's container; `default_certificate`:
-/// the default TLS store's certificate (see `default_certificate_script`).
+/// the default TLS store's certificate.
 /// Every problem is returned at once.
 pub fn convert(
     project: &str,
