@@ -269,8 +269,9 @@ fn docker_options(traefik: &str, options: &[(String, String)], notes: &mut Vec<S
 /// file provider (read once, not watched) and traefik's internal one, send
 /// one configuration each. Unthrottled, traefik reads the file's before the
 /// internal one's and applies the two at once; throttled, it may apply the
-/// internal one alone first and then both. Each apply makes a 2048-bit RSA
-/// key for the default certificate, ~1.5 s under TCG, before routes change.
+/// internal one alone first and then both, building its routers and TLS
+/// stores twice before the app's routes work (and, without a default
+/// certificate named, making an RSA key each time: `DefaultCertificate`).
 const THROTTLE: &str = "providersThrottleDuration";
 const NO_THROTTLE: &str = "0s";
 
