@@ -33,6 +33,7 @@ use vm::{
 fn main() -> ExitCode {
     // Before any thread starts: Ctrl-C, `timeout` and `kill` stop every program the xtask started.
     exec::handle_stop_signals();
+    base::files::run_started();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,13 @@
 //! folder of inputs holds, hashed, decides whether what is built from it is
 //! current (image tags, app image labels).
 
-use std::{fs, io::Write, os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -73,4 +79,91 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     f.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// When this xtask started: cache entries used since then are this run's.
+pub fn run_started() -> SystemTime {
+    static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(SystemTime::now)
+}
+
+/// Mark the cache entry `path` as used now (its modification time), for
+/// [`prune_least_recent`].
+pub fn touch(path: &Path) -> Result<()> {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+        .with_context(|| format!("touching {}", path.display()))
+}
+
+/// Keep the cache folder `dir` (content-addressed files, each [`touch`]ed when
+/// used) under `cap` bytes: the least recently used files go first, and none
+/// used since `since` (the running build's) goes. Returns what it removed.
+pub fn prune_least_recent(dir: &Path, cap: u64, since: SystemTime) -> Result<Vec<PathBuf>> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            entries.push((meta.modified()?, meta.len(), entry.path()));
+        }
+    }
+    // Most recently used first; what is past the cap after them goes.
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    let mut kept = 0u64;
+    let mut removed = Vec::new();
+    for (used, size, path) in entries {
+        if used >= since || kept + size <= cap {
+            kept += size;
+            continue;
+        }
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_least_recently_used_go_past_the_cap_but_not_this_builds() {
+        let dir = std::env::temp_dir().join(format!("lkc-prune-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let start = SystemTime::now() - Duration::from_secs(3600);
+        let file = |name: &str, size: usize, hours_ago: u64| {
+            let path = dir.join(name);
+            fs::write(&path, vec![0u8; size]).unwrap();
+            let used = SystemTime::now() - Duration::from_secs(hours_ago * 3600);
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(used)
+                .unwrap();
+        };
+        file("old", 400, 48);
+        file("older", 400, 72);
+        file("recent", 400, 24);
+        // Used by this build: kept even though it alone passes the cap.
+        file("this-build", 1500, 0);
+        fs::create_dir(dir.join("work.tmp")).unwrap();
+        let removed = prune_least_recent(&dir, 1000, start).unwrap();
+        let names: Vec<_> = removed.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["recent", "old", "older"]);
+
+        file("a", 300, 10);
+        file("b", 300, 20);
+        file("c", 300, 30);
+        fs::remove_file(dir.join("this-build")).unwrap();
+        let removed = prune_least_recent(&dir, 700, start).unwrap();
+        assert_eq!(removed, [dir.join("c")], "the two most recent fit");
+        touch(&dir.join("b")).unwrap();
+        let removed = prune_least_recent(&dir, 300, start).unwrap();
+        assert_eq!(removed, [dir.join("a")], "touched: used by this build");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -250,6 +250,8 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     let size_file = dir.join(format!("{chain}.size"));
     if let (true, Ok(size)) = (segment.is_file(), fs::read_to_string(&size_file)) {
         if let Ok(size) = size.trim().parse() {
+            files::touch(&segment)?;
+            files::touch(&size_file)?;
             return Ok((segment, size));
         }
     }
@@ -345,6 +347,7 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         }
         images.push(image);
     }
+    files::prune_least_recent(&project.cache_path("layers"), packed::CACHE_CAP, files::run_started())?;
     let metadata = metadata_segment(&images)?;
     // What the output is made of: skip the copy when nothing changed.
     let base_meta = fs::metadata(base)?;

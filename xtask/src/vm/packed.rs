@@ -37,7 +37,14 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, project::Project, ui};
+use crate::base::{exec, files, project::Project, ui};
+
+/// How much of the cache's squashfs images (`<cache>/squashfs`) and image
+/// store layers (`<cache>/layers`) to keep, each: the least recently used go
+/// first, never one the running build used. Every edit of an app makes new
+/// ones (the native VM's shared image is ~50 MB), so without a cap they grow
+/// with every build.
+pub const CACHE_CAP: u64 = 2 << 30;
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
 const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0; modules trimmed, uncompressed; v5";
@@ -134,7 +141,9 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     )
     .context("unpacking the base initrd")?;
     trim_modules(sh, &work, &wanted)?;
-    pack_lowers(sh, &project.cache_path("squashfs"), &work, layout)?;
+    let cache = project.cache_path("squashfs");
+    pack_lowers(sh, &cache, &work, layout)?;
+    files::prune_least_recent(&cache, CACHE_CAP, files::run_started())?;
     // Same inputs, same bytes: what depmod and the moves above wrote carries
     // the wall clock; every time after the lock's SOURCE_DATE_EPOCH is clamped to it.
     let epoch = format!("@{}", project.lock.source_date_epoch);
@@ -281,17 +290,19 @@ fn squash_cached(sh: &Shell, cache: &Path, from: &Path, image: &Path) -> Result<
     }
     fs::create_dir_all(cache)?;
     let cached = cache.join(format!("{key}.sqfs"));
-    if !cached.is_file() {
+    if cached.is_file() {
+        files::touch(&cached)?;
+    } else {
         let partial = cached.with_extension("partial");
         let _ = fs::remove_file(&partial);
         exec::run(cmd!(sh, "mksquashfs {from} {partial} {SQUASHFS_OPTS...}"))
             .with_context(|| format!("mksquashfs {}", from.display()))?;
         fs::rename(&partial, &cached)?;
     }
+    // A copy, not a hard link: the packing then sets the image's time to the
+    // lock's, and the cache entry's time must stay when it was last used.
     let _ = fs::remove_file(image);
-    if fs::hard_link(&cached, image).is_err() {
-        fs::copy(&cached, image).with_context(|| format!("copying {}", cached.display()))?;
-    }
+    fs::copy(&cached, image).with_context(|| format!("copying {}", cached.display()))?;
     Ok(())
 }
 
