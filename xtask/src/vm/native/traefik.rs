@@ -400,16 +400,17 @@ fn static_args(
         };
         let lower = name.to_ascii_lowercase();
         let at = format!("traefik service `{traefik}`: flag `{arg}`");
+        // A non-boolean flag's value: after `=`, else the next argument.
+        let mut given_or_next = |value: Option<String>| match value {
+            Some(v) => Ok(v),
+            None => {
+                let v = args.get(i).ok_or_else(|| format!("{at}: needs a value"))?.clone();
+                i += 1;
+                Ok::<_, String>(v)
+            }
+        };
         if lower == format!("providers.{}", THROTTLE.to_ascii_lowercase()) {
-            let value = match value {
-                Some(v) => v,
-                None => {
-                    let v = args.get(i).ok_or_else(|| format!("{at}: needs a value"))?.clone();
-                    i += 1;
-                    v
-                }
-            };
-            throttle_note(Some(value), notes);
+            throttle_note(Some(given_or_next(value)?), notes);
             continue;
         }
         if lower == "configfile" {
@@ -448,11 +449,7 @@ fn static_args(
                 }
                 "true".to_string()
             }
-            None => {
-                let v = args.get(i).ok_or_else(|| format!("{at}: needs a value"))?.clone();
-                i += 1;
-                v
-            }
+            None => given_or_next(None)?,
         };
         match option {
             None => enabled = Some(parse_bool(&value).ok_or_else(|| format!("{at}: `{value}` is not a boolean"))?),
@@ -1721,16 +1718,7 @@ mod tests {
     #[test]
     fn enable_false_removes_a_service_and_ignores_its_labels() {
         let off = labels(&[("traefik.enable", "false"), ("traefik.bogus", "x")]);
-        let out = convert(
-            "demo",
-            "proxy",
-            &file(EXPOSED),
-            &[backend("a", &off, 2, &[80])],
-            DYNAMIC,
-            &CERT,
-        )
-        .unwrap();
-        assert_eq!(routes(&out), "");
+        assert_eq!(dynamic(&file(EXPOSED), &[backend("a", &off, 2, &[80])]), "");
     }
 
     #[test]
@@ -1806,16 +1794,8 @@ mod tests {
         // Several services and no router: the docker provider makes none.
         let mut no_router = two.clone();
         no_router.remove("traefik.http.routers.r.rule");
-        let out = convert(
-            "demo",
-            "proxy",
-            &file(EXPOSED),
-            &[backend("a", &no_router, 2, &[80])],
-            DYNAMIC,
-            &CERT,
-        )
-        .unwrap();
-        assert!(!out.dynamic_yaml.contains("routers"), "{}", out.dynamic_yaml);
+        let out = dynamic(&file(EXPOSED), &[backend("a", &no_router, 2, &[80])]);
+        assert!(!out.contains("routers"), "{out}");
     }
 
     #[test]
