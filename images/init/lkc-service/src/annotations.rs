@@ -7,7 +7,7 @@ use crate::deps::Condition;
 use crate::health::Healthcheck;
 use crate::restart::Restart;
 use crate::runtime::nullable;
-use serde::Deserialize;
+use serde::{de::DeserializeOwned, Deserialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -35,10 +35,14 @@ struct Config {
 
 /// The annotations in `bundle/config.json` (none if it has no such object).
 pub fn read(bundle: &Path) -> Result<Annotations, String> {
+    config_json::<Config>(bundle).map(|c| c.annotations)
+}
+
+/// The part `T` of `bundle/config.json` that a module reads.
+pub fn config_json<T: DeserializeOwned>(bundle: &Path) -> Result<T, String> {
     let file = bundle.join("config.json");
     let text = fs::read_to_string(&file).map_err(|e| format!("read {}: {e}", file.display()))?;
-    let c: Config = serde_json::from_str(&text).map_err(|e| format!("invalid {}: {e}", file.display()))?;
-    Ok(c.annotations)
+    serde_json::from_str(&text).map_err(|e| format!("invalid {}: {e}", file.display()))
 }
 
 /// Whether the bundle is a compose service, for the supervisor to run.

@@ -54,9 +54,7 @@ pub fn owner(bundle: &Path) -> Result<(u32, u32), String> {
         #[serde(default)]
         process: Process,
     }
-    let file = bundle.join("config.json");
-    let text = fs::read_to_string(&file).map_err(|e| format!("read {}: {e}", file.display()))?;
-    let c: Config = serde_json::from_str(&text).map_err(|e| format!("invalid {}: {e}", file.display()))?;
+    let c: Config = crate::annotations::config_json(bundle)?;
     Ok((c.process.user.uid, c.process.user.gid))
 }
 
@@ -121,6 +119,18 @@ mod tests {
         );
         let (other, _) = generate(now).unwrap();
         assert_ne!(cert, other, "each one is new");
+    }
+
+    #[test]
+    fn the_owner_is_the_process_user() {
+        let dir = std::env::temp_dir().join(format!("lkc-owner-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.json");
+        fs::write(&config, r#"{"process": {"user": {"uid": 65534, "gid": 101}}}"#).unwrap();
+        assert_eq!(owner(&dir).unwrap(), (65534, 101));
+        fs::write(&config, r#"{"ociVersion": "1.0.2"}"#).unwrap();
+        assert_eq!(owner(&dir).unwrap(), (0, 0), "root when config.json names no user");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
