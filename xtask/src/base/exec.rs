@@ -270,6 +270,7 @@ fn failed(shown: &str, status: &str, log: Option<&Path>) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
     use std::time::{Duration, Instant};
 
     /// Set in the copy of this test binary that plays the xtask in
@@ -296,8 +297,7 @@ mod tests {
 
     #[test]
     fn children_die_with_the_xtask() {
-        let dir = std::env::temp_dir().join(format!("lkc-exec-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("exec");
         let pid_file = dir.join("child.pid");
         let mut host = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -333,15 +333,13 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// What a step's program leaves running when it ends (here a `sleep` it
     /// put in the background) is killed with it.
     #[test]
     fn a_step_leaves_nothing_running() {
-        let dir = std::env::temp_dir().join(format!("lkc-leftover-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("leftover");
         let pid_file = dir.join("sleep.pid");
         let sh = xshell::Shell::new().unwrap();
         let script = format!("sleep 300 & echo $! > {}", pid_file.display());
@@ -352,7 +350,6 @@ mod tests {
             assert!(Instant::now() < deadline, "{pid} outlived the step that started it");
             std::thread::sleep(Duration::from_millis(20));
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -127,12 +127,12 @@ pub fn prune_least_recent(dir: &Path, cap: u64, since: SystemTime) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
     use std::time::Duration;
 
     #[test]
     fn the_least_recently_used_go_past_the_cap_but_not_this_builds() {
-        let dir = std::env::temp_dir().join(format!("lkc-prune-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("prune");
         let start = SystemTime::now() - Duration::from_secs(3600);
         let file = |name: &str, size: usize, hours_ago: u64| {
             let path = dir.join(name);
@@ -164,6 +164,5 @@ mod tests {
         touch(&dir.join("b")).unwrap();
         let removed = prune_least_recent(&dir, 300, start).unwrap();
         assert_eq!(removed, [dir.join("a")], "touched: used by this build");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,4 +7,6 @@ pub mod exec;
 pub mod files;
 pub mod pins;
 pub mod project;
+#[cfg(test)]
+pub mod testdir;
 pub mod ui;

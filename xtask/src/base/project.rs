@@ -186,15 +186,16 @@ fn cache_dir(explicit: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     /// The build lock is a real lock on the cache: another process cannot take
     /// it while it is held (`flock -n` stands in for a second `cargo xtask`),
     /// and can as soon as the last guard is dropped.
     #[test]
     fn build_lock_excludes_other_processes() {
-        let cache = std::env::temp_dir().join(format!("lkc-lock-{}", std::process::id()));
+        let cache = TestDir::new("lock");
         let project = Project {
-            cache: cache.clone(),
+            cache: cache.to_path_buf(),
             ..for_tests()
         };
         let other_can_lock = || {
@@ -214,7 +215,6 @@ mod tests {
         assert!(!other_can_lock(), "released while a guard was still alive");
         drop(outer);
         assert!(other_can_lock(), "still locked after the last guard");
-        fs::remove_dir_all(&cache).unwrap();
     }
 
     #[test]

@@ -436,18 +436,16 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     #[test]
     fn inputs_hash_follows_files_and_args() {
-        let dir = std::env::temp_dir().join(format!("lkc-apps-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("apps");
         fs::write(dir.join("index.html"), "a").unwrap();
         let one = inputs_hash(&dir, &["X=1".into()]).unwrap();
         assert_eq!(one, inputs_hash(&dir, &["X=1".into()]).unwrap());
         assert_ne!(one, inputs_hash(&dir, &["X=2".into()]).unwrap());
         fs::write(dir.join("index.html"), "b").unwrap();
         assert_ne!(one, inputs_hash(&dir, &["X=1".into()]).unwrap());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

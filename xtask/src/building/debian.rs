@@ -328,6 +328,7 @@ pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path, epoch: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     #[test]
     fn versions_from_dpkg_and_apt_stanzas() {
@@ -343,8 +344,7 @@ mod tests {
 
     #[test]
     fn merge_usr_links_and_moves() {
-        let tmp = std::env::temp_dir().join(format!("lkc-merge-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        let tmp = TestDir::new("merge");
         fs::create_dir_all(tmp.join("bin")).unwrap();
         fs::write(tmp.join("bin/sh"), "x").unwrap();
         merge_usr(&tmp).unwrap();
@@ -353,6 +353,5 @@ mod tests {
         }
         assert_eq!(fs::read_to_string(tmp.join("usr/bin/sh")).unwrap(), "x");
         merge_usr(&tmp).unwrap(); // idempotent
-        fs::remove_dir_all(&tmp).unwrap();
     }
 }

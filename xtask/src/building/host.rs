@@ -556,6 +556,7 @@ pub fn path(project: &Project, program: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     fn qemu_pin() -> HostPackage {
         crate::base::project::for_tests().pins.debian.host_packages[QEMU].clone()
@@ -647,8 +648,7 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
     #[test]
     fn qemu_env_overrides_and_is_checked() {
         let project = crate::base::project::for_tests();
-        let dir = std::env::temp_dir().join(format!("lkc-qemu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("qemu");
         let fake = dir.join("qemu-old");
         std::fs::write(
             &fake,
@@ -668,6 +668,5 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
             }
         );
         assert!(c.problem().contains("too old (needs 9.1 or later"), "{}", c.problem());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

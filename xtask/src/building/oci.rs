@@ -105,6 +105,7 @@ pub fn import(sh: &Shell, project: &Project, layout: &Path, reference: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     fn buildah_index() -> Value {
         json!({"schemaVersion": 2, "manifests": [{
@@ -150,13 +151,11 @@ mod tests {
 
     #[test]
     fn cache_lookup_reads_annotations() {
-        let dir = std::env::temp_dir().join(format!("lkc-cache-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("cache");
         assert!(!cache_has(&dir, "r/x:t").unwrap(), "no index yet");
         let index = name_index(&buildah_index(), "r/x:t").unwrap();
         fs::write(dir.join("index.json"), index.to_string()).unwrap();
         assert!(cache_has(&dir, "r/x:t").unwrap());
         assert!(!cache_has(&dir, "r/x:other").unwrap());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -298,6 +298,7 @@ fn iso(sh: &Shell, input: &Input, work: &Path, fat: &Path, out: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     /// A project whose dist/ is a fresh temporary folder.
     fn scratch_project(name: &str) -> Project {
@@ -468,14 +469,12 @@ mod tests {
     /// A failed assembly leaves neither its scratch folder nor a partial image.
     #[test]
     fn scratch_leaves_nothing_behind() {
-        let dist = std::env::temp_dir().join(format!("lkc-scratch-{}", std::process::id()));
-        fs::create_dir_all(&dist).unwrap();
+        let dist = TestDir::new("scratch");
         {
             let s = Scratch::new(&dist, "vm-efi.img").unwrap();
             fs::write(s.work.join("fat.img"), "half").unwrap();
             fs::write(&s.partial, "half a disk").unwrap();
         }
         assert_eq!(fs::read_dir(&dist).unwrap().count(), 0, "dist/ holds no leftovers");
-        fs::remove_dir_all(&dist).unwrap();
     }
 }

@@ -453,12 +453,12 @@ pub fn read_log(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     /// A probe's result holds for the same host boot and QEMU, and only them.
     #[test]
     fn a_kvm_verdict_is_kept_for_this_host_boot_and_qemu() {
-        let dir = std::env::temp_dir().join(format!("lkc-kvm-probe-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new("kvm-probe");
         let qemu = dir.join("qemu-system-x86_64");
         fs::write(&qemu, "a QEMU").unwrap();
         let verdict = ProbeVerdict {
@@ -485,7 +485,6 @@ mod tests {
             key: ProbeVerdict::key(&qemu).unwrap(),
         };
         assert_eq!(newer.read(), None);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A request the server never answers (as QEMU's user network holds one
@@ -547,19 +546,18 @@ mod tests {
     /// Two boots of one VM at once each get a console log of their own.
     #[test]
     fn concurrent_boots_get_their_own_serial_logs() {
-        let dist = std::env::temp_dir().join(format!("lkc-serial-{}", std::process::id()));
+        let dist = TestDir::new("serial");
         let first = serial_log(&dist, "vm").unwrap();
         let second = serial_log(&dist, "vm").unwrap();
         assert_eq!(first.path, dist.join("vm-serial.log"));
         assert_ne!(first.path, second.path);
         drop((first, second));
         assert_eq!(serial_log(&dist, "vm").unwrap().path, dist.join("vm-serial.log"));
-        fs::remove_dir_all(&dist).unwrap();
     }
 
     #[test]
     fn pins_survive_a_rebuild_of_dist() {
-        let root = std::env::temp_dir().join(format!("lkc-pin-{}", std::process::id()));
+        let root = TestDir::new("pin");
         let project = Project {
             dist: root.join("dist"),
             cache: root.join("cache"),
@@ -584,6 +582,5 @@ mod tests {
         let dir = pin.initrd.parent().unwrap().to_path_buf();
         drop(pin);
         assert!(!dir.exists(), "the pin is removed with its guard");
-        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -425,6 +425,7 @@ fn normalized(reference: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::base::testdir::TestDir;
     #[test]
     fn references_as_the_engine_keys_them() {
         use super::normalized;
@@ -442,14 +443,13 @@ mod tests {
 
     #[test]
     fn layers_that_delete_files_are_refused() {
-        let tmp = std::env::temp_dir().join(format!("lkc-wh-{}", std::process::id()));
+        let tmp = TestDir::new("wh");
         fs::create_dir_all(tmp.join("etc")).unwrap();
         fs::write(tmp.join("etc/kept"), "").unwrap();
         refuse_whiteouts(&tmp).unwrap();
         fs::write(tmp.join("etc/.wh.gone"), "").unwrap();
         let err = refuse_whiteouts(&tmp).unwrap_err().to_string();
         assert!(err.contains("etc/.wh.gone") && err.contains("whiteout"), "{err}");
-        fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -224,6 +224,7 @@ fn build_vm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     fn app() -> App {
         crate::building::apps::testing::default_app()
@@ -286,8 +287,7 @@ mod tests {
         for method in [Method::Static, Method::Dynamic] {
             let default = vm(&project, method, &app(), None).unwrap();
             assert_eq!(default.yaml_path(&project).parent().unwrap(), linuxkit_dir);
-            let dir = std::env::temp_dir().join(format!("lkc-other-{}-{method:?}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = TestDir::new(&format!("other-{method:?}"));
             let file = dir.join("docker-compose.yml");
             std::fs::write(
                 &file,
@@ -298,7 +298,6 @@ mod tests {
             .unwrap();
             let other = vm(&project, method, &load(&file), None).unwrap();
             assert_eq!(other.yaml_path(&project).parent().unwrap(), project.dist);
-            std::fs::remove_dir_all(&dir).unwrap();
         }
         let registry = Address::parse("registry.example.com/team").unwrap();
         let pushed = vm(&project, Method::Dynamic, &app(), Some(&registry)).unwrap();
@@ -320,8 +319,7 @@ mod tests {
     #[test]
     fn bind_mounted_project_files_travel() {
         let project = crate::base::project::for_tests();
-        let dir = std::env::temp_dir().join(format!("lkc-binds-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = TestDir::new("binds");
         std::fs::create_dir_all(dir.join("conf/sub")).unwrap();
         std::fs::write(dir.join("conf/sub/site.conf"), "server {}\n").unwrap();
         std::fs::write(dir.join("run.sh"), "#!/bin/sh\n").unwrap();
@@ -362,6 +360,5 @@ mod tests {
         let runtime = runtime_file(Method::Static, &app).unwrap();
         assert!(runtime.contains("source: /etc/compose/project/conf\n"), "{runtime}");
         assert!(runtime.contains("source: /etc/compose/project/run.sh\n"), "{runtime}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -436,6 +436,7 @@ fn trim_modules(sh: &Shell, root: &Path, wanted: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     #[test]
     fn the_modules_image_list_is_read_from_its_cmd() {
@@ -451,8 +452,7 @@ mod tests {
     /// container; a read-only rootfs only when no mount point is missing.
     #[test]
     fn read_only_roots_are_lowers_and_complete_read_only_rootfs() {
-        let tmp = std::env::temp_dir().join(format!("lkc-roots-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        let tmp = TestDir::new("roots");
         let bundle = |rel: &str, config: &str, dirs: &[&str]| {
             let dir = tmp.join(rel);
             fs::create_dir_all(&dir).unwrap();
@@ -484,7 +484,6 @@ mod tests {
                 "services/web/lower"
             ]
         );
-        fs::remove_dir_all(&tmp).unwrap();
     }
 
     /// Identical files of different containers become one inode in the
@@ -493,8 +492,7 @@ mod tests {
     #[test]
     fn identical_files_share_one_inode_in_the_image() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let tmp = std::env::temp_dir().join(format!("lkc-links-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        let tmp = TestDir::new("links");
         let tree = tmp.join("tree");
         let lib = |container: &str| tree.join(format!("services/{container}/lower/usr/lib/libx.so"));
         for c in ["a", "b", "c", "d"] {
@@ -538,7 +536,6 @@ mod tests {
         if has_xattr {
             assert_ne!(ino("services/e/lower/libx.so"), lib_a, "extended attributes");
         }
-        fs::remove_dir_all(&tmp).unwrap();
     }
 
     /// The same files give the same image from the cache, whatever their
@@ -546,8 +543,7 @@ mod tests {
     #[test]
     fn squashfs_images_are_cached_by_content() {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = std::env::temp_dir().join(format!("lkc-squash-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        let tmp = TestDir::new("squash");
         let (tree, cache) = (tmp.join("tree"), tmp.join("cache"));
         fs::create_dir_all(tree.join("bin")).unwrap();
         fs::write(tree.join("bin/tool"), "#!/bin/sh\necho one\n").unwrap();
@@ -568,6 +564,5 @@ mod tests {
         fs::write(tree.join("bin/tool"), "#!/bin/sh\necho two\n").unwrap();
         assert_ne!(image("4.sqfs"), executable);
         assert_eq!(fs::read_dir(&cache).unwrap().count(), 3);
-        fs::remove_dir_all(&tmp).unwrap();
     }
 }

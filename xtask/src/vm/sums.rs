@@ -100,13 +100,13 @@ pub fn write(project: &Project) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testdir::TestDir;
 
     /// The sums are `sha256sum`'s, of the final artifacts only, and a file
     /// that changes gets its new sum even when the cache knew the old one.
     #[test]
     fn sums_of_the_artifacts_as_sha256sum_writes_them() {
-        let dir = std::env::temp_dir().join(format!("lkc-sums-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = TestDir::new("sums");
         fs::create_dir_all(dir.join("images")).unwrap();
         for (name, body) in [
             ("vm-kernel", "k"),
@@ -123,7 +123,7 @@ mod tests {
             fs::write(dir.join(name), body).unwrap();
         }
         let mut project = crate::base::project::for_tests();
-        project.dist = dir.clone();
+        project.dist = dir.to_path_buf();
         write(&project).unwrap();
         let sums = fs::read_to_string(dir.join(SUMS)).unwrap();
         let out = std::process::Command::new("sha256sum")
@@ -145,6 +145,5 @@ mod tests {
         write(&project).unwrap();
         let sums = fs::read_to_string(dir.join(SUMS)).unwrap();
         assert!(sums.contains(&sha256(&dir.join("vm-kernel")).unwrap()), "{sums}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
