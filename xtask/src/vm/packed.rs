@@ -220,7 +220,10 @@ fn pack_lowers(sh: &Shell, cache: &Path, work: &Path, layout: Layout) -> Result<
 fn link_identical_files(root: &Path) -> Result<usize> {
     use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt;
-    let mut by_shape: BTreeMap<(u64, u32, u32, u32), Vec<PathBuf>> = BTreeMap::new();
+    // Candidates by size, mode and owner (uid, gid), each with its inode: only
+    // files alike in all of these are hashed.
+    type Shape = (u64, u32, u32, u32);
+    let mut by_shape: BTreeMap<Shape, Vec<(PathBuf, u64)>> = BTreeMap::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -232,30 +235,29 @@ fn link_identical_files(root: &Path) -> Result<usize> {
                 by_shape
                     .entry((meta.len(), meta.mode(), meta.uid(), meta.gid()))
                     .or_default()
-                    .push(path);
+                    .push((path, meta.ino()));
             }
         }
     }
     let mut linked = 0;
-    for mut paths in by_shape.into_values().filter(|p| p.len() > 1) {
-        paths.sort();
-        let mut first_of: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for path in paths {
-            let first = match first_of.entry(crate::vm::sums::sha256(&path)?) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(path);
-                    continue;
-                }
-                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+    for mut files in by_shape.into_values().filter(|f| f.len() > 1) {
+        files.sort();
+        // The first file (by path) with each content, and its inode.
+        let mut first_of: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+        for (path, ino) in files {
+            let digest = crate::vm::sums::sha256(&path)?;
+            let Some((first, first_ino)) = first_of.get(&digest) else {
+                first_of.insert(digest, (path, ino));
+                continue;
             };
-            if fs::metadata(&first)?.ino() == fs::metadata(&path)?.ino() {
+            if *first_ino == ino {
                 continue;
             }
             let tmp = path.with_file_name(format!(".lkc-link-{}", std::process::id()));
             if fs::symlink_metadata(&tmp).is_ok() {
                 bail!("{} is in the way of linking {}", tmp.display(), path.display());
             }
-            fs::hard_link(&first, &tmp).with_context(|| format!("linking {}", path.display()))?;
+            fs::hard_link(first, &tmp).with_context(|| format!("linking {}", path.display()))?;
             fs::rename(&tmp, &path)?;
             linked += 1;
         }
