@@ -7,6 +7,11 @@ use std::{
     process::Command,
 };
 
+#[path = "../src/base/testdir.rs"]
+mod testdir;
+
+use testdir::TestDir;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -68,8 +73,7 @@ fn fails(command: &str, name: &str, text: &str) -> String {
 
 /// [`fails`], with no file at all when `text` is None.
 fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
-    let dir = std::env::temp_dir().join(format!("lkc-bad-{}-{name}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new(&format!("bad-{name}"));
     let file = dir.join("docker-compose.yml");
     if let Some(text) = text {
         fs::write(&file, text).unwrap();
@@ -114,7 +118,6 @@ fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
         .collect();
     made.sort();
     assert!(made.is_empty(), "{command} with {name} started building: {made:?}");
-    fs::remove_dir_all(&dir).unwrap();
     // The error with its list of problems, if it has one.
     stderr[stderr.find("error:").expect("an error line")..]
         .trim_end()
@@ -215,7 +218,7 @@ fn image_the_local_profile_would_have_to_pull() {
 /// stand-in: both before anything is built, naming the Dockerfile's lines.
 #[test]
 fn dockerfile_the_local_profile_cannot_build() {
-    let dir = std::env::temp_dir().join(format!("lkc-df-{}", std::process::id()));
+    let dir = TestDir::new("df");
     let (node, alpine) = (dir.join("node"), dir.join("alpine"));
     for (d, text) in [
         (&node, "FROM node:20-alpine\nCOPY . /app\n"),
@@ -231,7 +234,6 @@ fn dockerfile_the_local_profile_cannot_build() {
     );
     let e = fails("static", "dockerfiles", &text);
     assert!(e.contains("2 problems"), "{e}");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The native method carries over only what it can make behave as under

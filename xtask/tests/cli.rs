@@ -3,24 +3,20 @@
 //! kill the xtask.
 
 use std::{
-    fs,
     os::fd::{FromRawFd, OwnedFd},
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lkc-cli-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+#[path = "../src/base/testdir.rs"]
+mod testdir;
+
+use testdir::TestDir;
 
 /// Run the xtask with `args` on an empty cache: it must fail at once with one
 /// error line containing `want`, having created no cache (so built nothing).
 fn refused(args: &[&str], want: &str) {
-    let dir = scratch(&args.join("_").replace(['/', ' ', ':'], "-"));
+    let dir = TestDir::new(&format!("cli-{}", args.join("_").replace(['/', ' ', ':'], "-")));
     let cache = dir.join("cache");
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -40,7 +36,6 @@ fn refused(args: &[&str], want: &str) {
     assert_eq!(errors.len(), 1, "{args:?}: one error line, got:\n{stderr}");
     assert!(errors[0].contains(want), "{args:?}: want {want:?} in:\n{stderr}");
     assert!(!cache.exists(), "{args:?} started work before refusing");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

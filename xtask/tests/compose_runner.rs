@@ -9,6 +9,11 @@ use std::{
     process::{Command, Output},
 };
 
+#[path = "../src/base/testdir.rs"]
+mod testdir;
+
+use testdir::TestDir;
+
 fn runner() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/compose/compose-up")
 }
@@ -16,8 +21,7 @@ fn runner() -> PathBuf {
 /// Run the runner against a `docker-compose` whose `up` prints `up_says` and
 /// exits with `up_status`; the engine's socket exists, as in the VM.
 fn run(name: &str, up_says: &str, up_status: i32) -> Output {
-    let dir = std::env::temp_dir().join(format!("lkc-runner-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    let dir = TestDir::new(&format!("runner-{name}"));
     fs::create_dir_all(dir.join("compose")).unwrap();
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::write(dir.join("compose/docker-compose.yml"), "services: {}\n").unwrap();
@@ -33,7 +37,7 @@ fn run(name: &str, up_says: &str, up_status: i32) -> Output {
     // The runner waits for the engine's socket before it asks the engine.
     let socket = dir.join("docker.sock");
     let _engine = UnixListener::bind(&socket).unwrap();
-    let out = Command::new("sh")
+    Command::new("sh")
         .arg(runner())
         .env("COMPOSE_DIR", dir.join("compose"))
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
@@ -44,9 +48,7 @@ fn run(name: &str, up_says: &str, up_status: i32) -> Output {
             format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap()),
         )
         .output()
-        .unwrap();
-    fs::remove_dir_all(&dir).unwrap();
-    out
+        .unwrap()
 }
 
 #[test]

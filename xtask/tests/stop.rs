@@ -8,6 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "../src/base/testdir.rs"]
+mod testdir;
+
+use testdir::TestDir;
+
 fn alive(pid: i32) -> bool {
     // A killed orphan is reaped by init; until then it is a zombie.
     fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -20,9 +25,7 @@ fn alive(pid: i32) -> bool {
 /// bench leaves it running.
 #[test]
 fn a_stopped_xtask_leaves_no_grandchild_behind() {
-    let dir = std::env::temp_dir().join(format!("lkc-stop-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("stop");
     let pid_file = dir.join("grandchild.pid");
     let script = dir.join("plain-vm.sh");
     fs::write(
@@ -67,5 +70,4 @@ fn a_stopped_xtask_leaves_no_grandchild_behind() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    fs::remove_dir_all(&dir).unwrap();
 }
