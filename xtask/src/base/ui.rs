@@ -76,10 +76,18 @@ pub fn note(what: impl Display) {
 /// (app images share their base image, every VM image asks for the linuxkit
 /// CLI, and the boot tests and the bench build the same VMs again).
 pub fn cached(what: impl Display) {
+    cached_with(what, None);
+}
+
+/// [`cached`], with a detail line under it, said with it (once).
+pub fn cached_with(what: impl Display, detail: Option<String>) {
     static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let line = format!("==> {what}: up to date (cached)");
     if SAID.lock().unwrap_or_else(|e| e.into_inner()).insert(line.clone()) {
         err(line);
+        if let Some(detail) = detail {
+            note(detail);
+        }
     }
 }
 
@@ -115,11 +123,21 @@ pub fn current_log() -> PathBuf {
 }
 
 fn log_path(name: &str) -> PathBuf {
-    let dir = LOG_DIR
-        .get()
-        .cloned()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("lkc-logs-{}", std::process::id())));
+    let dir = LOG_DIR.get().cloned().unwrap_or_else(unset_log_dir);
     dir.join(format!("{}.log", slug(name)))
+}
+
+/// Where step logs go before `main` sets their folder.
+#[cfg(not(test))]
+fn unset_log_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("lkc-logs-{}", std::process::id()))
+}
+
+/// Unit tests never run `main`: their steps log under target/ (which
+/// `cargo clean` clears), not in a new /tmp folder per run.
+#[cfg(test)]
+fn unset_log_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs")
 }
 
 /// `image linuxkit-compose.local/nginx:ab12` -> `image-linuxkit-compose-local-nginx-ab12`.

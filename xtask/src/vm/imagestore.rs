@@ -36,7 +36,7 @@ use crate::{
     app::compose::{self, App},
     base::{exec, files, project::Project, ui},
     building::cpio::{Meta, Writer},
-    vm::packed,
+    vm::{packed, parts},
 };
 
 const DOCKER: &str = "var/lib/docker";
@@ -335,16 +335,24 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
     )?;
     let mut images: Vec<Image> = Vec::new();
     let mut segments: Vec<PathBuf> = Vec::new();
+    // The base's parts, then each image's layers (a layer two images share counts for the first).
+    let mut sizes = parts::read(base)?;
+    if sizes.is_empty() {
+        sizes.push(parts::Part::new("the base initrd", fs::metadata(base)?.len()));
+    }
     for reference in app.images() {
         let tarball = project.dist.join("images").join(compose::tarball_name(reference));
         let (mut image, members) = read_tarball(&tarball, reference)?;
+        let mut own = 0;
         for (layer, member) in image.layers.iter_mut().zip(&members) {
             let (segment, size) = layer_segment(sh, project, &tarball, member, &layer.chain)?;
             layer.size = size;
             if !segments.contains(&segment) {
+                own += fs::metadata(&segment)?.len();
                 segments.push(segment);
             }
         }
+        sizes.push(parts::Part::new(format!("image {reference}"), own));
         images.push(image);
     }
     files::prune_least_recent(&project.cache_path("layers"), packed::CACHE_CAP, files::run_started())?;
@@ -362,8 +370,12 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         stamp += &format!("segment {}\n", s.display());
     }
     let stamp_path = out.with_extension("stamp");
+    sizes.push(parts::Part::new("image store metadata", metadata.len() as u64));
     if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        ui::cached(format!("{} (base initrd + image store)", project.rel(out).display()));
+        ui::cached_with(
+            format!("{} (base initrd + image store)", project.rel(out).display()),
+            Some(parts::summary(&sizes)),
+        );
         return Ok(());
     }
     let step = ui::step(format!(
@@ -398,6 +410,7 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     fs::rename(&partial, out)?;
+    parts::write(out, &sizes)?;
     files::write_atomic(&stamp_path, stamp.as_bytes())?;
     step.done();
     ui::note(format!(
@@ -405,6 +418,7 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         project.rel(out).display(),
         fs::metadata(out)?.len() / 1_000_000
     ));
+    ui::note(parts::summary(&sizes));
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod methods;
 pub mod native;
 pub mod native_vm;
 pub mod packed;
+pub mod parts;
 pub mod sbom;
 pub mod static_vm;
 pub mod sums;

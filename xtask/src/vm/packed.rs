@@ -38,7 +38,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, files, project::Project, ui};
+use crate::{
+    base::{exec, files, project::Project, ui},
+    vm::parts,
+};
 
 /// How much of the cache's squashfs images (`<cache>/squashfs`) and image
 /// store layers (`<cache>/layers`) to keep, each: the least recently used go
@@ -119,7 +122,11 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
         wanted.join(" ")
     );
     if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        ui::cached(format!("{} (packed)", project.rel(out).display()));
+        let sizes = parts::read(out)?;
+        ui::cached_with(
+            format!("{} (packed)", project.rel(out).display()),
+            (!sizes.is_empty()).then(|| parts::summary(&sizes)),
+        );
         return Ok(out.to_path_buf());
     }
     let step = ui::step(format!(
@@ -144,6 +151,7 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     trim_modules(sh, &work, &wanted)?;
     let cache = project.cache_path("squashfs");
     pack_lowers(sh, &cache, &work, layout)?;
+    let mut sizes = squashfs_parts(&work.join("containers"))?;
     files::prune_least_recent(&cache, CACHE_CAP, files::run_started())?;
     // Same inputs, same bytes: what depmod and the moves above wrote carries
     // the wall clock; every time after the lock's SOURCE_DATE_EPOCH is clamped to it.
@@ -165,15 +173,53 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     )
     .context("packing the initrd")?;
     fs::remove_dir_all(&work)?;
+    let size = fs::metadata(&partial)?.len();
+    let images: u64 = sizes.iter().map(|p| p.bytes).sum();
+    sizes.push(parts::Part::new(
+        "init, kernel modules and the rest",
+        size.saturating_sub(images),
+    ));
+    let _ = fs::remove_file(parts::path_of(out));
     fs::rename(&partial, out)?;
+    parts::write(out, &sizes)?;
     fs::write(&stamp_path, stamp)?;
     step.done();
-    ui::note(format!(
-        "{} ({} MB)",
-        project.rel(out).display(),
-        fs::metadata(out)?.len() / 1_000_000
-    ));
+    ui::note(format!("{} ({} MB)", project.rel(out).display(), size / 1_000_000));
+    ui::note(parts::summary(&sizes));
     Ok(out.to_path_buf())
+}
+
+/// The squashfs images under `containers` as parts of the initrd, named by
+/// their container (`services/docker`), the shared image as what it holds.
+fn squashfs_parts(containers: &Path) -> Result<Vec<parts::Part>> {
+    let mut found = Vec::new();
+    if !containers.is_dir() {
+        return Ok(found);
+    }
+    for kind in fs::read_dir(containers)? {
+        let kind = kind?.path();
+        if kind.extension().is_some_and(|e| e == "sqfs") {
+            found.push(parts::Part::new(
+                "every container's root (shared)",
+                fs::metadata(&kind)?.len(),
+            ));
+            continue;
+        }
+        if !kind.is_dir() {
+            continue;
+        }
+        for container in fs::read_dir(&kind)? {
+            let container = container?.path();
+            for image in ["lower.sqfs", "rootfs.sqfs"] {
+                if let Ok(meta) = fs::metadata(container.join(image)) {
+                    let name = container.strip_prefix(containers).unwrap_or(&container);
+                    found.push(parts::Part::new(name.display().to_string(), meta.len()));
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
 }
 
 /// Every container's read-only root filesystem (see the module's doc) as a
