@@ -40,11 +40,11 @@ pub struct VmOpts {
 /// The accelerator for this boot, said in one line with the reason.
 pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
     let qemu = host::path(project, host::QEMU)?;
-    let has_kvm = Path::new("/dev/kvm").exists();
+    let has_kvm = Path::new(KVM_DEVICE).exists();
     let mut probe = None;
     let mut cached = false;
     let (accel, why) = qemu::choose_accel(opts.accel, has_kvm, || {
-        let verdict = ProbeVerdict::key(&qemu).map(|key| ProbeVerdict {
+        let verdict = ProbeVerdict::key(&qemu, Path::new(KVM_DEVICE)).map(|key| ProbeVerdict {
             file: project.cache_path("kvm-probe"),
             key,
         });
@@ -77,7 +77,7 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
         }
     };
     let reason = if cached {
-        format!("{reason}; probed earlier since the host booted")
+        format!("{reason}; probed earlier, with this QEMU and /dev/kvm as they are now")
     } else {
         reason
     };
@@ -85,26 +85,40 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
     Ok(accel)
 }
 
-/// A KVM probe's result, kept until the host reboots or QEMU changes: KVM
-/// does not start or stop working while the host runs, and a probe of a
-/// broken KVM costs its full 10 s on every boot. `--accel` overrides it.
+const KVM_DEVICE: &str = "/dev/kvm";
+
+/// A KVM probe's result, kept until the host reboots, QEMU changes or
+/// /dev/kvm does: a probe of a broken KVM costs its full 10 s on every boot,
+/// and what makes KVM start working while the host runs (loading its module,
+/// which makes the device anew; opening it to the user with chmod, chown or
+/// a group) changes the device's inode, mode, owner or change time.
+/// `--accel` overrides it.
 struct ProbeVerdict {
     file: PathBuf,
-    /// The host's boot id, and QEMU's path, size and modification time.
+    /// The host's boot id; QEMU's path, size and modification time; the KVM
+    /// device's inode, mode, owner, group and change time.
     key: String,
 }
 
 impl ProbeVerdict {
-    fn key(qemu: &Path) -> Option<String> {
+    fn key(qemu: &Path, device: &Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
         let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         let meta = fs::metadata(qemu).ok()?;
         let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let dev = fs::metadata(device).ok()?;
         Some(format!(
-            "{} {} {} {}",
+            "{} {} {} {} kvm {} {:o} {}:{} {}.{:09}",
             boot.trim(),
             qemu.display(),
             meta.len(),
-            modified.as_nanos()
+            modified.as_nanos(),
+            dev.ino(),
+            dev.mode(),
+            dev.uid(),
+            dev.gid(),
+            dev.ctime(),
+            dev.ctime_nsec()
         ))
     }
 
@@ -455,16 +469,18 @@ mod tests {
     use super::*;
     use crate::base::testdir::TestDir;
 
-    /// A probe's result holds for the same host boot and QEMU, and only them.
+    /// A probe's result holds for the same host boot, QEMU and KVM device, and only them.
     #[test]
-    fn a_kvm_verdict_is_kept_for_this_host_boot_and_qemu() {
+    fn a_kvm_verdict_is_kept_for_this_host_boot_qemu_and_kvm_device() {
         let dir = TestDir::new("kvm-probe");
-        let qemu = dir.join("qemu-system-x86_64");
+        let (qemu, kvm) = (dir.join("qemu-system-x86_64"), dir.join("kvm"));
         fs::write(&qemu, "a QEMU").unwrap();
-        let verdict = ProbeVerdict {
+        fs::write(&kvm, "").unwrap();
+        let verdict_now = || ProbeVerdict {
             file: dir.join("kvm-probe"),
-            key: ProbeVerdict::key(&qemu).unwrap(),
+            key: ProbeVerdict::key(&qemu, &kvm).unwrap(),
         };
+        let verdict = verdict_now();
         assert_eq!(verdict.read(), None, "nothing probed yet");
         for result in [
             Probe::Hung,
@@ -478,13 +494,16 @@ mod tests {
                 _ => assert_eq!(read, result),
             }
         }
+        assert_eq!(verdict_now().read(), Some(verdict.read().unwrap()), "nothing changed");
+        // A KVM device opened to more users (as `chmod 666 /dev/kvm` does) probes again.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&kvm, fs::Permissions::from_mode(0o666)).unwrap();
+        let opened = verdict_now();
+        assert_eq!(opened.read(), None);
+        opened.write(&Probe::Works);
         // Another QEMU (here: the same path, rewritten) probes again.
         fs::write(&qemu, "a newer QEMU").unwrap();
-        let newer = ProbeVerdict {
-            file: dir.join("kvm-probe"),
-            key: ProbeVerdict::key(&qemu).unwrap(),
-        };
-        assert_eq!(newer.read(), None);
+        assert_eq!(verdict_now().read(), None);
     }
 
     /// A request the server never answers (as QEMU's user network holds one
