@@ -6,7 +6,7 @@
 //! for `TRAEFIK DEFAULT CERT` with a random name under `traefik.default`,
 //! valid for a year, on a new 2048-bit RSA key, at every configuration it
 //! applies and before that configuration takes effect. Under emulation (TCG)
-//! such a key takes 0.3-3 s. The native method names this certificate in
+//! such a key can take seconds. The native method names this certificate in
 //! traefik's configuration instead: the same kind, on a P-256 key, made here
 //! in a few milliseconds before traefik starts, once per boot. It is made in
 //! the VM, so no private key travels in the image.

@@ -43,8 +43,8 @@ pub enum StaticConfig {
 /// traefik makes its own when no store names one: self-signed, for `TRAEFIK
 /// DEFAULT CERT` with a random name under `traefik.default`, on a new
 /// 2048-bit RSA key, at every configuration it applies and before that
-/// configuration takes effect. Under TCG such a key takes 0.3-3 s (1.5 s
-/// typical), most of traefik's start. The VM's service runner makes the same
+/// configuration takes effect. Under TCG such a key can take seconds, much of
+/// traefik's start. The VM's service runner makes the same
 /// kind on a P-256 key in milliseconds (images/init/lkc-service,
 /// `certificate`), at each boot, so no private key travels in the image.
 pub struct DefaultCertificate<'a> {
