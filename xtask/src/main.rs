@@ -35,7 +35,10 @@ fn main() -> ExitCode {
     exec::handle_stop_signals();
     base::files::run_started();
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // A stop signal ends the command with 128+signal, whatever it was doing.
+    exec::wait_if_stopping();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             ui::err(format_args!("error: {err:#}"));

@@ -17,7 +17,10 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        Mutex,
+    },
     thread,
 };
 
@@ -34,6 +37,9 @@ const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHU
 
 /// The process groups of the steps' programs running now (each leads its own).
 static GROUPS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// The stop signal being handled (0 while there is none).
+static STOPPING: AtomicI32 = AtomicI32::new(0);
 
 fn stop_set() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset only write the set they are given.
@@ -62,12 +68,23 @@ pub fn handle_stop_signals() {
         if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
             continue;
         }
+        STOPPING.store(sig, Ordering::SeqCst);
         kill_running_groups();
         ui::err(format!(
             "stopped by signal {sig}; every program it started has been killed"
         ));
         std::process::exit(128 + sig);
     });
+}
+
+/// While the xtask is being stopped, its programs die of it: that is no
+/// failure to report, and the command must not end on its own (with 1, or 0)
+/// before the signal thread ends it with 128+signal. So the calling thread
+/// waits here for that exit.
+pub fn wait_if_stopping() {
+    while STOPPING.load(Ordering::SeqCst) != 0 {
+        thread::park();
+    }
 }
 
 /// SIGKILL every running step's process group.
@@ -255,6 +272,7 @@ fn start_error(shown: &str, e: io::Error) -> anyhow::Error {
 
 /// The error for a program that failed, after showing the tail of its log.
 fn failed(shown: &str, status: &str, log: Option<&Path>) -> anyhow::Error {
+    wait_if_stopping();
     let short: String = shown.chars().take(200).collect();
     match log {
         Some(log) => {
