@@ -17,7 +17,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::base::{exec, project::Project, ui};
+use crate::{
+    app::model::{self, Attachment, Dependency, FileSource, FileUse, Healthcheck, Mount, Network, Process, Volume},
+    base::{exec, project::Project, ui},
+};
 
 pub const DEFAULT: &str = "compose/docker-compose.yml";
 
@@ -63,8 +66,33 @@ pub struct App {
     /// Read from one file with compose's defaults: no other file merged over
     /// it, no `--env-file`, `--project-name` or `--profile`.
     pub single_file: bool,
+    /// Top-level `networks:` (compose adds `default` when a service uses it).
+    pub networks: BTreeMap<String, Network>,
+    /// Top-level `volumes:`: the named volumes.
+    #[allow(dead_code)] // typed for the methods; none reads them yet
+    pub volumes: BTreeMap<String, Volume>,
+    /// Top-level `secrets:`.
+    #[allow(dead_code)] // typed for the methods; none reads them yet
+    pub secrets: BTreeMap<String, FileSource>,
+    /// Top-level `configs:`.
+    #[allow(dead_code)] // typed for the methods; none reads them yet
+    pub configs: BTreeMap<String, FileSource>,
+    /// compose's project name (`name:`, `-p`, or the folder's).
+    pub project: String,
+    /// What runs for each service where it is not the image the compose file
+    /// names (a stand-in): set by [`App::resolve`], beside the model.
+    runs: BTreeMap<String, Runs>,
     /// compose's normalized model, the base of the file the VM runs.
     config: Value,
+}
+
+/// The image that runs for a service in place of the one its compose file names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runs {
+    /// The local reference that runs.
+    pub image: String,
+    /// The image the compose file names.
+    pub stands_in_for: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -81,11 +109,33 @@ pub struct Service {
     pub binds: Vec<Bind>,
     /// It mounts the Docker engine's socket (traefik's docker provider, say).
     pub uses_docker_socket: bool,
-    /// The image the compose file names, where `image` is a local stand-in for it.
-    pub stands_in_for: Option<String>,
     /// `labels:` as compose resolved them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The process and what its namespace gets.
+    #[serde(skip)]
+    pub process: Process,
+    /// `volumes:`, every kind.
+    #[serde(skip)]
+    pub mounts: Vec<Mount>,
+    /// `networks:`, by network name (none with `network_mode`).
+    #[serde(skip)]
+    pub networks: BTreeMap<String, Attachment>,
+    #[serde(skip)]
+    pub network_mode: Option<String>,
+    /// `expose:` (`80`, `90/udp`).
+    #[serde(skip)]
+    pub expose: Vec<String>,
+    #[serde(skip)]
+    pub depends_on: BTreeMap<String, Dependency>,
+    #[serde(skip)]
+    pub restart: Option<String>,
+    #[serde(skip)]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(skip)]
+    pub secrets: Vec<FileUse>,
+    #[serde(skip)]
+    pub configs: Vec<FileUse>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -147,12 +197,20 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-/// The parts of compose's JSON model this crate reads.
+/// compose's JSON model, as this crate reads it.
 #[derive(Deserialize)]
 struct Config {
     name: String,
     #[serde(default)]
     services: BTreeMap<String, ConfigService>,
+    #[serde(default, deserialize_with = "model::named")]
+    networks: BTreeMap<String, Network>,
+    #[serde(default, deserialize_with = "model::named")]
+    volumes: BTreeMap<String, Volume>,
+    #[serde(default, deserialize_with = "model::named")]
+    secrets: BTreeMap<String, FileSource>,
+    #[serde(default, deserialize_with = "model::named")]
+    configs: BTreeMap<String, FileSource>,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +222,22 @@ struct ConfigService {
     #[serde(default)]
     ports: Vec<ConfigPort>,
     #[serde(default)]
-    volumes: Vec<ConfigVolume>,
+    volumes: Vec<Mount>,
+    #[serde(flatten)]
+    process: Process,
+    #[serde(default, deserialize_with = "model::attachments")]
+    networks: BTreeMap<String, Attachment>,
+    network_mode: Option<String>,
+    #[serde(default, deserialize_with = "model::texts")]
+    expose: Vec<String>,
+    #[serde(default)]
+    depends_on: BTreeMap<String, Dependency>,
+    restart: Option<String>,
+    healthcheck: Option<Healthcheck>,
+    #[serde(default)]
+    secrets: Vec<FileUse>,
+    #[serde(default)]
+    configs: Vec<FileUse>,
 }
 
 #[derive(Deserialize)]
@@ -184,16 +257,13 @@ struct ConfigPort {
     protocol: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ConfigVolume {
-    #[serde(rename = "type")]
-    kind: String,
-    source: Option<String>,
-    target: String,
-}
-
 /// Where the Docker engine's socket is, as services mount it.
 const DOCKER_SOCKETS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.sock"];
+
+/// Is `path` (a bind's source) the Docker engine's socket?
+pub fn is_docker_socket(path: &str) -> bool {
+    DOCKER_SOCKETS.contains(&path)
+}
 
 impl App {
     /// Read the app through `compose` (the docker-compose v2 binary): the
@@ -275,8 +345,31 @@ impl App {
             services,
             allow_unsupported: false,
             single_file: true,
+            networks: model.networks,
+            volumes: model.volumes,
+            secrets: model.secrets,
+            configs: model.configs,
+            project: model.name,
+            runs: BTreeMap::new(),
             config,
         })
+    }
+
+    /// This app with `runs` (by service name) in place of the images its
+    /// compose file names: a new value, the model itself unchanged.
+    pub fn resolve(mut self, runs: BTreeMap<String, Runs>) -> App {
+        self.runs = runs;
+        self
+    }
+
+    /// The image that runs for `service`: its stand-in, else the image named.
+    pub fn image_of<'a>(&'a self, service: &'a Service) -> &'a str {
+        self.runs.get(&service.name).map_or(&service.image, |r| &r.image)
+    }
+
+    /// The image the compose file names for `service`, where another runs for it.
+    pub fn stands_in_for(&self, service: &Service) -> Option<&str> {
+        self.runs.get(&service.name).map(|r| r.stands_in_for.as_str())
     }
 
     /// compose's normalized model (its JSON), as read.
@@ -288,8 +381,9 @@ impl App {
     pub fn images(&self) -> Vec<&str> {
         let mut images: Vec<&str> = Vec::new();
         for s in &self.services {
-            if !images.contains(&s.image.as_str()) {
-                images.push(&s.image);
+            let image = self.image_of(s);
+            if !images.contains(&image) {
+                images.push(image);
             }
         }
         images
@@ -362,7 +456,7 @@ impl App {
                 .and_then(Value::as_object_mut)
                 .expect("checked in from_config");
             body.remove("build");
-            body.insert("image".into(), image(&service.image).into());
+            body.insert("image".into(), image(self.image_of(service)).into());
             body.insert("pull_policy".into(), pull_policy.into());
             for volume in body
                 .get_mut("volumes")
@@ -462,7 +556,7 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         if v.kind != "bind" {
             continue;
         }
-        if DOCKER_SOCKETS.contains(&source) {
+        if is_docker_socket(source) {
             uses_docker_socket = true;
         } else if let Ok(rel) = Path::new(source).strip_prefix(dir) {
             binds.push(Bind {
@@ -489,13 +583,22 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         ports,
         binds,
         uses_docker_socket,
-        stands_in_for: None,
         // compose's model keeps `$$`; the container's labels have `$`.
         labels: body
             .labels
             .iter()
-            .map(|(k, v)| (k.clone(), v.replace("$$", "$")))
+            .map(|(k, v)| (k.clone(), model::unescape(v)))
             .collect(),
+        process: body.process.clone(),
+        mounts: body.volumes.clone(),
+        networks: body.networks.clone(),
+        network_mode: body.network_mode.clone(),
+        expose: body.expose.clone(),
+        depends_on: body.depends_on.clone(),
+        restart: body.restart.clone(),
+        healthcheck: body.healthcheck.clone(),
+        secrets: body.secrets.clone(),
+        configs: body.configs.clone(),
     })
 }
 
@@ -678,6 +781,32 @@ pub fn tarball_name(image: &str) -> String {
         })
         .collect();
     format!("{safe}.tar")
+}
+
+/// Apps for other modules' tests, from a fragment of compose's model.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// The app of `model` (compose's JSON), with project name `p` and image
+    /// `x` for each service that names none.
+    pub fn app(mut model: Value) -> App {
+        let o = model.as_object_mut().expect("an object");
+        o.entry("name").or_insert("p".into());
+        for body in o
+            .get_mut("services")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flat_map(|s| s.values_mut())
+        {
+            body.as_object_mut()
+                .expect("a service is an object")
+                .entry("image")
+                .or_insert("x".into());
+        }
+        let dir = crate::base::project::root().join("compose");
+        App::from_config(Path::new("compose/test.yml"), &dir, &model.to_string()).expect("a valid app")
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::{
-    app::compose::{self, App, Build},
+    app::compose::{self, App, Build, Runs},
     base::{exec, files, project::Project, ui},
     building::{buildah, debian, dockerfile, images},
 };
@@ -39,9 +39,9 @@ pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
         let _lock = project.lock()?;
         debian::tool(&Shell::new()?, project, "docker-compose")?
     };
-    let mut app = App::load(&compose, project, source)?;
-    local_images(project, &mut app)?;
-    Ok(app)
+    let app = App::load(&compose, project, source)?;
+    let runs = local_images(project, &app)?;
+    Ok(app.resolve(runs))
 }
 
 /// The local reference of catalog entry `name` (an upstream image name), if
@@ -61,10 +61,12 @@ fn catalog_names(project: &Project) -> String {
 /// image of `app`: each Dockerfile's base images the build target needs are
 /// in the catalog (and need nothing the stand-in lacks), and each service
 /// with only `image:` has a catalog entry, whose local image it then runs.
-/// Every problem comes back at once, naming the file and line.
-fn local_images(project: &Project, app: &mut App) -> Result<()> {
+/// Returns what runs in place of the named images, by service. Every problem
+/// comes back at once, naming the file and line.
+fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> {
     let mut problems = Vec::new();
-    for service in &mut app.services {
+    let mut runs = BTreeMap::new();
+    for service in &app.services {
         match &service.build {
             Some(build) => {
                 if let Err(errs) = dockerfile_plan(project, build) {
@@ -73,7 +75,13 @@ fn local_images(project: &Project, app: &mut App) -> Result<()> {
                 }
             }
             None => match catalog_reference(project, dockerfile::image_name(&service.image)) {
-                Some(local) => service.stands_in_for = Some(std::mem::replace(&mut service.image, local)),
+                Some(local) => {
+                    let stand_in = Runs {
+                        image: local,
+                        stands_in_for: service.image.clone(),
+                    };
+                    runs.insert(service.name.clone(), stand_in);
+                }
                 None => problems.push(format!(
                     "service `{}`: image `{}` has no `build:`, and no local image stands in for `{}` (the local profile builds every image from Debian packages and pulls nothing; its catalog: {})",
                     service.name,
@@ -85,7 +93,7 @@ fn local_images(project: &Project, app: &mut App) -> Result<()> {
         }
     }
     if problems.is_empty() {
-        return Ok(());
+        return Ok(runs);
     }
     Err(compose::Invalid {
         file: app.file.clone(),
@@ -108,14 +116,14 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
                 .iter()
                 .map(|sub| project.pins.catalog[&sub.entry].recipe.clone())
                 .collect(),
-            None => service
-                .image
+            None => app
+                .image_of(service)
                 .rsplit_once('/')
                 .and_then(|(_, r)| r.split_once(':'))
                 .map(|(name, _)| vec![name.to_string()])
                 .unwrap_or_default(),
         };
-        out.insert(service.image.clone(), recipes);
+        out.insert(app.image_of(service).to_string(), recipes);
     }
     Ok(out)
 }
@@ -158,12 +166,13 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
         let id = match &service.build {
             Some(build) => build_one(sh, project, &service.image, build, builder)
                 .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
-            // A catalog image (load() put its local reference in).
+            // A catalog image (load() resolved its local reference).
             None => {
-                let id = catalog_image(sh, project, &service.image, builder)?;
-                if let Some(asked) = &service.stands_in_for {
+                let image = app.image_of(service);
+                let id = catalog_image(sh, project, image, builder)?;
+                if let Some(asked) = app.stands_in_for(service) {
                     let entry = dockerfile::image_name(asked);
-                    let what = serves(project, entry, &service.image);
+                    let what = serves(project, entry, image);
                     ui::note(format!(
                         "service `{}`: image {asked} -> local {entry}: {what}",
                         service.name
@@ -172,7 +181,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                 id
             }
         };
-        ids.insert(service.image.clone(), id);
+        ids.insert(app.image_of(service).to_string(), id);
     }
     Ok(ids)
 }

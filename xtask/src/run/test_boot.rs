@@ -522,7 +522,9 @@ fn check_routes(h: &mut Headless, app: &App, port: u16, timings: &mut Timings) -
                 );
             }
         }
-        let same = bodies.iter().find(|(_, s, b)| *b == body && s.image != service.image);
+        let same = bodies
+            .iter()
+            .find(|(_, s, b)| *b == body && app.image_of(s) != app.image_of(service));
         if let Some((other, _, _)) = same {
             bail!("Host {host} and Host {other} (different images) answer with the same page: routing by hostname is not working");
         }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use crate::app::keys::Pattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {
@@ -233,76 +233,10 @@ pub const TOP: &[Key] = &[
     key("configs.**", R, "configs do not travel into the VM"),
 ];
 
-/// Every key path set in `value` under `prefix`, with the table entry that
-/// covers it (None: not in the table). Nulls are keys not set.
-pub fn walk<'t>(table: &'t [Key], value: &Value) -> Vec<(String, Option<&'t Key>)> {
-    let mut out = Vec::new();
-    visit(table, value, "", "", &mut out);
-    out
-}
-
-/// Walk `value`, found at `pattern` in the table's terms (`networks.*`,
-/// `ports[]`) and at `shown` in the user's (`networks.front`, `ports[0]`).
-fn visit<'t>(table: &'t [Key], value: &Value, pattern: &str, shown: &str, out: &mut Vec<(String, Option<&'t Key>)>) {
-    if let Some(k) = lookup(table, pattern).filter(|k| k.path.ends_with("**")) {
-        out.push((shown.to_string(), Some(k)));
-        return;
+impl Pattern for Key {
+    fn pattern(&self) -> &str {
+        self.path
     }
-    match value {
-        Value::Null => {}
-        Value::Object(map) if !is_leaf_map(table, pattern) => {
-            let any = join(pattern, "*");
-            let named = table
-                .iter()
-                .any(|k| k.path == any || k.path.starts_with(&format!("{any}.")));
-            // `x-…` keys are compose extensions: data for the user, not settings.
-            for (k, v) in map.iter().filter(|(k, _)| !k.starts_with("x-")) {
-                let child = if named { any.clone() } else { join(pattern, k) };
-                let child_shown = join(shown, k);
-                if v.is_null() && named {
-                    // A name with nothing set (`networks: {default: null}`) is still a key.
-                    if let Some(key) = lookup(table, &child) {
-                        out.push((child_shown, Some(key)));
-                    }
-                    continue;
-                }
-                visit(table, v, &child, &child_shown, out);
-            }
-        }
-        Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-            let each = format!("{pattern}[]");
-            for (i, item) in items.iter().enumerate() {
-                visit(table, item, &each, &format!("{shown}[{i}]"), out);
-            }
-        }
-        Value::Array(_) if lookup(table, &format!("{pattern}[]")).is_some() => {
-            out.push((shown.to_string(), lookup(table, &format!("{pattern}[]"))));
-        }
-        _ => out.push((shown.to_string(), lookup(table, pattern))),
-    }
-}
-
-/// A map whose values are the key's own (`ulimits: {nofile: 1024}`).
-fn is_leaf_map(table: &[Key], path: &str) -> bool {
-    path.ends_with('*') && !table.iter().any(|k| k.path.starts_with(&format!("{path}.")))
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn lookup<'t>(table: &'t [Key], path: &str) -> Option<&'t Key> {
-    table.iter().find(|k| k.path == path).or_else(|| {
-        table.iter().find(|k| {
-            k.path
-                .strip_suffix(".**")
-                .is_some_and(|p| path == p || path.starts_with(&format!("{p}.")))
-        })
-    })
 }
 
 /// The README's table, from [`SERVICE`] and [`TOP`].
@@ -338,7 +272,8 @@ pub fn readme_with_table(readme: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::app::keys::walk;
+    use serde_json::{json, Value};
 
     fn paths(table: &[Key], v: &Value) -> Vec<(String, Option<Support>)> {
         walk(table, v)

@@ -21,7 +21,11 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::{
-    app::compose::{App, Service},
+    app::{
+        compose::{self, App, Service},
+        keys::Scope,
+        model::Healthcheck,
+    },
     vm::linuxkit::{self, Config, Container, File, Mount, Refs},
 };
 
@@ -136,13 +140,12 @@ pub struct Inputs<'a> {
 /// Returns the network plan and the notes (approximations, and with
 /// `--allow-unsupported` what is left out), or every problem at once.
 pub fn check(app: &App) -> Result<(Plan, Vec<String>), Vec<String>> {
-    let model = app.model();
     let mut refused = Vec::new();
     let mut notes = Vec::new();
-    check_keys(model, &mut refused, &mut notes);
+    check_keys(app, &mut refused, &mut notes);
     let published: Vec<_> = app.published().into_iter().map(|(p, s)| (p, s.name.clone())).collect();
     let mut problems = Vec::new();
-    let plan = network::plan(model, &published).map_err(|e| {
+    let plan = network::plan(app, &published).map_err(|e| {
         problems.extend(e);
     });
     for s in &app.services {
@@ -176,8 +179,7 @@ pub fn check(app: &App) -> Result<(Plan, Vec<String>), Vec<String>> {
 /// file, the service and the key path, all of them at once.
 pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     let (plan, notes) = check(app)?;
-    let model = app.model();
-    let project = model["name"].as_str().unwrap_or_default().to_string();
+    let project = app.project.clone();
     let mut problems = Vec::new();
     let mut out = Native {
         services: Vec::new(),
@@ -195,9 +197,8 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     out.files.extend(inputs.project_files.iter().cloned());
     let mut volumes: Vec<String> = Vec::new();
     for s in &app.services {
-        let body = &model["services"][&s.name];
-        let facts = inputs.facts.get(&s.image).cloned().unwrap_or_default();
-        match service(app, &project, s, body, &facts, &plan, inputs) {
+        let facts = inputs.facts.get(app.image_of(s)).cloned().unwrap_or_default();
+        match service(app, &project, s, &facts, &plan, inputs) {
             Ok((container, files, vols)) => {
                 out.services.push(container);
                 out.files.extend(files);
@@ -226,33 +227,27 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     Ok(out)
 }
 
-/// Check every key of compose's model against the table: refused ones into
+/// Check every key the app sets against the table: refused ones into
 /// `refused`, approximated ones into `notes`.
-fn check_keys(model: &Value, refused: &mut Vec<String>, notes: &mut Vec<String>) {
+fn check_keys(app: &App, refused: &mut Vec<String>, notes: &mut Vec<String>) {
     let mut approximated: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut report = |scope: &str, path: String, key: Option<&keys::Key>| match key.map(|k| k.support) {
-        Some(Support::Carried) => {}
-        Some(Support::Approximated) => approximated
-            .entry(format!("{} ({})", strip_index(&path), key.expect("some").how))
-            .or_default()
-            .push(scope.to_string()),
-        Some(Support::Refused) => refused.push(format!(
-            "{scope}: `{path}` is not carried over by the native method: {}",
-            key.expect("some").how
-        )),
-        None => refused.push(format!("{scope}: `{path}` is not carried over by the native method")),
-    };
-    for (name, body) in model["services"].as_object().into_iter().flatten() {
-        for (path, key) in keys::walk(keys::SERVICE, body) {
-            report(&format!("service `{name}`"), path, key);
+    for (scope, path, key) in app.set_keys(keys::SERVICE, keys::TOP) {
+        let scope = match scope {
+            Scope::Service(name) => format!("service `{name}`"),
+            Scope::Top => "top level".to_string(),
+        };
+        match key.map(|k| k.support) {
+            Some(Support::Carried) => {}
+            Some(Support::Approximated) => approximated
+                .entry(format!("{} ({})", strip_index(&path), key.expect("some").how))
+                .or_default()
+                .push(scope),
+            Some(Support::Refused) => refused.push(format!(
+                "{scope}: `{path}` is not carried over by the native method: {}",
+                key.expect("some").how
+            )),
+            None => refused.push(format!("{scope}: `{path}` is not carried over by the native method")),
         }
-    }
-    let mut top = model.clone();
-    if let Some(o) = top.as_object_mut() {
-        o.remove("services");
-    }
-    for (path, key) in keys::walk(keys::TOP, &top) {
-        report("top level", path, key);
     }
     for (what, scopes) in approximated {
         notes.push(format!("approximated: `{what}` in {}", scopes.join(", ")));
@@ -317,44 +312,34 @@ fn service(
     app: &App,
     project: &str,
     s: &Service,
-    body: &Value,
     facts: &Facts,
     plan: &Plan,
     inputs: &Inputs,
 ) -> Result<Converted, Vec<String>> {
     let mut problems = Vec::new();
-    let hostname = body["hostname"].as_str().unwrap_or(&s.name).to_string();
-    let process = process::process(body, facts, &hostname)?;
+    let settings = &s.process;
+    let hostname = settings.hostname.clone().unwrap_or_else(|| s.name.clone());
+    let process = process::process(settings, facts, &hostname)?;
     let mut files = Vec::new();
     let mut volumes = Vec::new();
-    let extra_hosts: Vec<(String, String)> = body["extra_hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(|h| h.split_once(['=', ':']).map(|(n, a)| (n.to_string(), a.to_string())))
-        .collect();
+    let extra_hosts = &settings.extra_hosts;
     let hosts_file = format!("{NATIVE_DIR}/hosts/{}", s.name);
     files.push(File::contents(
         &hosts_file,
-        &plan.hosts(project, &s.name, &hostname, &extra_hosts),
+        &plan.hosts(project, &s.name, &hostname, extra_hosts),
     ));
     let mut binds = vec![
         format!("/{hosts_file}:/etc/hosts:ro"),
         "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
     ];
     let mut tmpfs = Vec::new();
-    for (i, v) in body["volumes"].as_array().into_iter().flatten().enumerate() {
-        let target = v["target"].as_str().unwrap_or_default();
-        let ro = if v["read_only"].as_bool() == Some(true) {
-            "ro"
-        } else {
-            "rw"
-        };
-        let source = v["source"].as_str().unwrap_or_default();
-        match v["type"].as_str().unwrap_or_default() {
+    for (i, v) in s.mounts.iter().enumerate() {
+        let target = &v.target;
+        let ro = if v.read_only { "ro" } else { "rw" };
+        let source = v.source.as_deref().unwrap_or_default();
+        match v.kind.as_str() {
             "bind" => {
-                if s.uses_docker_socket && ["/var/run/docker.sock", "/run/docker.sock"].contains(&source) {
+                if s.uses_docker_socket && compose::is_docker_socket(source) {
                     continue; // the traefik conversion stands in for the engine
                 }
                 match Path::new(source).strip_prefix(&app.dir) {
@@ -368,7 +353,7 @@ fn service(
                 }
             }
             "volume" if !source.is_empty() => {
-                let sub = v["volume"]["subpath"].as_str().unwrap_or_default();
+                let sub = v.volume.subpath.as_deref().unwrap_or_default();
                 let mut dir = format!("/{VOLUMES_DIR}/{source}");
                 if !sub.is_empty() {
                     dir = format!("{dir}/{sub}");
@@ -380,12 +365,10 @@ fn service(
             "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
             "tmpfs" => {
                 let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
-                match &v["tmpfs"]["size"] {
-                    Value::String(size) => opts.push(format!("size={size}")),
-                    Value::Number(size) => opts.push(format!("size={size}")),
-                    _ => {}
+                if let Some(size) = &v.tmpfs.size {
+                    opts.push(format!("size={size}"));
                 }
-                if let Some(mode) = v["tmpfs"]["mode"].as_u64() {
+                if let Some(mode) = v.tmpfs.mode {
                     opts.push(format!("mode={mode:o}"));
                 }
                 tmpfs.push(format!("{target}:{}", opts.join(",")));
@@ -393,16 +376,13 @@ fn service(
             other => problems.push(format!("`volumes[{i}].type` `{other}` is not carried over")),
         }
     }
-    for t in body["tmpfs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for t in &settings.tmpfs {
         let (target, opts) = t.split_once(':').unwrap_or((t, ""));
         let mut all = vec!["rw", "nosuid", "nodev", "noexec"];
         all.extend(opts.split(',').filter(|o| !o.is_empty()));
         tmpfs.push(format!("{target}:{}", all.join(",")));
     }
-    let shm = body["shm_size"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| "67108864".into());
+    let shm = settings.shm_size.clone().unwrap_or_else(|| "67108864".into());
     let mounts = vec![
         Mount {
             kind: "tmpfs".into(),
@@ -425,20 +405,12 @@ fn service(
         Mode::Host => "host".to_string(),
         Mode::Bridged(_) | Mode::None => network::netns_path(&s.name),
     };
-    let sysctl: BTreeMap<String, String> = body["sysctls"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
-        .collect();
+    let sysctl = settings.sysctls.clone();
     let mut rlimits = Vec::new();
-    for (name, limit) in body["ulimits"].as_object().into_iter().flatten() {
-        let (soft, hard) = match limit {
-            Value::Object(o) => (o.get("soft").cloned(), o.get("hard").cloned()),
-            v => (Some(v.clone()), Some(v.clone())),
-        };
-        let n = |v: Option<Value>| {
-            v.and_then(|v| v.as_i64()).map_or("unlimited".to_string(), |n| {
+    for (name, limit) in &settings.ulimits {
+        let (soft, hard) = limit.limits();
+        let n = |v: Option<i64>| {
+            v.map_or("unlimited".to_string(), |n| {
                 if n < 0 {
                     "unlimited".to_string()
                 } else {
@@ -450,22 +422,19 @@ fn service(
     }
     let mut annotations = s.labels.clone();
     annotations.insert(ANNOTATION_SERVICE.into(), s.name.clone());
-    if let Some(deps) = body["depends_on"].as_object().filter(|d| !d.is_empty()) {
-        let deps: BTreeMap<&String, &str> = deps
-            .iter()
-            .map(|(k, v)| (k, v["condition"].as_str().unwrap_or("service_started")))
-            .collect();
+    if !s.depends_on.is_empty() {
+        let deps: BTreeMap<&String, &str> = s.depends_on.iter().map(|(k, v)| (k, v.condition.as_str())).collect();
         annotations.insert(ANNOTATION_DEPENDS_ON.into(), json!(deps).to_string());
     }
-    if let Some(restart) = body["restart"].as_str() {
+    if let Some(restart) = s.restart.as_deref() {
         annotations.insert(ANNOTATION_RESTART.into(), restart.into());
     }
     // How Docker would stop it: the service's stop_signal, else the image's
     // STOPSIGNAL; its stop_grace_period.
-    if let Some(signal) = body["stop_signal"].as_str().or(facts.stop_signal.as_deref()) {
+    if let Some(signal) = settings.stop_signal.as_deref().or(facts.stop_signal.as_deref()) {
         annotations.insert(ANNOTATION_STOP_SIGNAL.into(), signal.into());
     }
-    if let Some(grace) = body["stop_grace_period"].as_str() {
+    if let Some(grace) = settings.stop_grace_period.as_deref() {
         match duration_ms(grace) {
             Some(ms) => {
                 annotations.insert(ANNOTATION_STOP_GRACE.into(), ms.to_string());
@@ -473,7 +442,7 @@ fn service(
             None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
         }
     }
-    match healthcheck(body, facts) {
+    match healthcheck(s.healthcheck.as_ref(), facts) {
         Ok(Some(h)) => {
             annotations.insert(ANNOTATION_HEALTHCHECK.into(), h.to_string());
         }
@@ -485,8 +454,8 @@ fn service(
     }
     let container = Container {
         name: s.name.clone(),
-        image: image::cache_reference(&s.image),
-        capabilities: Some(process::capabilities(body, &ALL_CAPS)),
+        image: image::cache_reference(app.image_of(s)),
+        capabilities: Some(process::capabilities(settings, &ALL_CAPS)),
         command: Some(process.args),
         env: Some(process.env),
         cwd: Some(process.cwd),
@@ -497,13 +466,13 @@ fn service(
         ipc: Some("new".into()),
         uts: Some("new".into()),
         hostname: Some(hostname),
-        readonly: Some(body["read_only"].as_bool() == Some(true)),
+        readonly: Some(settings.read_only),
         binds,
         tmpfs,
         mounts,
         sysctl,
         rlimits,
-        oom_score_adj: body["oom_score_adj"].as_i64().map(|n| n as i32),
+        oom_score_adj: settings.oom_score_adj.map(|n| n as i32),
         annotations,
         ..Default::default()
     };
@@ -511,13 +480,13 @@ fn service(
 }
 
 /// The healthcheck as the runner takes it: compose's, else the image's.
-fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
-    let h = &body["healthcheck"];
-    if h["disable"].as_bool() == Some(true) {
+fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<Value>, String> {
+    let h = service.cloned().unwrap_or_default();
+    if h.disable {
         return Ok(None);
     }
-    let ms = |key: &str, image_ns: u64| -> Result<Option<u64>, String> {
-        match h[key].as_str() {
+    let ms = |key: &str, set: &Option<String>, image_ns: u64| -> Result<Option<u64>, String> {
+        match set.as_deref() {
             Some(t) => duration_ms(t)
                 .map(Some)
                 .ok_or_else(|| format!("`healthcheck.{key}` `{t}` is not a duration")),
@@ -525,10 +494,7 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
         }
     };
     let image = facts.healthcheck.clone().unwrap_or_default();
-    let test: Vec<String> = match h["test"].as_array() {
-        Some(t) => t.iter().filter_map(|s| s.as_str().map(process::unescape)).collect(),
-        None => image.test.clone(),
-    };
+    let test: Vec<String> = h.test.clone().unwrap_or_else(|| image.test.clone());
     let argv = match test.split_first() {
         None => return Ok(None),
         Some((kind, _)) if kind == "NONE" => return Ok(None),
@@ -543,19 +509,22 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
         }
     };
     let mut out = json!({"test": argv});
-    for (key, name, image_ns) in [
-        ("interval", "interval_ms", image.interval),
-        ("timeout", "timeout_ms", image.timeout),
-        ("start_period", "start_period_ms", image.start_period),
-        ("start_interval", "start_interval_ms", image.start_interval),
+    for (key, set, name, image_ns) in [
+        ("interval", &h.interval, "interval_ms", image.interval),
+        ("timeout", &h.timeout, "timeout_ms", image.timeout),
+        ("start_period", &h.start_period, "start_period_ms", image.start_period),
+        (
+            "start_interval",
+            &h.start_interval,
+            "start_interval_ms",
+            image.start_interval,
+        ),
     ] {
-        if let Some(v) = ms(key, image_ns)? {
+        if let Some(v) = ms(key, set, image_ns)? {
             out[name] = v.into();
         }
     }
-    let retries = h["retries"]
-        .as_u64()
-        .or((image.retries > 0).then_some(image.retries as u64));
+    let retries = h.retries.or((image.retries > 0).then_some(image.retries as u64));
     if let Some(r) = retries {
         out["retries"] = r.into();
     }
@@ -576,8 +545,7 @@ fn convert_traefik(
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
         return Ok(());
     };
-    let model = app.model();
-    let facts = inputs.facts.get(&router.image).cloned().unwrap_or_default();
+    let facts = inputs.facts.get(app.image_of(router)).cloned().unwrap_or_default();
     let container = out
         .services
         .iter_mut()
@@ -639,10 +607,12 @@ fn convert_traefik(
         .services
         .iter()
         .map(|s| {
-            let body = &model["services"][&s.name];
-            let mut exposed = inputs.facts.get(&s.image).map(Facts::exposed_tcp).unwrap_or_default();
-            for e in body["expose"].as_array().into_iter().flatten() {
-                let text = e.as_str().map(String::from).unwrap_or_else(|| e.to_string());
+            let mut exposed = inputs
+                .facts
+                .get(app.image_of(s))
+                .map(Facts::exposed_tcp)
+                .unwrap_or_default();
+            for text in &s.expose {
                 if let Some(p) = text.split('/').next().and_then(|p| p.parse().ok()) {
                     exposed.push(p);
                 }
@@ -882,6 +852,12 @@ mod tests {
     #[test]
     fn indexes_are_dropped_for_notes() {
         assert_eq!(strip_index("ports[3].host_ip"), "ports[].host_ip");
+    }
+
+    /// The healthcheck of a service whose settings are `body` (as compose writes them).
+    fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
+        let set: Option<Healthcheck> = serde_json::from_value(body["healthcheck"].clone()).unwrap();
+        super::healthcheck(set.as_ref(), facts)
     }
 
     #[test]

@@ -8,9 +8,7 @@
 
 use std::{collections::BTreeMap, fmt::Write, net::Ipv4Addr};
 
-use serde_json::Value;
-
-use crate::app::compose::Port;
+use crate::app::compose::{App, Port};
 
 /// A compose network as a bridge.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,34 +58,32 @@ pub fn netns_path(service: &str) -> String {
     format!("/run/netns/{service}")
 }
 
-/// Plan the networks of compose's model `config` (its JSON). Every problem is
-/// returned, each naming the service or network.
-pub fn plan(config: &Value, published: &[(Port, String)]) -> Result<Plan, Vec<String>> {
+/// Plan the networks of `app`. Every problem is returned, each naming the
+/// service or network.
+pub fn plan(app: &App, published: &[(Port, String)]) -> Result<Plan, Vec<String>> {
     let mut problems = Vec::new();
     let mut networks: Vec<Network> = Vec::new();
-    let empty = serde_json::Map::new();
-    let declared = config["networks"].as_object().unwrap_or(&empty);
-    for (i, (name, body)) in declared.iter().enumerate() {
-        if body["external"].as_bool() == Some(true) {
+    for (i, (name, body)) in app.networks.iter().enumerate() {
+        if body.external {
             problems.push(format!(
                 "network `{name}` is external: nothing outside the VM can provide it"
             ));
             continue;
         }
-        if let Some(driver) = body["driver"].as_str().filter(|d| *d != "bridge") {
+        if let Some(driver) = body.driver.as_deref().filter(|d| *d != "bridge") {
             problems.push(format!(
                 "network `{name}`: driver `{driver}` (only `bridge` is carried over)"
             ));
         }
-        let (subnet, prefix, gateway) = match &body["ipam"]["config"][0] {
-            Value::Null => {
+        let (subnet, prefix, gateway) = match body.ipam.config.first() {
+            None => {
                 // Docker gives compose networks 172.18.0.0/16, 172.19.0.0/16, …
                 let net = Ipv4Addr::new(172, 18 + i as u8, 0, 0);
                 (net, 16, Ipv4Addr::new(172, 18 + i as u8, 0, 1))
             }
-            cfg => match parse_subnet(cfg["subnet"].as_str().unwrap_or_default()) {
+            Some(cfg) => match parse_subnet(cfg.subnet.as_deref().unwrap_or_default()) {
                 Ok((net, prefix)) => {
-                    let gateway = match cfg["gateway"].as_str() {
+                    let gateway = match cfg.gateway.as_deref() {
                         Some(g) => g.parse().unwrap_or_else(|_| {
                             problems.push(format!("network `{name}`: gateway `{g}` is not an IPv4 address"));
                             net
@@ -108,26 +104,26 @@ pub fn plan(config: &Value, published: &[(Port, String)]) -> Result<Plan, Vec<St
             subnet,
             prefix,
             gateway,
-            internal: body["internal"].as_bool() == Some(true),
+            internal: body.internal,
         });
     }
     let mut next: Vec<u32> = vec![2; networks.len()];
     let mut taken: Vec<Vec<Ipv4Addr>> = networks.iter().map(|n| vec![n.gateway]).collect();
-    let services = config["services"].as_object().unwrap_or(&empty);
     // Fixed addresses first, so the ones handed out in order go around them.
-    for body in services.values() {
-        for (net, att) in body["networks"].as_object().unwrap_or(&empty) {
+    for service in &app.services {
+        for (net, att) in &service.networks {
             if let (Some(i), Some(a)) = (
                 networks.iter().position(|n| &n.name == net),
-                att["ipv4_address"].as_str().and_then(|a| a.parse().ok()),
+                att.ipv4_address.as_deref().and_then(|a| a.parse().ok()),
             ) {
                 taken[i].push(a);
             }
         }
     }
     let mut out = Vec::new();
-    for (name, body) in services {
-        let mode = match body["network_mode"].as_str() {
+    for service in &app.services {
+        let name = &service.name;
+        let mode = match service.network_mode.as_deref() {
             Some("host") => Mode::Host,
             Some("none") => Mode::None,
             Some(other) => {
@@ -138,13 +134,12 @@ pub fn plan(config: &Value, published: &[(Port, String)]) -> Result<Plan, Vec<St
             }
             None => {
                 let mut attachments = Vec::new();
-                let joined = body["networks"].as_object().cloned().unwrap_or_default();
-                for (net, att) in &joined {
+                for (net, att) in &service.networks {
                     let Some(i) = networks.iter().position(|n| &n.name == net) else {
                         problems.push(format!("service `{name}`: network `{net}` is not declared"));
                         continue;
                     };
-                    let address = match att["ipv4_address"].as_str() {
+                    let address = match att.ipv4_address.as_deref() {
                         Some(a) => match a.parse::<Ipv4Addr>() {
                             Ok(a) if in_subnet(a, &networks[i]) => a,
                             _ => {
@@ -164,12 +159,7 @@ pub fn plan(config: &Value, published: &[(Port, String)]) -> Result<Plan, Vec<St
                             }
                         },
                     };
-                    let aliases = att["aliases"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(String::from))
-                        .collect();
+                    let aliases = att.aliases.clone();
                     attachments.push(Attachment {
                         network: i,
                         interface: format!("eth{}", attachments.len()),
@@ -406,10 +396,11 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::compose::testing::app;
     use serde_json::json;
 
-    fn two_networks() -> Value {
-        json!({
+    fn two_networks() -> App {
+        app(json!({
             "networks": {
                 "back": {"ipam": {"config": [{"subnet": "10.5.0.0/24"}]}, "internal": true},
                 "front": {"ipam": {}}
@@ -419,7 +410,7 @@ mod tests {
                 "web": {"networks": {"back": {}, "front": {"aliases": ["www"]}}},
                 "proxy": {"networks": {"front": {"ipv4_address": "172.19.0.2"}}}
             }
-        })
+        }))
     }
 
     fn tcp(published: u16, target: u16) -> Port {
@@ -507,14 +498,14 @@ mod tests {
 
     #[test]
     fn what_cannot_be_made_is_named() {
-        let config = json!({
+        let config = app(json!({
             "networks": {"ext": {"external": true}, "ov": {"driver": "overlay"}, "v6": {"ipam": {"config": [{"subnet": "fd00::/64"}]}}},
             "services": {
                 "a": {"network_mode": "service:b"},
                 "b": {"networks": {"nope": null}},
                 "c": {"network_mode": "none"}
             }
-        });
+        }));
         let errs = plan(&config, &[(tcp(1, 1), "c".into())]).unwrap_err();
         let all = errs.join("\n");
         for want in [

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
-use crate::vm::native::image::Facts;
+use crate::{app::model, vm::native::image::Facts};
 
 /// What runc is told to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,34 +40,21 @@ pub const DOCKER_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// A string of compose's model as the container gets it: compose's model keeps
-/// `$$` (a literal `$` the file escaped from interpolation), which compose
-/// turns into `$` when it creates the container.
-pub fn unescape(text: &str) -> String {
-    text.replace("$$", "$")
-}
-
-/// Strings of a JSON list (compose writes `command`/`entrypoint` as lists, or null).
-fn list(v: &Value) -> Option<Vec<String>> {
-    v.as_array()
-        .map(|a| a.iter().map(|s| unescape(s.as_str().unwrap_or_default())).collect())
-}
-
-/// The process for service `body` (compose's JSON) of an image with `facts`.
+/// The process for a service's settings `service` and its image's `facts`.
 /// `hostname` is the container's (Docker sets `HOSTNAME` to it).
-pub fn process(body: &Value, facts: &Facts, hostname: &str) -> Result<Process, Vec<String>> {
+pub fn process(service: &model::Process, facts: &Facts, hostname: &str) -> Result<Process, Vec<String>> {
     let mut problems = Vec::new();
     // An entrypoint set in compose replaces the image's and drops its CMD.
-    let (entrypoint, image_cmd) = match list(&body["entrypoint"]) {
-        Some(e) => (e, Vec::new()),
+    let (entrypoint, image_cmd) = match &service.entrypoint {
+        Some(e) => (e.clone(), Vec::new()),
         None => (facts.entrypoint.clone(), facts.cmd.clone()),
     };
-    let cmd = list(&body["command"]).unwrap_or(image_cmd);
+    let cmd = service.command.clone().unwrap_or(image_cmd);
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         problems.push("no command: the image has no ENTRYPOINT or CMD and the service sets neither".into());
     }
-    let user = body["user"].as_str().unwrap_or(&facts.user);
+    let user = service.user.as_deref().unwrap_or(&facts.user);
     let passwd = facts.files.get("etc/passwd").map(String::as_str).unwrap_or_default();
     let group = facts.files.get("etc/group").map(String::as_str).unwrap_or_default();
     let ids = match resolve_user(user, passwd, group) {
@@ -99,22 +84,19 @@ pub fn process(body: &Value, facts: &Facts, hostname: &str) -> Result<Process, V
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
         set(&mut env, k, v);
     }
-    if let Some(vars) = body["environment"].as_object() {
-        // compose leaves null what it found neither in the file nor in the
-        // environment: such a variable is not set in the container.
-        for (k, v) in vars {
-            match v {
-                Value::Null => {}
-                Value::String(s) => set(&mut env, k, &unescape(s)),
-                other => set(&mut env, k, &other.to_string()),
-            }
+    // compose leaves unset what it found neither in the file nor in the
+    // environment: such a variable is not set in the container.
+    for (k, v) in &service.environment {
+        if let Some(v) = v {
+            set(&mut env, k, v);
         }
     }
     if !env.iter().any(|(k, _)| k == "HOME") {
         set(&mut env, "HOME", &ids.home);
     }
-    let cwd = body["working_dir"]
-        .as_str()
+    let cwd = service
+        .working_dir
+        .as_deref()
         .filter(|w| !w.is_empty())
         .unwrap_or(&facts.working_dir);
     Ok(Process {
@@ -198,13 +180,9 @@ fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ids, String> {
 
 /// The capability set: Docker's default, or all with `privileged`, then
 /// `cap_add` and `cap_drop` (either may say `ALL`).
-pub fn capabilities(body: &Value, all: &[&str]) -> Vec<String> {
-    let names = |key: &str| -> Vec<String> {
-        body[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+pub fn capabilities(service: &model::Process, all: &[&str]) -> Vec<String> {
+    let names = |list: &[String]| -> Vec<String> {
+        list.iter()
             .map(|c| {
                 let c = c.to_ascii_uppercase();
                 if c == "ALL" || c.starts_with("CAP_") {
@@ -215,16 +193,16 @@ pub fn capabilities(body: &Value, all: &[&str]) -> Vec<String> {
             })
             .collect()
     };
-    let mut caps: BTreeMap<String, ()> = if body["privileged"].as_bool() == Some(true) {
+    let mut caps: BTreeMap<String, ()> = if service.privileged {
         all.iter().map(|c| (c.to_string(), ())).collect()
     } else {
         DOCKER_CAPS.iter().map(|c| (c.to_string(), ())).collect()
     };
-    let drop = names("cap_drop");
+    let drop = names(&service.cap_drop);
     if drop.iter().any(|c| c == "ALL") {
         caps.clear();
     }
-    for c in names("cap_add") {
+    for c in names(&service.cap_add) {
         if c == "ALL" {
             caps.extend(all.iter().map(|c| (c.to_string(), ())));
         } else {
@@ -240,7 +218,16 @@ pub fn capabilities(body: &Value, all: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// The process of a service whose settings are `body` (as compose writes them).
+    fn process(body: &Value, facts: &Facts, hostname: &str) -> Result<Process, Vec<String>> {
+        super::process(&serde_json::from_value(body.clone()).unwrap(), facts, hostname)
+    }
+
+    fn capabilities(body: &Value, all: &[&str]) -> Vec<String> {
+        super::capabilities(&serde_json::from_value(body.clone()).unwrap(), all)
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/usr/sbin/nologin\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nnginx:x:101:\napp:x:1000:\nwww:x:33:app,nginx\n";
