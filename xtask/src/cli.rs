@@ -13,7 +13,7 @@ use crate::{
     building::{apps, host::Need, registry::Address},
     disk::Format,
     run::{bench, boot::VmOpts, qemu::Accel, test_boot},
-    vm::methods::Method,
+    vm::method::Method,
 };
 
 /// Build and boot LinuxKit VMs that run a compose application.

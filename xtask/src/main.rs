@@ -21,13 +21,14 @@ use clap::Parser;
 use xshell::Shell;
 
 use base::{exec, project::Project, ui};
+use building::registry::Address;
 use building::{apps, doctor, host, images};
-use cli::{Cli, Command};
+use cli::{Cli, Command, ComposeArg, FormatArg, RunArgs};
 use run::{bench, session, suite, test_boot};
 use vm::{
     linuxkit,
-    methods::{self, Method},
-    native, native_vm,
+    method::{Method, Registries},
+    native,
 };
 
 fn main() -> ExitCode {
@@ -93,42 +94,25 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Static { compose, format } => {
-            let app = compose.load(&project)?;
-            let _lock = project.lock()?;
-            let built = methods::build(&sh, &project, Method::Static, &app, None, None)?;
-            disk::build(&sh, &project, Method::Static.vm_name(), &built, format.format)
-        }
+        Command::Static { compose, format } => build(&sh, &project, Method::Static, &compose, None, format),
         Command::Dynamic {
             compose,
             registry,
             format,
-        } => {
-            let app = compose.load(&project)?;
-            let _lock = project.lock()?;
-            let built = methods::build(&sh, &project, Method::Dynamic, &app, registry.registry.as_ref(), None)?;
-            disk::build(&sh, &project, Method::Dynamic.vm_name(), &built, format.format)
-        }
-        Command::Native { compose, format } => {
-            let app = compose.load(&project)?;
-            let _lock = project.lock()?;
-            let built = methods::build(&sh, &project, Method::Native, &app, None, None)?;
-            disk::build(&sh, &project, Method::Native.vm_name(), &built, format.format)
-        }
-        Command::RunNative(args) => {
-            let app = args.compose.load(&project)?;
-            session::run_method(&sh, &project, Method::Native, &app, None, args.port, &args.options())
-        }
-        Command::RunStatic(args) => {
-            let app = args.compose.load(&project)?;
-            session::run_method(&sh, &project, Method::Static, &app, None, args.port, &args.options())
-        }
+        } => build(
+            &sh,
+            &project,
+            Method::Dynamic,
+            &compose,
+            registry.registry.as_ref(),
+            format,
+        ),
+        Command::Native { compose, format } => build(&sh, &project, Method::Native, &compose, None, format),
+        Command::RunStatic(args) => run_vm(&sh, &project, Method::Static, &args, None),
         Command::RunDynamic { run, registry } => {
-            let app = run.compose.load(&project)?;
-            let vm = run.options();
-            let registry = registry.registry.as_ref();
-            session::run_method(&sh, &project, Method::Dynamic, &app, registry, run.port, &vm)
+            run_vm(&sh, &project, Method::Dynamic, &run, registry.registry.as_ref())
         }
+        Command::RunNative(args) => run_vm(&sh, &project, Method::Native, &args, None),
         Command::Apps { compose } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
@@ -146,12 +130,9 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             linuxkit::smoke_vm().write_yaml(&project)?;
             let app = apps::default_app(&project)?;
-            for method in [Method::Static, Method::Dynamic] {
-                methods::vm(&project, method, &app, None)?.write_yaml(&project)?;
+            for method in [Method::Static, Method::Dynamic, Method::Native] {
+                method.vm(&sh, &project, &app)?.write_yaml(&project)?;
             }
-            // The native VM's YAML spells out what its images say: they are built first.
-            let facts = native_vm::images(&sh, &project, &app)?;
-            native_vm::vm(&project, &app, &facts)?.write_yaml(&project)?;
             let readme = project.root.join("README.md");
             let text = std::fs::read_to_string(&readme)?;
             let updated = native::keys::readme_with_table(&text).map_err(anyhow::Error::msg)?;
@@ -184,4 +165,29 @@ fn run(cli: Cli) -> Result<()> {
         Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
     }
+}
+
+/// `static`, `dynamic`, `native`: build the method's VM of the app, then its `--format`.
+fn build(
+    sh: &Shell,
+    project: &Project,
+    method: Method,
+    compose: &ComposeArg,
+    registry: Option<&Address>,
+    format: FormatArg,
+) -> Result<()> {
+    let app = compose.load(project)?;
+    let _lock = project.lock()?;
+    let registries = Registries {
+        baked_in: registry,
+        push_to: None,
+    };
+    let built = method.build(sh, project, &app, registries)?;
+    disk::build(sh, project, method.vm_name(), &built, format.format)
+}
+
+/// `run-static`, `run-dynamic`, `run-native`: build the method's VM and boot it here.
+fn run_vm(sh: &Shell, project: &Project, method: Method, args: &RunArgs, registry: Option<&Address>) -> Result<()> {
+    let app = args.compose.load(project)?;
+    session::run_method(sh, project, method, &app, registry, args.port, &args.options())
 }

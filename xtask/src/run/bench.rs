@@ -12,7 +12,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App, base::exec, base::project::Project, base::ui, building::host, disk::Format, run::boot::VmOpts,
-    run::test_boot, vm::methods::Method,
+    run::test_boot, vm::method::Method,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     base::{exec, project::Project, ui},
-    vm::methods::Method,
+    vm::method::Method,
 };
 
 /// How the two builds differ besides their caches and checkouts.

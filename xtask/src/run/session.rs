@@ -15,8 +15,9 @@ use crate::{
         registry,
     },
     vm::{
+        dynamic_vm::{guest_registry, REGISTRY_PARAM},
         linuxkit,
-        methods::{self, Method, REGISTRY_PARAM},
+        method::{Method, Registries},
     },
 };
 
@@ -39,7 +40,11 @@ pub fn prepare(
     opts: &VmOpts,
 ) -> Result<Prepared> {
     if method != Method::Dynamic || registry.is_some() {
-        let mut artifacts = boot::pinned(project, || methods::build(sh, project, method, app, registry, None))?;
+        let registries = Registries {
+            baked_in: registry,
+            push_to: None,
+        };
+        let mut artifacts = boot::pinned(project, || method.build(sh, project, app, registries))?;
         boot::with_format(sh, project, &mut artifacts, method.vm_name(), opts)?;
         return Ok(Prepared {
             artifacts,
@@ -49,13 +54,15 @@ pub fn prepare(
     let log = project.dist.join(format!("{}-registry.log", method.vm_name()));
     std::fs::create_dir_all(&project.dist)?;
     let local = registry::Local::start(project, &log)?;
-    let mut artifacts = boot::pinned(project, || {
-        methods::build(sh, project, method, app, None, Some(&local.address))
-    })?;
+    let registries = Registries {
+        baked_in: None,
+        push_to: Some(&local.address),
+    };
+    let mut artifacts = boot::pinned(project, || method.build(sh, project, app, registries))?;
     artifacts.artifacts.cmdline = format!(
         "{} {REGISTRY_PARAM}={}",
         artifacts.cmdline,
-        methods::guest_registry(&local.address)
+        guest_registry(&local.address)
     );
     boot::with_format(sh, project, &mut artifacts, method.vm_name(), opts)?;
     Ok(Prepared {

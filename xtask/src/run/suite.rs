@@ -9,7 +9,7 @@ use crate::{
     base::{exec, project::Project, ui},
     disk::Format,
     run::{boot::VmOpts, test_boot},
-    vm::methods::Method,
+    vm::method::Method,
 };
 
 pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::{
         qemu::{Accel, Console, Forward, Vm},
         session,
     },
-    vm::{linuxkit, methods::Method},
+    vm::{linuxkit, method::Method},
 };
 
 /// traefik's answer for a Host no router matches.

@@ -15,8 +15,10 @@ use crate::{
         registry::{self, Address, GUEST_GATEWAY},
     },
     vm::{
-        linuxkit::ComposePayload,
-        method::{runtime_compose, Method, ENGINE, PROJECT_IN_VM},
+        linuxkit::{self, Artifacts, ComposePayload, Vm},
+        method::{Method, Registries},
+        packed,
+        shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},
     },
 };
 
@@ -56,8 +58,26 @@ pub fn runtime_file(app: &App) -> Result<String> {
     })
 }
 
+/// The dynamic VM of `app`, as its LinuxKit YAML describes it; with the
+/// user's `registry` written into it (its YAML then goes to dist/).
+pub fn vm(project: &Project, app: &App, registry: Option<&Address>) -> Result<Vm> {
+    shared::compose_vm(project, Method::Dynamic, payload(registry), app, registry.is_none())
+}
+
+/// Build the app's images and push them to `registries`, `linuxkit build`
+/// the VM (with the `--registry` baked in, if given), and pack its initrd.
+pub fn build(sh: &Shell, project: &Project, app: &App, registries: Registries) -> Result<Artifacts> {
+    let (_, ids) = shared::prepare_compose(sh, project, Method::Dynamic, app, &runtime_file(app)?)?;
+    let targets = registries.baked_in.into_iter().chain(registries.push_to);
+    push(sh, project, app, &ids, targets)?;
+    let mut artifacts = linuxkit::build(sh, project, &vm(project, app, registries.baked_in)?)?;
+    let out = project.dist.join(format!("{}-initrd.img", Method::Dynamic.vm_name()));
+    artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::PerService)?;
+    Ok(artifacts)
+}
+
 /// Push every image `app` uses to each of `targets`.
-pub fn push<'a>(
+fn push<'a>(
     sh: &Shell,
     project: &Project,
     app: &App,

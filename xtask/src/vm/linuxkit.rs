@@ -465,12 +465,7 @@ mod tests {
                 .map(|s| s.name.clone())
                 .collect()
         };
-        let vms = || {
-            [
-                smoke_vm(),
-                crate::vm::methods::vm(&project_dev(), crate::vm::methods::Method::Static, &app, None).unwrap(),
-            ]
-        };
+        let vms = || [smoke_vm(), crate::vm::static_vm::vm(&project_dev(), &app).unwrap()];
         for vm in vms() {
             assert!(
                 services(&project, &vm).contains(&CONSOLE_SHELL.to_string()),
@@ -502,11 +497,11 @@ mod tests {
     fn checked_in_yaml_is_current() {
         let project = crate::base::project::for_tests();
         let app = crate::building::apps::testing::default_app();
-        let compose = |m| crate::vm::methods::vm(&project, m, &app, None);
+
         for vm in [
             smoke_vm(),
-            compose(crate::vm::methods::Method::Static).unwrap(),
-            compose(crate::vm::methods::Method::Dynamic).unwrap(),
+            crate::vm::static_vm::vm(&project, &app).unwrap(),
+            crate::vm::dynamic_vm::vm(&project, &app, None).unwrap(),
         ] {
             let on_disk = fs::read_to_string(vm.yaml_path(&project)).unwrap_or_default();
             assert!(

@@ -1,4 +1,20 @@
-//! Which method a VM is built with, and the names that follow from it.
+//! Which method a VM is built with, and the one place that sends each to its
+//! own module: `static_vm`, `dynamic_vm` and `native_vm` each build their VM
+//! and describe it in LinuxKit YAML with the same shape of functions.
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{
+    app::compose::App,
+    base::project::Project,
+    building::registry::Address,
+    vm::{
+        dynamic_vm,
+        linuxkit::{self, Artifacts, Vm},
+        native_vm, sbom, static_vm, sums,
+    },
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -10,6 +26,15 @@ pub enum Method {
     Native,
 }
 
+/// Where a dynamic VM's images go (the other methods take none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Registries<'a> {
+    /// The user's `--registry`: pushed to, and written into the VM.
+    pub baked_in: Option<&'a Address>,
+    /// Only pushed to (the registry `run-dynamic` starts, named at boot).
+    pub push_to: Option<&'a Address>,
+}
+
 impl Method {
     /// The VM's name: linuxkit/<name>.yml, dist/<name>-kernel …
     pub fn vm_name(self) -> &'static str {
@@ -19,22 +44,40 @@ impl Method {
             Method::Native => "compose-native",
         }
     }
+
+    /// The VM's own images besides LinuxKit's base ones.
+    fn own_images(self) -> &'static [&'static str] {
+        match self {
+            Method::Static | Method::Dynamic => &["docker", "compose"],
+            Method::Native => &["netns"],
+        }
+    }
+
+    /// Build everything the method's VM of `app` needs that is stale, then the
+    /// VM itself, its SBOM and dist/SHA256SUMS.
+    pub fn build(self, sh: &Shell, project: &Project, app: &App, registries: Registries) -> Result<Artifacts> {
+        let artifacts = match self {
+            Method::Static => static_vm::build(sh, project, app)?,
+            Method::Dynamic => dynamic_vm::build(sh, project, app, registries)?,
+            Method::Native => native_vm::build(sh, project, app)?,
+        };
+        let mut recipes = linuxkit::BASE_IMAGES.to_vec();
+        recipes.extend(self.own_images());
+        if project.release {
+            recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+        }
+        sbom::write(sh, project, self.vm_name(), &recipes, Some(app))?;
+        sums::write(project)?;
+        Ok(artifacts)
+    }
+
+    /// The method's VM of `app` as LinuxKit YAML describes it (the native
+    /// VM's YAML spells out what its images say: they are built first).
+    pub fn vm(self, sh: &Shell, project: &Project, app: &App) -> Result<Vm> {
+        match self {
+            Method::Static => static_vm::vm(project, app),
+            Method::Dynamic => dynamic_vm::vm(project, app, None),
+            Method::Native => native_vm::vm(sh, project, app),
+        }
+    }
 }
-
-/// The Docker engine's settings in every compose VM: no default `docker0`
-/// bridge (compose puts services on a network of its own; the default bridge
-/// is iptables work at every start for nothing), and published ports by
-/// iptables DNAT alone, without a docker-proxy process per port; and crun
-/// (C) as the containers' OCI runtime in place of runc (Go), whose two Go
-/// program starts per container (`runc create`, `runc init`) cost seconds
-/// under emulation.
-pub const ENGINE: &str = r#""bridge": "none", "userland-proxy": false, "runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "crun""#;
-
-/// Where the compose file the VM runs is written, relative to the repository.
-pub fn runtime_compose(method: Method) -> String {
-    format!("dist/{}/docker-compose.yml", method.vm_name())
-}
-
-/// Where a compose VM carries the project's bind-mounted files and folders
-/// (the engine's service sees the VM's /etc/compose there).
-pub const PROJECT_IN_VM: &str = "/etc/compose/project";

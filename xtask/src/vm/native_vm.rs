@@ -14,15 +14,15 @@ use crate::{
     building::apps::{self, Builder},
     vm::{
         linuxkit::{self, Artifacts, Vm, BASE_IMAGES},
-        method::{Method, PROJECT_IN_VM},
-        methods,
+        method::Method,
         native::{self, image::Facts},
         packed,
+        shared::{self, PROJECT_IN_VM},
     },
 };
 
 /// The app's images built, in the LinuxKit cache, and their facts by image.
-pub fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, Facts>> {
+fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, Facts>> {
     // The images go from buildah's storage into the LinuxKit cache.
     let ids = apps::build(sh, project, app, Builder::Buildah)?;
     let mut facts = BTreeMap::new();
@@ -33,11 +33,18 @@ pub fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<Strin
     Ok(facts)
 }
 
+/// The native VM of `app`, as its LinuxKit YAML describes it: its images
+/// built first, for what they say.
+pub fn vm(sh: &Shell, project: &Project, app: &App) -> Result<Vm> {
+    let facts = images(sh, project, app)?;
+    vm_of(project, app, &facts)
+}
+
 /// The native VM of `app`, from its images' `facts`.
-pub fn vm(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
+fn vm_of(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
     let inputs = native::Inputs {
         facts,
-        project_files: methods::project_files(Method::Native, app)?,
+        project_files: shared::project_files(Method::Native, app)?,
         project_dir: PROJECT_IN_VM,
     };
     let converted = native::convert(app, &inputs).map_err(|problems| Invalid {
@@ -57,7 +64,7 @@ pub fn vm(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Resu
         name: Method::Native.vm_name().into(),
         images,
         config: Box::new(move |refs| native::config(refs, &converted)),
-        checked_in: methods::is_default(project, app),
+        checked_in: shared::is_default(project, app),
         base_initrd: true,
         inputs: digests,
     })
@@ -70,10 +77,10 @@ pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
         file: app.file.clone(),
         problems,
     })?;
-    methods::check_locked(sh, project)?;
+    shared::check_locked(sh, project)?;
     let facts = images(sh, project, app)?;
-    methods::stage_project(project, Method::Native, app)?;
-    let vm = vm(project, app, &facts)?;
+    shared::stage_project(project, Method::Native, app)?;
+    let vm = vm_of(project, app, &facts)?;
     let mut artifacts = linuxkit::build(sh, project, &vm)?;
     let out = project.dist.join(format!("{}-initrd.img", Method::Native.vm_name()));
     artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::Shared)

@@ -8,10 +8,12 @@ use xshell::Shell;
 use crate::{
     app::compose::App,
     base::project::Project,
+    building::apps,
     vm::{
         imagestore,
-        linuxkit::{Artifacts, ComposePayload},
-        method::{runtime_compose, Method, ENGINE, PROJECT_IN_VM},
+        linuxkit::{self, Artifacts, ComposePayload, Vm},
+        method::Method,
+        shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},
     },
 };
 
@@ -29,8 +31,22 @@ pub fn runtime_file(app: &App) -> Result<String> {
     app.runtime_file("never", PROJECT_IN_VM, |image| image.to_string())
 }
 
+/// The static VM of `app`, as its LinuxKit YAML describes it.
+pub fn vm(project: &Project, app: &App) -> Result<Vm> {
+    shared::compose_vm(project, Method::Static, payload(), app, true)
+}
+
+/// Build the app's images and save them, `linuxkit build` the VM, then append
+/// the app's image store to its initrd.
+pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
+    let (builder, ids) = shared::prepare_compose(sh, project, Method::Static, app, &runtime_file(app)?)?;
+    apps::save(sh, project, app, &ids, builder)?;
+    let artifacts = linuxkit::build(sh, project, &vm(project, app)?)?;
+    append_images(sh, project, app, artifacts)
+}
+
 /// The VM's initrd: what `linuxkit build` made, then the app's image store.
-pub fn append_images(sh: &Shell, project: &Project, app: &App, mut artifacts: Artifacts) -> Result<Artifacts> {
+fn append_images(sh: &Shell, project: &Project, app: &App, mut artifacts: Artifacts) -> Result<Artifacts> {
     let full = project.dist.join(format!("{}-initrd.img", Method::Static.vm_name()));
     imagestore::initrd(sh, project, app, &artifacts.initrd, &full)?;
     artifacts.initrd = full;

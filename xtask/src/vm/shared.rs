@@ -1,10 +1,10 @@
-//! The compose methods, and what they share: each puts the app's compose file
-//! into the VM with a Docker engine and the compose runner; they differ in
-//! where the app's images come from, which each method's own file says
-//! (`static_vm`: baked in as a ready image store; `dynamic_vm`: pulled from a
-//! registry at boot).
+//! What the methods' VMs share: the project's bind-mounted files carried in
+//! the VM, the rule that only the default app writes checked-in YAML, the
+//! lock check before any build, and for the two compose VMs (static and
+//! dynamic) the Docker engine's settings and the compose file the VM runs.
 
 use std::{
+    collections::BTreeMap,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
@@ -15,40 +15,30 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
-    building::{apps, images, registry::Address},
+    building::{apps, images},
     vm::{
-        dynamic_vm,
-        linuxkit::{self, Artifacts, ComposePayload, File, Vm},
-        native_vm, packed, sbom, static_vm, sums,
+        linuxkit::{self, ComposePayload, File, Vm},
+        method::Method,
     },
 };
 
-pub use crate::vm::method::{runtime_compose, Method, PROJECT_IN_VM};
-pub use dynamic_vm::{guest_registry, REGISTRY_PARAM};
+/// The Docker engine's settings in every compose VM: no default `docker0`
+/// bridge (compose puts services on a network of its own; the default bridge
+/// is iptables work at every start for nothing), and published ports by
+/// iptables DNAT alone, without a docker-proxy process per port; and crun
+/// (C) as the containers' OCI runtime in place of runc (Go), whose two Go
+/// program starts per container (`runc create`, `runc init`) cost seconds
+/// under emulation.
+pub const ENGINE: &str = r#""bridge": "none", "userland-proxy": false, "runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "crun""#;
 
-/// What the VM carries besides the app's images.
-pub fn payload(method: Method, registry: Option<&Address>) -> ComposePayload {
-    match method {
-        Method::Static => static_vm::payload(),
-        Method::Dynamic => dynamic_vm::payload(registry),
-        Method::Native => unreachable!("the native VM carries no compose file"),
-    }
+/// Where the compose file the VM runs is written, relative to the repository.
+pub fn runtime_compose(method: Method) -> String {
+    format!("dist/{}/docker-compose.yml", method.vm_name())
 }
 
-/// The method's VM. Only the default app without `--registry` is described by
-/// the checked-in `linuxkit/<name>.yml`; any other build writes its YAML under
-/// dist/, so no build with other input changes a tracked file.
-pub fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Vm> {
-    if method == Method::Native {
-        anyhow::bail!("the native VM is described from its built images: native_vm::vm");
-    }
-    let mut payload = payload(method, registry);
-    payload.project_files = project_files(method, app)?;
-    let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
-    vm.base_initrd = true;
-    vm.checked_in = registry.is_none() && is_default(project, app);
-    Ok(vm)
-}
+/// Where a VM carries the project's bind-mounted files and folders (the
+/// engine's service sees the VM's /etc/compose there).
+pub const PROJECT_IN_VM: &str = "/etc/compose/project";
 
 /// Is `app` the repository's own compose file, read as it is?
 pub fn is_default(project: &Project, app: &App) -> bool {
@@ -140,15 +130,6 @@ pub fn stage_project(project: &Project, method: Method, app: &App) -> Result<()>
     Ok(())
 }
 
-/// The compose file the VM runs.
-fn runtime_file(method: Method, app: &App) -> Result<String> {
-    match method {
-        Method::Static => static_vm::runtime_file(app),
-        Method::Dynamic => dynamic_vm::runtime_file(app),
-        Method::Native => unreachable!("the native VM carries no compose file"),
-    }
-}
-
 /// Every image a VM build may need (the VM's own and the app's base images)
 /// is buildable from pins.lock, or nothing is built.
 pub fn check_locked(sh: &Shell, project: &Project) -> Result<()> {
@@ -160,71 +141,52 @@ pub fn check_locked(sh: &Shell, project: &Project) -> Result<()> {
     images::check_locked(sh, project, &names)
 }
 
-/// Build everything the method's VM needs that is stale, then the VM itself.
-/// For the dynamic method, `registry` (the user's `--registry`) is pushed to
-/// and written into the VM; `push_to` is only pushed to.
-pub fn build(
-    sh: &Shell,
+/// The compose VM (static or dynamic) of `app` carrying `payload`. Only the
+/// default app is described by the checked-in `linuxkit/<name>.yml`
+/// (`checked_in`); any other build writes its YAML under dist/, so no build
+/// with other input changes a tracked file.
+pub fn compose_vm(
     project: &Project,
     method: Method,
+    mut payload: ComposePayload,
     app: &App,
-    registry: Option<&Address>,
-    push_to: Option<&Address>,
-) -> Result<Artifacts> {
-    let artifacts = build_vm(sh, project, method, app, registry, push_to)?;
-    let mut recipes = linuxkit::BASE_IMAGES.to_vec();
-    recipes.extend(match method {
-        Method::Native => ["netns"].as_slice(),
-        _ => ["docker", "compose"].as_slice(),
-    });
-    if project.release {
-        recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
-    }
-    sbom::write(sh, project, method.vm_name(), &recipes, Some(app))?;
-    sums::write(project)?;
-    Ok(artifacts)
+    checked_in: bool,
+) -> Result<Vm> {
+    payload.project_files = project_files(method, app)?;
+    let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
+    vm.base_initrd = true;
+    vm.checked_in = checked_in && is_default(project, app);
+    Ok(vm)
 }
 
-fn build_vm(
+/// What the compose VMs share before `linuxkit build`: the lock checked, the
+/// app's images built (by the builder that answers), the compose file the VM
+/// runs (`runtime_file`) written, the project's files staged.
+pub fn prepare_compose(
     sh: &Shell,
     project: &Project,
     method: Method,
     app: &App,
-    registry: Option<&Address>,
-    push_to: Option<&Address>,
-) -> Result<Artifacts> {
-    if method == Method::Native {
-        return native_vm::build(sh, project, app);
-    }
+    runtime_file: &str,
+) -> Result<(apps::Builder, BTreeMap<String, String>)> {
     check_locked(sh, project)?;
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
-    match method {
-        Method::Static => apps::save(sh, project, app, &ids, builder)?,
-        Method::Dynamic => dynamic_vm::push(sh, project, app, &ids, registry.into_iter().chain(push_to))?,
-        Method::Native => unreachable!("built above"),
-    }
     let path = project.root.join(runtime_compose(method));
-    std::fs::create_dir_all(path.parent().unwrap())?;
-    files::write_if_changed(&path, runtime_file(method, app)?.as_bytes())?;
+    std::fs::create_dir_all(path.parent().expect("under dist/"))?;
+    files::write_if_changed(&path, runtime_file.as_bytes())?;
     stage_project(project, method, app)?;
-    let artifacts = linuxkit::build(sh, project, &vm(project, method, app, registry)?)?;
-    match method {
-        Method::Static => static_vm::append_images(sh, project, app, artifacts),
-        Method::Native => unreachable!("built above"),
-        Method::Dynamic => {
-            let mut artifacts = artifacts;
-            let out = project.dist.join(format!("{}-initrd.img", method.vm_name()));
-            artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::PerService)?;
-            Ok(artifacts)
-        }
-    }
+    Ok((builder, ids))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::testdir::TestDir;
+    use crate::{
+        base::testdir::TestDir,
+        building::registry::Address,
+        vm::{dynamic_vm, static_vm},
+    };
 
     fn app() -> App {
         crate::building::apps::testing::default_app()
@@ -238,42 +200,46 @@ mod tests {
         crate::building::apps::testing::load(&source)
     }
 
+    fn vm(project: &Project, method: Method, app: &App, registry: Option<&Address>) -> Result<Vm> {
+        match method {
+            Method::Static => static_vm::vm(project, app),
+            _ => dynamic_vm::vm(project, app, registry),
+        }
+    }
+
     #[test]
     fn static_appends_its_image_store_and_never_pulls() {
-        let p = payload(Method::Static, None);
+        let p = static_vm::payload();
         assert!(p.project_files.is_empty());
         for method in [Method::Static, Method::Dynamic] {
             let vm = vm(&crate::base::project::for_tests(), method, &app(), None).unwrap();
             assert!(vm.base_initrd, "linuxkit build makes the base; the xtask packs it");
         }
         assert!(p.cmdline.is_empty());
-        let file = runtime_file(Method::Static, &app()).unwrap();
+        let file = static_vm::runtime_file(&app()).unwrap();
         assert_eq!(file.matches("pull_policy: never").count(), 3, "{file}");
         assert!(!file.contains("build:"), "{file}");
     }
 
     #[test]
     fn dynamic_pulls_from_the_named_registry() {
-        let p = payload(Method::Dynamic, None);
+        let p = dynamic_vm::payload(None);
         assert!(p.cmdline.is_empty(), "without --registry the registry is named at boot");
         assert_eq!(
             p.daemon_json,
-            format!(
-                "{{{}, \"insecure-registries\": [\"10.0.2.2/32\"]}}\n",
-                crate::vm::method::ENGINE
-            )
+            format!("{{{ENGINE}, \"insecure-registries\": [\"10.0.2.2/32\"]}}\n")
         );
-        insta::assert_snapshot!(runtime_file(Method::Dynamic, &app()).unwrap());
+        insta::assert_snapshot!(dynamic_vm::runtime_file(&app()).unwrap());
     }
 
     #[test]
     fn dynamic_with_registry_bakes_the_guest_address() {
         let local = Address::parse("127.0.0.1:5000/ns").unwrap();
-        let p = payload(Method::Dynamic, Some(&local));
+        let p = dynamic_vm::payload(Some(&local));
         assert_eq!(p.cmdline, ["linuxkit_compose.registry=10.0.2.2:5000/ns"]);
         let remote = Address::parse("registry.example.com").unwrap();
         assert_eq!(
-            payload(Method::Dynamic, Some(&remote)).cmdline,
+            dynamic_vm::payload(Some(&remote)).cmdline,
             ["linuxkit_compose.registry=registry.example.com"]
         );
     }
@@ -357,7 +323,7 @@ mod tests {
                 ),
             ]
         );
-        let runtime = runtime_file(Method::Static, &app).unwrap();
+        let runtime = static_vm::runtime_file(&app).unwrap();
         assert!(runtime.contains("source: /etc/compose/project/conf\n"), "{runtime}");
         assert!(runtime.contains("source: /etc/compose/project/run.sh\n"), "{runtime}");
     }
