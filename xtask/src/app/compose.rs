@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     app::model::{self, Attachment, Dependency, FileSource, FileUse, Healthcheck, Mount, Network, Process, Volume},
-    base::{exec, project::Project, ui},
+    base::{exec, project::Project, reference::Reference, ui},
 };
 
 pub const DEFAULT: &str = "compose/docker-compose.yml";
@@ -680,52 +680,10 @@ fn conflicts(services: &[Service]) -> Vec<String> {
     problems
 }
 
-/// An image reference as Docker reads it: `[host[:port]/]path[:tag][@digest]`,
-/// the path lowercase.
+/// An image reference as Docker reads it (see [`Reference`]); the problem
+/// reads after "image `X` ".
 pub fn check_reference(reference: &str) -> Result<(), String> {
-    let (rest, digest) = match reference.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (reference, None),
-    };
-    if let Some(d) = digest {
-        let ok = d
-            .split_once(':')
-            .is_some_and(|(alg, hex)| !alg.is_empty() && hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-        if !ok {
-            return Err(format!("has a malformed digest `{d}`"));
-        }
-    }
-    let (path, tag) = match rest.rsplit_once(':') {
-        Some((p, t)) if !t.contains('/') => (p, Some(t)),
-        _ => (rest, None),
-    };
-    if let Some(tag) = tag {
-        let ok = !tag.is_empty()
-            && tag.len() <= 128
-            && tag
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return Err(format!("has an invalid tag `{tag}`"));
-        }
-    }
-    let mut parts: Vec<&str> = path.split('/').collect();
-    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-        parts.remove(0); // a registry host, any case
-    }
-    let component = |c: &str| {
-        !c.is_empty()
-            && c.chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
-            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
-    };
-    if parts.iter().any(|c| !component(c)) {
-        return Err("is not a valid image reference (lowercase name components separated by `/`; an unset variable leaves an empty one)".into());
-    }
-    Ok(())
+    Reference::parse(reference).map(drop).map_err(|e| e.to_string())
 }
 
 /// Hostnames from every `traefik.http.routers.NAME.rule` label (rules without a

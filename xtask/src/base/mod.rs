@@ -7,6 +7,7 @@ pub mod exec;
 pub mod files;
 pub mod pins;
 pub mod project;
+pub mod reference;
 #[cfg(test)]
 pub mod testdir;
 pub mod ui;

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::base::reference::Reference;
+
 /// One instruction: its first line (1-based), keyword, and text after it
 /// (continuation lines joined; heredoc bodies in `heredocs`).
 #[derive(Debug, Clone, PartialEq)]
@@ -164,12 +166,19 @@ pub struct Plan {
     pub substitutions: Vec<Substitution>,
 }
 
-/// The catalog name an image reference stands for: its last path component
-/// without tag or digest (`docker.io/library/python:3.11-slim` -> `python`).
+/// The catalog name an image reference stands for, as a slice of it:
+/// [`Reference::catalog_name`] (`docker.io/library/python:3.11-slim` ->
+/// `python`); a text that is no reference is its own name. Kept for
+/// building/apps.rs until its images are [`Reference`]s.
 pub fn image_name(reference: &str) -> &str {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
-    last.split(':').next().unwrap_or(last)
+    match Reference::parse(reference) {
+        // The last path component is written as it is normalized.
+        Ok(parsed) => {
+            let end = parsed.written_name().len();
+            &reference[end - parsed.catalog_name().len()..end]
+        }
+        Err(_) => reference,
+    }
 }
 
 /// Rewrite `text` for the local profile. `args` are the build arguments,
@@ -284,13 +293,19 @@ pub fn plan(
     let mut rewritten: BTreeMap<usize, String> = BTreeMap::new();
     let mut substitutions = Vec::new();
     let mut local = |line: usize, asked: &str, problems: &mut Vec<String>| -> Option<String> {
-        let name = image_name(asked);
-        match catalog(name) {
+        let name = match Reference::parse(asked) {
+            Ok(parsed) => parsed.catalog_name().to_string(),
+            Err(e) => {
+                problems.push(format!("line {line}: image `{asked}` {e}"));
+                return None;
+            }
+        };
+        match catalog(&name) {
             Some(reference) => {
                 substitutions.push(Substitution {
                     line,
                     asked: asked.to_string(),
-                    entry: name.to_string(),
+                    entry: name.clone(),
                 });
                 Some(reference)
             }
@@ -560,7 +575,26 @@ mod tests {
         .unwrap();
         assert_eq!(p.substitutions[0].line, 1);
         assert!(p.dockerfile.contains("RUN echo a    && echo b"), "{}", p.dockerfile);
-        assert_eq!(image_name("docker.io/library/python:3.11-slim@sha256:ab"), "python");
+        let digest = format!("sha256:{}", "ab".repeat(16));
+        assert_eq!(
+            image_name(&format!("docker.io/library/python:3.11-slim@{digest}")),
+            "python"
+        );
+        assert_eq!(image_name("localhost:5000/a/nginx"), "nginx");
         assert_eq!(image_name("traefik"), "traefik");
+    }
+
+    /// A base that is no image reference says why, on its line (an unset
+    /// variable leaves an empty one).
+    #[test]
+    fn bases_that_are_no_references() {
+        let e = plan_of("FROM ${UNSET}\nCOPY --from=nginx: /a /b\n", None).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "line 1: image `` is not a valid image reference (lowercase name components separated by `/`; an unset variable leaves an empty one)",
+                "line 2: image `nginx:` has an invalid tag ``"
+            ]
+        );
     }
 }

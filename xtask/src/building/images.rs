@@ -18,6 +18,7 @@ use crate::{
         exec,
         files::{self, TreeFile},
         project::Project,
+        reference::Reference,
         ui,
     },
     building::{buildah, debian, gotools, lock, oci},
@@ -167,11 +168,14 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     Ok(())
 }
 
-/// Where the Debian package versions in image `reference` are recorded.
+/// Where the Debian package versions in image `reference` (one of
+/// [`reference`]'s) are recorded: by recipe name and tag.
 fn versions_path(project: &Project, reference: &str) -> PathBuf {
-    let tag = reference.rsplit_once(':').map_or(reference, |(_, t)| t);
-    let name = reference.rsplit_once('/').map_or(reference, |(_, n)| n);
-    let name = name.split(':').next().unwrap_or(name);
+    let (name, tag) = match Reference::parse(reference) {
+        Ok(r) => (r.catalog_name().to_string(), r.tag().unwrap_or("latest").to_string()),
+        // Not one of ours: a file no build writes.
+        Err(_) => (ui::slug(reference), String::new()),
+    };
     project.cache_path("versions").join(format!("{name}-{tag}.json"))
 }
 
@@ -282,6 +286,14 @@ mod tests {
         ] {
             assert_ne!(base, tag, "changing the {what} must change the tag");
         }
+    }
+
+    /// Package versions are recorded by recipe name and tag.
+    #[test]
+    fn versions_by_recipe_and_tag() {
+        let project = crate::base::project::for_tests();
+        let path = versions_path(&project, &reference("nginx", "0123456789ab"));
+        assert_eq!(path, project.cache_path("versions").join("nginx-0123456789ab.json"));
     }
 
     #[test]

@@ -61,10 +61,9 @@ pub fn name_index(index: &Value, reference: &str) -> Result<Value> {
     let [manifest] = manifests.as_slice() else {
         bail!("expected one image in the layout, found {}", manifests.len());
     };
-    let tag = reference
-        .rsplit_once(':')
-        .map(|(_, t)| t)
-        .context("reference without a tag")?;
+    let parsed =
+        crate::base::reference::Reference::parse(reference).map_err(|e| anyhow::anyhow!("image `{reference}` {e}"))?;
+    let tag = parsed.tag().context("reference without a tag")?;
     Ok(json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -147,6 +146,20 @@ mod tests {
         let m = index["manifests"][0].clone();
         index["manifests"].as_array_mut().unwrap().push(m);
         assert!(name_index(&index, "r/x:t").unwrap_err().to_string().contains("found 2"));
+    }
+
+    /// The tag is the reference's, not whatever follows its last `:`.
+    #[test]
+    fn index_names_the_tag() {
+        let tag = |reference: &str| {
+            name_index(&buildah_index(), reference).map(|i| i["manifests"][0]["annotations"][REF_NAME].clone())
+        };
+        assert_eq!(tag("localhost:5000/x:1").unwrap(), "1");
+        assert!(tag("localhost:5000/x")
+            .unwrap_err()
+            .to_string()
+            .contains("without a tag"));
+        assert!(tag("r/x:").unwrap_err().to_string().contains("invalid tag"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
-    base::{project::Project, ui},
+    base::{project::Project, reference::is_path_component, ui},
     building::{buildah, upload},
 };
 
@@ -89,29 +89,6 @@ impl Address {
             _ => (&self.host, None),
         }
     }
-}
-
-/// A path component of an image reference, as the distribution spec has it:
-/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or one or more `-`.
-fn is_path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-        return false;
-    }
-    let mut sep = String::new();
-    for &b in bytes {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() {
-            if !(sep.is_empty() || sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
-                return false;
-            }
-            sep.clear();
-        } else if b"._-".contains(&b) {
-            sep.push(b as char);
-        } else {
-            return false;
-        }
-    }
-    true
 }
 
 /// Push `image` (in buildah's storage) to `registry`. A registry on this

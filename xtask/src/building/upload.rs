@@ -59,7 +59,7 @@ pub fn push(sh: &Shell, project: &Project, image: &str, reference: &str) -> Resu
     let unpacked = scratch.join("image");
     fs::create_dir_all(&unpacked)?;
     exec::run(cmd!(sh, "tar -xf {archive} -C {unpacked}"))?;
-    let result = upload(&unpacked, host, repo, tag);
+    let result = upload(&unpacked, &host, &repo, &tag);
     let _ = fs::remove_dir_all(&scratch);
     result.with_context(|| format!("pushing {image} to {reference}"))
 }
@@ -187,16 +187,15 @@ fn upload_path(location: &str, digest: &str) -> String {
     format!("{path}{sep}digest={}", digest.replace(':', "%3A"))
 }
 
-/// `host:port/repo/path:tag` as (`host:port`, `repo/path`, `tag`).
-fn split_reference(reference: &str) -> Result<(&str, &str, &str)> {
-    let (host, rest) = reference
-        .split_once('/')
-        .context("an image reference without a registry")?;
-    let (repo, tag) = match rest.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (rest, "latest"),
-    };
-    Ok((host, repo, tag))
+/// `host:port/repo/path:tag` as (`host:port`, `repo/path`, tag or `latest`).
+fn split_reference(reference: &str) -> Result<(String, String, String)> {
+    let parsed =
+        crate::base::reference::Reference::parse(reference).map_err(|e| anyhow::anyhow!("image `{reference}` {e}"))?;
+    if parsed.is_docker_hub() {
+        bail!("{reference}: not an image on a registry of this host");
+    }
+    let tag = parsed.tag().unwrap_or("latest");
+    Ok((parsed.domain().to_string(), parsed.path().to_string(), tag.to_string()))
 }
 
 #[cfg(test)]
@@ -205,14 +204,16 @@ mod tests {
 
     #[test]
     fn references() {
+        let owned = |(h, r, t): (&str, &str, &str)| (h.to_string(), r.to_string(), t.to_string());
         assert_eq!(
             split_reference("127.0.0.1:5000/linuxkit-compose.local/app-a:1").unwrap(),
-            ("127.0.0.1:5000", "linuxkit-compose.local/app-a", "1")
+            owned(("127.0.0.1:5000", "linuxkit-compose.local/app-a", "1"))
         );
         assert_eq!(
             split_reference("localhost:5000/team/app").unwrap(),
-            ("localhost:5000", "team/app", "latest")
+            owned(("localhost:5000", "team/app", "latest"))
         );
+        assert!(split_reference("team/app:1").is_err(), "Docker Hub's");
     }
 
     #[test]

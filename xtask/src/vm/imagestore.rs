@@ -27,14 +27,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App},
-    base::{exec, files, project::Project, ui},
+    base::{exec, files, project::Project, reference::Reference, ui},
     building::cpio::{Meta, Writer},
     vm::{packed, parts},
 };
@@ -124,14 +124,12 @@ pub fn metadata_segment(images: &[Image]) -> Result<Vec<u8>> {
             format!("{DOCKER}/image/overlay2/imagedb/content/sha256/{id}"),
             Entry::File(0o600, image.config.clone()),
         ));
-        let reference = normalized(&image.reference);
-        let (name, _tag) = reference
-            .rsplit_once(':')
-            .with_context(|| format!("{}: no tag", image.reference))?;
+        // The engine's reference store keys familiar names: no `docker.io/library/`.
+        let reference = Reference::parse(&image.reference).map_err(|e| anyhow!("image `{}` {e}", image.reference))?;
         repositories
-            .entry(name.to_string())
+            .entry(reference.familiar_name())
             .or_default()
-            .insert(reference.clone(), format!("sha256:{id}"));
+            .insert(reference.familiar(), format!("sha256:{id}"));
         let mut lower: Vec<String> = Vec::new();
         for (i, layer) in image.layers.iter().enumerate() {
             let db = format!("{DOCKER}/image/overlay2/layerdb/sha256/{}", layer.chain);
@@ -422,35 +420,51 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
     Ok(())
 }
 
-/// A reference as the engine's reference store keys it (repositories.json
-/// holds familiar names: no `docker.io/library/`), with a tag (`latest`).
-fn normalized(reference: &str) -> String {
-    let familiar = reference
-        .strip_prefix("docker.io/library/")
-        .or_else(|| reference.strip_prefix("docker.io/"))
-        .unwrap_or(reference);
-    let last = familiar.rsplit('/').next().unwrap_or_default();
-    if last.contains(':') || last.contains('@') {
-        familiar.to_string()
-    } else {
-        format!("{familiar}:latest")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use crate::base::testdir::TestDir;
+
+    /// repositories.json as the engine writes it: familiar names, `latest`
+    /// when no tag is written.
     #[test]
     fn references_as_the_engine_keys_them() {
-        use super::normalized;
-        assert_eq!(normalized("sample-backend"), "sample-backend:latest");
-        assert_eq!(normalized("docker.io/library/nginx:1"), "nginx:1");
-        assert_eq!(normalized("me/app:v1"), "me/app:v1");
+        let keys = |reference: &str| {
+            let image = Image {
+                reference: reference.into(),
+                config: b"{}".to_vec(),
+                layers: vec![],
+            };
+            let seg = metadata_segment(&[image]).unwrap();
+            let text = String::from_utf8_lossy(&seg);
+            let json = &text[text.find("{\"Repositories\"").unwrap()..];
+            let value: Value = serde_json::Deserializer::from_str(json)
+                .into_iter()
+                .next()
+                .unwrap()
+                .unwrap();
+            let repos = value["Repositories"].as_object().unwrap();
+            let (name, refs) = repos.iter().next().unwrap();
+            (name.clone(), refs.as_object().unwrap().keys().next().unwrap().clone())
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(keys("sample-backend"), pair("sample-backend", "sample-backend:latest"));
+        assert_eq!(keys("docker.io/library/nginx:1"), pair("nginx", "nginx:1"));
+        assert_eq!(keys("me/app:v1"), pair("me/app", "me/app:v1"));
         assert_eq!(
-            normalized("linuxkit-compose.local/app-a:1"),
-            "linuxkit-compose.local/app-a:1"
+            keys("linuxkit-compose.local/app-a:1"),
+            pair("linuxkit-compose.local/app-a", "linuxkit-compose.local/app-a:1")
         );
-        assert_eq!(normalized("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(
+            keys("localhost:5000/x"),
+            pair("localhost:5000/x", "localhost:5000/x:latest")
+        );
+        let err = metadata_segment(&[Image {
+            reference: "a:".into(),
+            config: vec![],
+            layers: vec![],
+        }])
+        .unwrap_err();
+        assert_eq!(err.to_string(), "image `a:` has an invalid tag ``");
     }
 
     use super::*;

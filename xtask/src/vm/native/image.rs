@@ -21,7 +21,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::{
-    base::{exec, files, project::Project, ui},
+    base::{exec, files, project::Project, reference::Reference, ui},
     building::{buildah, oci},
 };
 
@@ -88,23 +88,12 @@ impl Facts {
 }
 
 /// The name a native VM's YAML gives an app image, and the LinuxKit cache holds
-/// it under: the reference fully spelled out, as LinuxKit normalizes it.
+/// it under: the reference fully spelled out, as LinuxKit normalizes it
+/// (`redis` is `docker.io/library/redis:latest`). The app's images are checked
+/// when it loads; a text that is no reference is kept as written, for
+/// LinuxKit to refuse.
 pub fn cache_reference(image: &str) -> String {
-    let first = image.split('/').next().unwrap_or_default();
-    let has_host = image.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-    let full = if has_host {
-        image.to_string()
-    } else if image.contains('/') {
-        format!("docker.io/{image}")
-    } else {
-        format!("docker.io/library/{image}")
-    };
-    let last = full.rsplit('/').next().unwrap_or_default();
-    if last.contains(':') || last.contains('@') {
-        full
-    } else {
-        format!("{full}:latest")
-    }
+    Reference::parse(image).map_or_else(|_| image.to_string(), |r| r.normalized())
 }
 
 /// Import `image` (built, with ID `id`, in buildah's storage) into the LinuxKit
@@ -272,6 +261,12 @@ mod tests {
             "linuxkit-compose.local/app-a:1"
         );
         assert_eq!(cache_reference("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(cache_reference("index.docker.io/me/app"), "docker.io/me/app:latest");
+        let digest = format!("sha256:{}", "0".repeat(64));
+        assert_eq!(
+            cache_reference(&format!("me/app@{digest}")),
+            format!("docker.io/me/app@{digest}")
+        );
     }
 
     #[test]
