@@ -127,13 +127,12 @@ impl Reference {
     }
 
     /// The digest as written (`sha256:…`), if one is.
-    #[allow(dead_code)] // API for the typed app model, which comes next
+    #[allow(dead_code)] // for pulls by digest; only the tests read it yet
     pub fn digest(&self) -> Option<&str> {
         self.digest.as_deref()
     }
 
     /// The reference exactly as written.
-    #[allow(dead_code)] // API for the typed app model, which comes next
     pub fn as_str(&self) -> &str {
         &self.original
     }
@@ -199,7 +198,7 @@ impl Reference {
 
     /// The same name as written, with tag `tag` instead of the written one
     /// (a digest is kept).
-    #[allow(dead_code)] // API for the typed app model, which comes next
+    #[allow(dead_code)] // for pulls by digest; only the tests read it yet
     pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
         let digest = self.digest.as_ref().map(|d| format!("@{d}")).unwrap_or_default();
         Reference::parse(&format!("{}:{tag}{digest}", self.written_name()))

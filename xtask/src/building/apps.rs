@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App, Build, Runs},
-    base::{exec, files, project::Project, ui},
+    base::{exec, files, project::Project, reference::Reference, ui},
     building::{buildah, debian, dockerfile, images},
 };
 
@@ -74,10 +74,10 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
                     problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
                 }
             }
-            None => match catalog_reference(project, dockerfile::image_name(&service.image)) {
+            None => match catalog_reference(project, service.image.catalog_name()) {
                 Some(local) => {
                     let stand_in = Runs {
-                        image: local,
+                        image: Reference::parse(&local).context("a catalog image's local reference")?,
                         stands_in_for: service.image.clone(),
                     };
                     runs.insert(service.name.clone(), stand_in);
@@ -86,7 +86,7 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
                     "service `{}`: image `{}` has no `build:`, and no local image stands in for `{}` (the local profile builds every image from Debian packages and pulls nothing; its catalog: {})",
                     service.name,
                     service.image,
-                    dockerfile::image_name(&service.image),
+                    service.image.catalog_name(),
                     catalog_names(project)
                 )),
             },
@@ -116,12 +116,8 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
                 .iter()
                 .map(|sub| project.pins.catalog[&sub.entry].recipe.clone())
                 .collect(),
-            None => app
-                .image_of(service)
-                .rsplit_once('/')
-                .and_then(|(_, r)| r.split_once(':'))
-                .map(|(name, _)| vec![name.to_string()])
-                .unwrap_or_default(),
+            // A catalog image runs as the recipe's local reference.
+            None => vec![app.image_of(service).catalog_name().to_string()],
         };
         out.insert(app.image_of(service).to_string(), recipes);
     }
@@ -164,15 +160,15 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
     let mut ids = BTreeMap::new();
     for service in &app.services {
         let id = match &service.build {
-            Some(build) => build_one(sh, project, &service.image, build, builder)
+            Some(build) => build_one(sh, project, service.image.as_str(), build, builder)
                 .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
             // A catalog image (load() resolved its local reference).
             None => {
                 let image = app.image_of(service);
                 let id = catalog_image(sh, project, image, builder)?;
                 if let Some(asked) = app.stands_in_for(service) {
-                    let entry = dockerfile::image_name(asked);
-                    let what = serves(project, entry, image);
+                    let entry = asked.catalog_name();
+                    let what = serves(project, entry, image.as_str());
                     ui::note(format!(
                         "service `{}`: image {asked} -> local {entry}: {what}",
                         service.name
@@ -188,12 +184,8 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
 
 /// Build catalog image `reference` (a recipe's local reference) if needed,
 /// hand it to the Docker engine if that builds, and return its ID.
-fn catalog_image(sh: &Shell, project: &Project, reference: &str, builder: Builder) -> Result<String> {
-    let recipe = reference
-        .rsplit_once('/')
-        .and_then(|(_, r)| r.split_once(':'))
-        .map(|(name, _)| name)
-        .context("not a local image reference")?;
+fn catalog_image(sh: &Shell, project: &Project, reference: &Reference, builder: Builder) -> Result<String> {
+    let recipe = reference.catalog_name();
     let base = local_base(sh, project, recipe, builder)?;
     let (id, _) =
         inspect(sh, project, &base, builder)?.with_context(|| format!("{base} is not in the builder's storage"))?;
@@ -353,7 +345,7 @@ pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, Str
     let images: Vec<(&str, &String)> = app
         .images()
         .into_iter()
-        .map(|image| Ok((image, built(app, ids, image)?)))
+        .map(|image| Ok((image.as_str(), built(app, ids, image.as_str())?)))
         .collect::<Result<_>>()?;
     let dir = project.dist.join("images");
     fs::create_dir_all(&dir)?;

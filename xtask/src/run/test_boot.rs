@@ -273,6 +273,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         let missing: Vec<&str> = app
             .images()
             .into_iter()
+            .map(|i| i.as_str())
             .filter(|i| !pulled.iter().any(|p| i.starts_with(&format!("{p}:"))))
             .collect();
         if !missing.is_empty() {

@@ -86,8 +86,8 @@ fn push<'a>(
 ) -> Result<()> {
     for target in targets {
         for image in app.images() {
-            apps::built(app, ids, image)?;
-            registry::push(sh, project, image, target)?;
+            apps::built(app, ids, image.as_str())?;
+            registry::push(sh, project, image.as_str(), target)?;
         }
     }
     Ok(())

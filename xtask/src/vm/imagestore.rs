@@ -339,8 +339,11 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         sizes.push(parts::Part::new("the base initrd", fs::metadata(base)?.len()));
     }
     for reference in app.images() {
-        let tarball = project.dist.join("images").join(compose::tarball_name(reference));
-        let (mut image, members) = read_tarball(&tarball, reference)?;
+        let tarball = project
+            .dist
+            .join("images")
+            .join(compose::tarball_name(reference.as_str()));
+        let (mut image, members) = read_tarball(&tarball, reference.as_str())?;
         let mut own = 0;
         for (layer, member) in image.layers.iter_mut().zip(&members) {
             let (segment, size) = layer_segment(sh, project, &tarball, member, &layer.chain)?;

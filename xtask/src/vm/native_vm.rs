@@ -27,7 +27,7 @@ fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, F
     let ids = apps::build(sh, project, app, Builder::Buildah)?;
     let mut facts = BTreeMap::new();
     for image in app.images() {
-        let id = apps::built(app, &ids, image)?;
+        let id = apps::built(app, &ids, image.as_str())?;
         facts.insert(image.to_string(), native::image::ensure(sh, project, image, id)?);
     }
     Ok(facts)

@@ -89,16 +89,14 @@ impl Facts {
 
 /// The name a native VM's YAML gives an app image, and the LinuxKit cache holds
 /// it under: the reference fully spelled out, as LinuxKit normalizes it
-/// (`redis` is `docker.io/library/redis:latest`). The app's images are checked
-/// when it loads; a text that is no reference is kept as written, for
-/// LinuxKit to refuse.
-pub fn cache_reference(image: &str) -> String {
-    Reference::parse(image).map_or_else(|_| image.to_string(), |r| r.normalized())
+/// (`redis` is `docker.io/library/redis:latest`).
+pub fn cache_reference(image: &Reference) -> String {
+    image.normalized()
 }
 
 /// Import `image` (built, with ID `id`, in buildah's storage) into the LinuxKit
 /// cache unless it is there as this ID already, and return its facts.
-pub fn ensure(sh: &Shell, project: &Project, image: &str, id: &str) -> Result<Facts> {
+pub fn ensure(sh: &Shell, project: &Project, image: &Reference, id: &str) -> Result<Facts> {
     let reference = cache_reference(image);
     let record = facts_path(project, id);
     if let Ok(text) = fs::read_to_string(&record) {
@@ -110,15 +108,17 @@ pub fn ensure(sh: &Shell, project: &Project, image: &str, id: &str) -> Result<Fa
         }
     }
     let step = ui::step(format!("app image {image} into the LinuxKit cache"));
-    let work = project.cache_path("build").join(format!("native-{}", ui::slug(image)));
+    let work = project
+        .cache_path("build")
+        .join(format!("native-{}", ui::slug(image.as_str())));
     if work.exists() {
         fs::remove_dir_all(&work)?;
     }
     fs::create_dir_all(&work)?;
     let layout = work.join("oci");
-    buildah::push_oci(sh, project, image, &layout)?;
+    buildah::push_oci(sh, project, image.as_str(), &layout)?;
     let mut facts = read_layout(sh, &layout).with_context(|| format!("reading image {image}"))?;
-    facts.healthcheck = healthcheck(sh, project, image)?;
+    facts.healthcheck = healthcheck(sh, project, image.as_str())?;
     oci::import(sh, project, &layout, &reference)?;
     facts.digest = oci::cache_digest(&project.linuxkit_cache(), &reference)?
         .with_context(|| format!("the LinuxKit cache does not list {reference}"))?;
@@ -251,6 +251,10 @@ fn layer_files(sh: &Shell, layers: &[PathBuf], wanted: &[String]) -> Result<BTre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache_reference(image: &str) -> String {
+        super::cache_reference(&Reference::parse(image).unwrap())
+    }
 
     #[test]
     fn references_are_spelled_out_as_linuxkit_normalizes_them() {

@@ -197,7 +197,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     out.files.extend(inputs.project_files.iter().cloned());
     let mut volumes: Vec<String> = Vec::new();
     for s in &app.services {
-        let facts = inputs.facts.get(app.image_of(s)).cloned().unwrap_or_default();
+        let facts = inputs.facts.get(app.image_of(s).as_str()).cloned().unwrap_or_default();
         match service(app, &project, s, &facts, &plan, inputs) {
             Ok((container, files, vols)) => {
                 out.services.push(container);
@@ -545,7 +545,11 @@ fn convert_traefik(
     let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
         return Ok(());
     };
-    let facts = inputs.facts.get(app.image_of(router)).cloned().unwrap_or_default();
+    let facts = inputs
+        .facts
+        .get(app.image_of(router).as_str())
+        .cloned()
+        .unwrap_or_default();
     let container = out
         .services
         .iter_mut()
@@ -609,7 +613,7 @@ fn convert_traefik(
         .map(|s| {
             let mut exposed = inputs
                 .facts
-                .get(app.image_of(s))
+                .get(app.image_of(s).as_str())
                 .map(Facts::exposed_tcp)
                 .unwrap_or_default();
             for text in &s.expose {
