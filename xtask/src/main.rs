@@ -11,6 +11,7 @@ mod base;
 mod building;
 mod cli;
 mod disk;
+mod moby;
 mod run;
 mod vm;
 
@@ -147,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
             let built = linuxkit::build(&sh, &project, &smoke)?;
             let mut recipes = smoke.images.clone();
             if project.release {
-                recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+                recipes.retain(|r| *r != moby::CONSOLE_SHELL);
             }
             vm::sbom::write(&sh, &project, &smoke.name, &recipes, None)?;
             vm::sums::write(&project)?;

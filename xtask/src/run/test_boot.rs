@@ -211,10 +211,10 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let gave_up = move || gave_up(&boot::read_log(&console));
     let port = h.port(80);
     let result = boot::wait_for_200(&mut h.vm, port, "localhost", h.deadline, &gave_up).and_then(|(body, at)| {
-        if body != linuxkit::SMOKE_PAGE {
+        if body != crate::moby::SMOKE_PAGE {
             bail!(
                 "HTTP 200, but not the smoke page: got {body:?}, want {:?}",
-                linuxkit::SMOKE_PAGE
+                crate::moby::SMOKE_PAGE
             );
         }
         let took = at - h.vm.started;

@@ -14,8 +14,9 @@ use crate::{
         apps,
         registry::{self, Address, GUEST_GATEWAY},
     },
+    moby::ComposePayload,
     vm::{
-        linuxkit::{self, Artifacts, ComposePayload, Vm},
+        linuxkit::{self, Artifacts, Vm},
         method::{Method, Registries},
         packed,
         shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},

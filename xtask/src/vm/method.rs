@@ -9,9 +9,10 @@ use crate::{
     app::compose::App,
     base::project::Project,
     building::registry::Address,
+    moby,
     vm::{
         dynamic_vm,
-        linuxkit::{self, Artifacts, Vm},
+        linuxkit::{Artifacts, Vm},
         native_vm, sbom, static_vm, sums,
     },
 };
@@ -61,10 +62,10 @@ impl Method {
             Method::Dynamic => dynamic_vm::build(sh, project, app, registries)?,
             Method::Native => native_vm::build(sh, project, app)?,
         };
-        let mut recipes = linuxkit::BASE_IMAGES.to_vec();
+        let mut recipes = moby::BASE_IMAGES.to_vec();
         recipes.extend(self.own_images());
         if project.release {
-            recipes.retain(|r| *r != linuxkit::CONSOLE_SHELL);
+            recipes.retain(|r| *r != moby::CONSOLE_SHELL);
         }
         sbom::write(sh, project, self.vm_name(), &recipes, Some(app))?;
         sums::write(project)?;

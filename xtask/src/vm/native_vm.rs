@@ -12,8 +12,9 @@ use crate::{
     app::compose::{App, Invalid},
     base::{project::Project, ui},
     building::apps::{self, Builder},
+    moby::BASE_IMAGES,
     vm::{
-        linuxkit::{self, Artifacts, Vm, BASE_IMAGES},
+        linuxkit::{self, Artifacts, Vm},
         method::Method,
         native::{self, image::Facts},
         packed,

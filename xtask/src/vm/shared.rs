@@ -16,8 +16,9 @@ use crate::{
     app::compose::{self, App},
     base::{files, project::Project},
     building::{apps, images},
+    moby::{self, ComposePayload, File},
     vm::{
-        linuxkit::{self, ComposePayload, File, Vm},
+        linuxkit::{self, Vm},
         method::Method,
     },
 };
@@ -133,7 +134,7 @@ pub fn stage_project(project: &Project, method: Method, app: &App) -> Result<()>
 /// Every image a VM build may need (the VM's own and the app's base images)
 /// is buildable from pins.lock, or nothing is built.
 pub fn check_locked(sh: &Shell, project: &Project) -> Result<()> {
-    let mut names: Vec<String> = linuxkit::BASE_IMAGES.iter().map(|n| n.to_string()).collect();
+    let mut names: Vec<String> = moby::BASE_IMAGES.iter().map(|n| n.to_string()).collect();
     names.extend(["docker", "compose", "netns"].map(String::from));
     names.extend(project.pins.catalog.values().map(|c| c.recipe.clone()));
     names.sort();

@@ -9,9 +9,10 @@ use crate::{
     app::compose::App,
     base::project::Project,
     building::apps,
+    moby::ComposePayload,
     vm::{
         imagestore,
-        linuxkit::{self, Artifacts, ComposePayload, Vm},
+        linuxkit::{self, Artifacts, Vm},
         method::Method,
         shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},
     },

@@ -26,7 +26,7 @@ use crate::{
         keys::Scope,
         model::Healthcheck,
     },
-    vm::linuxkit::{self, Config, Container, File, Mount, Refs},
+    moby::{self, Config, Container, File, Mount, Refs},
 };
 
 use image::Facts;
@@ -676,7 +676,7 @@ fn convert_traefik(
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
 /// container that makes the networks, and the app's services.
 pub fn config(refs: &Refs, native: &Native) -> Config {
-    let mut config = linuxkit::base(refs);
+    let mut config = moby::base(refs);
     // Only the modules a VM without a Docker engine loads (no iptables, no
     // br_netfilter): each costs boot time under emulation.
     if let Some(modules) = config.onboot.iter_mut().find(|c| c.name == "modules") {
@@ -803,7 +803,7 @@ mod tests {
             project_dir: "/etc/compose/project",
         };
         let native = convert(&shop(json!({})), &inputs).unwrap();
-        let yaml = linuxkit::render(&config(&fake_refs(), &native), "cargo xtask native").unwrap();
+        let yaml = moby::render(&config(&fake_refs(), &native), "cargo xtask native").unwrap();
         insta::assert_snapshot!(yaml);
         assert!(
             native.notes.iter().any(|n| n.contains("depends_on.db.required")),
