@@ -12,6 +12,7 @@ mod building;
 mod cli;
 mod disk;
 mod moby;
+mod native;
 mod run;
 mod vm;
 
@@ -29,7 +30,6 @@ use run::{bench, session, suite, test_boot};
 use vm::{
     linuxkit,
     method::{Method, Registries},
-    native,
 };
 
 fn main() -> ExitCode {

@@ -7,7 +7,6 @@ pub mod dynamic_vm;
 pub mod imagestore;
 pub mod linuxkit;
 pub mod method;
-pub mod native;
 pub mod native_vm;
 pub mod packed;
 pub mod parts;

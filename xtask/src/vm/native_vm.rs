@@ -13,10 +13,10 @@ use crate::{
     base::{project::Project, ui},
     building::apps::{self, Builder},
     moby::BASE_IMAGES,
+    native::{self, image::Facts},
     vm::{
         linuxkit::{self, Artifacts, Vm},
         method::Method,
-        native::{self, image::Facts},
         packed,
         shared::{self, PROJECT_IN_VM},
     },

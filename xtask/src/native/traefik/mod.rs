@@ -167,14 +167,14 @@ mod tests {
             #[serde(default)]
             labels: BTreeMap<String, String>,
         }
-        let compose: Compose = serde_yaml::from_str(include_str!("../../../../../compose/docker-compose.yml")).unwrap();
+        let compose: Compose = serde_yaml::from_str(include_str!("../../../../compose/docker-compose.yml")).unwrap();
         let backends: Vec<Backend> = compose
             .services
             .iter()
             .zip(2..)
             .map(|((name, s), ip)| backend(name, &s.labels, ip, &[80]))
             .collect();
-        let static_config = file(include_str!("../../../../../apps/traefik/traefik.yml"));
+        let static_config = file(include_str!("../../../../apps/traefik/traefik.yml"));
         let out = convert(&compose.name, "proxy", &static_config, &backends, DYNAMIC, &CERT).unwrap();
         let StaticConfig::File { yaml, .. } = &out.static_config else {
             panic!("a file stays a file")

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{app::model, vm::native::image::Facts};
+use crate::{app::model, native::image::Facts};
 
 /// What runc is told to run.
 #[derive(Debug, Clone, PartialEq)]
