@@ -12,6 +12,7 @@ mod building;
 mod cli;
 mod disk;
 mod run;
+mod stages;
 mod vm;
 
 use std::process::ExitCode;
