@@ -494,9 +494,15 @@ impl HostNeeds for BenchArgs {
 struct Suite;
 
 impl HostNeeds for Suite {
-    /// The dynamic boots' local registry, and every format the static VM is booted as.
+    /// The dynamic boots' local registry, every format the static VM is
+    /// booted as, and shellcheck for the VM's shell scripts.
     fn needs(&self, _: Kind) -> Vec<Need> {
-        [vec![Need::Registry], Command::format_needs(&suite::FORMATS, true)].concat()
+        [
+            vec![Need::Registry],
+            Command::format_needs(&suite::FORMATS, true),
+            vec![Need::Lint],
+        ]
+        .concat()
     }
 }
 
