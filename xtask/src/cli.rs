@@ -12,7 +12,7 @@ use crate::{
     base::project::Project,
     building::{apps, host::Need, registry::Address},
     disk::Format,
-    run::{bench, boot::VmOpts, qemu::Accel, test_boot},
+    run::{bench, boot::VmOpts, qemu::Accel, suite, test_boot},
     vm::method::Method,
 };
 
@@ -323,68 +323,186 @@ impl Command {
         (format != Format::KernelInitrd).then_some(format)
     }
 
-    /// What the command will run on the host, so all of it is checked first.
+    /// What the command will run on the host, so all of it is checked first:
+    /// what its kind needs, then what each of its parts (flag groups) needs.
     pub fn needs(&self) -> Vec<Need> {
-        let local_registry = |r: &RegistryArg| {
-            if r.registry.is_none() {
-                vec![Need::Registry]
-            } else {
-                vec![]
-            }
-        };
-        // What a --format is made with, and (to boot it) its firmware.
-        let image = |f: &FormatArg| Self::format_needs(&[f.format], false);
-        let booted = |f: &FormatArg| Self::format_needs(&[f.format], true);
-        match self {
-            Command::Doctor { .. } => vec![],
-            Command::Static { format, .. } | Command::Dynamic { format, .. } | Command::Native { format, .. } => {
-                [vec![Need::Build], image(format)].concat()
-            }
-            Command::Smoke { format } => [vec![Need::Build], image(format)].concat(),
-            Command::Apps { .. }
-            | Command::Images { .. }
-            | Command::VmImages { .. }
-            | Command::Lock
-            | Command::Repro { .. }
-            | Command::Yaml => {
-                vec![Need::Build]
-            }
-            Command::RunStatic(run) | Command::RunNative(run) => {
-                [vec![Need::Build, Need::Boot], booted(&run.format)].concat()
-            }
-            Command::RunSmoke { .. } => vec![Need::Build, Need::Boot],
-            Command::RunDynamic { registry, run } => [
-                vec![Need::Build, Need::Boot],
-                local_registry(registry),
-                booted(&run.format),
-            ]
-            .concat(),
-            Command::TestBoot(args) => {
-                let dynamic = args.method == Some(Method::Dynamic);
-                let registry = if dynamic {
-                    local_registry(&args.registry)
-                } else {
-                    vec![]
-                };
-                [vec![Need::Build, Need::Boot], registry, booted(&args.format)].concat()
-            }
-            Command::Bench(args) => {
-                let dynamic = args.targets.is_empty() || args.targets.contains(&bench::Target::Dynamic);
-                let registry = if dynamic { vec![Need::Registry] } else { vec![] };
-                let plain = if args.baseline.is_some() {
-                    vec![Need::PlainVm]
-                } else {
-                    vec![]
-                };
-                let formats = Self::format_needs(&args.formats, true);
-                [vec![Need::Build, Need::Boot], registry, plain, formats].concat()
-            }
-            Command::Test { .. } => [
-                vec![Need::Build, Need::Boot, Need::Registry],
-                Self::format_needs(&crate::run::suite::FORMATS, true),
-            ]
-            .concat(),
+        let (kind, parts) = self.parts();
+        let mut needs = kind.needs();
+        for part in parts {
+            needs.extend(part.needs(kind));
         }
+        needs
+    }
+
+    /// What the command does, and the parts its needs come from, in the
+    /// order their needs are listed. Every field is named (no `..`): a flag
+    /// group added to a command does not compile until it is placed here,
+    /// and then brings its needs along.
+    fn parts(&self) -> (Kind, Vec<&dyn HostNeeds>) {
+        match self {
+            Command::Doctor { fix: _ } => (Kind::Look, vec![]),
+            Command::Static { compose, format } | Command::Native { compose, format } => {
+                (Kind::Build, vec![compose, format])
+            }
+            Command::Dynamic {
+                compose,
+                registry,
+                format,
+            } => (Kind::Build, vec![compose, registry, format]),
+            Command::Smoke { format } => (Kind::Build, vec![format]),
+            Command::Apps { compose } | Command::Images { compose } => (Kind::Build, vec![compose]),
+            Command::VmImages { names: _ } | Command::Lock | Command::Yaml => (Kind::Build, vec![]),
+            Command::Repro { method: _, dir: _ } => (Kind::Build, vec![]),
+            Command::RunStatic(run) | Command::RunNative(run) => (Kind::Boot, vec![run]),
+            // The local registry comes before the format's firmware.
+            Command::RunDynamic { run, registry } => (Kind::Boot, vec![registry, run]),
+            Command::RunSmoke { port: _, vm } => (Kind::Boot, vec![vm]),
+            Command::TestBoot(args) => (Kind::Boot, vec![args]),
+            Command::Bench(args) => (Kind::Boot, vec![args]),
+            Command::Test { vm } => (Kind::Boot, vec![vm, &Suite]),
+        }
+    }
+}
+
+/// What a command does with VMs, which decides what its parts need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Looks at the host only (`doctor`).
+    Look,
+    /// Builds images or VMs.
+    Build,
+    /// Builds VMs and boots them.
+    Boot,
+}
+
+impl Kind {
+    /// What this kind of command needs whatever its flags.
+    fn needs(self) -> Vec<Need> {
+        match self {
+            Kind::Look => vec![],
+            Kind::Build => vec![Need::Build],
+            Kind::Boot => vec![Need::Build, Need::Boot],
+        }
+    }
+}
+
+/// A part of a command (a flag group, or what the command runs besides):
+/// what it needs from the host in a command of `kind`.
+trait HostNeeds {
+    fn needs(&self, kind: Kind) -> Vec<Need>;
+}
+
+impl HostNeeds for ComposeArg {
+    /// Nothing: docker compose, which reads the file, is unpacked from its
+    /// pinned Debian package into the cache, not run from the host.
+    fn needs(&self, _: Kind) -> Vec<Need> {
+        vec![]
+    }
+}
+
+impl HostNeeds for FormatArg {
+    /// What the format is made with, and to boot it, its firmware.
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        Command::format_needs(&[self.format], kind == Kind::Boot)
+    }
+}
+
+impl HostNeeds for RegistryArg {
+    /// Without --registry, a boot pushes to a registry the xtask runs itself.
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        if kind == Kind::Boot && self.registry.is_none() {
+            vec![Need::Registry]
+        } else {
+            vec![]
+        }
+    }
+}
+
+impl HostNeeds for VmArgs {
+    /// Nothing beyond QEMU, which every boot needs.
+    fn needs(&self, _: Kind) -> Vec<Need> {
+        let VmArgs {
+            accel: _,
+            memory: _,
+            cpus: _,
+        } = self;
+        vec![]
+    }
+}
+
+impl HostNeeds for RunArgs {
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        let RunArgs {
+            compose,
+            port: _,
+            vm,
+            format,
+            qemu_args: _,
+        } = self;
+        [compose.needs(kind), vm.needs(kind), format.needs(kind)].concat()
+    }
+}
+
+impl HostNeeds for TestBootArgs {
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        let TestBootArgs {
+            smoke: _,
+            method,
+            compose,
+            registry,
+            unreachable_registry: _,
+            timeout: _,
+            hosts: _,
+            vm,
+            format,
+        } = self;
+        // Only the dynamic method pulls from a registry.
+        let registry = if *method == Some(Method::Dynamic) {
+            registry.needs(kind)
+        } else {
+            vec![]
+        };
+        [compose.needs(kind), registry, vm.needs(kind), format.needs(kind)].concat()
+    }
+}
+
+impl HostNeeds for BenchArgs {
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        let BenchArgs {
+            runs: _,
+            targets,
+            formats,
+            baseline,
+            hosts: _,
+            compose,
+            vm,
+        } = self;
+        // The dynamic VM (one of the defaults) pulls from the xtask's own registry.
+        let dynamic = targets.is_empty() || targets.contains(&bench::Target::Dynamic);
+        let registry = if dynamic { vec![Need::Registry] } else { vec![] };
+        let plain = if baseline.is_some() {
+            vec![Need::PlainVm]
+        } else {
+            vec![]
+        };
+        let formats = Command::format_needs(formats, kind == Kind::Boot);
+        [compose.needs(kind), vm.needs(kind), registry, plain, formats].concat()
+    }
+}
+
+/// What `cargo xtask test` runs besides its VM flags (`run::suite`).
+struct Suite;
+
+impl HostNeeds for Suite {
+    /// The dynamic boots' local registry, every format the static VM is
+    /// booted as, and shellcheck for the VM's shell scripts.
+    fn needs(&self, _: Kind) -> Vec<Need> {
+        [
+            vec![Need::Registry],
+            Command::format_needs(&suite::FORMATS, true),
+            vec![Need::Lint],
+        ]
+        .concat()
     }
 }
 
@@ -642,6 +760,25 @@ mod tests {
             args.vm.options(&args.qemu_args).qemu_args,
             ["-device", "virtio-balloon-pci"]
         );
+    }
+
+    /// A flag group needs the same in every command of a kind: its needs
+    /// are its own, not a list kept per command.
+    #[test]
+    fn flag_groups_bring_their_needs() {
+        let efi = FormatArg { format: Format::RawEfi };
+        let tools = Need::Programs(Format::RawEfi.build_programs());
+        let ovmf = Need::Programs(Format::RawEfi.boot_files());
+        assert_eq!(efi.needs(Kind::Build), [tools]);
+        assert_eq!(efi.needs(Kind::Boot), [tools, ovmf]);
+        let own = RegistryArg { registry: None };
+        assert_eq!(own.needs(Kind::Build), [], "a build pushes nowhere");
+        assert_eq!(own.needs(Kind::Boot), [Need::Registry]);
+        let theirs = RegistryArg {
+            registry: Some(Address::parse("r.example.com").unwrap()),
+        };
+        assert_eq!(theirs.needs(Kind::Boot), []);
+        assert_eq!(Kind::Look.needs(), []);
     }
 
     #[test]

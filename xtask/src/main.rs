@@ -14,6 +14,7 @@ mod disk;
 mod moby;
 mod native;
 mod run;
+mod stages;
 mod vm;
 
 use std::process::ExitCode;

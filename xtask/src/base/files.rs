@@ -1,10 +1,11 @@
-//! Files written whole or not at all, and the one content hasher: what a
-//! folder of inputs holds, hashed, decides whether what is built from it is
-//! current (image tags, app image labels).
+//! Files written whole or not at all, and the content hashers: what a folder
+//! of inputs holds, hashed, decides whether what is built from it is current
+//! (image tags, app image labels); a file's SHA-256 checks downloads and names
+//! artifacts and blobs.
 
 use std::{
     fs,
-    io::Write,
+    io::{Read, Write},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     time::SystemTime,
@@ -59,6 +60,21 @@ pub fn content_hash(prefix: &str, files: &[TreeFile], bytes: usize) -> String {
         h.update(data);
     }
     h.finalize().iter().take(bytes).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hex SHA-256 of a file, read in pieces.
+pub fn sha256(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// [`write_atomic`], unless `path` already holds `contents` (its mtime then stays,

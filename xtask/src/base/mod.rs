@@ -1,10 +1,13 @@
 //! The ground floor: small tools every stage uses. What the user sees
 //! (`ui`), running programs (`exec`), files written whole or not at all and
-//! one content hasher (`files`), where things live and the build lock
-//! (`project`), and the pins of everything fetched (`pins`). Nothing here
-//! knows about compose apps, images or VMs.
+//! the content hashers (`files`), the HTTP/1.x client (`http`), where things
+//! live and the build lock (`project`), the pins of everything fetched
+//! (`pins`) and pins.lock's data (`lock`). Nothing here knows about compose
+//! apps, images or VMs.
 pub mod exec;
 pub mod files;
+pub mod http;
+pub mod lock;
 pub mod pins;
 pub mod project;
 pub mod reference;

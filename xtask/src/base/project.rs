@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{base::pins::Pins, base::ui, building::lock::Lock};
+use crate::base::{lock::Lock, pins::Pins, ui};
 
 /// The repository: the workspace that holds xtask/. The one place that says so.
 pub fn root() -> PathBuf {

@@ -14,9 +14,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    base::{exec, files, pins::ImagePins, project::Project, ui},
+    base::{exec, files, lock::Deb, pins::ImagePins, project::Project, ui},
     building::lock,
-    vm::sbom,
 };
 
 /// Package -> the licenses its Debian copyright file names.
@@ -161,13 +160,13 @@ pub fn image_tree(
 /// Package -> the licenses its copyright file names (machine-readable
 /// copyright files only); the files are then removed, so the image holds what
 /// it held without them.
-fn take_licenses(tree: &Path, locked: &[lock::Deb]) -> Result<Licenses> {
+fn take_licenses(tree: &Path, locked: &[Deb]) -> Result<Licenses> {
     let doc = tree.join("usr/share/doc");
     let mut out = BTreeMap::new();
     for deb in locked {
         let file = doc.join(&deb.package).join("copyright");
         if let Ok(text) = fs::read_to_string(&file) {
-            let licenses = sbom::copyright_licenses(&text);
+            let licenses = copyright_licenses(&text);
             if !licenses.is_empty() {
                 out.insert(deb.package.clone(), licenses);
             }
@@ -325,10 +324,37 @@ pub fn tar_dir(sh: &Shell, dir: &Path, out: &Path, epoch: u64) -> Result<()> {
     Ok(())
 }
 
+/// The licenses a machine-readable Debian copyright file names (each
+/// `License:` field's first line, once each, in order); nothing for free-form files.
+fn copyright_licenses(text: &str) -> Vec<String> {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    if !(first.starts_with("Format:") && first.contains("copyright-format")) {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("License:") {
+            let value = value.trim().to_string();
+            if !value.is_empty() && !out.contains(&value) {
+                out.push(value);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::base::testdir::TestDir;
+
+    #[test]
+    fn licenses_from_machine_readable_copyright_only() {
+        let dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                    Files: *\nLicense: GPL-2+\n\nFiles: x\nLicense: BSD-3-clause\n text\n\nLicense: GPL-2+\n full\n";
+        assert_eq!(copyright_licenses(dep5), ["GPL-2+", "BSD-3-clause"]);
+        assert!(copyright_licenses("This is free software.\nLicense: GPL\n").is_empty());
+    }
 
     #[test]
     fn versions_from_dpkg_and_apt_stanzas() {

@@ -23,7 +23,7 @@ use crate::{
 /// and how to get a missing one. Fails when anything required is missing or
 /// too old (after `--fix` installed what it could).
 pub fn run(sh: &Shell, project: &Project, fix_all: bool, formats: &[Need]) -> Result<()> {
-    let mut all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry];
+    let mut all: Vec<Need> = vec![Need::Build, Need::Boot, Need::Registry, Need::Lint];
     all.extend(formats);
     if fix_all {
         host::require_all(sh, project, &all)?;

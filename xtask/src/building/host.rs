@@ -32,6 +32,8 @@ pub enum Need {
     Programs(&'static [&'static str]),
     /// Build and boot the plain Debian VM `bench --baseline` compares with.
     PlainVm,
+    /// Check the VM's shell scripts (`cargo xtask test`): shellcheck.
+    Lint,
 }
 
 /// The programs behind each need (their packages are in pins.yml).
@@ -53,6 +55,7 @@ pub fn programs(need: Need) -> &'static [&'static str] {
         Need::Registry => &["docker-registry"],
         Need::Programs(programs) => programs,
         Need::PlainVm => &["mmdebstrap", "buildah", "zstd", "cpio", "bc", "curl"],
+        Need::Lint => &["shellcheck"],
     }
 }
 
@@ -633,7 +636,7 @@ qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookwo
     #[test]
     fn every_needed_program_has_a_package_or_is_go() {
         let project = crate::base::project::for_tests();
-        for need in [Need::Build, Need::Boot, Need::Registry, Need::PlainVm] {
+        for need in [Need::Build, Need::Boot, Need::Registry, Need::PlainVm, Need::Lint] {
             for program in programs(need) {
                 assert!(
                     *program == "go" || project.pins.debian.host_packages.contains_key(*program),

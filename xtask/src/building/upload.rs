@@ -21,10 +21,12 @@ use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
 use crate::{
-    base::{exec, project::Project},
+    base::{
+        exec, files,
+        http::{self, Body},
+        project::Project,
+    },
     building::buildah,
-    run::http::{self, Body},
-    vm::sums,
 };
 
 /// How long one request may take (a layer is a few hundred MB on loopback).
@@ -126,7 +128,7 @@ fn blob<'a>(path: &'a Path, media_type: &'static str) -> Result<Blob<'a>> {
     Ok(Blob {
         path,
         media_type,
-        digest: format!("sha256:{}", sums::sha256(path)?),
+        digest: format!("sha256:{}", files::sha256(path)?),
         size: fs::metadata(path)?.len(),
     })
 }

@@ -15,11 +15,11 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::{
+    base::http,
     base::project::{self, Project},
     base::ui,
     building::host,
     disk::{assemble, format::OVMF_VARS, limits, Firmware, Format},
-    run::http,
     run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
     vm::linuxkit::Artifacts,
 };

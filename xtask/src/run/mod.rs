@@ -3,7 +3,6 @@
 //! tests and the bench.
 pub mod bench;
 pub mod boot;
-pub mod http;
 pub mod phases;
 pub mod qemu;
 pub mod registry;

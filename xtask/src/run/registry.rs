@@ -14,9 +14,9 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    base::{exec, project::Project, ui},
+    base::{exec, http, project::Project, ui},
     building::{host, registry::Address},
-    run::{boot, http},
+    run::boot,
 };
 
 /// A registry process run by the xtask. Dropping it stops it, and it dies with

@@ -1,7 +1,14 @@
 //! `cargo xtask test`: everything CI runs, in the order that fails fastest:
-//! formatting, clippy, `cargo test`, then every boot test.
+//! shellcheck on the VM's shell scripts, formatting, clippy, `cargo test`,
+//! then every boot test.
 
-use anyhow::{Context, Result};
+use std::{
+    fs,
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
@@ -13,6 +20,7 @@ use crate::{
 };
 
 pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
+    shellcheck(sh, project)?;
     let checks = [
         ("cargo fmt --check", "formatting: run `cargo fmt --all`"),
         ("cargo clippy", "clippy"),
@@ -107,6 +115,84 @@ fn checked_in_files_unchanged(sh: &Shell, project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// The folder whose shell scripts are checked: the VM's own, in its images.
+const SCRIPTS: &str = "images";
+
+/// Run shellcheck on every shell script under images/ (the init scripts, the
+/// services' start scripts): a finding fails the suite before anything is
+/// built, with shellcheck's findings, one line each, as the error.
+fn shellcheck(sh: &Shell, project: &Project) -> Result<()> {
+    let step = ui::step("shellcheck images/");
+    let scripts = shell_scripts(&project.root, Path::new(SCRIPTS))?;
+    let count = scripts.len();
+    if scripts.is_empty() {
+        // shellcheck without files prints its usage and fails.
+        step.done_with("no scripts");
+        return Ok(());
+    }
+    // The shell is at the project's root: the findings name the scripts as images/….
+    let out = exec::output(cmd!(sh, "shellcheck --format=gcc {scripts...}")).context("shellcheck did not start")?;
+    if !out.trim().is_empty() {
+        bail!(
+            "shellcheck has findings in the VM's shell scripts (fix them, or silence one with a \
+             `# shellcheck disable=SCnnnn` line saying why):\n{}",
+            out.trim_end()
+        );
+    }
+    step.done_with(format!("{count} scripts"));
+    Ok(())
+}
+
+/// The shell scripts under `root`/`dir`, as paths relative to `root`, sorted:
+/// files named `*.sh`, and files whose `#!` line runs a shell. A `target/`
+/// folder (cargo's output) and symbolic links are not looked into.
+fn shell_scripts(root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let full = root.join(&dir);
+        for entry in fs::read_dir(&full).with_context(|| format!("reading {}", full.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let rel = dir.join(entry.file_name());
+            if kind.is_dir() && entry.file_name() != "target" {
+                pending.push(rel);
+            } else if kind.is_file() {
+                // The `#!` line is all that is needed of the file.
+                let mut head = Vec::new();
+                fs::File::open(entry.path())
+                    .and_then(|f| f.take(256).read_to_end(&mut head))
+                    .with_context(|| format!("reading {}", entry.path().display()))?;
+                if is_shell_script(&entry.file_name().to_string_lossy(), &head) {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Is a file named `name` that starts with `head` a shell script? `*.sh`, or
+/// a `#!` line naming sh, bash, dash, ksh or ash, directly or through `env`
+/// or `busybox` (`#!/usr/bin/env bash`, `#!/bin/busybox sh`).
+fn is_shell_script(name: &str, head: &[u8]) -> bool {
+    if name.ends_with(".sh") {
+        return true;
+    }
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.lines().next().unwrap_or_default().split_whitespace();
+    let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
+    let mut program = words.next().map(base);
+    while matches!(program.as_deref(), Some("env" | "busybox")) {
+        program = words.next().map(base);
+    }
+    matches!(program.as_deref(), Some("sh" | "bash" | "dash" | "ksh" | "ash"))
+}
+
 /// The image formats the static VM is booted as, besides kernel+initrd.
 pub const FORMATS: [Format; 3] = [Format::Qcow2Bios, Format::RawEfi, Format::IsoEfi];
 
@@ -118,3 +204,62 @@ const ORDERED: &str = "compose/ordered.yml";
 const THIRD_SITE: &str = "compose/third-site.yml";
 /// The default app with nginx as its Host router (the plain VM's app).
 const NGINX_ROUTER: &str = "compose/nginx-router.yml";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::testdir::TestDir;
+
+    #[test]
+    fn shell_scripts_by_name_or_by_their_interpreter() {
+        for (name, head) in [
+            ("getty.sh", ""),
+            ("init", "#!/bin/sh\nset -e\n"),
+            ("rc", "#!/bin/bash -eu\n"),
+            ("start", "#!/usr/bin/env sh\n"),
+            ("docker-start", "#!/usr/bin/busybox sh\n"),
+            ("init", "#! /bin/busybox sh"),
+            ("udhcpc.script", "#!/bin/dash\n"),
+        ] {
+            assert!(is_shell_script(name, head.as_bytes()), "{name}: {head:?}");
+        }
+        for (name, head) in [
+            ("Dockerfile", "FROM scratch\n"),
+            ("serve.py", "#!/usr/bin/env python3\n"),
+            ("traefik", "\x7fELF\x02\x01"),
+            ("run", "#!/usr/bin/busybox httpd\n"),
+            ("notes", "# #!/bin/sh\n"),
+            ("shell.rs", "#![allow(dead_code)]\n"),
+        ] {
+            assert!(!is_shell_script(name, head.as_bytes()), "{name}: {head:?}");
+        }
+    }
+
+    #[test]
+    fn scripts_are_found_in_every_folder_but_cargo_output() {
+        let root = TestDir::new("scripts");
+        let file = |rel: &str, text: &str| {
+            let path = root.join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        };
+        file("images/init/rc.init", "#!/bin/sh\n");
+        file("images/init/Dockerfile", "FROM scratch\n");
+        file("images/getty/getty.sh", "echo\n");
+        file("images/crun/etc/init.d/010-onboot", "#!/bin/sh\n");
+        file("images/init/lkc-service/target/debug/build.sh", "#!/bin/sh\n");
+        file("images/init/lkc-service/src/main.rs", "fn main() {}\n");
+        file("images/empty", "");
+        std::os::unix::fs::symlink("rc.init", root.join("images/init/rc.link")).unwrap();
+        let found = shell_scripts(&root, Path::new("images")).unwrap();
+        assert_eq!(
+            found,
+            [
+                "images/crun/etc/init.d/010-onboot",
+                "images/getty/getty.sh",
+                "images/init/rc.init"
+            ]
+            .map(PathBuf::from)
+        );
+    }
+}

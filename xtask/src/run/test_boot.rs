@@ -12,11 +12,10 @@ use xshell::Shell;
 
 use crate::{
     app::compose::{App, Service},
-    base::{project::Project, ui},
+    base::{http, project::Project, ui},
     building::registry::Address,
     run::{
         boot::{self, VmOpts},
-        http,
         phases::{self, Phases},
         qemu::{Accel, Console, Forward, Vm},
         session,

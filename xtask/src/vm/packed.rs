@@ -291,7 +291,7 @@ fn link_identical_files(root: &Path) -> Result<usize> {
         // The first file (by path) with each content, and its inode.
         let mut first_of: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
         for (path, ino) in files {
-            let digest = crate::vm::sums::sha256(&path)?;
+            let digest = files::sha256(&path)?;
             let Some((first, first_ino)) = first_of.get(&digest) else {
                 first_of.insert(digest, (path, ino));
                 continue;

@@ -14,8 +14,8 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App,
-    base::{exec, files, project::Project, ui},
-    building::{apps, gotools, host, images, lock::Deb},
+    base::{exec, files, lock::Deb, project::Project, ui},
+    building::{apps, gotools, host, images},
 };
 
 /// One image as the SBOM lists it.
@@ -37,25 +37,6 @@ pub struct GoModule {
     pub version: String,
     /// go.sum's `h1:` hash (empty for the Go toolchain's standard library).
     pub sum: String,
-}
-
-/// The licenses a machine-readable Debian copyright file names (each
-/// `License:` field's first line, once each, in order); nothing for free-form files.
-pub fn copyright_licenses(text: &str) -> Vec<String> {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    if !(first.starts_with("Format:") && first.contains("copyright-format")) {
-        return Vec::new();
-    }
-    let mut out: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if let Some(value) = line.strip_prefix("License:") {
-            let value = value.trim().to_string();
-            if !value.is_empty() && !out.contains(&value) {
-                out.push(value);
-            }
-        }
-    }
-    out
 }
 
 /// A Debian license short name as an SPDX identifier; names SPDX lacks
@@ -403,11 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn licenses_from_machine_readable_copyright_only() {
-        let dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
-                    Files: *\nLicense: GPL-2+\n\nFiles: x\nLicense: BSD-3-clause\n text\n\nLicense: GPL-2+\n full\n";
-        assert_eq!(copyright_licenses(dep5), ["GPL-2+", "BSD-3-clause"]);
-        assert!(copyright_licenses("This is free software.\nLicense: GPL\n").is_empty());
+    fn debian_licenses_as_an_spdx_expression() {
         assert_eq!(
             expression(&["GPL-2+".into(), "GPL-2+ or Artistic".into(), "Frob".into()]).unwrap(),
             "(GPL-2.0-or-later OR Artistic-1.0-Perl) AND GPL-2.0-or-later AND LicenseRef-Frob"

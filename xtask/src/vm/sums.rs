@@ -7,13 +7,11 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::Read,
     path::{Path, PathBuf},
     time::UNIX_EPOCH,
 };
 
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
+use anyhow::Result;
 
 use crate::base::{files, project::Project, ui};
 
@@ -49,21 +47,6 @@ fn artifacts(dist: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The hex SHA-256 of a file, read in pieces.
-pub fn sha256(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Rewrite `dist/SHA256SUMS` for what `dist/` holds now.
 pub fn write(project: &Project) -> Result<()> {
     let dist = &project.dist;
@@ -81,7 +64,7 @@ pub fn write(project: &Project) -> Result<()> {
         let key = rel.display().to_string();
         let sum = match old.get(&key) {
             Some((len, at, sum)) if *len == meta.len() && *at == mtime => sum.clone(),
-            _ => sha256(&path)?,
+            _ => files::sha256(&path)?,
         };
         text += &format!("{sum}  {key}\n");
         new.insert(key, (meta.len(), mtime, sum));
@@ -144,6 +127,6 @@ mod tests {
         fs::write(dir.join("vm-kernel"), "changed").unwrap();
         write(&project).unwrap();
         let sums = fs::read_to_string(dir.join(SUMS)).unwrap();
-        assert!(sums.contains(&sha256(&dir.join("vm-kernel")).unwrap()), "{sums}");
+        assert!(sums.contains(&files::sha256(&dir.join("vm-kernel")).unwrap()), "{sums}");
     }
 }
