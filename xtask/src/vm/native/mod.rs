@@ -18,7 +18,9 @@ pub mod traefik;
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use lkc_contract as contract;
 
 use crate::{
     app::compose::{App, Service},
@@ -28,15 +30,6 @@ use crate::{
 use image::Facts;
 use keys::Support;
 use network::{Mode, Plan};
-
-/// The annotations the VM's service runner (images/init/lkc-service) reads.
-pub const ANNOTATION_SERVICE: &str = "org.linuxkit-compose.service";
-pub const ANNOTATION_DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
-pub const ANNOTATION_RESTART: &str = "org.linuxkit-compose.restart";
-pub const ANNOTATION_HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
-pub const ANNOTATION_STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
-pub const ANNOTATION_STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
-pub const ANNOTATION_DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
@@ -449,33 +442,39 @@ fn service(
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
     let mut annotations = s.labels.clone();
-    annotations.insert(ANNOTATION_SERVICE.into(), s.name.clone());
+    annotations.insert(contract::SERVICE.into(), s.name.clone());
     if let Some(deps) = body["depends_on"].as_object().filter(|d| !d.is_empty()) {
-        let deps: BTreeMap<&String, &str> = deps
-            .iter()
-            .map(|(k, v)| (k, v["condition"].as_str().unwrap_or("service_started")))
-            .collect();
-        annotations.insert(ANNOTATION_DEPENDS_ON.into(), json!(deps).to_string());
+        match depends_on(deps) {
+            Ok(deps) => {
+                annotations.insert(contract::DEPENDS_ON.into(), contract_json(&deps));
+            }
+            Err(e) => problems.push(e),
+        }
     }
     if let Some(restart) = body["restart"].as_str() {
-        annotations.insert(ANNOTATION_RESTART.into(), restart.into());
+        match restart.parse::<contract::Restart>() {
+            Ok(policy) => {
+                annotations.insert(contract::RESTART.into(), policy.to_string());
+            }
+            Err(e) => problems.push(format!("`restart`: {e}")),
+        }
     }
     // How Docker would stop it: the service's stop_signal, else the image's
     // STOPSIGNAL; its stop_grace_period.
     if let Some(signal) = body["stop_signal"].as_str().or(facts.stop_signal.as_deref()) {
-        annotations.insert(ANNOTATION_STOP_SIGNAL.into(), signal.into());
+        annotations.insert(contract::STOP_SIGNAL.into(), signal.into());
     }
     if let Some(grace) = body["stop_grace_period"].as_str() {
         match duration_ms(grace) {
             Some(ms) => {
-                annotations.insert(ANNOTATION_STOP_GRACE.into(), ms.to_string());
+                annotations.insert(contract::STOP_GRACE.into(), ms.to_string());
             }
             None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
         }
     }
     match healthcheck(body, facts) {
         Ok(Some(h)) => {
-            annotations.insert(ANNOTATION_HEALTHCHECK.into(), h.to_string());
+            annotations.insert(contract::HEALTHCHECK.into(), contract_json(&h));
         }
         Ok(None) => {}
         Err(e) => problems.push(e),
@@ -510,8 +509,26 @@ fn service(
     Ok((container, files, volumes))
 }
 
+/// The dependencies as the runner takes them: each one's condition
+/// (`service_started` unless said).
+fn depends_on(deps: &serde_json::Map<String, Value>) -> Result<contract::DependsOn, String> {
+    deps.iter()
+        .map(|(dep, v)| {
+            let condition = v["condition"].as_str().unwrap_or("service_started");
+            let condition = serde_json::from_value(condition.into())
+                .map_err(|_| format!("`depends_on.{dep}.condition` `{condition}` is not a condition"))?;
+            Ok((dep.clone(), condition))
+        })
+        .collect()
+}
+
+/// An annotation value of the contract, as its JSON text.
+fn contract_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("the contract's types serialize")
+}
+
 /// The healthcheck as the runner takes it: compose's, else the image's.
-fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
+fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
     let h = &body["healthcheck"];
     if h["disable"].as_bool() == Some(true) {
         return Ok(None);
@@ -542,24 +559,22 @@ fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
             ))
         }
     };
-    let mut out = json!({"test": argv});
-    for (key, name, image_ns) in [
-        ("interval", "interval_ms", image.interval),
-        ("timeout", "timeout_ms", image.timeout),
-        ("start_period", "start_period_ms", image.start_period),
-        ("start_interval", "start_interval_ms", image.start_interval),
-    ] {
-        if let Some(v) = ms(key, image_ns)? {
-            out[name] = v.into();
-        }
-    }
-    let retries = h["retries"]
-        .as_u64()
-        .or((image.retries > 0).then_some(image.retries as u64));
-    if let Some(r) = retries {
-        out["retries"] = r.into();
-    }
-    Ok(Some(out))
+    let interval_ms = ms("interval", image.interval)?;
+    let timeout_ms = ms("timeout", image.timeout)?;
+    let start_period_ms = ms("start_period", image.start_period)?;
+    let start_interval_ms = ms("start_interval", image.start_interval)?;
+    let retries = match h["retries"].as_u64() {
+        Some(n) => Some(u32::try_from(n).map_err(|_| format!("`healthcheck.retries` {n} is too many"))?),
+        None => (image.retries > 0).then_some(image.retries),
+    };
+    Ok(Some(contract::Healthcheck {
+        interval_ms,
+        retries,
+        start_interval_ms,
+        start_period_ms,
+        test: argv,
+        timeout_ms,
+    }))
 }
 
 /// The traefik service, if one reads the Docker socket: its routes from the
@@ -684,7 +699,7 @@ fn convert_traefik(
     container.binds.push(format!("{TRAEFIK_TLS_MADE}:{TRAEFIK_TLS}:ro"));
     container
         .annotations
-        .insert(ANNOTATION_DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
+        .insert(contract::DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
     match converted.static_config {
         traefik::StaticConfig::File { path, yaml } => {
             out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
@@ -723,6 +738,7 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// An app using most of what the conversion carries over, as compose's model.
     fn shop(extra_web: serde_json::Value) -> App {
@@ -884,21 +900,33 @@ mod tests {
         assert_eq!(strip_index("ports[3].host_ip"), "ports[].host_ip");
     }
 
+    /// The runner's conditions, `service_started` unless said; anything else
+    /// is refused here rather than by the runner at boot.
+    #[test]
+    fn depends_on_as_the_runner_takes_it() {
+        let deps = json!({"db": {"condition": "service_healthy"}, "cache": {}});
+        let deps = depends_on(deps.as_object().unwrap()).unwrap();
+        assert_eq!(
+            contract_json(&deps),
+            r#"{"cache":"service_started","db":"service_healthy"}"#
+        );
+        let bad = json!({"db": {"condition": "service_ready"}});
+        let err = depends_on(bad.as_object().unwrap()).unwrap_err();
+        assert!(err.contains("`depends_on.db.condition` `service_ready`"), "{err}");
+    }
+
     #[test]
     fn healthchecks_as_the_runner_takes_them() {
         let facts = Facts::default();
         let body =
             json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
         let h = healthcheck(&body, &facts).unwrap().unwrap();
-        assert_eq!(h["test"], json!(["/bin/sh", "-c", "curl -f http://localhost"]));
-        assert_eq!(h["interval_ms"], 5000);
-        assert_eq!(h["retries"], 2);
-        assert!(h.get("timeout_ms").is_none(), "the runner applies Docker's defaults");
+        assert_eq!(h.test, ["/bin/sh", "-c", "curl -f http://localhost"]);
+        assert_eq!(h.interval_ms, Some(5000));
+        assert_eq!(h.retries, Some(2));
+        assert_eq!(h.timeout_ms, None, "the runner applies Docker's defaults");
         let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
-        assert_eq!(
-            healthcheck(&body, &facts).unwrap().unwrap()["test"],
-            json!(["pg_isready", "-q"])
-        );
+        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap().test, ["pg_isready", "-q"]);
         let body = json!({"healthcheck": {"disable": true}});
         let mut image = Facts::default();
         image.healthcheck = Some(image::ImageHealthcheck {
@@ -913,8 +941,8 @@ mod tests {
         );
         let h = healthcheck(&json!({}), &image).unwrap().unwrap();
         assert_eq!(
-            (h["test"].clone(), h["interval_ms"].clone()),
-            (json!(["true"]), json!(2000)),
+            (h.test, h.interval_ms),
+            (vec!["true".to_string()], Some(2000)),
             "the image's HEALTHCHECK"
         );
         assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());
