@@ -18,13 +18,14 @@ pub mod traefik;
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Result;
-use serde_json::{json, Value};
+
+use lkc_contract as contract;
 
 use crate::{
     app::{
         compose::{self, App, Service},
         keys::Scope,
-        model::Healthcheck,
+        model::{Dependency, Healthcheck},
     },
     moby::{self, Config, Container, File, Mount, Refs},
 };
@@ -32,15 +33,6 @@ use crate::{
 use image::Facts;
 use keys::Support;
 use network::{Mode, Plan};
-
-/// The annotations the VM's service runner (images/init/lkc-service) reads.
-pub const ANNOTATION_SERVICE: &str = "org.linuxkit-compose.service";
-pub const ANNOTATION_DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
-pub const ANNOTATION_RESTART: &str = "org.linuxkit-compose.restart";
-pub const ANNOTATION_HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
-pub const ANNOTATION_STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
-pub const ANNOTATION_STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
-pub const ANNOTATION_DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
@@ -421,30 +413,39 @@ fn service(
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
     let mut annotations = s.labels.clone();
-    annotations.insert(ANNOTATION_SERVICE.into(), s.name.clone());
+    annotations.insert(contract::SERVICE.into(), s.name.clone());
     if !s.depends_on.is_empty() {
-        let deps: BTreeMap<&String, &str> = s.depends_on.iter().map(|(k, v)| (k, v.condition.as_str())).collect();
-        annotations.insert(ANNOTATION_DEPENDS_ON.into(), json!(deps).to_string());
+        match depends_on(&s.depends_on) {
+            Ok(deps) => {
+                annotations.insert(contract::DEPENDS_ON.into(), contract_json(&deps));
+            }
+            Err(e) => problems.push(e),
+        }
     }
     if let Some(restart) = s.restart.as_deref() {
-        annotations.insert(ANNOTATION_RESTART.into(), restart.into());
+        match restart.parse::<contract::Restart>() {
+            Ok(policy) => {
+                annotations.insert(contract::RESTART.into(), policy.to_string());
+            }
+            Err(e) => problems.push(format!("`restart`: {e}")),
+        }
     }
     // How Docker would stop it: the service's stop_signal, else the image's
     // STOPSIGNAL; its stop_grace_period.
     if let Some(signal) = settings.stop_signal.as_deref().or(facts.stop_signal.as_deref()) {
-        annotations.insert(ANNOTATION_STOP_SIGNAL.into(), signal.into());
+        annotations.insert(contract::STOP_SIGNAL.into(), signal.into());
     }
     if let Some(grace) = settings.stop_grace_period.as_deref() {
         match duration_ms(grace) {
             Some(ms) => {
-                annotations.insert(ANNOTATION_STOP_GRACE.into(), ms.to_string());
+                annotations.insert(contract::STOP_GRACE.into(), ms.to_string());
             }
             None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
         }
     }
     match healthcheck(s.healthcheck.as_ref(), facts) {
         Ok(Some(h)) => {
-            annotations.insert(ANNOTATION_HEALTHCHECK.into(), h.to_string());
+            annotations.insert(contract::HEALTHCHECK.into(), contract_json(&h));
         }
         Ok(None) => {}
         Err(e) => problems.push(e),
@@ -479,8 +480,24 @@ fn service(
     Ok((container, files, volumes))
 }
 
+/// The dependencies as the runner takes them: each one's condition.
+fn depends_on(deps: &BTreeMap<String, Dependency>) -> Result<contract::DependsOn, String> {
+    deps.iter()
+        .map(|(dep, d)| {
+            let condition = serde_json::from_value(d.condition.as_str().into())
+                .map_err(|_| format!("`depends_on.{dep}.condition` `{}` is not a condition", d.condition))?;
+            Ok((dep.clone(), condition))
+        })
+        .collect()
+}
+
+/// An annotation value of the contract, as its JSON text.
+fn contract_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("the contract's types serialize")
+}
+
 /// The healthcheck as the runner takes it: compose's, else the image's.
-fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<Value>, String> {
+fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
     let h = service.cloned().unwrap_or_default();
     if h.disable {
         return Ok(None);
@@ -508,27 +525,22 @@ fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<Va
             ))
         }
     };
-    let mut out = json!({"test": argv});
-    for (key, set, name, image_ns) in [
-        ("interval", &h.interval, "interval_ms", image.interval),
-        ("timeout", &h.timeout, "timeout_ms", image.timeout),
-        ("start_period", &h.start_period, "start_period_ms", image.start_period),
-        (
-            "start_interval",
-            &h.start_interval,
-            "start_interval_ms",
-            image.start_interval,
-        ),
-    ] {
-        if let Some(v) = ms(key, set, image_ns)? {
-            out[name] = v.into();
-        }
-    }
-    let retries = h.retries.or((image.retries > 0).then_some(image.retries as u64));
-    if let Some(r) = retries {
-        out["retries"] = r.into();
-    }
-    Ok(Some(out))
+    let interval_ms = ms("interval", &h.interval, image.interval)?;
+    let timeout_ms = ms("timeout", &h.timeout, image.timeout)?;
+    let start_period_ms = ms("start_period", &h.start_period, image.start_period)?;
+    let start_interval_ms = ms("start_interval", &h.start_interval, image.start_interval)?;
+    let retries = match h.retries {
+        Some(n) => Some(u32::try_from(n).map_err(|_| format!("`healthcheck.retries` {n} is too many"))?),
+        None => (image.retries > 0).then_some(image.retries),
+    };
+    Ok(Some(contract::Healthcheck {
+        interval_ms,
+        retries,
+        start_interval_ms,
+        start_period_ms,
+        test: argv,
+        timeout_ms,
+    }))
 }
 
 /// The traefik service, if one reads the Docker socket: its routes from the
@@ -658,7 +670,7 @@ fn convert_traefik(
     container.binds.push(format!("{TRAEFIK_TLS_MADE}:{TRAEFIK_TLS}:ro"));
     container
         .annotations
-        .insert(ANNOTATION_DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
+        .insert(contract::DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
     match converted.static_config {
         traefik::StaticConfig::File { path, yaml } => {
             out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
@@ -697,6 +709,7 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     /// An app using most of what the conversion carries over, as compose's model.
     fn shop(extra_web: serde_json::Value) -> App {
@@ -859,9 +872,26 @@ mod tests {
     }
 
     /// The healthcheck of a service whose settings are `body` (as compose writes them).
-    fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<Value>, String> {
+    fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
         let set: Option<Healthcheck> = serde_json::from_value(body["healthcheck"].clone()).unwrap();
         super::healthcheck(set.as_ref(), facts)
+    }
+
+    /// The runner's conditions, `service_started` unless said; anything else
+    /// is refused here rather than by the runner at boot.
+    #[test]
+    fn depends_on_as_the_runner_takes_it() {
+        let deps: BTreeMap<String, Dependency> =
+            serde_json::from_value(json!({"db": {"condition": "service_healthy"}, "cache": {}})).unwrap();
+        let deps = depends_on(&deps).unwrap();
+        assert_eq!(
+            contract_json(&deps),
+            r#"{"cache":"service_started","db":"service_healthy"}"#
+        );
+        let bad: BTreeMap<String, Dependency> =
+            serde_json::from_value(json!({"db": {"condition": "service_ready"}})).unwrap();
+        let err = depends_on(&bad).unwrap_err();
+        assert!(err.contains("`depends_on.db.condition` `service_ready`"), "{err}");
     }
 
     #[test]
@@ -870,15 +900,12 @@ mod tests {
         let body =
             json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
         let h = healthcheck(&body, &facts).unwrap().unwrap();
-        assert_eq!(h["test"], json!(["/bin/sh", "-c", "curl -f http://localhost"]));
-        assert_eq!(h["interval_ms"], 5000);
-        assert_eq!(h["retries"], 2);
-        assert!(h.get("timeout_ms").is_none(), "the runner applies Docker's defaults");
+        assert_eq!(h.test, ["/bin/sh", "-c", "curl -f http://localhost"]);
+        assert_eq!(h.interval_ms, Some(5000));
+        assert_eq!(h.retries, Some(2));
+        assert_eq!(h.timeout_ms, None, "the runner applies Docker's defaults");
         let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
-        assert_eq!(
-            healthcheck(&body, &facts).unwrap().unwrap()["test"],
-            json!(["pg_isready", "-q"])
-        );
+        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap().test, ["pg_isready", "-q"]);
         let body = json!({"healthcheck": {"disable": true}});
         let mut image = Facts::default();
         image.healthcheck = Some(image::ImageHealthcheck {
@@ -893,8 +920,8 @@ mod tests {
         );
         let h = healthcheck(&json!({}), &image).unwrap().unwrap();
         assert_eq!(
-            (h["test"].clone(), h["interval_ms"].clone()),
-            (json!(["true"]), json!(2000)),
+            (h.test, h.interval_ms),
+            (vec!["true".to_string()], Some(2000)),
             "the image's HEALTHCHECK"
         );
         assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());

@@ -1,5 +1,6 @@
 //! The compose protocol carried in a bundle's config.json `annotations`
-//! (written by `linuxkit build` from the compose file). A bundle with an
+//! (written by `linuxkit build` from the compose file; the keys and value
+//! types are `lkc_contract`'s, shared with the xtask). A bundle with an
 //! `org.linuxkit-compose.service` annotation is supervised (dependencies,
 //! restarts, healthcheck); any other bundle is started as plain LinuxKit does.
 
@@ -7,18 +8,13 @@ use crate::deps::Condition;
 use crate::health::Healthcheck;
 use crate::restart::Restart;
 use crate::runtime::nullable;
+use lkc_contract::{
+    DependsOn, DEFAULT_CERTIFICATE, DEPENDS_ON, HEALTHCHECK, RESTART, SERVICE, STOP_GRACE, STOP_SIGNAL,
+};
 use serde::{de::DeserializeOwned, Deserialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-
-pub const SERVICE: &str = "org.linuxkit-compose.service";
-pub const DEPENDS_ON: &str = "org.linuxkit-compose.depends_on";
-pub const RESTART: &str = "org.linuxkit-compose.restart";
-pub const HEALTHCHECK: &str = "org.linuxkit-compose.healthcheck";
-pub const STOP_SIGNAL: &str = "org.linuxkit-compose.stop_signal";
-pub const STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
-pub const DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
 /// Docker's defaults: TERM, then KILL after 10 s.
 const DEFAULT_STOP_SIGNAL: &str = "TERM";
@@ -84,7 +80,7 @@ impl Spec {
         };
         let restart = match a.get(RESTART) {
             None => Restart::No,
-            Some(text) => Restart::parse(text).map_err(|e| at(RESTART, e))?,
+            Some(text) => text.parse::<Restart>().map_err(|e| at(RESTART, e))?,
         };
         let healthcheck = match a.get(HEALTHCHECK) {
             None => None,
@@ -117,14 +113,10 @@ impl Spec {
     }
 }
 
+/// The dependencies in name order, each with its condition.
 fn parse_depends_on(text: &str) -> Result<Vec<(String, Condition)>, String> {
-    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    map.into_iter()
-        .map(|(dep, cond)| {
-            let cond = Condition::parse(&cond).map_err(|e| format!("{dep}: {e}"))?;
-            Ok((dep, cond))
-        })
-        .collect()
+    let deps: DependsOn = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok(deps.into_iter().collect())
 }
 
 /// A signal as Docker's STOPSIGNAL takes it (`SIGQUIT`, `QUIT`, `3`), as
@@ -243,7 +235,11 @@ mod tests {
     #[test]
     fn errors_name_bundle_and_key() {
         let bad = [
-            (DEPENDS_ON, r#"{"db":"service_ready"}"#, "db: unknown condition"),
+            (
+                DEPENDS_ON,
+                r#"{"db":"service_ready"}"#,
+                "unknown variant `service_ready`",
+            ),
             (DEPENDS_ON, r#"["db"]"#, "invalid JSON"),
             (RESTART, "sometimes", "unknown restart policy"),
             (HEALTHCHECK, r#"{"test":[]}"#, "`test`"),

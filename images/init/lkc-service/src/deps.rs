@@ -5,27 +5,8 @@
 use crate::health::Health;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A compose `depends_on` condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// `service_started`: the dependency's container was launched.
-    Started,
-    /// `service_healthy`: its healthcheck passed.
-    Healthy,
-    /// `service_completed_successfully`: it exited with status 0.
-    CompletedSuccessfully,
-}
-
-impl Condition {
-    pub fn parse(text: &str) -> Result<Condition, String> {
-        match text {
-            "service_started" => Ok(Condition::Started),
-            "service_healthy" => Ok(Condition::Healthy),
-            "service_completed_successfully" => Ok(Condition::CompletedSuccessfully),
-            _ => Err(format!("unknown condition {text:?}")),
-        }
-    }
-}
+/// A compose `depends_on` condition, as the annotation carries it.
+pub use lkc_contract::Condition;
 
 /// What the supervisor knows of one service, as the gate reads it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -196,17 +177,6 @@ mod tests {
         running: true,
         ..NEW
     };
-
-    #[test]
-    fn parses_conditions() {
-        assert_eq!(Condition::parse("service_started"), Ok(Condition::Started));
-        assert_eq!(Condition::parse("service_healthy"), Ok(Condition::Healthy));
-        assert_eq!(
-            Condition::parse("service_completed_successfully"),
-            Ok(Condition::CompletedSuccessfully)
-        );
-        assert!(Condition::parse("started").unwrap_err().contains("\"started\""));
-    }
 
     #[test]
     fn no_dependencies_go_at_once() {

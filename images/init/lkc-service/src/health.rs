@@ -3,7 +3,6 @@
 //! daemon/health.go), so `depends_on: service_healthy` behaves as under
 //! `docker compose up`; the probing itself (`crun exec`) is in `supervise`.
 
-use serde::Deserialize;
 use std::time::Duration;
 
 /// Docker's defaults, used when a field is absent or 0 (Docker reads 0 as
@@ -36,17 +35,6 @@ pub struct Healthcheck {
     pub start_interval: Duration,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Json {
-    test: Vec<String>,
-    interval_ms: Option<u64>,
-    timeout_ms: Option<u64>,
-    retries: Option<u32>,
-    start_period_ms: Option<u64>,
-    start_interval_ms: Option<u64>,
-}
-
 fn ms_or(ms: Option<u64>, default: Duration) -> Duration {
     match ms {
         Some(0) | None => default,
@@ -55,10 +43,10 @@ fn ms_or(ms: Option<u64>, default: Duration) -> Duration {
 }
 
 impl Healthcheck {
-    /// Parse the healthcheck annotation's JSON text. `["NONE"]` (compose's
-    /// way to disable an image's healthcheck) yields `None`.
+    /// Parse the healthcheck annotation's JSON text (`lkc_contract::Healthcheck`).
+    /// `["NONE"]` (compose's way to disable an image's healthcheck) yields `None`.
     pub fn parse(text: &str) -> Result<Option<Healthcheck>, String> {
-        let j: Json = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let j: lkc_contract::Healthcheck = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
         if j.test == ["NONE"] {
             return Ok(None);
         }

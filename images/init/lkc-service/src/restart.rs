@@ -4,52 +4,16 @@
 
 use std::time::Duration;
 
-/// A compose `restart:` policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Restart {
-    /// `no`: stay down once exited (compose's default).
-    #[default]
-    No,
-    /// `always`: restart whatever the status.
-    Always,
-    /// `unless-stopped`: like `always` here; the difference in Docker is
-    /// about daemon restarts, which a VM boot does not have.
-    UnlessStopped,
-    /// `on-failure[:N]`: restart on a non-zero status, at most N times if
-    /// given (`on-failure:0` is unlimited, as in Docker).
-    OnFailure { max: Option<u32> },
-}
+/// A compose `restart:` policy, as the annotation carries it.
+pub use lkc_contract::Restart;
 
-impl Restart {
-    /// Parse a policy as compose writes it.
-    pub fn parse(text: &str) -> Result<Restart, String> {
-        match text {
-            "no" | "" => Ok(Restart::No),
-            "always" => Ok(Restart::Always),
-            "unless-stopped" => Ok(Restart::UnlessStopped),
-            "on-failure" => Ok(Restart::OnFailure { max: None }),
-            _ => {
-                let n = text
-                    .strip_prefix("on-failure:")
-                    .ok_or_else(|| format!("unknown restart policy {text:?}"))?;
-                let n: u32 = n
-                    .parse()
-                    .map_err(|_| format!("bad retry count in restart policy {text:?}"))?;
-                Ok(Restart::OnFailure {
-                    max: (n > 0).then_some(n),
-                })
-            }
-        }
-    }
-
-    /// Whether a container that exited with `status`, after having been
-    /// restarted `restarts` times already, should be started again.
-    pub fn should_restart(self, status: i32, restarts: u32) -> bool {
-        match self {
-            Restart::No => false,
-            Restart::Always | Restart::UnlessStopped => true,
-            Restart::OnFailure { max } => status != 0 && max.is_none_or(|m| restarts < m),
-        }
+/// Whether a container under `policy` that exited with `status`, after
+/// having been restarted `restarts` times already, should be started again.
+pub fn should_restart(policy: Restart, status: i32, restarts: u32) -> bool {
+    match policy {
+        Restart::No => false,
+        Restart::Always | Restart::UnlessStopped => true,
+        Restart::OnFailure { max } => status != 0 && max.is_none_or(|m| restarts < m),
     }
 }
 
@@ -82,46 +46,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_compose_policies() {
-        assert_eq!(Restart::parse("no"), Ok(Restart::No));
-        assert_eq!(Restart::parse("always"), Ok(Restart::Always));
-        assert_eq!(Restart::parse("unless-stopped"), Ok(Restart::UnlessStopped));
-        assert_eq!(Restart::parse("on-failure"), Ok(Restart::OnFailure { max: None }));
-        assert_eq!(Restart::parse("on-failure:3"), Ok(Restart::OnFailure { max: Some(3) }));
-        assert_eq!(Restart::parse("on-failure:0"), Ok(Restart::OnFailure { max: None }));
-    }
-
-    #[test]
-    fn bad_policies_are_errors() {
-        assert!(Restart::parse("sometimes").unwrap_err().contains("\"sometimes\""));
-        assert!(Restart::parse("on-failure:x").unwrap_err().contains("retry count"));
-        assert!(Restart::parse("on-failure:-1").is_err());
-    }
-
-    #[test]
     fn no_never_restarts() {
-        assert!(!Restart::No.should_restart(1, 0));
-        assert!(!Restart::No.should_restart(0, 0));
+        assert!(!should_restart(Restart::No, 1, 0));
+        assert!(!should_restart(Restart::No, 0, 0));
     }
 
     #[test]
     fn always_and_unless_stopped_restart_on_any_status() {
         for p in [Restart::Always, Restart::UnlessStopped] {
-            assert!(p.should_restart(0, 0));
-            assert!(p.should_restart(137, 1000));
+            assert!(should_restart(p, 0, 0));
+            assert!(should_restart(p, 137, 1000));
         }
     }
 
     #[test]
     fn on_failure_restarts_only_non_zero_up_to_max() {
         let unlimited = Restart::OnFailure { max: None };
-        assert!(!unlimited.should_restart(0, 0));
-        assert!(unlimited.should_restart(1, 1000));
+        assert!(!should_restart(unlimited, 0, 0));
+        assert!(should_restart(unlimited, 1, 1000));
         let two = Restart::OnFailure { max: Some(2) };
-        assert!(two.should_restart(1, 0));
-        assert!(two.should_restart(1, 1));
-        assert!(!two.should_restart(1, 2));
-        assert!(!two.should_restart(0, 0));
+        assert!(should_restart(two, 1, 0));
+        assert!(should_restart(two, 1, 1));
+        assert!(!should_restart(two, 1, 2));
+        assert!(!should_restart(two, 0, 0));
     }
 
     #[test]

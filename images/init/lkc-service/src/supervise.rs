@@ -11,7 +11,7 @@ use crate::annotations::{self, Spec};
 use crate::bundles::{self, Bundle};
 use crate::deps::{self, Gate, Status};
 use crate::health::{Counter, Health, Healthcheck};
-use crate::restart::Backoff;
+use crate::restart::{self, Backoff};
 use crate::{certificate, log, oci, prepare};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -286,7 +286,7 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
             }
         };
         log(&format!("{name} exited with status {status}"));
-        let again = !shared.lock().stopping && svc.spec.restart.should_restart(status, restarts);
+        let again = !shared.lock().stopping && restart::should_restart(svc.spec.restart, status, restarts);
         shared.update(name, |st| {
             st.running = false;
             st.first_exit.get_or_insert(status);
