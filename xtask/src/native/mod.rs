@@ -13,26 +13,22 @@ pub mod image;
 pub mod keys;
 pub mod network;
 pub mod process;
+mod router;
+mod service;
 pub mod traefik;
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use lkc_contract as contract;
-
 use crate::{
-    app::{
-        compose::{self, App, Service},
-        keys::Scope,
-        model::{Dependency, Healthcheck},
-    },
-    moby::{self, Config, Container, File, Mount, Refs},
+    app::{compose::App, keys::Scope},
+    moby::{self, Config, Container, File, Refs},
 };
 
 use image::Facts;
 use keys::Support;
-use network::{Mode, Plan};
+use network::Plan;
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
@@ -127,11 +123,18 @@ pub struct Inputs<'a> {
     pub project_dir: &'a str,
 }
 
+/// An app the conversion can carry over: its network plan, and the notes
+/// (approximations, and with `--allow-unsupported` what is left out).
+#[derive(Debug)]
+pub struct Checked {
+    plan: Plan,
+    pub notes: Vec<String>,
+}
+
 /// Check `app` for what the conversion cannot carry over, without its images:
 /// every compose key against the table, the networks, the service names.
-/// Returns the network plan and the notes (approximations, and with
-/// `--allow-unsupported` what is left out), or every problem at once.
-pub fn check(app: &App) -> Result<(Plan, Vec<String>), Vec<String>> {
+/// Every problem comes back at once.
+pub fn check(app: &App) -> Result<Checked, Vec<String>> {
     let mut refused = Vec::new();
     let mut notes = Vec::new();
     check_keys(app, &mut refused, &mut notes);
@@ -162,15 +165,15 @@ pub fn check(app: &App) -> Result<(Plan, Vec<String>), Vec<String>> {
         ));
     }
     match plan {
-        Ok(plan) if problems.is_empty() => Ok((plan, notes)),
+        Ok(plan) if problems.is_empty() => Ok(Checked { plan, notes }),
         _ => Err(problems),
     }
 }
 
-/// Convert `app`. Every key that is not carried over is an error naming the
-/// file, the service and the key path, all of them at once.
-pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
-    let (plan, notes) = check(app)?;
+/// Convert `app`, as [`check`] found it. Every key that is not carried over
+/// is an error naming the service and the key path, all of them at once.
+pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, Vec<String>> {
+    let Checked { plan, notes } = checked;
     let project = app.project.clone();
     let mut problems = Vec::new();
     let mut out = Native {
@@ -190,7 +193,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
     let mut volumes: Vec<String> = Vec::new();
     for s in &app.services {
         let facts = inputs.facts.get(app.image_of(s).as_str()).cloned().unwrap_or_default();
-        match service(app, &project, s, &facts, &plan, inputs) {
+        match service::service(app, &project, s, &facts, &plan, inputs) {
             Ok((container, files, vols)) => {
                 out.services.push(container);
                 out.files.extend(files);
@@ -210,7 +213,7 @@ pub fn convert(app: &App, inputs: &Inputs) -> Result<Native, Vec<String>> {
             out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
         }
     }
-    if let Err(e) = convert_traefik(app, &project, &plan, inputs, &mut out) {
+    if let Err(e) = router::convert_traefik(app, &project, &plan, inputs, &mut out) {
         problems.extend(e);
     }
     if !problems.is_empty() {
@@ -267,424 +270,6 @@ fn strip_index(path: &str) -> String {
     out
 }
 
-/// Durations as compose writes them (Go's `1m30s`, `500ms`), in milliseconds.
-pub fn duration_ms(text: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "h" => 3_600_000.0,
-            "m" => 60_000.0,
-            "s" => 1000.0,
-            "ms" => 1.0,
-            "us" | "µs" => 0.001,
-            "ns" => 0.000_001,
-            _ => return None,
-        };
-        total += n * factor;
-        rest = &rest[unit_end..];
-    }
-    Some(total.round() as u64)
-}
-
-type Converted = (Container, Vec<File>, Vec<String>);
-
-fn service(
-    app: &App,
-    project: &str,
-    s: &Service,
-    facts: &Facts,
-    plan: &Plan,
-    inputs: &Inputs,
-) -> Result<Converted, Vec<String>> {
-    let mut problems = Vec::new();
-    let settings = &s.process;
-    let hostname = settings.hostname.clone().unwrap_or_else(|| s.name.clone());
-    let process = process::process(settings, facts, &hostname)?;
-    let mut files = Vec::new();
-    let mut volumes = Vec::new();
-    let extra_hosts = &settings.extra_hosts;
-    let hosts_file = format!("{NATIVE_DIR}/hosts/{}", s.name);
-    files.push(File::contents(
-        &hosts_file,
-        &plan.hosts(project, &s.name, &hostname, extra_hosts),
-    ));
-    let mut binds = vec![
-        format!("/{hosts_file}:/etc/hosts:ro"),
-        "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
-    ];
-    let mut tmpfs = Vec::new();
-    for (i, v) in s.mounts.iter().enumerate() {
-        let target = &v.target;
-        let ro = if v.read_only { "ro" } else { "rw" };
-        let source = v.source.as_deref().unwrap_or_default();
-        match v.kind.as_str() {
-            "bind" => {
-                if s.uses_docker_socket && compose::is_docker_socket(source) {
-                    continue; // the traefik conversion stands in for the engine
-                }
-                match Path::new(source).strip_prefix(&app.dir) {
-                    Ok(rel) => binds.push(format!(
-                        "{}:{target}:{ro}",
-                        Path::new(inputs.project_dir).join(rel).display()
-                    )),
-                    Err(_) => problems.push(format!(
-                        "`volumes[{i}]`: bind of `{source}`, outside the project folder: only files that travel with the compose file are carried over"
-                    )),
-                }
-            }
-            "volume" if !source.is_empty() => {
-                let sub = v.volume.subpath.as_deref().unwrap_or_default();
-                let mut dir = format!("/{VOLUMES_DIR}/{source}");
-                if !sub.is_empty() {
-                    dir = format!("{dir}/{sub}");
-                }
-                binds.push(format!("{dir}:{target}:{ro}"));
-                volumes.push(source.to_string());
-            }
-            // An anonymous volume: a fresh folder each boot, like a new container's.
-            "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
-            "tmpfs" => {
-                let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
-                if let Some(size) = &v.tmpfs.size {
-                    opts.push(format!("size={size}"));
-                }
-                if let Some(mode) = v.tmpfs.mode {
-                    opts.push(format!("mode={mode:o}"));
-                }
-                tmpfs.push(format!("{target}:{}", opts.join(",")));
-            }
-            other => problems.push(format!("`volumes[{i}].type` `{other}` is not carried over")),
-        }
-    }
-    for t in &settings.tmpfs {
-        let (target, opts) = t.split_once(':').unwrap_or((t, ""));
-        let mut all = vec!["rw", "nosuid", "nodev", "noexec"];
-        all.extend(opts.split(',').filter(|o| !o.is_empty()));
-        tmpfs.push(format!("{target}:{}", all.join(",")));
-    }
-    let shm = settings.shm_size.clone().unwrap_or_else(|| "67108864".into());
-    let mounts = vec![
-        Mount {
-            kind: "tmpfs".into(),
-            source: "shm".into(),
-            destination: "/dev/shm".into(),
-            options: ["nosuid", "noexec", "nodev", "mode=1777"]
-                .map(String::from)
-                .into_iter()
-                .chain([format!("size={shm}")])
-                .collect(),
-        },
-        Mount {
-            kind: "mqueue".into(),
-            source: "mqueue".into(),
-            destination: "/dev/mqueue".into(),
-            options: ["nosuid", "noexec", "nodev"].map(String::from).to_vec(),
-        },
-    ];
-    let net = match plan.mode(&s.name) {
-        Mode::Host => "host".to_string(),
-        Mode::Bridged(_) | Mode::None => network::netns_path(&s.name),
-    };
-    let sysctl = settings.sysctls.clone();
-    let mut rlimits = Vec::new();
-    for (name, limit) in &settings.ulimits {
-        let (soft, hard) = limit.limits();
-        let n = |v: Option<i64>| {
-            v.map_or("unlimited".to_string(), |n| {
-                if n < 0 {
-                    "unlimited".to_string()
-                } else {
-                    n.to_string()
-                }
-            })
-        };
-        rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
-    }
-    let mut annotations = s.labels.clone();
-    annotations.insert(contract::SERVICE.into(), s.name.clone());
-    if !s.depends_on.is_empty() {
-        match depends_on(&s.depends_on) {
-            Ok(deps) => {
-                annotations.insert(contract::DEPENDS_ON.into(), contract_json(&deps));
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    if let Some(restart) = s.restart.as_deref() {
-        match restart.parse::<contract::Restart>() {
-            Ok(policy) => {
-                annotations.insert(contract::RESTART.into(), policy.to_string());
-            }
-            Err(e) => problems.push(format!("`restart`: {e}")),
-        }
-    }
-    // How Docker would stop it: the service's stop_signal, else the image's
-    // STOPSIGNAL; its stop_grace_period.
-    if let Some(signal) = settings.stop_signal.as_deref().or(facts.stop_signal.as_deref()) {
-        annotations.insert(contract::STOP_SIGNAL.into(), signal.into());
-    }
-    if let Some(grace) = settings.stop_grace_period.as_deref() {
-        match duration_ms(grace) {
-            Some(ms) => {
-                annotations.insert(contract::STOP_GRACE.into(), ms.to_string());
-            }
-            None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
-        }
-    }
-    match healthcheck(s.healthcheck.as_ref(), facts) {
-        Ok(Some(h)) => {
-            annotations.insert(contract::HEALTHCHECK.into(), contract_json(&h));
-        }
-        Ok(None) => {}
-        Err(e) => problems.push(e),
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let container = Container {
-        name: s.name.clone(),
-        image: image::cache_reference(app.image_of(s)),
-        capabilities: Some(process::capabilities(settings, &ALL_CAPS)),
-        command: Some(process.args),
-        env: Some(process.env),
-        cwd: Some(process.cwd),
-        uid: Some(process.uid),
-        gid: Some(process.gid),
-        additional_gids: process.additional_gids,
-        net: Some(net),
-        ipc: Some("new".into()),
-        uts: Some("new".into()),
-        hostname: Some(hostname),
-        readonly: Some(settings.read_only),
-        binds,
-        tmpfs,
-        mounts,
-        sysctl,
-        rlimits,
-        oom_score_adj: settings.oom_score_adj.map(|n| n as i32),
-        annotations,
-        ..Default::default()
-    };
-    Ok((container, files, volumes))
-}
-
-/// The dependencies as the runner takes them: each one's condition.
-fn depends_on(deps: &BTreeMap<String, Dependency>) -> Result<contract::DependsOn, String> {
-    deps.iter()
-        .map(|(dep, d)| {
-            let condition = serde_json::from_value(d.condition.as_str().into())
-                .map_err(|_| format!("`depends_on.{dep}.condition` `{}` is not a condition", d.condition))?;
-            Ok((dep.clone(), condition))
-        })
-        .collect()
-}
-
-/// An annotation value of the contract, as its JSON text.
-fn contract_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("the contract's types serialize")
-}
-
-/// The healthcheck as the runner takes it: compose's, else the image's.
-fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
-    let h = service.cloned().unwrap_or_default();
-    if h.disable {
-        return Ok(None);
-    }
-    let ms = |key: &str, set: &Option<String>, image_ns: u64| -> Result<Option<u64>, String> {
-        match set.as_deref() {
-            Some(t) => duration_ms(t)
-                .map(Some)
-                .ok_or_else(|| format!("`healthcheck.{key}` `{t}` is not a duration")),
-            None => Ok((image_ns > 0).then_some(image_ns / 1_000_000)),
-        }
-    };
-    let image = facts.healthcheck.clone().unwrap_or_default();
-    let test: Vec<String> = h.test.clone().unwrap_or_else(|| image.test.clone());
-    let argv = match test.split_first() {
-        None => return Ok(None),
-        Some((kind, _)) if kind == "NONE" => return Ok(None),
-        Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
-        Some((kind, rest)) if kind == "CMD-SHELL" => {
-            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
-        }
-        Some(_) => {
-            return Err(format!(
-                "`healthcheck.test` {test:?} starts with neither CMD nor CMD-SHELL"
-            ))
-        }
-    };
-    let interval_ms = ms("interval", &h.interval, image.interval)?;
-    let timeout_ms = ms("timeout", &h.timeout, image.timeout)?;
-    let start_period_ms = ms("start_period", &h.start_period, image.start_period)?;
-    let start_interval_ms = ms("start_interval", &h.start_interval, image.start_interval)?;
-    let retries = match h.retries {
-        Some(n) => Some(u32::try_from(n).map_err(|_| format!("`healthcheck.retries` {n} is too many"))?),
-        None => (image.retries > 0).then_some(image.retries),
-    };
-    Ok(Some(contract::Healthcheck {
-        interval_ms,
-        retries,
-        start_interval_ms,
-        start_period_ms,
-        test: argv,
-        timeout_ms,
-    }))
-}
-
-/// The traefik service, if one reads the Docker socket: its routes from the
-/// labels, as file provider configuration, and its static configuration
-/// rewritten to read that file, and the default TLS certificate it is to use
-/// made by the service runner before it starts.
-fn convert_traefik(
-    app: &App,
-    project: &str,
-    plan: &Plan,
-    inputs: &Inputs,
-    out: &mut Native,
-) -> Result<(), Vec<String>> {
-    let Some(router) = app.services.iter().find(|s| s.uses_docker_socket) else {
-        return Ok(());
-    };
-    let facts = inputs
-        .facts
-        .get(app.image_of(router).as_str())
-        .cloned()
-        .unwrap_or_default();
-    let container = out
-        .services
-        .iter_mut()
-        .find(|c| c.name == router.name)
-        .expect("converted");
-    let command = container.command.clone().unwrap_or_default();
-    // traefik's own arguments: after the binary (and any `traefik` subcommand).
-    let flags: Vec<String> = command.iter().filter(|a| a.starts_with("--")).cloned().collect();
-    let config_flag = flags.iter().find_map(|f| {
-        let lower = f.to_ascii_lowercase();
-        lower
-            .strip_prefix("--configfile=")
-            .map(|_| f["--configfile=".len()..].to_string())
-    });
-    let static_config = if flags.iter().any(|f| f.to_ascii_lowercase().starts_with("--providers.")) {
-        traefik::StaticConfig::Args(flags.clone())
-    } else {
-        let candidates: Vec<String> = match &config_flag {
-            Some(path) => vec![path.trim_start_matches('/').to_string()],
-            None => {
-                let mut c: Vec<String> = image::TRAEFIK_CONFIGS.iter().map(|s| s.to_string()).collect();
-                let wd = container.cwd.clone().unwrap_or_default();
-                let wd = wd.trim_matches('/');
-                if !wd.is_empty() {
-                    c.extend(["traefik.yml", "traefik.yaml"].map(|f| format!("{wd}/{f}")));
-                }
-                c
-            }
-        };
-        // A bind-mounted file of the project wins over the image's.
-        let bound = candidates.iter().find_map(|c| {
-            router
-                .binds
-                .iter()
-                .find(|b| b.target.trim_start_matches('/') == c)
-                .and_then(|b| std::fs::read_to_string(app.dir.join(&b.source)).ok())
-                .map(|text| (c.clone(), text))
-        });
-        let found = bound.or_else(|| {
-            candidates
-                .iter()
-                .find_map(|c| facts.files.get(c).map(|t| (c.clone(), t.clone())))
-        });
-        match found {
-            Some((path, yaml)) => traefik::StaticConfig::File {
-                path: format!("/{path}"),
-                yaml,
-            },
-            None => {
-                return Err(vec![format!(
-                    "service `{}`: reads the Docker socket, but no traefik static configuration was found (looked for {} in the image and its binds, and `--providers.*` flags)",
-                    router.name,
-                    candidates.join(", ")
-                )])
-            }
-        }
-    };
-    let backends: Vec<traefik::Backend> = app
-        .services
-        .iter()
-        .map(|s| {
-            let mut exposed = inputs
-                .facts
-                .get(app.image_of(s).as_str())
-                .map(Facts::exposed_tcp)
-                .unwrap_or_default();
-            for text in &s.expose {
-                if let Some(p) = text.split('/').next().and_then(|p| p.parse().ok()) {
-                    exposed.push(p);
-                }
-            }
-            exposed.sort_unstable();
-            exposed.dedup();
-            traefik::Backend {
-                service: &s.name,
-                labels: &s.labels,
-                address: plan.address(&s.name).map(|a| a.to_string()).unwrap_or_default(),
-                exposed_tcp: exposed,
-            }
-        })
-        .collect();
-    let certificate = traefik::DefaultCertificate {
-        cert_file: &format!("{TRAEFIK_TLS}/cert.pem"),
-        key_file: &format!("{TRAEFIK_TLS}/key.pem"),
-    };
-    let converted = traefik::convert(
-        project,
-        &router.name,
-        &static_config,
-        &backends,
-        TRAEFIK_DYNAMIC,
-        &certificate,
-    )
-    .map_err(|errs| {
-        errs.into_iter()
-            .map(|e| format!("traefik conversion: {e}"))
-            .collect::<Vec<_>>()
-    })?;
-    out.notes
-        .extend(converted.notes.iter().map(|n| format!("traefik: {n}")));
-    let dir = format!("{NATIVE_DIR}/traefik");
-    out.files.push(File::directory(&dir));
-    out.files
-        .push(File::contents(&format!("{dir}/dynamic.yml"), &converted.dynamic_yaml));
-    container.binds.push(format!("/{dir}/dynamic.yml:{TRAEFIK_DYNAMIC}:ro"));
-    container.binds.push(format!("{TRAEFIK_TLS_MADE}:{TRAEFIK_TLS}:ro"));
-    container
-        .annotations
-        .insert(contract::DEFAULT_CERTIFICATE.into(), TRAEFIK_TLS_MADE.into());
-    match converted.static_config {
-        traefik::StaticConfig::File { path, yaml } => {
-            out.files.push(File::contents(&format!("{dir}/traefik.yml"), &yaml));
-            container.binds.push(format!("/{dir}/traefik.yml:{path}:ro"));
-        }
-        traefik::StaticConfig::Args(args) => {
-            let mut command: Vec<String> = command.into_iter().filter(|a| !a.starts_with("--")).collect();
-            command.extend(args);
-            container.command = Some(command);
-        }
-    }
-    Ok(())
-}
-
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
 /// container that makes the networks, and the app's services.
 pub fn config(refs: &Refs, native: &Native) -> Config {
@@ -709,7 +294,8 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
+    use std::path::Path;
 
     /// An app using most of what the conversion carries over, as compose's model.
     fn shop(extra_web: serde_json::Value) -> App {
@@ -815,7 +401,8 @@ mod tests {
             project_files: vec![],
             project_dir: "/etc/compose/project",
         };
-        let native = convert(&shop(json!({})), &inputs).unwrap();
+        let app = shop(json!({}));
+        let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
         let yaml = moby::render(&config(&fake_refs(), &native), "cargo xtask native").unwrap();
         insta::assert_snapshot!(yaml);
         assert!(
@@ -838,7 +425,7 @@ mod tests {
         );
         let mut allowed = app;
         allowed.allow_unsupported = true;
-        let (_, notes) = check(&allowed).unwrap();
+        let notes = check(&allowed).unwrap().notes;
         assert!(
             notes
                 .iter()
@@ -856,74 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_as_compose_writes_them() {
-        assert_eq!(duration_ms("30s"), Some(30_000));
-        assert_eq!(duration_ms("1m30s"), Some(90_000));
-        assert_eq!(duration_ms("500ms"), Some(500));
-        assert_eq!(duration_ms("1.5s"), Some(1500));
-        assert_eq!(duration_ms("2h"), Some(7_200_000));
-        assert_eq!(duration_ms("soon"), None);
-        assert_eq!(duration_ms(""), None);
-    }
-
-    #[test]
     fn indexes_are_dropped_for_notes() {
         assert_eq!(strip_index("ports[3].host_ip"), "ports[].host_ip");
-    }
-
-    /// The healthcheck of a service whose settings are `body` (as compose writes them).
-    fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
-        let set: Option<Healthcheck> = serde_json::from_value(body["healthcheck"].clone()).unwrap();
-        super::healthcheck(set.as_ref(), facts)
-    }
-
-    /// The runner's conditions, `service_started` unless said; anything else
-    /// is refused here rather than by the runner at boot.
-    #[test]
-    fn depends_on_as_the_runner_takes_it() {
-        let deps: BTreeMap<String, Dependency> =
-            serde_json::from_value(json!({"db": {"condition": "service_healthy"}, "cache": {}})).unwrap();
-        let deps = depends_on(&deps).unwrap();
-        assert_eq!(
-            contract_json(&deps),
-            r#"{"cache":"service_started","db":"service_healthy"}"#
-        );
-        let bad: BTreeMap<String, Dependency> =
-            serde_json::from_value(json!({"db": {"condition": "service_ready"}})).unwrap();
-        let err = depends_on(&bad).unwrap_err();
-        assert!(err.contains("`depends_on.db.condition` `service_ready`"), "{err}");
-    }
-
-    #[test]
-    fn healthchecks_as_the_runner_takes_them() {
-        let facts = Facts::default();
-        let body =
-            json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
-        let h = healthcheck(&body, &facts).unwrap().unwrap();
-        assert_eq!(h.test, ["/bin/sh", "-c", "curl -f http://localhost"]);
-        assert_eq!(h.interval_ms, Some(5000));
-        assert_eq!(h.retries, Some(2));
-        assert_eq!(h.timeout_ms, None, "the runner applies Docker's defaults");
-        let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
-        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap().test, ["pg_isready", "-q"]);
-        let body = json!({"healthcheck": {"disable": true}});
-        let mut image = Facts::default();
-        image.healthcheck = Some(image::ImageHealthcheck {
-            test: vec!["CMD".into(), "true".into()],
-            interval: 2_000_000_000,
-            ..Default::default()
-        });
-        assert_eq!(
-            healthcheck(&body, &image).unwrap(),
-            None,
-            "disable wins over the image's"
-        );
-        let h = healthcheck(&json!({}), &image).unwrap().unwrap();
-        assert_eq!(
-            (h.test, h.interval_ms),
-            (vec!["true".to_string()], Some(2000)),
-            "the image's HEALTHCHECK"
-        );
-        assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());
     }
 }

@@ -37,18 +37,30 @@ fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, F
 /// The native VM of `app`, as its LinuxKit YAML describes it: its images
 /// built first, for what they say.
 pub fn vm(sh: &Shell, project: &Project, app: &App) -> Result<Vm> {
+    let checked = check(app)?;
     let facts = images(sh, project, app)?;
-    vm_of(project, app, &facts)
+    vm_of(project, app, checked, &facts)
 }
 
-/// The native VM of `app`, from its images' `facts`.
-fn vm_of(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
+/// What the conversion cannot carry over, said before anything is built.
+fn check(app: &App) -> Result<native::Checked> {
+    native::check(app).map_err(|problems| {
+        Invalid {
+            file: app.file.clone(),
+            problems,
+        }
+        .into()
+    })
+}
+
+/// The native VM of `app` as `checked`, from its images' `facts`.
+fn vm_of(project: &Project, app: &App, checked: native::Checked, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
     let inputs = native::Inputs {
         facts,
         project_files: shared::project_files(Method::Native, app)?,
         project_dir: PROJECT_IN_VM,
     };
-    let converted = native::convert(app, &inputs).map_err(|problems| Invalid {
+    let converted = native::convert(app, checked, &inputs).map_err(|problems| Invalid {
         file: app.file.clone(),
         problems,
     })?;
@@ -73,15 +85,11 @@ fn vm_of(project: &Project, app: &App, facts: &BTreeMap<String, Facts>) -> Resul
 
 /// Build everything the native VM needs that is stale, then the VM.
 pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
-    // What the conversion cannot carry over is said before anything is built.
-    native::check(app).map_err(|problems| Invalid {
-        file: app.file.clone(),
-        problems,
-    })?;
+    let checked = check(app)?;
     shared::check_locked(sh, project)?;
     let facts = images(sh, project, app)?;
     shared::stage_project(project, Method::Native, app)?;
-    let vm = vm_of(project, app, &facts)?;
+    let vm = vm_of(project, app, checked, &facts)?;
     let mut artifacts = linuxkit::build(sh, project, &vm)?;
     let out = project.dist.join(format!("{}-initrd.img", Method::Native.vm_name()));
     artifacts.initrd = packed::pack(sh, project, &artifacts.initrd, &out, packed::Layout::Shared)

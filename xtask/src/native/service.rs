@@ -1,0 +1,371 @@
+//! One compose service as a LinuxKit service: its process (`process`), its
+//! mounts (binds of the project's files, named and anonymous volumes,
+//! tmpfs, /dev/shm), its namespaces, limits and sysctls, and as OCI
+//! annotations for the VM's service runner what LinuxKit has no field for:
+//! start order, restart policy, stop signal and grace period, healthcheck.
+
+use std::{collections::BTreeMap, path::Path};
+
+use lkc_contract as contract;
+
+use crate::{
+    app::{
+        compose::{self, App, Service},
+        model::{Dependency, Healthcheck},
+    },
+    moby::{Container, File, Mount},
+    native::{
+        image::{self, Facts},
+        network::{self, Mode, Plan},
+        process, Inputs, ALL_CAPS, NATIVE_DIR, VOLUMES_DIR,
+    },
+};
+
+/// Durations as compose writes them (Go's `1m30s`, `500ms`), in milliseconds.
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "h" => 3_600_000.0,
+            "m" => 60_000.0,
+            "s" => 1000.0,
+            "ms" => 1.0,
+            "us" | "µs" => 0.001,
+            "ns" => 0.000_001,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = &rest[unit_end..];
+    }
+    Some(total.round() as u64)
+}
+
+pub(super) type Converted = (Container, Vec<File>, Vec<String>);
+
+pub(super) fn service(
+    app: &App,
+    project: &str,
+    s: &Service,
+    facts: &Facts,
+    plan: &Plan,
+    inputs: &Inputs,
+) -> Result<Converted, Vec<String>> {
+    let mut problems = Vec::new();
+    let settings = &s.process;
+    let hostname = settings.hostname.clone().unwrap_or_else(|| s.name.clone());
+    let process = process::process(settings, facts, &hostname)?;
+    let mut files = Vec::new();
+    let mut volumes = Vec::new();
+    let extra_hosts = &settings.extra_hosts;
+    let hosts_file = format!("{NATIVE_DIR}/hosts/{}", s.name);
+    files.push(File::contents(
+        &hosts_file,
+        &plan.hosts(project, &s.name, &hostname, extra_hosts),
+    ));
+    let mut binds = vec![
+        format!("/{hosts_file}:/etc/hosts:ro"),
+        "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
+    ];
+    let mut tmpfs = Vec::new();
+    for (i, v) in s.mounts.iter().enumerate() {
+        let target = &v.target;
+        let ro = if v.read_only { "ro" } else { "rw" };
+        let source = v.source.as_deref().unwrap_or_default();
+        match v.kind.as_str() {
+            "bind" => {
+                if s.uses_docker_socket && compose::is_docker_socket(source) {
+                    continue; // the traefik conversion stands in for the engine
+                }
+                match Path::new(source).strip_prefix(&app.dir) {
+                    Ok(rel) => binds.push(format!(
+                        "{}:{target}:{ro}",
+                        Path::new(inputs.project_dir).join(rel).display()
+                    )),
+                    Err(_) => problems.push(format!(
+                        "`volumes[{i}]`: bind of `{source}`, outside the project folder: only files that travel with the compose file are carried over"
+                    )),
+                }
+            }
+            "volume" if !source.is_empty() => {
+                let sub = v.volume.subpath.as_deref().unwrap_or_default();
+                let mut dir = format!("/{VOLUMES_DIR}/{source}");
+                if !sub.is_empty() {
+                    dir = format!("{dir}/{sub}");
+                }
+                binds.push(format!("{dir}:{target}:{ro}"));
+                volumes.push(source.to_string());
+            }
+            // An anonymous volume: a fresh folder each boot, like a new container's.
+            "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
+            "tmpfs" => {
+                let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
+                if let Some(size) = &v.tmpfs.size {
+                    opts.push(format!("size={size}"));
+                }
+                if let Some(mode) = v.tmpfs.mode {
+                    opts.push(format!("mode={mode:o}"));
+                }
+                tmpfs.push(format!("{target}:{}", opts.join(",")));
+            }
+            other => problems.push(format!("`volumes[{i}].type` `{other}` is not carried over")),
+        }
+    }
+    for t in &settings.tmpfs {
+        let (target, opts) = t.split_once(':').unwrap_or((t, ""));
+        let mut all = vec!["rw", "nosuid", "nodev", "noexec"];
+        all.extend(opts.split(',').filter(|o| !o.is_empty()));
+        tmpfs.push(format!("{target}:{}", all.join(",")));
+    }
+    let shm = settings.shm_size.clone().unwrap_or_else(|| "67108864".into());
+    let mounts = vec![
+        Mount {
+            kind: "tmpfs".into(),
+            source: "shm".into(),
+            destination: "/dev/shm".into(),
+            options: ["nosuid", "noexec", "nodev", "mode=1777"]
+                .map(String::from)
+                .into_iter()
+                .chain([format!("size={shm}")])
+                .collect(),
+        },
+        Mount {
+            kind: "mqueue".into(),
+            source: "mqueue".into(),
+            destination: "/dev/mqueue".into(),
+            options: ["nosuid", "noexec", "nodev"].map(String::from).to_vec(),
+        },
+    ];
+    let net = match plan.mode(&s.name) {
+        Mode::Host => "host".to_string(),
+        Mode::Bridged(_) | Mode::None => network::netns_path(&s.name),
+    };
+    let sysctl = settings.sysctls.clone();
+    let mut rlimits = Vec::new();
+    for (name, limit) in &settings.ulimits {
+        let (soft, hard) = limit.limits();
+        let n = |v: Option<i64>| {
+            v.map_or("unlimited".to_string(), |n| {
+                if n < 0 {
+                    "unlimited".to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+        };
+        rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
+    }
+    let mut annotations = s.labels.clone();
+    annotations.insert(contract::SERVICE.into(), s.name.clone());
+    if !s.depends_on.is_empty() {
+        match depends_on(&s.depends_on) {
+            Ok(deps) => {
+                annotations.insert(contract::DEPENDS_ON.into(), contract_json(&deps));
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if let Some(restart) = s.restart.as_deref() {
+        match restart.parse::<contract::Restart>() {
+            Ok(policy) => {
+                annotations.insert(contract::RESTART.into(), policy.to_string());
+            }
+            Err(e) => problems.push(format!("`restart`: {e}")),
+        }
+    }
+    // How Docker would stop it: the service's stop_signal, else the image's
+    // STOPSIGNAL; its stop_grace_period.
+    if let Some(signal) = settings.stop_signal.as_deref().or(facts.stop_signal.as_deref()) {
+        annotations.insert(contract::STOP_SIGNAL.into(), signal.into());
+    }
+    if let Some(grace) = settings.stop_grace_period.as_deref() {
+        match duration_ms(grace) {
+            Some(ms) => {
+                annotations.insert(contract::STOP_GRACE.into(), ms.to_string());
+            }
+            None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
+        }
+    }
+    match healthcheck(s.healthcheck.as_ref(), facts) {
+        Ok(Some(h)) => {
+            annotations.insert(contract::HEALTHCHECK.into(), contract_json(&h));
+        }
+        Ok(None) => {}
+        Err(e) => problems.push(e),
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let container = Container {
+        name: s.name.clone(),
+        image: image::cache_reference(app.image_of(s)),
+        capabilities: Some(process::capabilities(settings, &ALL_CAPS)),
+        command: Some(process.args),
+        env: Some(process.env),
+        cwd: Some(process.cwd),
+        uid: Some(process.uid),
+        gid: Some(process.gid),
+        additional_gids: process.additional_gids,
+        net: Some(net),
+        ipc: Some("new".into()),
+        uts: Some("new".into()),
+        hostname: Some(hostname),
+        readonly: Some(settings.read_only),
+        binds,
+        tmpfs,
+        mounts,
+        sysctl,
+        rlimits,
+        oom_score_adj: settings.oom_score_adj.map(|n| n as i32),
+        annotations,
+        ..Default::default()
+    };
+    Ok((container, files, volumes))
+}
+
+/// The dependencies as the runner takes them: each one's condition.
+fn depends_on(deps: &BTreeMap<String, Dependency>) -> Result<contract::DependsOn, String> {
+    deps.iter()
+        .map(|(dep, d)| {
+            let condition = serde_json::from_value(d.condition.as_str().into())
+                .map_err(|_| format!("`depends_on.{dep}.condition` `{}` is not a condition", d.condition))?;
+            Ok((dep.clone(), condition))
+        })
+        .collect()
+}
+
+/// An annotation value of the contract, as its JSON text.
+fn contract_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("the contract's types serialize")
+}
+
+/// The healthcheck as the runner takes it: compose's, else the image's.
+fn healthcheck(service: Option<&Healthcheck>, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
+    let h = service.cloned().unwrap_or_default();
+    if h.disable {
+        return Ok(None);
+    }
+    let ms = |key: &str, set: &Option<String>, image_ns: u64| -> Result<Option<u64>, String> {
+        match set.as_deref() {
+            Some(t) => duration_ms(t)
+                .map(Some)
+                .ok_or_else(|| format!("`healthcheck.{key}` `{t}` is not a duration")),
+            None => Ok((image_ns > 0).then_some(image_ns / 1_000_000)),
+        }
+    };
+    let image = facts.healthcheck.clone().unwrap_or_default();
+    let test: Vec<String> = h.test.clone().unwrap_or_else(|| image.test.clone());
+    let argv = match test.split_first() {
+        None => return Ok(None),
+        Some((kind, _)) if kind == "NONE" => return Ok(None),
+        Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+        }
+        Some(_) => {
+            return Err(format!(
+                "`healthcheck.test` {test:?} starts with neither CMD nor CMD-SHELL"
+            ))
+        }
+    };
+    let interval_ms = ms("interval", &h.interval, image.interval)?;
+    let timeout_ms = ms("timeout", &h.timeout, image.timeout)?;
+    let start_period_ms = ms("start_period", &h.start_period, image.start_period)?;
+    let start_interval_ms = ms("start_interval", &h.start_interval, image.start_interval)?;
+    let retries = match h.retries {
+        Some(n) => Some(u32::try_from(n).map_err(|_| format!("`healthcheck.retries` {n} is too many"))?),
+        None => (image.retries > 0).then_some(image.retries),
+    };
+    Ok(Some(contract::Healthcheck {
+        interval_ms,
+        retries,
+        start_interval_ms,
+        start_period_ms,
+        test: argv,
+        timeout_ms,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn durations_as_compose_writes_them() {
+        assert_eq!(duration_ms("30s"), Some(30_000));
+        assert_eq!(duration_ms("1m30s"), Some(90_000));
+        assert_eq!(duration_ms("500ms"), Some(500));
+        assert_eq!(duration_ms("1.5s"), Some(1500));
+        assert_eq!(duration_ms("2h"), Some(7_200_000));
+        assert_eq!(duration_ms("soon"), None);
+        assert_eq!(duration_ms(""), None);
+    }
+
+    /// The healthcheck of a service whose settings are `body` (as compose writes them).
+    fn healthcheck(body: &Value, facts: &Facts) -> Result<Option<contract::Healthcheck>, String> {
+        let set: Option<Healthcheck> = serde_json::from_value(body["healthcheck"].clone()).unwrap();
+        super::healthcheck(set.as_ref(), facts)
+    }
+
+    /// The runner's conditions, `service_started` unless said; anything else
+    /// is refused here rather than by the runner at boot.
+    #[test]
+    fn depends_on_as_the_runner_takes_it() {
+        let deps: BTreeMap<String, Dependency> =
+            serde_json::from_value(json!({"db": {"condition": "service_healthy"}, "cache": {}})).unwrap();
+        let deps = depends_on(&deps).unwrap();
+        assert_eq!(
+            contract_json(&deps),
+            r#"{"cache":"service_started","db":"service_healthy"}"#
+        );
+        let bad: BTreeMap<String, Dependency> =
+            serde_json::from_value(json!({"db": {"condition": "service_ready"}})).unwrap();
+        let err = depends_on(&bad).unwrap_err();
+        assert!(err.contains("`depends_on.db.condition` `service_ready`"), "{err}");
+    }
+
+    #[test]
+    fn healthchecks_as_the_runner_takes_them() {
+        let facts = Facts::default();
+        let body =
+            json!({"healthcheck": {"test": ["CMD-SHELL", "curl -f http://localhost"], "interval": "5s", "retries": 2}});
+        let h = healthcheck(&body, &facts).unwrap().unwrap();
+        assert_eq!(h.test, ["/bin/sh", "-c", "curl -f http://localhost"]);
+        assert_eq!(h.interval_ms, Some(5000));
+        assert_eq!(h.retries, Some(2));
+        assert_eq!(h.timeout_ms, None, "the runner applies Docker's defaults");
+        let body = json!({"healthcheck": {"test": ["CMD", "pg_isready", "-q"]}});
+        assert_eq!(healthcheck(&body, &facts).unwrap().unwrap().test, ["pg_isready", "-q"]);
+        let body = json!({"healthcheck": {"disable": true}});
+        let mut image = Facts::default();
+        image.healthcheck = Some(image::ImageHealthcheck {
+            test: vec!["CMD".into(), "true".into()],
+            interval: 2_000_000_000,
+            ..Default::default()
+        });
+        assert_eq!(
+            healthcheck(&body, &image).unwrap(),
+            None,
+            "disable wins over the image's"
+        );
+        let h = healthcheck(&json!({}), &image).unwrap().unwrap();
+        assert_eq!(
+            (h.test, h.interval_ms),
+            (vec!["true".to_string()], Some(2000)),
+            "the image's HEALTHCHECK"
+        );
+        assert!(healthcheck(&json!({"healthcheck": {"test": ["X"]}}), &facts).is_err());
+    }
+}
