@@ -24,8 +24,7 @@ use clap::Parser;
 use xshell::Shell;
 
 use base::{exec, project::Project, ui};
-use building::registry::Address;
-use building::{apps, doctor, host, images};
+use building::{apps, doctor, host, images, registry::Address};
 use cli::{Cli, Command, ComposeArg, FormatArg, RunArgs};
 use run::{bench, session, suite, test_boot};
 use vm::{
@@ -84,17 +83,8 @@ fn run(cli: Cli) -> Result<()> {
             building::lock::refresh(&sh, &project)
         }
         Command::VmImages { names } => {
-            let names = if names.is_empty() {
-                project.pins.images.keys().cloned().collect()
-            } else {
-                names
-            };
             let _lock = project.lock()?;
-            images::check_locked(&sh, &project, &names)?;
-            for name in names {
-                images::ensure(&sh, &project, &name)?;
-            }
-            Ok(())
+            images::build_all(&sh, &project, names)
         }
         Command::Static { compose, format } => build(&sh, &project, Method::Static, &compose, None, format),
         Command::Dynamic {
@@ -123,37 +113,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Images { compose } => {
             let app = compose.load(&project)?;
             let _lock = project.lock()?;
-            let builder = apps::builder(&sh);
-            let ids = apps::build(&sh, &project, &app, builder)?;
-            apps::save(&sh, &project, &app, &ids, builder)?;
+            apps::build_and_save(&sh, &project, &app)?;
             vm::sums::write(&project)
         }
         Command::Yaml => {
             let _lock = project.lock()?;
-            linuxkit::smoke_vm().write_yaml(&project)?;
-            let app = apps::default_app(&project)?;
-            for method in [Method::Static, Method::Dynamic, Method::Native] {
-                method.vm(&sh, &project, &app)?.write_yaml(&project)?;
-            }
-            let readme = project.root.join("README.md");
-            let text = std::fs::read_to_string(&readme)?;
-            let updated = native::keys::readme_with_table(&text).map_err(anyhow::Error::msg)?;
-            if base::files::write_if_changed(&readme, updated.as_bytes())? {
-                ui::note("wrote README.md (the native method's key table)");
-            }
-            Ok(())
+            vm::method::write_checked_in(&sh, &project)
         }
         Command::Smoke { format } => {
             let _lock = project.lock()?;
-            let smoke = linuxkit::smoke_vm();
-            let built = linuxkit::build(&sh, &project, &smoke)?;
-            let mut recipes = smoke.images.clone();
-            if project.release {
-                recipes.retain(|r| *r != moby::CONSOLE_SHELL);
-            }
-            vm::sbom::write(&sh, &project, &smoke.name, &recipes, None)?;
-            vm::sums::write(&project)?;
-            disk::build(&sh, &project, &smoke.name, &built, format.format)
+            let built = linuxkit::build_smoke(&sh, &project)?;
+            disk::build(&sh, &project, "smoke", &built, format.format)
         }
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
         Command::TestBoot(args) => {

@@ -339,6 +339,13 @@ fn inspect(sh: &Shell, project: &Project, image: &str, builder: Builder) -> Resu
     Ok(Some((id.unwrap_or_default().to_string(), labels.clone())))
 }
 
+/// `cargo xtask images`: build the app's images and save them (see [`save`]).
+pub fn build_and_save(sh: &Shell, project: &Project, app: &App) -> Result<()> {
+    let builder = builder(sh);
+    let ids = build(sh, project, app, builder)?;
+    save(sh, project, app, &ids, builder)
+}
+
 /// Save every image `app` uses as a `docker load`-able tarball in `dist/images/`,
 /// reporting each one's size and layer count.
 pub fn save(sh: &Shell, project: &Project, app: &App, ids: &BTreeMap<String, String>, builder: Builder) -> Result<()> {

@@ -99,6 +99,22 @@ pub fn ensure_in_buildah(sh: &Shell, project: &Project, name: &str) -> Result<St
 /// Before anything is built: the images among `names` not yet in the cache
 /// must be buildable from what pins.lock locks (the mirror still serves every
 /// locked package), else one error names each missing package.
+/// `cargo xtask vm-images`: the images `names` (default: every image
+/// pins.yml has) built into the LinuxKit cache, each checked against
+/// pins.lock before any is built.
+pub fn build_all(sh: &Shell, project: &Project, names: Vec<String>) -> Result<()> {
+    let names = if names.is_empty() {
+        project.pins.images.keys().cloned().collect()
+    } else {
+        names
+    };
+    check_locked(sh, project, &names)?;
+    for name in names {
+        ensure(sh, project, &name)?;
+    }
+    Ok(())
+}
+
 pub fn check_locked(sh: &Shell, project: &Project, names: &[String]) -> Result<()> {
     let mut missing = Vec::new();
     for name in names {

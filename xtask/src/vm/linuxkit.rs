@@ -11,6 +11,7 @@ use crate::{
     base::{exec, files, project::Project, ui},
     building::{gotools, images},
     moby::{compose, render, smoke, ComposePayload, Config, Refs, BASE_IMAGES, CONSOLE_SHELL},
+    vm::{sbom, sums},
 };
 
 /// A VM this project knows how to describe.
@@ -40,6 +41,19 @@ pub fn smoke_vm() -> Vm {
         base_initrd: false,
         inputs: String::new(),
     }
+}
+
+/// `cargo xtask smoke`: the smoke VM built, its SBOM and dist/SHA256SUMS.
+pub fn build_smoke(sh: &Shell, project: &Project) -> Result<Artifacts> {
+    let smoke = smoke_vm();
+    let built = build(sh, project, &smoke)?;
+    let mut recipes = smoke.images.clone();
+    if project.release {
+        recipes.retain(|r| *r != CONSOLE_SHELL);
+    }
+    sbom::write(sh, project, &smoke.name, &recipes, None)?;
+    sums::write(project)?;
+    Ok(built)
 }
 
 pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {

@@ -7,12 +7,13 @@ use xshell::Shell;
 
 use crate::{
     app::compose::App,
-    base::project::Project,
-    building::registry::Address,
+    base::{files, project::Project, ui},
+    building::{apps, registry::Address},
     moby,
+    native::keys,
     vm::{
         dynamic_vm,
-        linuxkit::{Artifacts, Vm},
+        linuxkit::{self, Artifacts, Vm},
         native_vm, sbom, static_vm, sums,
     },
 };
@@ -34,6 +35,24 @@ pub struct Registries<'a> {
     pub baked_in: Option<&'a Address>,
     /// Only pushed to (the registry `run-dynamic` starts, named at boot).
     pub push_to: Option<&'a Address>,
+}
+
+/// `cargo xtask yaml`: the checked-in LinuxKit YAML (the smoke VM's, and each
+/// method's of the default app) and the README's native key table, as the
+/// recipes, pins and compose file give them now.
+pub fn write_checked_in(sh: &Shell, project: &Project) -> Result<()> {
+    linuxkit::smoke_vm().write_yaml(project)?;
+    let app = apps::default_app(project)?;
+    for method in [Method::Static, Method::Dynamic, Method::Native] {
+        method.vm(sh, project, &app)?.write_yaml(project)?;
+    }
+    let readme = project.root.join("README.md");
+    let text = std::fs::read_to_string(&readme)?;
+    let updated = keys::readme_with_table(&text).map_err(anyhow::Error::msg)?;
+    if files::write_if_changed(&readme, updated.as_bytes())? {
+        ui::note("wrote README.md (the native method's key table)");
+    }
+    Ok(())
 }
 
 impl Method {
