@@ -173,6 +173,10 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                         "service `{}`: image {asked} -> local {entry}: {what}",
                         service.name
                     ));
+                    let served = served_version(project, entry, image.as_str());
+                    if let Some(note) = version_note(asked, served.as_deref()) {
+                        ui::note(format!("service `{}`: {note}", service.name));
+                    }
                 }
                 id
             }
@@ -229,6 +233,47 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
     }
 }
 
+/// The version catalog entry `name`, built as `reference`, serves, as its
+/// upstream numbers it (`3.11.2` of Debian's `3.11.2-1+b1`, `3.6.12` of `v3.6.12`).
+fn served_version(project: &Project, name: &str, reference: &str) -> Option<String> {
+    let entry = project.pins.catalog.get(name)?;
+    let version = match entry.serves.strip_prefix("go:") {
+        Some(tool) => project.pins.go.get(tool)?.version.clone(),
+        None => images::package_version(project, reference, &entry.serves)?,
+    };
+    Some(upstream_version(&version).to_string())
+}
+
+/// The upstream part of a Debian or Go version: no epoch, no Debian revision.
+fn upstream_version(version: &str) -> &str {
+    let version = version.split_once(':').map_or(version, |(_, v)| v);
+    let version = version.strip_prefix('v').unwrap_or(version);
+    version.split(['-', '~', '+']).next().unwrap_or(version)
+}
+
+/// Where `asked`'s tag names a version (`python:3.7-alpine`, `postgres:12`)
+/// that the stand-in's `served` version is not, the line that says so.
+fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
+    let tag = asked.tag()?;
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    let wanted: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let wanted = wanted.trim_end_matches('.');
+    if wanted.is_empty() {
+        return None; // `latest`, `alpine`, `lts`: no version to compare
+    }
+    let served = served.unwrap_or("?");
+    let same = wanted
+        .split('.')
+        .zip(served.split('.').chain(std::iter::repeat("")))
+        .all(|(w, s)| w == s);
+    (!same).then(|| {
+        format!(
+            "{asked} asks for {} {wanted}; the local stand-in serves {served}",
+            asked.familiar_name()
+        )
+    })
+}
+
 fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder: Builder) -> Result<String> {
     let dockerfile_path = build.context.join(&build.dockerfile);
     let plan = dockerfile_plan(project, build)
@@ -236,11 +281,15 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
     for sub in &plan.substitutions {
         let entry = &project.pins.catalog[&sub.entry];
         let base = local_base(sh, project, &entry.recipe, builder)?;
-        ui::note(format!(
-            "{}: {}",
-            project.rel(&dockerfile_path).display(),
-            served(project, sub, &base)
-        ));
+        let path = project.rel(&dockerfile_path);
+        ui::note(format!("{}: {}", path.display(), served(project, sub, &base)));
+        let served = served_version(project, &sub.entry, &base);
+        if let Some(note) = Reference::parse(&sub.asked)
+            .ok()
+            .and_then(|asked| version_note(&asked, served.as_deref()))
+        {
+            ui::note(format!("{}: line {}: {note}", path.display(), sub.line));
+        }
     }
     // The rewritten Dockerfile, beside the outputs (the context stays the user's).
     let rewritten = project
@@ -444,6 +493,31 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_asking_for_another_version_is_said() {
+        let note = |asked: &str, served| version_note(&Reference::parse(asked).unwrap(), served);
+        assert_eq!(
+            note("python:3.7-alpine", Some("3.11.2")).unwrap(),
+            "python:3.7-alpine asks for python 3.7; the local stand-in serves 3.11.2"
+        );
+        assert_eq!(
+            note("postgres:12", Some("17.6")).unwrap(),
+            "postgres:12 asks for postgres 12; the local stand-in serves 17.6"
+        );
+        assert_eq!(
+            note("python:3.11-slim", Some("3.11.2")),
+            None,
+            "a prefix of what is served"
+        );
+        assert_eq!(note("traefik:v3.6", Some("3.6.12")), None);
+        assert!(note("python:3.1", Some("3.11.2")).is_some(), "3.1 is not 3.11");
+        assert_eq!(note("node:lts", Some("18.20.4")), None, "no version asked");
+        assert_eq!(note("redis", Some("8.0.2")), None);
+        assert_eq!(upstream_version("1:1.26.3-3+deb13u10"), "1.26.3");
+        assert_eq!(upstream_version("v3.6.12"), "3.6.12");
+        assert_eq!(upstream_version("2:1.24~2"), "1.24");
+    }
     use crate::base::testdir::TestDir;
 
     #[test]

@@ -92,6 +92,14 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         };
         test_boot::run(sh, project, &options, &nginx_router)?;
     }
+    // A service that exits after the app came up: the boot test stops at the
+    // compose runner's line, with the status and the service's last output.
+    let exits = load(&[EXITS])?;
+    match test_boot::run(sh, project, &boot(Some(Method::Static), false), &exits) {
+        Err(e) if format!("{e:#}").contains(EXITS_SAID) => ui::note(format!("{EXITS}: stopped at `{EXITS_SAID}`")),
+        Err(e) => return Err(e).context(format!("{EXITS}: want the boot to stop at `{EXITS_SAID}`")),
+        Ok(()) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
+    }
     // A release VM as kernel+initrd (`--release`): the app serves, and
     // nothing starts a shell on its console.
     test_boot::run(sh, &release, &boot(Some(Method::Static), false), &app)?;
@@ -204,6 +212,10 @@ const ORDERED: &str = "compose/ordered.yml";
 const THIRD_SITE: &str = "compose/third-site.yml";
 /// The default app with nginx as its Host router (the plain VM's app).
 const NGINX_ROUTER: &str = "compose/nginx-router.yml";
+/// An app whose worker fails after the app came up.
+const EXITS: &str = "compose/exits.yml";
+/// What the compose runner says of it, which the boot test must stop at.
+const EXITS_SAID: &str = "compose: service worker exited with status 3";
 
 #[cfg(test)]
 mod tests {

@@ -550,10 +550,6 @@ fn check_routes(h: &mut Headless, app: &App, port: u16, timings: &mut Timings) -
     Ok(())
 }
 
-/// The console line that says this boot cannot succeed, if there is one:
-/// the kernel could not unpack the whole initrd, init could not start a
-/// service, or the compose runner gave up. A boot test stops there instead
-/// of waiting out its deadline.
 /// What the VM's service runner says when the console shell starts.
 const CONSOLE_SHELL_STARTED: &str = "service: started getty";
 
@@ -562,9 +558,15 @@ fn console_shell(console: &str) -> bool {
     console.lines().any(|l| l.trim_end() == CONSOLE_SHELL_STARTED)
 }
 
+/// The console line that says this boot cannot succeed, if there is one:
+/// the kernel could not unpack the whole initrd, init could not start a
+/// service, the compose runner gave up, or a compose service failed or
+/// started again after the app came up. A boot test stops there instead of
+/// waiting out its deadline.
 fn gave_up(console: &str) -> Option<String> {
     let line = console.lines().find(|l| {
         l.starts_with(RUNNER_FAILED)
+            || compose_service_failed(l)
             || l.starts_with("service: starting ")
             || (l.starts_with("service: ") && l.contains(" skipped: "))
             || (l.starts_with("service: ") && l.contains(" not started: "))
@@ -580,6 +582,18 @@ fn gave_up(console: &str) -> Option<String> {
     } else {
         line.to_string()
     })
+}
+
+/// Does the compose runner's line `line` say a service exited with an error,
+/// or started again (a restart policy at work), after the app came up?
+fn compose_service_failed(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("compose: service ") else {
+        return false;
+    };
+    let failed = rest
+        .split_once(" exited with status ")
+        .is_some_and(|(_, status)| !status.starts_with("0 ") && status != "0");
+    failed || rest.contains(" started again")
 }
 
 /// What the kernel says when the initrd does not fit in its root tmpfs.
@@ -650,9 +664,14 @@ mod tests {
             "service: onboot 002-netns exited with status 1 (uptime 6.20s)",
             "service: web not started: dependency db exited with status 3",
             "service: supervisor: no service left to run",
+            "compose: service web exited with status 1 (uptime 41.2s)",
+            "compose: service web started again (uptime 42.0s)",
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
+        // A one-shot service that finishes is no failure.
+        let done = format!("{ok}compose: service migrate exited with status 0 (uptime 35.0s)\n");
+        assert_eq!(gave_up(&done), None);
         let full = gave_up("[    4.955680] Initramfs unpacking failed: write error\n").unwrap();
         assert!(full.contains("give it more --memory"), "{full}");
     }
