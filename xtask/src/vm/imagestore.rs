@@ -16,9 +16,9 @@
 //! everything the engine writes), instead of unpacked in full. One cpio segment
 //! per layer (lz4, the kernel's fastest decompressor here), cached by chain ID,
 //! so an edit to one app rebuilds one small segment; one small uncompressed
-//! segment for the metadata. A layer with whiteouts (files deleted by a later
-//! layer) is refused rather than mangled: Docker's tar marks them `.wh.*`,
-//! overlay2 wants character devices, and nothing here converts one into the other.
+//! segment for the metadata. A layer that deletes files of the layers below it
+//! (Docker's tar marks them `.wh.*`) gets them as overlayfs wants them: a
+//! character device 0/0 for a deleted file, an xattr for an opaque directory.
 
 use std::{
     collections::BTreeMap,
@@ -268,7 +268,7 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
         "tar --numeric-owner --same-permissions -xf {layer_tar} -C {diff}"
     ))?;
     fs::remove_file(&layer_tar)?;
-    refuse_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
+    overlay_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
     let image = work.join("diff.sqfs");
     // Times 0, so the same layer gives the same bytes (the packed initrds' options).
     let opts = packed::SQUASHFS_OPTS;
@@ -303,20 +303,61 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
     Ok((segment, size))
 }
 
-/// A layer that deletes files (`.wh.*` entries) cannot be stored here.
-fn refuse_whiteouts(dir: &Path) -> Result<()> {
+/// What marks a directory opaque in Docker's layer tars.
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// Docker's layer tars mark deletions as AUFS did: `.wh.NAME` deletes NAME of
+/// the layers below, and `.wh..wh..opq` makes its directory opaque (the
+/// layers below add nothing to it). overlayfs, which the engine's overlay2
+/// driver stacks the layers with, wants instead a character device 0/0 named
+/// NAME and the directory's `trusted.overlay.opaque` xattr set to `y`: what
+/// dockerd makes of them when it unpacks a layer itself. Convert the layer
+/// unpacked in `dir` so; both survive mksquashfs. Returns how many it converted.
+fn overlay_whiteouts(dir: &Path) -> Result<usize> {
+    let mut converted = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
+        let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".wh.") {
-            anyhow::bail!(
-                "{}: a whiteout (a file deleted in a layer): not supported",
-                entry.path().display()
-            );
+        if name == OPAQUE {
+            fs::remove_file(&path)?;
+            set_xattr(dir, "trusted.overlay.opaque", b"y")?;
+            converted += 1;
+        } else if let Some(deleted) = name.strip_prefix(".wh.") {
+            fs::remove_file(&path)?;
+            make_whiteout(&dir.join(deleted))?;
+            converted += 1;
+        } else if entry.file_type()?.is_dir() {
+            converted += overlay_whiteouts(&path)?;
         }
-        if entry.file_type()?.is_dir() {
-            refuse_whiteouts(&entry.path())?;
-        }
+    }
+    Ok(converted)
+}
+
+fn c_path(path: &Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{}: a NUL in the name", path.display()))
+}
+
+/// overlayfs's whiteout: a character device 0/0 at `path`.
+fn make_whiteout(path: &Path) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: mknod(2) with a NUL-terminated path; it touches nothing else.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("making the whiteout {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Set extended attribute `name` of `path` (not following a symlink).
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+    let c = c_path(path)?;
+    let n = std::ffi::CString::new(name).expect("no NUL");
+    // SAFETY: lsetxattr(2) with NUL-terminated strings and a buffer of `value.len()` bytes.
+    let rc = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("setting {name} on {}", path.display()));
     }
     Ok(())
 }
@@ -472,15 +513,29 @@ mod tests {
 
     use super::*;
 
+    /// Deleted files and opaque directories as overlayfs takes them (needs root,
+    /// as unpacking a layer does).
     #[test]
-    fn layers_that_delete_files_are_refused() {
+    fn layers_that_delete_files_get_overlayfs_whiteouts() {
         let tmp = TestDir::new("wh");
-        fs::create_dir_all(tmp.join("etc")).unwrap();
+        fs::create_dir_all(tmp.join("etc/conf.d")).unwrap();
         fs::write(tmp.join("etc/kept"), "").unwrap();
-        refuse_whiteouts(&tmp).unwrap();
         fs::write(tmp.join("etc/.wh.gone"), "").unwrap();
-        let err = refuse_whiteouts(&tmp).unwrap_err().to_string();
-        assert!(err.contains("etc/.wh.gone") && err.contains("whiteout"), "{err}");
+        fs::write(tmp.join("etc/conf.d/.wh..wh..opq"), "").unwrap();
+        fs::write(tmp.join("etc/conf.d/new.conf"), "").unwrap();
+        assert_eq!(overlay_whiteouts(&tmp).unwrap(), 2);
+        let gone = fs::symlink_metadata(tmp.join("etc/gone")).unwrap();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        assert!(gone.file_type().is_char_device() && gone.rdev() == 0, "{gone:?}");
+        assert!(!tmp.join("etc/.wh.gone").exists());
+        assert!(!tmp.join("etc/conf.d/.wh..wh..opq").exists());
+        assert!(tmp.join("etc/conf.d/new.conf").exists() && tmp.join("etc/kept").exists());
+        let mut value = [0u8; 8];
+        let c = c_path(&tmp.join("etc/conf.d")).unwrap();
+        let n = std::ffi::CString::new("trusted.overlay.opaque").unwrap();
+        // SAFETY: lgetxattr(2) into a buffer of its length.
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        assert_eq!(&value[..len.max(0) as usize], b"y");
     }
 
     #[test]
