@@ -223,8 +223,12 @@ impl App {
             .source(kind, name)
             .ok_or_else(|| format!("`{}[{index}]`: {word} `{name}` is not defined", kind.key()))?;
         if source.external {
+            let sources = match kind {
+                Kind::Secret => "`file:` or `environment:`",
+                Kind::Config => "`file:`, `environment:` or `content:`",
+            };
             return Err(format!(
-                "{word} `{name}` is external: nothing outside the VM provides it (give it a `file:` or `environment:`)"
+                "{word} `{name}` is external: nothing outside the VM provides it (give it a {sources})"
             ));
         }
         origin(source).map_err(|e| format!("{word} `{name}` {e}"))?;
