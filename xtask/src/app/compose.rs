@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    app::model::{self, Attachment, Dependency, FileSource, FileUse, Healthcheck, Mount, Network, Process, Volume},
+    app::{
+        files::{Files, Kind},
+        model::{self, Attachment, Dependency, FileSource, FileUse, Healthcheck, Mount, Network, Process, Volume},
+    },
     base::{exec, project::Project, reference::Reference, ui},
 };
 
@@ -71,11 +74,9 @@ pub struct App {
     /// Top-level `volumes:`: the named volumes.
     #[allow(dead_code)] // typed for the methods; none reads them yet
     pub volumes: BTreeMap<String, Volume>,
-    /// Top-level `secrets:`.
-    #[allow(dead_code)] // typed for the methods; none reads them yet
+    /// Top-level `secrets:` (see [`App::files`]).
     pub secrets: BTreeMap<String, FileSource>,
-    /// Top-level `configs:`.
-    #[allow(dead_code)] // typed for the methods; none reads them yet
+    /// Top-level `configs:` (see [`App::files`]).
     pub configs: BTreeMap<String, FileSource>,
     /// compose's project name (`name:`, `-p`, or the folder's).
     pub project: String,
@@ -442,15 +443,22 @@ impl App {
 
     /// The compose file the VM runs: compose's own normalized model, with no
     /// `build:` (there is nothing to build from in the VM), each image mapped by
-    /// `image`, `pull_policy` set, and the project's bind-mounted files under
-    /// `vm_dir` (where the VM carries them).
+    /// `image`, `pull_policy` set, the project's bind-mounted files under
+    /// `vm_dir` (where the VM carries them), and every secret and config a
+    /// file under `files_dir` (see [`App::files`]).
     pub fn runtime_file(
         &self,
         pull_policy: &str,
         vm_dir: &str,
+        files_dir: &str,
         image: impl Fn(&Reference) -> String,
     ) -> Result<String> {
         let mut config = self.config.clone();
+        let files = self.files().map_err(|problems| Invalid {
+            file: self.file.clone(),
+            problems,
+        })?;
+        runtime_files(&mut config, &files, files_dir);
         let services = config
             .get_mut("services")
             .and_then(Value::as_object_mut)
@@ -482,6 +490,49 @@ impl App {
             }
         }
         Ok(serde_yaml::to_string(&config)?)
+    }
+}
+
+/// `config` (compose's model) with its secrets and configs as the VM carries
+/// them: each top-level entry a `file:` under `files_dir` (one entry per
+/// carried file, keyed by its file name), and each use naming its entry with
+/// its absolute target. The owner and mode are the carried file's own, so no
+/// use says them (compose would warn that it ignores them for a file).
+fn runtime_files(config: &mut Value, files: &Files, files_dir: &str) {
+    let Some(root) = config.as_object_mut() else { return };
+    for kind in [Kind::Secret, Kind::Config] {
+        let mut entries = serde_json::Map::new();
+        for c in files.carried.iter().filter(|c| c.kind == kind) {
+            let key = c.path.rsplit('/').next().expect("kind/name").to_string();
+            let name = root
+                .get(kind.key())
+                .and_then(|v| v.get(&c.name))
+                .and_then(|v| v.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or(&c.name)
+                .to_string();
+            let body = serde_json::json!({"name": name, "file": format!("{files_dir}/{}", c.path)});
+            entries.insert(key, body);
+        }
+        if entries.is_empty() {
+            root.remove(kind.key());
+        } else {
+            root.insert(kind.key().into(), entries.into());
+        }
+    }
+    let Some(services) = root.get_mut("services").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for u in &files.uses {
+        let c = &files.carried[u.file];
+        let key = c.path.rsplit('/').next().expect("kind/name");
+        if let Some(entry) = services
+            .get_mut(&u.service)
+            .and_then(|s| s.get_mut(u.kind.key()))
+            .and_then(|l| l.get_mut(u.index))
+        {
+            *entry = serde_json::json!({"source": key, "target": u.target});
+        }
     }
 }
 
@@ -873,11 +924,55 @@ mod tests {
             }]
         );
         let file = app
-            .runtime_file("never", "/etc/compose/project", |i| format!("r/{i}"))
+            .runtime_file("never", "/etc/compose/project", "/etc/compose", |i| format!("r/{i}"))
             .unwrap();
         assert!(file.contains("source: /etc/compose/project/conf/nginx.conf"), "{file}");
         assert!(file.contains("source: /var/run/docker.sock"), "{file}");
         assert!(file.contains("image: r/x"), "{file}");
+    }
+
+    /// The VM's compose file names the carried files: each top-level entry a
+    /// `file:` in the VM (whatever its source), each use its absolute target,
+    /// owner and mode being the file's own.
+    #[test]
+    fn secrets_and_configs_point_at_the_files_the_vm_carries() {
+        let app = testing::app(json!({
+            "services": {"db": {
+                "secrets": [{"source": "db-password", "target": "/run/secrets/db-password"}],
+                "configs": [{"source": "init", "uid": "999", "mode": 0o400}]
+            }},
+            "secrets": {"db-password": {"name": "p_db-password", "file": dir().join("db/password.txt")}},
+            "configs": {"init": {"name": "p_init", "content": "SELECT 1;\n"}}
+        }));
+        let file = app
+            .runtime_file("never", "/etc/compose/project", "/etc/compose", |i| i.to_string())
+            .unwrap();
+        let runtime: Value = serde_yaml::from_str(&file).unwrap();
+        assert_eq!(
+            runtime["secrets"],
+            json!({"db-password": {"name": "p_db-password", "file": "/etc/compose/secrets/db-password"}})
+        );
+        assert_eq!(
+            runtime["configs"],
+            json!({"init": {"name": "p_init", "file": "/etc/compose/configs/init"}})
+        );
+        assert_eq!(
+            runtime["services"]["db"]["secrets"],
+            json!([{"source": "db-password", "target": "/run/secrets/db-password"}])
+        );
+        assert_eq!(
+            runtime["services"]["db"]["configs"],
+            json!([{"source": "init", "target": "/init"}])
+        );
+        assert!(!file.contains("SELECT"), "no content in the VM's compose file: {file}");
+        let external = testing::app(json!({
+            "services": {"db": {"secrets": [{"source": "s"}]}},
+            "secrets": {"s": {"name": "vault", "external": true}}
+        }));
+        let err = external
+            .runtime_file("never", "/p", "/f", |i| i.to_string())
+            .unwrap_err();
+        assert!(err.to_string().contains("secret `s` is external"), "{err}");
     }
 
     #[test]

@@ -151,7 +151,20 @@ pub struct FileUse {
     pub target: Option<String>,
     pub uid: Option<String>,
     pub gid: Option<String>,
+    /// The mode bits: compose writes a number; newer versions an octal string.
+    #[serde(default, deserialize_with = "file_mode")]
     pub mode: Option<u32>,
+}
+
+fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<Text>::deserialize(d)? {
+        None => Ok(None),
+        Some(Text::Int(n)) => u32::try_from(n).map(Some).map_err(serde::de::Error::custom),
+        Some(Text::Str(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("mode `{s}` is not octal"))),
+        Some(_) => Err(serde::de::Error::custom("a mode is a number")),
+    }
 }
 
 /// A top-level network.

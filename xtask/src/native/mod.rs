@@ -118,9 +118,12 @@ pub struct Native {
 /// the project's bind-mounted files are in the VM.
 pub struct Inputs<'a> {
     pub facts: &'a BTreeMap<String, Facts>,
-    /// `linuxkit::File`s for the project's bind-mounted files (under `project_dir`).
+    /// `linuxkit::File`s for the project's bind-mounted files (under
+    /// `project_dir`) and the app's secrets and configs (under `files_dir`).
     pub project_files: Vec<File>,
     pub project_dir: &'a str,
+    /// Where the VM carries the files of the app's secrets and configs.
+    pub files_dir: &'a str,
 }
 
 /// An app the conversion can carry over: its network plan, and the notes
@@ -163,6 +166,10 @@ pub fn check(app: &App) -> Result<Checked, Vec<String>> {
             refused.len(),
             refused.join("; ")
         ));
+    }
+    // External secrets and configs, undefined ones, ids that are not numbers.
+    if let Err(e) = app.files() {
+        problems.extend(e);
     }
     match plan {
         Ok(plan) if problems.is_empty() => Ok(Checked { plan, notes }),
@@ -400,6 +407,7 @@ mod tests {
             facts: &facts,
             project_files: vec![],
             project_dir: "/etc/compose/project",
+            files_dir: "/etc/compose",
         };
         let app = shop(json!({}));
         let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
@@ -431,6 +439,47 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("left out with --allow-unsupported (3)")),
             "{notes:#?}"
+        );
+    }
+
+    /// Each secret and config a service uses: its file in the VM bound
+    /// read-only at compose's target; an external one refused before anything
+    /// is built.
+    #[test]
+    fn secrets_and_configs_are_read_only_binds_at_their_targets() {
+        let facts = shop_facts();
+        let inputs = Inputs {
+            facts: &facts,
+            project_files: vec![],
+            project_dir: "/etc/compose/project",
+            files_dir: "/etc/compose",
+        };
+        let mut model = shop(json!({})).model().clone();
+        model["services"]["db"]["secrets"] = json!([{"source": "db-password", "target": "/run/secrets/db-password"}]);
+        model["services"]["web"]["configs"] =
+            json!([{"source": "site", "target": "conf/site.conf", "uid": "1000", "mode": 0o440}]);
+        model["secrets"] = json!({"db-password": {"name": "shop_db-password", "file": "/project/db/password.txt"}});
+        model["configs"] = json!({"site": {"name": "shop_site", "content": "x"}});
+        let app = App::from_config(Path::new("compose.yaml"), Path::new("/project"), &model.to_string()).unwrap();
+        let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
+        let binds = |name: &str| native.services.iter().find(|c| c.name == name).unwrap().binds.clone();
+        assert!(
+            binds("db").contains(&"/etc/compose/secrets/db-password:/run/secrets/db-password:ro".to_string()),
+            "{:?}",
+            binds("db")
+        );
+        assert!(
+            binds("web").contains(&"/etc/compose/configs/site:/conf/site.conf:ro".to_string()),
+            "a relative config target is under /: {:?}",
+            binds("web")
+        );
+        assert!(!binds("web").iter().any(|b| b.contains("secrets")));
+        model["secrets"]["db-password"] = json!({"name": "vault", "external": true});
+        let app = App::from_config(Path::new("compose.yaml"), Path::new("/project"), &model.to_string()).unwrap();
+        let errs = check(&app).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("secret `db-password` is external")),
+            "{errs:?}"
         );
     }
 

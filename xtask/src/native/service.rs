@@ -1,6 +1,6 @@
 //! One compose service as a LinuxKit service: its process (`process`), its
 //! mounts (binds of the project's files, named and anonymous volumes,
-//! tmpfs, /dev/shm), its namespaces, limits and sysctls, and as OCI
+//! secrets and configs, tmpfs, /dev/shm), its namespaces, limits and sysctls, and as OCI
 //! annotations for the VM's service runner what LinuxKit has no field for:
 //! start order, restart policy, stop signal and grace period, healthcheck.
 
@@ -121,6 +121,17 @@ pub(super) fn service(
             }
             other => problems.push(format!("`volumes[{i}].type` `{other}` is not carried over")),
         }
+    }
+    // Each secret and config: its file in the VM, with the owner and mode the
+    // use asks for, bound read-only at its target (after the volumes, which
+    // may hold the target's folder).
+    match app.files() {
+        Ok(files) => {
+            for (u, c) in files.uses_of(&s.name) {
+                binds.push(format!("{}/{}:{}:ro", inputs.files_dir, c.path, u.target));
+            }
+        }
+        Err(e) => problems.extend(e),
     }
     for t in &settings.tmpfs {
         let (target, opts) = t.split_once(':').unwrap_or((t, ""));

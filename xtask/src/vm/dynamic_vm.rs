@@ -19,7 +19,7 @@ use crate::{
         linuxkit::{self, Artifacts, Vm},
         method::{Method, Registries},
         packed,
-        shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},
+        shared::{self, runtime_compose, ENGINE, FILES_IN_VM, PROJECT_IN_VM},
     },
 };
 
@@ -54,7 +54,7 @@ pub fn guest_registry(registry: &Address) -> String {
 
 /// The compose file the VM runs: every image from the registry named at boot.
 pub fn runtime_file(app: &App) -> Result<String> {
-    app.runtime_file("always", PROJECT_IN_VM, |image| {
+    app.runtime_file("always", PROJECT_IN_VM, FILES_IN_VM, |image| {
         format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
     })
 }

@@ -12,13 +12,13 @@ use crate::{
     app::compose::{App, Invalid},
     base::{project::Project, ui},
     building::apps::{self, Builder},
-    moby::BASE_IMAGES,
+    moby::{self, BASE_IMAGES},
     native::{self, image::Facts},
     vm::{
         linuxkit::{self, Artifacts, Vm},
         method::Method,
         packed,
-        shared::{self, PROJECT_IN_VM},
+        shared::{self, FILES_IN_VM, PROJECT_IN_VM},
     },
 };
 
@@ -57,8 +57,9 @@ fn check(app: &App) -> Result<native::Checked> {
 fn vm_of(project: &Project, app: &App, checked: native::Checked, facts: &BTreeMap<String, Facts>) -> Result<Vm> {
     let inputs = native::Inputs {
         facts,
-        project_files: shared::project_files(Method::Native, app)?,
+        project_files: carried(app)?,
         project_dir: PROJECT_IN_VM,
+        files_dir: FILES_IN_VM,
     };
     let converted = native::convert(app, checked, &inputs).map_err(|problems| Invalid {
         file: app.file.clone(),
@@ -83,10 +84,24 @@ fn vm_of(project: &Project, app: &App, checked: native::Checked, facts: &BTreeMa
     })
 }
 
+/// LinuxKit `files:` for the project's bind-mounted files and the app's
+/// secrets and configs; with any, `etc/compose` itself made first, 0755 as
+/// in the compose VMs (LinuxKit would make it with the first file's mode).
+fn carried(app: &App) -> Result<Vec<moby::File>> {
+    let mut files = shared::project_files(Method::Native, app)?;
+    files.extend(shared::carried_files(Method::Native, app)?);
+    if !files.is_empty() {
+        files.insert(0, moby::File::directory(FILES_IN_VM.trim_start_matches('/')));
+    }
+    Ok(files)
+}
+
 /// Build everything the native VM needs that is stale, then the VM.
 pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
     let checked = check(app)?;
     shared::check_locked(sh, project)?;
+    // Before the images: a secret whose variable is not set stops the build now.
+    shared::stage_files(project, Method::Native, app)?;
     let facts = images(sh, project, app)?;
     shared::stage_project(project, Method::Native, app)?;
     let vm = vm_of(project, app, checked, &facts)?;

@@ -5,7 +5,8 @@
 
 use std::{
     collections::BTreeMap,
-    os::unix::fs::PermissionsExt,
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -13,7 +14,10 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
-    app::compose::{self, App},
+    app::{
+        compose::{self, App},
+        files::{Kind, Origin},
+    },
     base::{files, project::Project},
     building::{apps, images},
     moby::{self, ComposePayload, File},
@@ -40,6 +44,10 @@ pub fn runtime_compose(method: Method) -> String {
 /// Where a VM carries the project's bind-mounted files and folders (the
 /// engine's service sees the VM's /etc/compose there).
 pub const PROJECT_IN_VM: &str = "/etc/compose/project";
+
+/// Where a VM carries the files of the app's secrets and configs
+/// (`secrets/NAME`, `configs/NAME` under it; see [`App::files`]).
+pub const FILES_IN_VM: &str = "/etc/compose";
 
 /// Is `app` the repository's own compose file, read as it is?
 pub fn is_default(project: &Project, app: &App) -> bool {
@@ -103,6 +111,118 @@ pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
     Ok(out)
 }
 
+/// Where the files of the app's secrets and configs are staged for
+/// `linuxkit build`, relative to the repository.
+fn files_stage(method: Method) -> String {
+    format!("dist/{}/files", method.vm_name())
+}
+
+/// LinuxKit `files:` for the app's secrets and configs, from the stage, under
+/// [`FILES_IN_VM`], each with the owner and mode its uses see. The folders
+/// come first (LinuxKit would make a missing one with its first file's owner
+/// and mode); the secrets' folder is root's alone.
+pub fn carried_files(method: Method, app: &App) -> Result<Vec<File>> {
+    let files = app.files().map_err(|problems| compose::Invalid {
+        file: app.file.clone(),
+        problems,
+    })?;
+    let root = FILES_IN_VM.trim_start_matches('/');
+    let mut out = Vec::new();
+    for (kind, mode) in [(Kind::Secret, "0700"), (Kind::Config, "0755")] {
+        if files.carried.iter().any(|c| c.kind == kind) {
+            out.push(File {
+                mode: Some(mode.into()),
+                ..File::directory(&format!("{root}/{}", kind.key()))
+            });
+        }
+    }
+    for c in &files.carried {
+        out.push(File {
+            mode: Some(format!("{:04o}", c.mode)),
+            uid: Some(c.uid),
+            gid: Some(c.gid),
+            ..File::source(
+                &format!("{root}/{}", c.path),
+                &format!("{}/{}", files_stage(method), c.path),
+            )
+        });
+    }
+    Ok(out)
+}
+
+/// Write the files of the app's secrets and configs to the stage
+/// [`carried_files`] names: a `file:` one copied, an `environment:` one from
+/// the build's environment, a `content:` one from the compose file. They are
+/// the user's secrets: 0400 (configs 0600) in a folder only its owner reads,
+/// and never printed.
+pub fn stage_files(project: &Project, method: Method, app: &App) -> Result<()> {
+    let files = app.files().map_err(|problems| compose::Invalid {
+        file: app.file.clone(),
+        problems,
+    })?;
+    let stage = project.root.join(files_stage(method));
+    let env = |var: &str| std::env::var(var).ok();
+    let mut problems = Vec::new();
+    let mut wanted = Vec::new();
+    for c in &files.carried {
+        let bytes = match (c.bytes(&env), &c.origin) {
+            (Ok(Some(bytes)), _) => bytes,
+            (Ok(None), Origin::File(path)) => std::fs::read(path)
+                .with_context(|| format!("reading {} (the {} `{}`)", path.display(), c.kind.key(), c.name))?,
+            (Ok(None), _) => unreachable!("only a file: one has no bytes of its own"),
+            (Err(e), _) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let to = stage.join(&c.path);
+        write_private(&to, &bytes, if c.kind == Kind::Secret { 0o400 } else { 0o600 })?;
+        wanted.push(to);
+    }
+    if !problems.is_empty() {
+        return Err(compose::Invalid {
+            file: app.file.clone(),
+            problems,
+        }
+        .into());
+    }
+    if stage.is_dir() {
+        for (file, _, _) in files::tree_files(&stage)? {
+            let path = stage.join(file);
+            if !wanted.contains(&path) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` with `mode`, its folders 0700, unless it holds
+/// them already (its mtime then stays, and `linuxkit build` is not redone).
+fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().expect("under the stage");
+    std::fs::create_dir_all(dir)?;
+    for d in [dir, dir.parent().expect("under the stage")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if std::fs::read(path).ok().as_deref() != Some(bytes) {
+        // A 0400 file cannot be written over: a new one takes its place.
+        let tmp = path.with_extension("partial");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
 /// Copy the project's bind-mounted files to the stage [`project_files`] names,
 /// rewriting only what changed (`linuxkit build` is redone when a source's
 /// mtime changes).
@@ -154,6 +274,7 @@ pub fn compose_vm(
     checked_in: bool,
 ) -> Result<Vm> {
     payload.project_files = project_files(method, app)?;
+    payload.project_files.extend(carried_files(method, app)?);
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
     vm.base_initrd = true;
     vm.checked_in = checked_in && is_default(project, app);
@@ -171,6 +292,8 @@ pub fn prepare_compose(
     runtime_file: &str,
 ) -> Result<(apps::Builder, BTreeMap<String, String>)> {
     check_locked(sh, project)?;
+    // Before the images: a secret whose variable is not set stops the build now.
+    stage_files(project, method, app)?;
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
     let path = project.root.join(runtime_compose(method));
@@ -279,6 +402,63 @@ mod tests {
         });
         let merged = vm(&project, Method::Static, &merged, None).unwrap();
         assert_eq!(merged.yaml_path(&project).parent().unwrap(), project.dist);
+    }
+
+    /// The files of secrets and configs: their folders first, each file with
+    /// the owner and mode its use asks for, from the stage.
+    #[test]
+    fn secrets_and_configs_travel_with_their_owners_and_modes() {
+        let app = crate::app::compose::testing::app(serde_json::json!({
+            "services": {"web": {
+                "secrets": [{"source": "page", "uid": "101", "gid": "101", "mode": 0o400}],
+                "configs": [{"source": "site"}]
+            }},
+            "secrets": {"page": {"file": "/x/page.txt"}},
+            "configs": {"site": {"content": "server {}"}}
+        }));
+        let files = carried_files(Method::Static, &app).unwrap();
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.source.as_deref(), f.mode.as_deref(), f.uid, f.gid))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("etc/compose/secrets", None, Some("0700"), None, None),
+                ("etc/compose/configs", None, Some("0755"), None, None),
+                (
+                    "etc/compose/secrets/page",
+                    Some("dist/compose-static/files/secrets/page"),
+                    Some("0400"),
+                    Some(101),
+                    Some(101)
+                ),
+                (
+                    "etc/compose/configs/site",
+                    Some("dist/compose-static/files/configs/site"),
+                    Some("0444"),
+                    Some(0),
+                    Some(0)
+                ),
+            ]
+        );
+        let yaml = serde_yaml::to_string(&files[2]).unwrap();
+        assert!(yaml.contains("uid: 101\ngid: 101\n"), "LinuxKit's fields: {yaml}");
+    }
+
+    /// What the build writes for a secret is its owner's alone, also when it
+    /// changes (a 0400 file is replaced, not written over).
+    #[test]
+    fn staged_secrets_are_private() {
+        let dir = TestDir::new("private");
+        let path = dir.join("files/secrets/s");
+        write_private(&path, b"one", 0o400).unwrap();
+        write_private(&path, b"two", 0o400).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o400);
+        assert_eq!(mode(&dir.join("files/secrets")), 0o700);
+        assert_eq!(mode(&dir.join("files")), 0o700);
     }
 
     /// Files and folders beside the compose file that services bind-mount

@@ -14,7 +14,7 @@ use crate::{
         imagestore,
         linuxkit::{self, Artifacts, Vm},
         method::Method,
-        shared::{self, runtime_compose, ENGINE, PROJECT_IN_VM},
+        shared::{self, runtime_compose, ENGINE, FILES_IN_VM, PROJECT_IN_VM},
     },
 };
 
@@ -29,7 +29,7 @@ pub fn payload() -> ComposePayload {
 
 /// The compose file the VM runs: every image is in the engine's store, never pulled.
 pub fn runtime_file(app: &App) -> Result<String> {
-    app.runtime_file("never", PROJECT_IN_VM, |image| image.to_string())
+    app.runtime_file("never", PROJECT_IN_VM, FILES_IN_VM, |image| image.to_string())
 }
 
 /// The static VM of `app`, as its LinuxKit YAML describes it.
