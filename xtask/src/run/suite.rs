@@ -92,6 +92,16 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         };
         test_boot::run(sh, project, &options, &nginx_router)?;
     }
+    // What the stand-ins and the methods must carry as Docker does: secrets and
+    // configs (owner and mode included), nginx configured by its templates and
+    // by envsubst from bash, and a layer that deletes files of its base.
+    let secrets = load(&[SECRETS])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &secrets)?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &secrets)?;
+    let templates = load(&[NGINX_TEMPLATES])?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &templates)?;
+    let whiteouts = load(&[WHITEOUTS])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &whiteouts)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -212,6 +222,12 @@ const ORDERED: &str = "compose/ordered.yml";
 const THIRD_SITE: &str = "compose/third-site.yml";
 /// The default app with nginx as its Host router (the plain VM's app).
 const NGINX_ROUTER: &str = "compose/nginx-router.yml";
+/// Secrets and configs from a file and inline, with owners and modes.
+const SECRETS: &str = "compose/secrets.yml";
+/// nginx configured from the environment, by templates and by envsubst.
+const NGINX_TEMPLATES: &str = "compose/nginx-templates.yml";
+/// An image that deletes files of its base.
+const WHITEOUTS: &str = "compose/whiteouts.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// What the compose runner says of it, which the boot test must stop at.
