@@ -166,19 +166,9 @@ pub struct Plan {
     pub substitutions: Vec<Substitution>,
 }
 
-/// The catalog name an image reference stands for, as a slice of it:
-/// [`Reference::catalog_name`] (`docker.io/library/python:3.11-slim` ->
-/// `python`); a text that is no reference is its own name. Kept for
-/// building/apps.rs until its images are [`Reference`]s.
-pub fn image_name(reference: &str) -> &str {
-    match Reference::parse(reference) {
-        // The last path component is written as it is normalized.
-        Ok(parsed) => {
-            let end = parsed.written_name().len();
-            &reference[end - parsed.catalog_name().len()..end]
-        }
-        Err(_) => reference,
-    }
+/// The catalog name of base `text` (a text that is no reference is its own).
+fn catalog_name(text: &str) -> String {
+    Reference::parse(text).map_or_else(|_| text.to_string(), |r| r.catalog_name().to_string())
 }
 
 /// Rewrite `text` for the local profile. `args` are the build arguments,
@@ -386,7 +376,7 @@ pub fn plan(
                 problems.push(format!(
                     "line {}: `apk` is Alpine's package manager, and the local stand-in for `{}` is Debian: there is no apk (apt-get installs Debian's packages)",
                     ins.line,
-                    image_name(&stages[root_base(&stages.iter().map(|s| s.base.clone()).collect::<Vec<_>>(), s, &find)].base)
+                    catalog_name(&stages[root_base(&stages.iter().map(|s| s.base.clone()).collect::<Vec<_>>(), s, &find)].base)
                 ));
             }
             if !ins.heredocs.is_empty() {
@@ -575,13 +565,6 @@ mod tests {
         .unwrap();
         assert_eq!(p.substitutions[0].line, 1);
         assert!(p.dockerfile.contains("RUN echo a    && echo b"), "{}", p.dockerfile);
-        let digest = format!("sha256:{}", "ab".repeat(16));
-        assert_eq!(
-            image_name(&format!("docker.io/library/python:3.11-slim@{digest}")),
-            "python"
-        );
-        assert_eq!(image_name("localhost:5000/a/nginx"), "nginx");
-        assert_eq!(image_name("traefik"), "traefik");
     }
 
     /// A base that is no image reference says why, on its line (an unset
