@@ -41,6 +41,11 @@ pub enum Answer {
     Http(Response),
     /// The first bytes of an answer that is not HTTP/1.x.
     Other(Vec<u8>),
+    /// Nothing, but a connection that says nothing either is held open: a
+    /// server that waits for its own protocol's first words (PostgreSQL
+    /// closes on a GET without a word, where QEMU's forwarding closes at once
+    /// when nothing listens in the guest).
+    Held,
 }
 
 impl std::fmt::Display for Answer {
@@ -48,15 +53,23 @@ impl std::fmt::Display for Answer {
         match self {
             Answer::Http(r) => write!(f, "HTTP {}", r.status),
             Answer::Other(raw) => write!(f, "not HTTP: {:?}", String::from_utf8_lossy(&raw[..raw.len().min(40)])),
+            Answer::Held => write!(f, "not HTTP: closed on a GET, held a silent connection open"),
         }
     }
 }
 
+/// How long a silent connection must stay open to count as served.
+const HELD_FOR: Duration = Duration::from_secs(3);
+
 /// GET `path` from `addr` with `Host: host`; an answer that is not HTTP is
-/// still an answer. No answer at all (the connection closed) is an error.
+/// still an answer, and so is a port that closes on the GET but holds a
+/// silent connection open ([`Answer::Held`]). No answer at all is an error.
 pub fn ask(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Answer> {
     let raw = exchange(addr, host, path, timeout)?;
     if raw.is_empty() {
+        if holds_silent_connection(addr, HELD_FOR.min(timeout)) {
+            return Ok(Answer::Held);
+        }
         return parse(&raw).map(Answer::Http);
     }
     Ok(match parse(&raw) {
@@ -70,6 +83,16 @@ pub fn ask(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resul
 /// connection after the response and the body is everything that follows.
 pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Response> {
     parse(&exchange(addr, host, path, timeout)?)
+}
+
+/// Does `addr` keep a connection on which nothing is sent open for `hold`?
+/// (A read that times out: the peer neither spoke nor closed.)
+fn holds_silent_connection(addr: SocketAddr, hold: Duration) -> bool {
+    let Ok(mut stream) = connect(addr, hold) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
 /// A connection to `addr` on which every connect, read and write gives up after `timeout`.
@@ -184,6 +207,36 @@ mod tests {
         );
         let r = parse(b"HTTP/1.0 404 Not Found\r\n\r\n404 page not found\n").unwrap();
         assert_eq!((r.status, r.body.as_str()), (404, "404 page not found\n"));
+    }
+
+    #[test]
+    fn a_silent_listener_is_held_and_a_closing_one_is_not() {
+        use std::net::TcpListener;
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let keep = std::thread::spawn(move || {
+            // Reads the GET, closes without a word; keeps the next one open.
+            let (mut first, _) = silent.accept().unwrap();
+            let _ = first.read(&mut [0u8; 256]);
+            drop(first);
+            let (second, _) = silent.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            drop(second);
+        });
+        assert_eq!(ask(addr, "x", "/", Duration::from_millis(300)).unwrap(), Answer::Held);
+        keep.join().unwrap();
+        let closing = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closing.local_addr().unwrap();
+        std::thread::spawn(move || {
+            // Reads what it is sent (so its close is a FIN, not a reset), says nothing.
+            for stream in closing.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let _ = stream.read(&mut [0u8; 256]);
+            }
+        });
+        let err = ask(addr, "x", "/", Duration::from_millis(300)).unwrap_err().to_string();
+        assert!(err.contains("without a response"), "{err}");
     }
 
     #[test]

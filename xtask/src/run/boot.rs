@@ -383,7 +383,7 @@ pub fn wait_for_200(
     )?;
     match answer {
         http::Answer::Http(r) => Ok((r.body, at)),
-        http::Answer::Other(_) => unreachable!("only HTTP 200 is accepted"),
+        http::Answer::Other(_) | http::Answer::Held => unreachable!("only HTTP 200 is accepted"),
     }
 }
 

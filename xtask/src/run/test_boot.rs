@@ -412,11 +412,12 @@ fn summary(app: &App, hosts: &[String]) -> String {
 }
 
 /// Does a published port answer as a working app would? HTTP 2xx or 3xx, or
-/// anything at all from a service that does not speak HTTP.
+/// anything at all from a service that does not speak HTTP (a silent one too,
+/// if it holds a connection open).
 fn port_answer_ok(answer: &http::Answer) -> bool {
     match answer {
         http::Answer::Http(r) => (200..400).contains(&r.status),
-        http::Answer::Other(_) => true,
+        http::Answer::Other(_) | http::Answer::Held => true,
     }
 }
 
@@ -452,7 +453,7 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String]) -> Result<Timings> {
         )?;
         let said = match &answer {
             http::Answer::Http(r) => r.body.lines().next().unwrap_or_default().chars().take(60).collect(),
-            http::Answer::Other(_) => String::new(),
+            http::Answer::Other(_) | http::Answer::Held => String::new(),
         };
         ui::say!(
             "  port {} (service `{}`, 127.0.0.1:{port}): {answer} {} after QEMU started ({}) {said:?}",
