@@ -29,6 +29,10 @@ pub struct CatalogEntry {
     /// What it serves, said beside the version asked for: a Debian package of
     /// the recipe (its version is read at build time) or a Go tool (`go:NAME`).
     pub serves: String,
+    /// Where the stand-in falls short of the image it stands in for, said
+    /// after what it serves (e.g. modules the upstream image loads).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -219,7 +219,7 @@ fn served(project: &Project, sub: &dockerfile::Substitution, reference: &str) ->
 /// What catalog entry `name`, built as `reference`, really serves.
 fn serves(project: &Project, name: &str, reference: &str) -> String {
     let entry = &project.pins.catalog[name];
-    match entry.serves.strip_prefix("go:") {
+    let what = match entry.serves.strip_prefix("go:") {
         Some(tool) => {
             let version = project.pins.go.get(tool).map_or("", |t| t.version.as_str());
             format!("{tool} {version} (Go module)")
@@ -230,6 +230,10 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
             let version = images::package_version(project, reference, &entry.serves).unwrap_or_else(|| "?".into());
             format!("Debian {suite} {} {version}", entry.serves)
         }
+    };
+    match &entry.note {
+        Some(note) => format!("{what} ({note})"),
+        None => what,
     }
 }
 
