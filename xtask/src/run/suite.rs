@@ -102,6 +102,11 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &templates)?;
     let whiteouts = load(&[WHITEOUTS])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &whiteouts)?;
+    // The node stand-in: `FROM node:20`, npm installing from the registry in a
+    // RUN step, the app run as the image's `node` user.
+    let node_app = load(&[NODE_APP])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &node_app)?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &node_app)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -228,6 +233,8 @@ const SECRETS: &str = "compose/secrets.yml";
 const NGINX_TEMPLATES: &str = "compose/nginx-templates.yml";
 /// An image that deletes files of its base.
 const WHITEOUTS: &str = "compose/whiteouts.yml";
+/// An express app on the node stand-in.
+const NODE_APP: &str = "compose/node-app.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// What the compose runner says of it, which the boot test must stop at.
