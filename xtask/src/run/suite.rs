@@ -107,6 +107,13 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     let node_app = load(&[NODE_APP])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &node_app)?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &node_app)?;
+    // A web app with its database and cache (postgres with its password from a
+    // compose secret, redis) under every method: a 2xx means a request reached
+    // both.
+    let webdb = load(&[WEB_DB])?;
+    for method in [Method::Static, Method::Native, Method::Dynamic] {
+        test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
+    }
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -235,6 +242,8 @@ const NGINX_TEMPLATES: &str = "compose/nginx-templates.yml";
 const WHITEOUTS: &str = "compose/whiteouts.yml";
 /// An express app on the node stand-in.
 const NODE_APP: &str = "compose/node-app.yml";
+/// A web app with postgres and redis behind it.
+const WEB_DB: &str = "compose/webdb.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// What the compose runner says of it, which the boot test must stop at.
