@@ -108,10 +108,9 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &node_app)?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &node_app)?;
     // A web app with its database and cache (postgres with its password from a
-    // compose secret, redis) under every method: a 2xx means a request reached
-    // both.
+    // compose secret, redis): a 2xx means a request reached both.
     let webdb = load(&[WEB_DB])?;
-    for method in [Method::Static, Method::Native, Method::Dynamic] {
+    for method in [Method::Static, Method::Native] {
         test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
     }
     // A service that exits after the app came up: the boot test stops at the
