@@ -206,12 +206,15 @@ fn missing_file() {
 
 #[test]
 fn image_the_local_profile_would_have_to_pull() {
-    let e = fails("images", "pull", "services:\n  cache:\n    image: redis:7\n");
+    let e = fails("images", "pull", "services:\n  docs:\n    image: mongo:7\n");
     assert!(
-        e.contains("image `redis:7` has no `build:`, and no local image stands in for `redis`"),
+        e.contains("image `mongo:7` has no `build:`, and no local image stands in for `mongo`"),
         "{e}"
     );
-    assert!(e.contains("its catalog: debian, golang, nginx, python, traefik"), "{e}");
+    assert!(
+        e.contains("its catalog: debian, golang, mariadb, mysql, nginx, node,"),
+        "{e}"
+    );
 }
 
 /// A base image without a stand-in, and an Alpine-only step on a Debian
@@ -219,9 +222,9 @@ fn image_the_local_profile_would_have_to_pull() {
 #[test]
 fn dockerfile_the_local_profile_cannot_build() {
     let dir = TestDir::new("df");
-    let (node, alpine) = (dir.join("node"), dir.join("alpine"));
+    let (elixir, alpine) = (dir.join("elixir"), dir.join("alpine"));
     for (d, text) in [
-        (&node, "FROM node:20-alpine\nCOPY . /app\n"),
+        (&elixir, "FROM elixir:1.16-alpine\nCOPY . /app\n"),
         (&alpine, "FROM python:3.11-alpine\nRUN apk add --no-cache gcc\n"),
     ] {
         fs::create_dir_all(d).unwrap();
@@ -229,7 +232,7 @@ fn dockerfile_the_local_profile_cannot_build() {
     }
     let text = format!(
         "services:\n  a:\n    build: {}\n  b:\n    build: {}\n",
-        node.display(),
+        elixir.display(),
         alpine.display()
     );
     let e = fails("static", "dockerfiles", &text);
