@@ -212,6 +212,20 @@ pub struct RunArgs {
     /// the Host rules are reached through) to PORT.
     #[arg(long, value_parser = port())]
     pub port: Option<u16>,
+    /// The disk file that keeps the app's named volumes (made if missing).
+    /// Default: one per compose project and method under
+    /// $XDG_DATA_HOME/linuxkit-compose/volumes/ (~/.local/share/...), kept
+    /// from one run to the next, as `docker compose` keeps volumes.
+    #[arg(long, value_name = "PATH")]
+    pub data_disk: Option<std::path::PathBuf>,
+    /// Start from empty volumes: remove the data disk first (as
+    /// `docker compose down -v` removes a project's volumes).
+    #[arg(long)]
+    pub fresh_data: bool,
+    /// Size of a new data disk, in GiB (a sparse file: it takes on the host
+    /// only what the volumes hold).
+    #[arg(long, value_name = "GIB", default_value_t = crate::run::data::DEFAULT_GIB)]
+    pub data_size: u64,
     #[command(flatten)]
     pub vm: VmArgs,
     #[command(flatten)]
@@ -248,6 +262,16 @@ pub struct TestBootArgs {
     /// configuration. Repeatable.
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
+    /// Boot twice on one data disk: after the checks, stop the VM cleanly
+    /// (its ACPI power button; it must power off with its disks unmounted),
+    /// boot it again and check again.
+    #[arg(long, conflicts_with = "smoke")]
+    pub restart: bool,
+    /// With --restart: after the second boot, the app's first published
+    /// port must answer `GET /` with a body holding TEXT (what the first boot
+    /// wrote to a named volume, seen again).
+    #[arg(long, value_name = "TEXT", requires = "restart")]
+    pub expect_after_restart: Option<String>,
     #[command(flatten)]
     pub vm: VmArgs,
     #[command(flatten)]
@@ -435,6 +459,9 @@ impl HostNeeds for RunArgs {
         let RunArgs {
             compose,
             port: _,
+            data_disk: _,
+            fresh_data: _,
+            data_size: _,
             vm,
             format,
             qemu_args: _,
@@ -453,6 +480,8 @@ impl HostNeeds for TestBootArgs {
             unreachable_registry: _,
             timeout: _,
             hosts: _,
+            restart: _,
+            expect_after_restart: _,
             vm,
             format,
         } = self;
@@ -548,6 +577,7 @@ impl VmArgs {
             cpus: self.cpus,
             qemu_args: qemu_args.to_vec(),
             format: Format::KernelInitrd,
+            data: None,
         }
     }
 }
@@ -595,6 +625,8 @@ impl TestBootArgs {
             unreachable_registry: self.unreachable_registry,
             timeout: self.timeout,
             hosts: self.hosts.clone(),
+            restart: self.restart,
+            expect_after_restart: self.expect_after_restart.clone(),
             vm: VmOpts {
                 format: self.format.format,
                 ..self.vm.options(&[])

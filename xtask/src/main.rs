@@ -26,7 +26,7 @@ use xshell::Shell;
 use base::{exec, project::Project, ui};
 use building::{apps, doctor, host, images, registry::Address};
 use cli::{Cli, Command, ComposeArg, FormatArg, RunArgs};
-use run::{bench, session, suite, test_boot};
+use run::{bench, boot::VmOpts, data, session, suite, test_boot};
 use vm::{
     linuxkit,
     method::{Method, Registries},
@@ -161,5 +161,29 @@ fn build(
 /// `run-static`, `run-dynamic`, `run-native`: build the method's VM and boot it here.
 fn run_vm(sh: &Shell, project: &Project, method: Method, args: &RunArgs, registry: Option<&Address>) -> Result<()> {
     let app = args.compose.load(project)?;
-    session::run_method(sh, project, method, &app, registry, args.port, &args.options())
+    let path = match &args.data_disk {
+        Some(path) => path.clone(),
+        None => data::default_path(&app.project, method.vm_name().trim_start_matches("compose-"))?,
+    };
+    let disk = data::prepare(&path, args.data_size, args.fresh_data)?;
+    ui::note(format!(
+        "named volumes: on {} ({}, {} MB on the host){}",
+        disk.path.display(),
+        if disk.created {
+            "new, empty"
+        } else {
+            "kept from the last run"
+        },
+        data::used_bytes(&disk.path) / 1_000_000,
+        if disk.created {
+            ""
+        } else {
+            "; --fresh-data starts from empty"
+        }
+    ));
+    let opts = VmOpts {
+        data: Some(disk.path),
+        ..args.options()
+    };
+    session::run_method(sh, project, method, &app, registry, args.port, &opts)
 }

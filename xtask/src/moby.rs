@@ -181,11 +181,35 @@ pub fn base(refs: &Refs) -> Config {
         services: vec![Container {
             name: "getty".into(),
             image: img("getty"),
+            // It still starts when a required onboot step failed, to look into why.
+            annotations: BTreeMap::from([(lkc_contract::CONSOLE.to_string(), "true".to_string())]),
             ..Default::default()
         }],
         files: vec![File::contents("etc/hostname", "linuxkit-compose\n")],
     }
 }
+
+/// The onboot image that keeps named volumes on the VM's data disk.
+pub const DATA_IMAGE: &str = "data";
+
+/// The onboot container that finds the VM's data disk, formats it when blank,
+/// mounts it and binds each of `dirs` (folders of named volumes) from it
+/// (images/data/data-disk). Required: if it fails, the runner starts none of
+/// the app's services, rather than keep their volumes in memory.
+pub fn data(refs: &Refs, dirs: &[&str]) -> Container {
+    let mut command = vec!["/usr/bin/data-disk".to_string()];
+    command.extend(dirs.iter().map(|d| d.to_string()));
+    Container {
+        name: "data".into(),
+        image: refs[DATA_IMAGE].clone(),
+        command: Some(command),
+        annotations: BTreeMap::from([(lkc_contract::REQUIRED.to_string(), "true".to_string())]),
+        ..Default::default()
+    }
+}
+
+/// Where a Docker engine keeps its named volumes.
+pub const ENGINE_VOLUMES: &str = "/var/lib/docker/volumes";
 
 /// The page the smoke VM serves; test-boot --smoke expects exactly this body.
 pub const SMOKE_PAGE: &str = "linuxkit-compose smoke test: nginx is serving from a LinuxKit VM\n";
@@ -232,6 +256,7 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     for param in &payload.cmdline {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
+    config.onboot.push(data(refs, &[ENGINE_VOLUMES]));
     for name in ["docker", "compose"] {
         config.services.push(Container {
             name: name.into(),

@@ -69,12 +69,33 @@ pub fn handle_stop_signals() {
             continue;
         }
         STOPPING.store(sig, Ordering::SeqCst);
+        let hook = ON_STOP.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if hook.is_some_and(|stop_cleanly| stop_cleanly()) {
+            kill_running_groups();
+            std::process::exit(0);
+        }
         kill_running_groups();
         ui::err(format!(
             "stopped by signal {sig}; every program it started has been killed"
         ));
         std::process::exit(128 + sig);
     });
+}
+
+/// What a stop signal does before the xtask kills its programs: stop a VM
+/// cleanly (see [`on_stop`]). Returns whether it did; then the xtask exits 0.
+type StopHook = Box<dyn FnOnce() -> bool + Send>;
+
+static ON_STOP: Mutex<Option<StopHook>> = Mutex::new(None);
+
+/// Run `hook` first when a stop signal comes, until [`clear_on_stop`]: a VM
+/// on the terminal powers down through ACPI before anything is killed.
+pub fn on_stop(hook: impl FnOnce() -> bool + Send + 'static) {
+    *ON_STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+}
+
+pub fn clear_on_stop() {
+    ON_STOP.lock().unwrap_or_else(|e| e.into_inner()).take();
 }
 
 /// While the xtask is being stopped, its programs die of it: that is no

@@ -40,12 +40,16 @@ const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
 /// service runner makes it before traefik starts (`traefik::DefaultCertificate`).
 const TRAEFIK_TLS: &str = "/etc/traefik-native/tls";
 const TRAEFIK_TLS_MADE: &str = "/run/native/traefik-tls";
-/// The kernel modules the native VM loads at boot: the NIC and RNG, overlayfs
-/// for the services' root filesystems, bridges and veths for the app's
-/// networks, nftables with NAT for its ports and masquerade.
-const NATIVE_MODULES: [&str; 10] = [
+/// The kernel modules the native VM loads at boot: the NIC, RNG and disk
+/// (the data disk), the power button and its input events (a clean stop),
+/// overlayfs for the services' root filesystems, bridges and veths for the
+/// app's networks, nftables with NAT for its ports and masquerade.
+const NATIVE_MODULES: [&str; 13] = [
     "virtio_net",
     "virtio_rng",
+    "virtio_blk",
+    "button",
+    "evdev",
     "overlay",
     "bridge",
     "veth",
@@ -57,7 +61,7 @@ const NATIVE_MODULES: [&str; 10] = [
 ];
 
 /// Base services whose names a compose service may not take.
-const RESERVED: [&str; 4] = ["getty", "modules", "network", "netns"];
+const RESERVED: [&str; 5] = ["getty", "modules", "network", "netns", "data"];
 
 /// Every capability LinuxKit knows (`privileged`, `cap_add: [ALL]`).
 pub const ALL_CAPS: [&str; 41] = [
@@ -109,6 +113,8 @@ pub const ALL_CAPS: [&str; 41] = [
 pub struct Native {
     pub services: Vec<Container>,
     pub files: Vec<File>,
+    /// A service mounts a named volume: the VM keeps them on its data disk.
+    pub volumes: bool,
     /// Keys carried over only approximately, or left out with
     /// `--allow-unsupported`: said at every build.
     pub notes: Vec<String>,
@@ -194,6 +200,7 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
             },
             File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
+        volumes: keeps_volumes(app),
         notes,
     };
     out.files.extend(inputs.project_files.iter().cloned());
@@ -277,8 +284,20 @@ fn strip_index(path: &str) -> String {
     out
 }
 
+/// Does a service of `app` mount a named volume? Then the VM keeps them on
+/// its data disk (the `data` onboot container).
+pub fn keeps_volumes(app: &App) -> bool {
+    app.services.iter().any(|s| {
+        s.mounts
+            .iter()
+            .any(|m| m.kind == "volume" && m.source.as_deref().is_some_and(|v| !v.is_empty()))
+    })
+}
+
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
-/// container that makes the networks, and the app's services.
+/// container that makes the networks, the `data` one that mounts the data
+/// disk on the volumes' folder (if the app has named volumes), and the app's
+/// services.
 pub fn config(refs: &Refs, native: &Native) -> Config {
     let mut config = moby::base(refs);
     // Only the modules a VM without a Docker engine loads (no iptables, no
@@ -293,6 +312,9 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
         image: refs["netns"].clone(),
         ..Default::default()
     });
+    if native.volumes {
+        config.onboot.push(moby::data(refs, &[&format!("/{VOLUMES_DIR}")]));
+    }
     config.services.extend(native.services.iter().cloned());
     config.files.extend(native.files.iter().cloned());
     config
@@ -391,7 +413,7 @@ mod tests {
     }
 
     fn fake_refs() -> Refs {
-        ["kernel", "init", "crun", "modules", "network", "getty", "netns"]
+        ["kernel", "init", "crun", "modules", "network", "getty", "netns", "data"]
             .into_iter()
             .map(|n| (n.to_string(), format!("linuxkit-compose.local/{n}:0123456789ab")))
             .collect()

@@ -191,6 +191,8 @@ fn boot_args(target: Target, format: Format, args: &Options) -> test_boot::Optio
         unreachable_registry: false,
         timeout: None,
         hosts: args.hosts.clone(),
+        restart: false,
+        expect_after_restart: None,
         vm: VmOpts {
             format,
             ..args.vm.clone()

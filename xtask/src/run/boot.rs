@@ -17,7 +17,7 @@ use xshell::Shell;
 use crate::{
     base::http,
     base::project::{self, Project},
-    base::ui,
+    base::{exec, ui},
     building::host,
     disk::{assemble, format::OVMF_VARS, limits, Firmware, Format},
     run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
@@ -35,6 +35,8 @@ pub struct VmOpts {
     pub qemu_args: Vec<String>,
     /// What to boot: the kernel and initrd, or an image of them (`--format`).
     pub format: Format,
+    /// The data disk that keeps the app's named volumes (run/data.rs).
+    pub data: Option<PathBuf>,
 }
 
 /// The accelerator for this boot, said in one line with the reason.
@@ -189,6 +191,8 @@ pub fn spec(
         forwards,
         extra: opts.qemu_args.clone(),
         disk,
+        data: opts.data.clone(),
+        qmp: Some(artifacts.qmp_socket()),
     })
 }
 
@@ -206,6 +210,23 @@ impl std::ops::Deref for Pinned {
     type Target = Artifacts;
     fn deref(&self) -> &Artifacts {
         &self.artifacts
+    }
+}
+
+impl Pinned {
+    /// A file of this boot's own, gone with the pin: a test's data disk.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The QMP socket of the VM booted from this pin; in the temporary
+    /// folder when the pin's path is too long for a socket's (108 bytes).
+    pub fn qmp_socket(&self) -> PathBuf {
+        let beside = self.scratch("qmp.sock");
+        if beside.as_os_str().len() < 100 {
+            return beside;
+        }
+        std::env::temp_dir().join(format!("linuxkit-compose-qmp-{}.sock", std::process::id()))
     }
 }
 
@@ -312,12 +333,52 @@ pub fn interactive(
     let accel = accel(project, opts, &artifacts.kernel)?;
     let spec = spec(project, opts, artifacts, accel, Console::Terminal, forwards)?;
     intro();
-    ui::say!("Ctrl-A X quits QEMU; Enter on the console gives a root shell in the VM.");
-    let status = qemu::Vm::spawn(&spec)?.wait().context("waiting for QEMU")?;
+    ui::say!(
+        "Enter on the console gives a root shell in the VM. A clean stop (services stopped, volumes' disk unmounted): \
+         `poweroff` in that shell, or SIGTERM/SIGINT/SIGHUP to this command (kill {}); Ctrl-A X quits QEMU at once.",
+        std::process::id()
+    );
+    let vm = qemu::Vm::spawn(&spec)?;
+    if let Some(qmp) = spec.qmp.clone() {
+        let pid = vm.pid();
+        exec::on_stop(move || stop_cleanly(&qmp, pid));
+    }
+    let status = vm.wait().context("waiting for QEMU");
+    exec::clear_on_stop();
+    let status = status?;
     if !status.success() {
         bail!("QEMU exited with {status}");
     }
     Ok(())
+}
+
+/// How long a stop signal waits for the VM to power off before QEMU is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(90);
+
+/// On a stop signal: press the VM's ACPI power button and wait for QEMU
+/// (process `pid`) to exit, up to [`STOP_DEADLINE`]. Returns whether it did.
+fn stop_cleanly(qmp: &Path, pid: u32) -> bool {
+    ui::err(format!(
+        "stopping the VM through its ACPI power button: its services stop, its disks are unmounted; QEMU is killed if it is still running in {}s",
+        STOP_DEADLINE.as_secs()
+    ));
+    if let Err(e) = qemu::press_power_button(qmp) {
+        ui::err(format!("cannot press the power button ({e:#}): killing QEMU"));
+        return false;
+    }
+    let started = Instant::now();
+    while started.elapsed() < STOP_DEADLINE {
+        if !qemu::is_running(pid) {
+            ui::err(format!("the VM powered off cleanly in {}", ui::secs(started.elapsed())));
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ui::err(format!(
+        "the VM did not power off in {}s: killing QEMU",
+        STOP_DEADLINE.as_secs()
+    ));
+    false
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now (TCP, or UDP).

@@ -3,6 +3,7 @@
 //! tests and the bench.
 pub mod bench;
 pub mod boot;
+pub mod data;
 pub mod phases;
 pub mod qemu;
 pub mod registry;

@@ -77,7 +77,15 @@ pub struct VmSpec {
     pub extra: Vec<String>,
     /// Boot this image with its firmware instead of `kernel`/`initrd`/`cmdline`.
     pub disk: Option<Disk>,
+    /// The data disk that keeps the app's named volumes (a raw file).
+    pub data: Option<PathBuf>,
+    /// A QMP socket to ask the VM to power down through ACPI ([`Vm::power_down`]).
+    pub qmp: Option<PathBuf>,
 }
+
+/// The data disk's virtio serial number, as the guest sees it in
+/// /sys/block/vdX/serial.
+pub const DATA_SERIAL: &str = "compose-data";
 
 /// A disk image or ISO booted the way a host boots it.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +139,24 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
         }
         Some(disk) => push(&disk_args(disk).iter().map(String::as_str).collect::<Vec<_>>()),
     }
+    if let Some(data) = &spec.data {
+        // cache=writeback: the guest's flushes reach the host file (fdatasync),
+        // so what a database committed survives QEMU being killed;
+        // `cache=unsafe` would drop them. QEMU locks the file: a second VM on
+        // it fails to start instead of corrupting it.
+        push(&[
+            "-drive",
+            &format!(
+                "file={},format=raw,if=none,id=data,cache=writeback,discard=unmap",
+                option_value(data)
+            ),
+            "-device",
+            &format!("virtio-blk-pci,drive=data,serial={DATA_SERIAL}"),
+        ]);
+    }
+    if let Some(qmp) = &spec.qmp {
+        push(&["-qmp", &format!("unix:{},server=on,wait=off", option_value(qmp))]);
+    }
     push(&["-nodefaults", "-no-reboot", "-display", "none"]);
     match &spec.console {
         Console::Terminal => push(&["-serial", "mon:stdio"]),
@@ -149,6 +175,11 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
     push(&["-device", "virtio-rng-pci"]);
     a.extend(spec.extra.iter().cloned());
     a
+}
+
+/// A path as a QEMU option value: a comma there is written twice.
+fn option_value(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
 }
 
 /// The firmware and the drive a host would boot `disk` from: SeaBIOS
@@ -212,6 +243,10 @@ impl Vm {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Has QEMU exited? Returns its status if so.
     pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
         Ok(self.child.try_wait()?)
@@ -224,6 +259,21 @@ impl Vm {
     /// Stop the VM: SIGTERM (QEMU exits cleanly on it), then SIGKILL after a grace period.
     pub fn stop(mut self) {
         self.terminate();
+    }
+
+    /// Press the VM's ACPI power button through QMP socket `qmp` and wait
+    /// until `deadline` for QEMU to exit (the guest powers off after
+    /// stopping its services and unmounting its disks). Returns whether it
+    /// did; past the deadline the caller decides (dropping the VM kills it).
+    pub fn power_down(&mut self, qmp: &Path, deadline: Instant) -> Result<bool> {
+        press_power_button(qmp)?;
+        while Instant::now() < deadline {
+            if self.exited()?.is_some() {
+                return Ok(true);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(false)
     }
 
     fn terminate(&mut self) {
@@ -248,6 +298,46 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// Send `system_powerdown` over the QMP socket `qmp` (QEMU's machine
+/// protocol: a greeting, `qmp_capabilities` to leave its negotiation mode,
+/// then the command; each answered with one JSON line).
+pub fn press_power_button(qmp: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(qmp)
+        .with_context(|| format!("connecting to QEMU's QMP socket {}", qmp.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).context("reading QMP's greeting")?;
+    for command in ["qmp_capabilities", "system_powerdown"] {
+        writeln!(writer, "{{\"execute\": \"{command}\"}}")?;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                anyhow::bail!("QEMU closed its QMP socket before answering {command}");
+            }
+            let answer: serde_json::Value = serde_json::from_str(&line).context("QMP's answer")?;
+            if let Some(error) = answer.get("error") {
+                anyhow::bail!("QEMU refused {command}: {}", error["desc"]);
+            }
+            // Events (`{"event": ...}`) may come between; the answer has `return`.
+            if answer.get("return").is_some() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Is process `pid` still running (not gone, not a zombie waiting to be reaped)?
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next()))
+        .is_some_and(|state| state != Some('Z'))
 }
 
 /// What a KVM probe boot showed.
@@ -330,6 +420,8 @@ mod tests {
             forwards: vec![Forward::tcp(8080, 80)],
             extra: vec![],
             disk: None,
+            data: None,
+            qmp: None,
         }
     }
 
@@ -369,6 +461,24 @@ mod tests {
     #[test]
     fn kvm_interactive_args() {
         insta::assert_yaml_snapshot!(args(&spec(Accel::Kvm, Console::Terminal)));
+    }
+
+    /// The data disk honours the guest's flushes (no `cache=unsafe`, no
+    /// snapshot), carries the serial the guest looks for, and a comma in
+    /// its path stays part of the path.
+    #[test]
+    fn data_disk_keeps_what_the_guest_flushed() {
+        let mut s = spec(Accel::Tcg, Console::Terminal);
+        s.data = Some("/home/u/.local/share/a,b/data.img".into());
+        s.qmp = Some("/tmp/q.sock".into());
+        let a = args(&s);
+        let drive = a.iter().find(|x| x.contains("id=data")).expect("a data drive");
+        assert_eq!(
+            drive,
+            "file=/home/u/.local/share/a,,b/data.img,format=raw,if=none,id=data,cache=writeback,discard=unmap"
+        );
+        assert!(a.contains(&"virtio-blk-pci,drive=data,serial=compose-data".to_string()));
+        assert!(a.contains(&"unix:/tmp/q.sock,server=on,wait=off".to_string()));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         unreachable_registry,
         timeout: None,
         hosts: vec![],
+        restart: false,
+        expect_after_restart: None,
         vm: vm.clone(),
     };
     test_boot::run(sh, project, &boot(None, false), &app)?;
@@ -112,6 +114,18 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     let webdb = load(&[WEB_DB])?;
     for method in [Method::Static, Method::Native] {
         test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
+    }
+    // Named volumes on the data disk: booted, stopped cleanly through the
+    // ACPI power button, booted again on the same disk, the count the first
+    // boot committed is there.
+    let volumes = load(&[VOLUMES])?;
+    for method in [Method::Static, Method::Native] {
+        let options = test_boot::Options {
+            restart: true,
+            expect_after_restart: Some(VOLUMES_SAID.into()),
+            ..boot(Some(method), false)
+        };
+        test_boot::run(sh, project, &options, &volumes)?;
     }
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
@@ -245,6 +259,9 @@ const NODE_APP: &str = "compose/node-app.yml";
 const WEB_DB: &str = "compose/webdb.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
+/// A counter of boots kept on a named volume, and what its second boot says.
+const VOLUMES: &str = "compose/volumes.yml";
+const VOLUMES_SAID: &str = "boots: 2";
 /// What the compose runner says of it, which the boot test must stop at.
 const EXITS_SAID: &str = "compose: service worker exited with status 3";
 

@@ -16,6 +16,7 @@ use crate::{
     building::registry::Address,
     run::{
         boot::{self, VmOpts},
+        data,
         phases::{self, Phases},
         qemu::{Accel, Console, Forward, Vm},
         session,
@@ -47,8 +48,20 @@ pub struct Options {
     /// router is not traefik (its Host rules are in its own configuration,
     /// which the xtask does not read): each must answer 200.
     pub hosts: Vec<String>,
+    /// Boot twice on one data disk, with a clean stop between (compose VMs).
+    pub restart: bool,
+    /// After the restart, the first published port's `GET /` holds this.
+    pub expect_after_restart: Option<String>,
     pub vm: VmOpts,
 }
+
+/// How long a clean stop may take: the services' grace periods (10 s each
+/// by default, in parallel), the engine's own, unmounting; past it the
+/// test fails.
+const STOP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What rc.shutdown says when the services are stopped and the disks unmounted.
+const STOPPED_CLEANLY: &str = "rc.shutdown: services stopped, disks unmounted";
 
 /// Time from QEMU start to the first HTTP 200, per probed Host, and the
 /// accelerator the VM ran under.
@@ -143,6 +156,7 @@ struct Headless {
     vm: Vm,
     forwards: Vec<Forward>,
     log: std::path::PathBuf,
+    qmp: std::path::PathBuf,
     /// Holds the serial log's name for this boot.
     _serial: boot::SerialLog,
     accel: Accel,
@@ -150,6 +164,9 @@ struct Headless {
     step: ui::Step,
 }
 
+/// Boot `artifacts` headless on this boot's data disk: a new, empty one
+/// when `fresh` (every test starts clean), else the one the boot before
+/// left (`--restart`).
 fn boot(
     project: &Project,
     args: &Options,
@@ -157,8 +174,14 @@ fn boot(
     artifacts: &boot::Pinned,
     guest_ports: &[(u16, bool)],
     timeouts: (u64, u64),
+    fresh: bool,
 ) -> Result<Headless> {
-    let accel = boot::accel(project, &args.vm, &artifacts.kernel)?;
+    let disk = data::prepare(&artifacts.scratch("data.img"), 2, fresh)?;
+    let vm_opts = VmOpts {
+        data: Some(disk.path),
+        ..args.vm.clone()
+    };
+    let accel = boot::accel(project, &vm_opts, &artifacts.kernel)?;
     let timeout = Duration::from_secs(args.timeout.unwrap_or(match accel {
         Accel::Tcg => timeouts.0,
         Accel::Kvm => timeouts.1,
@@ -177,7 +200,7 @@ fn boot(
     let log = serial.path.clone();
     let spec = boot::spec(
         project,
-        &args.vm,
+        &vm_opts,
         artifacts,
         accel,
         Console::File(log.clone()),
@@ -206,10 +229,12 @@ fn boot(
             project.rel(image).display()
         )),
     };
+    let qmp = spec.qmp.clone().expect("boot::spec gives every VM a QMP socket");
     let vm = Vm::spawn(&spec)?;
     let deadline = vm.started + timeout;
     Ok(Headless {
         vm,
+        qmp,
         forwards,
         log,
         _serial: serial,
@@ -227,6 +252,26 @@ impl Headless {
             .find(|f| f.guest == guest && !f.udp)
             .map(|f| f.host)
             .expect("every probed port is forwarded")
+    }
+
+    /// Press the VM's power button and wait for it to power off, having
+    /// stopped its services and unmounted its disks, as a clean stop must.
+    fn power_down_cleanly(&mut self) -> Result<()> {
+        let pressed = Instant::now();
+        if !self.vm.power_down(&self.qmp, pressed + STOP_DEADLINE)? {
+            bail!(
+                "the VM did not power off within {} of its ACPI power button",
+                ui::secs(STOP_DEADLINE)
+            );
+        }
+        if !boot::read_log(&self.log).contains(STOPPED_CLEANLY) {
+            bail!("the VM powered off, but its console never said `{STOPPED_CLEANLY}`");
+        }
+        ui::say!(
+            "  stopped cleanly {} after its ACPI power button: services stopped, disks unmounted",
+            ui::secs(pressed.elapsed())
+        );
+        Ok(())
     }
 
     /// Stop the VM; on failure show the serial log's tail and what the compose
@@ -273,7 +318,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     let vm_def = linuxkit::smoke_vm();
     let mut artifacts = boot::pinned(project, || linuxkit::build(sh, project, &vm_def))?;
     boot::with_format(sh, project, &mut artifacts, &vm_def.name, &args.vm)?;
-    let mut h = boot(project, args, &vm_def.name, &artifacts, &[(80, false)], (300, 90))?;
+    let mut h = boot(project, args, &vm_def.name, &artifacts, &[(80, false)], (300, 90), true)?;
     let log = h.log.clone();
     let console = log.clone();
     let gave_up = move || gave_up(&boot::read_log(&console));
@@ -316,10 +361,17 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         &prepared.artifacts,
         &guest_ports,
         (600, 240),
+        true,
     )?;
     let log = h.log.clone();
-    let result = check_app(&mut h, app, &args.hosts);
+    let mut result = check_app(&mut h, app, &args.hosts);
+    if args.restart {
+        result = result.and_then(|t| h.power_down_cleanly().map(|()| t));
+    }
     let mut timings = h.finish(result)?;
+    if args.restart {
+        restart(project, args, method, app, &prepared, &guest_ports)?;
+    }
     let phases = phases::parse(&boot::read_log(&log));
     ui::say!("  phases (guest uptime): {phases}");
     timings.phases = Some(phases);
@@ -364,6 +416,56 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     Ok(timings)
 }
 
+/// `--restart`: boot the VM again on the data disk the first boot left,
+/// check the app again, and what the first boot's volumes hold.
+fn restart(
+    project: &Project,
+    args: &Options,
+    method: Method,
+    app: &App,
+    prepared: &session::Prepared,
+    guest_ports: &[(u16, bool)],
+) -> Result<()> {
+    ui::say!("{}: booting again on the same data disk", method.vm_name());
+    let mut h = boot(
+        project,
+        args,
+        method.vm_name(),
+        &prepared.artifacts,
+        guest_ports,
+        (600, 240),
+        false,
+    )?;
+    let mut result = check_app(&mut h, app, &args.hosts).map(|_| ());
+    if let Some(text) = &args.expect_after_restart {
+        result = result.and_then(|()| {
+            let port = h.port(
+                guest_ports
+                    .iter()
+                    .find(|(_, udp)| !udp)
+                    .expect("probe_plan: a TCP port")
+                    .0,
+            );
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let body = http::get(addr, "localhost", "/", Duration::from_secs(10))?.body;
+            if !body.contains(text.as_str()) {
+                bail!(
+                    "after the restart, GET / answered {body:?}, without {text:?}: the first boot's data is not there"
+                );
+            }
+            ui::say!("  after the restart the app still has its data: GET / holds {text:?}");
+            Ok(())
+        });
+    }
+    result = result.and_then(|()| h.power_down_cleanly());
+    h.finish(result)?;
+    ui::say!(
+        "{}: served after a clean stop and a boot on the same data disk",
+        method.vm_name()
+    );
+    Ok(())
+}
+
 /// The registry goes away after the push: the compose runner must retry, then
 /// give up with the reason, and this test sees that before its deadline.
 fn unreachable_registry(
@@ -391,6 +493,7 @@ fn unreachable_registry(
         &prepared.artifacts,
         guest_ports,
         (600, 240),
+        true,
     )?;
     let log = h.log.clone();
     let failed = move || gave_up(&boot::read_log(&log));

@@ -10,7 +10,7 @@ use xshell::{cmd, Shell};
 use crate::{
     base::{exec, files, project::Project, ui},
     building::{gotools, images},
-    moby::{compose, render, smoke, ComposePayload, Config, Refs, BASE_IMAGES, CONSOLE_SHELL},
+    moby::{compose, render, smoke, ComposePayload, Config, Refs, BASE_IMAGES, CONSOLE_SHELL, DATA_IMAGE},
     vm::{sbom, sums},
 };
 
@@ -58,7 +58,7 @@ pub fn build_smoke(sh: &Shell, project: &Project) -> Result<Artifacts> {
 
 pub fn compose_vm(name: &str, payload: ComposePayload) -> Vm {
     let mut images = BASE_IMAGES.to_vec();
-    images.extend(["docker", "compose"]);
+    images.extend([DATA_IMAGE, "docker", "compose"]);
     Vm {
         name: name.into(),
         images,
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn compose_yaml() {
         let mut refs = fake_refs();
-        for n in ["docker", "compose"] {
+        for n in ["data", "docker", "compose"] {
             refs.insert(n.into(), images::reference(n, "0123456789ab"));
         }
         let payload = ComposePayload {

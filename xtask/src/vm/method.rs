@@ -65,11 +65,12 @@ impl Method {
         }
     }
 
-    /// The VM's own images besides LinuxKit's base ones.
-    fn own_images(self) -> &'static [&'static str] {
+    /// The VM's own images besides LinuxKit's base ones, for `app`.
+    fn own_images(self, app: &App) -> Vec<&'static str> {
         match self {
-            Method::Static | Method::Dynamic => &["docker", "compose"],
-            Method::Native => &["netns"],
+            Method::Static | Method::Dynamic => vec![moby::DATA_IMAGE, "docker", "compose"],
+            Method::Native if crate::native::keeps_volumes(app) => vec!["netns", moby::DATA_IMAGE],
+            Method::Native => vec!["netns"],
         }
     }
 
@@ -82,7 +83,7 @@ impl Method {
             Method::Native => native_vm::build(sh, project, app)?,
         };
         let mut recipes = moby::BASE_IMAGES.to_vec();
-        recipes.extend(self.own_images());
+        recipes.extend(self.own_images(app));
         if project.release {
             recipes.retain(|r| *r != moby::CONSOLE_SHELL);
         }

@@ -70,6 +70,9 @@ fn vm_of(project: &Project, app: &App, checked: native::Checked, facts: &BTreeMa
     }
     let mut images = BASE_IMAGES.to_vec();
     images.push("netns");
+    if converted.volumes {
+        images.push(crate::moby::DATA_IMAGE);
+    }
     let digests: String = facts
         .iter()
         .map(|(image, f)| format!("# image {image} {}\n", f.digest))

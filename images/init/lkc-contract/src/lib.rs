@@ -48,6 +48,15 @@ pub const STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
 /// setup would have provided. Absent: no certificate.
 pub const DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
+/// On an onboot container, any text: the app's services need what it does
+/// (the data disk for their volumes). When it fails, the runner starts only
+/// the services marked [`CONSOLE`], and says why.
+pub const REQUIRED: &str = "org.linuxkit-compose.required";
+
+/// On a service container, any text: the console's shell, which still
+/// starts when a [`REQUIRED`] onboot container failed, to look into why.
+pub const CONSOLE: &str = "org.linuxkit-compose.console";
+
 /// The value of [`DEPENDS_ON`]: each dependency's bundle name (the compose
 /// service name) and the condition it must meet, in name order (so the JSON
 /// is the same from one conversion to the next).

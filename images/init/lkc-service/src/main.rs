@@ -23,23 +23,29 @@ mod supervise;
 use bundles::Bundle;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: service COMMAND [--root DIR]
 
 commands:
-  onboot      run each /containers/onboot bundle in name order, one at a time
+  onboot      run each /containers/onboot bundle in name order, one at a time;
+              one annotated org.linuxkit-compose.required that fails is
+              recorded in /run/lkc-required-failed
   start       start every /containers/services bundle detached, concurrently;
               compose services (config.json annotation
               org.linuxkit-compose.service) go to a detached `service
-              supervise` instead, whose pid goes to /run/lkc-supervise.pid
+              supervise` instead, whose pid goes to /run/lkc-supervise.pid;
+              after a required onboot failed, only the bundles annotated
+              org.linuxkit-compose.console
   supervise   run the compose services in the foreground as `docker compose
               up` would: depends_on conditions, restart policies,
               healthchecks (crun exec), exits reported on the console;
               on SIGTERM, stop them (TERM, KILL after 10 s) and exit
   onshutdown  run each /containers/onshutdown bundle in name order
-  stop        TERM the supervisor and wait for it, then send TERM to every
-              other service container (crun kill NAME TERM)
+  stop        TERM the supervisor and wait for it, then TERM every other
+              service container (crun kill NAME TERM) and wait for them,
+              KILL after 60 s
 
 compose annotations (org.linuxkit-compose.*):
   service      the compose service name; marks the bundle supervised
@@ -122,16 +128,31 @@ fn run_all(root: &Path, kind: &str) -> Result<(), String> {
             log(&format!("{kind} {name} skipped: {e}"));
             continue;
         }
-        match oci::run(&dir, &name) {
-            Ok(st) => log(&format!(
-                "{kind} {name} exited with status {}{}",
-                oci::code(st),
-                uptime()
-            )),
-            Err(e) => log(&format!("{kind} {name}: {e}")),
+        let ok = match oci::run(&dir, &name) {
+            Ok(st) => {
+                log(&format!(
+                    "{kind} {name} exited with status {}{}",
+                    oci::code(st),
+                    uptime()
+                ));
+                st.success()
+            }
+            Err(e) => {
+                log(&format!("{kind} {name}: {e}"));
+                false
+            }
+        };
+        if !ok && annotations::read(&dir).is_ok_and(|a| a.contains_key(lkc_contract::REQUIRED)) {
+            let _ = std::fs::write(failed_file(root), format!("{kind} {name}\n"));
         }
     }
     Ok(())
+}
+
+/// Where `onboot` records a required onboot container that failed; `start`
+/// then starts the console only.
+fn failed_file(root: &Path) -> PathBuf {
+    root.join("run/lkc-required-failed")
 }
 
 /// Where `start` records the supervisor's pid for `stop`.
@@ -151,9 +172,15 @@ fn is_supervised(dir: &Path) -> bool {
 /// wait for each other (LinuxKit starts them concurrently too), and each
 /// container start takes a while under emulation.
 fn start(root: &Path) -> Result<(), String> {
-    let (supervised, plain): (Vec<_>, Vec<_>) = bundles::list(&root.join("containers/services"))?
-        .into_iter()
-        .partition(|b| is_supervised(&b.dir));
+    let mut bundles = bundles::list(&root.join("containers/services"))?;
+    if let Ok(failed) = std::fs::read_to_string(failed_file(root)) {
+        bundles.retain(|b| annotations::read(&b.dir).is_ok_and(|a| a.contains_key(lkc_contract::CONSOLE)));
+        log(&format!(
+            "not starting the app's services: {} failed, and they need it (only the console starts)",
+            failed.trim()
+        ));
+    }
+    let (supervised, plain): (Vec<_>, Vec<_>) = bundles.into_iter().partition(|b| is_supervised(&b.dir));
     if !supervised.is_empty() {
         match supervise::launch(root, &pid_file(root)) {
             Ok(pid) => log(&format!(
@@ -181,21 +208,41 @@ fn start(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Stop the supervisor (which stops the compose services), then send a
-/// best-effort TERM to every other service container.
+/// Stop the supervisor (which stops the compose services with their grace
+/// periods), then TERM every other service container and wait for them to
+/// exit, KILLing those still running after [`OTHERS_GRACE`]. A Docker
+/// engine stops its containers on TERM, each with its own stop timeout
+/// (compose's `stop_grace_period`), before it exits.
 fn stop(root: &Path) -> Result<(), String> {
     supervise::stop(&pid_file(root));
+    let mut stopping = Vec::new();
     for Bundle { name, dir } in bundles::list(&root.join("containers/services"))? {
-        if is_supervised(&dir) {
+        if is_supervised(&dir) || !oci::running(&name) {
             continue;
         }
         match oci::kill(&name, "TERM") {
-            Ok(()) => log(&format!("stopped {name}")),
+            Ok(()) => stopping.push(name),
             Err(e) => log(&format!("stop {name}: {e}")),
+        }
+    }
+    let end = Instant::now() + OTHERS_GRACE;
+    while stopping.iter().any(|n| oci::running(n)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in stopping {
+        if oci::running(&name) {
+            log(&format!("{name} did not stop in {OTHERS_GRACE:?}, killing it"));
+            let _ = oci::kill(&name, "KILL");
+        } else {
+            log(&format!("stopped {name}"));
         }
     }
     Ok(())
 }
+
+/// How long `service stop` waits for the service containers the supervisor
+/// does not run (a Docker engine stopping its containers) before KILL.
+const OTHERS_GRACE: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

@@ -107,6 +107,26 @@ pub fn kill(name: &str, signal: &str) -> Result<(), String> {
     quiet(&["kill", name, signal])
 }
 
+/// Is container `name` still running? (`crun state NAME`: a container that
+/// is gone, or whose state says otherwise, is not.)
+pub fn running(name: &str) -> bool {
+    Command::new(RUNTIME)
+        .args(["state", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .is_some_and(|out| says_running(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Does `crun state`'s JSON say `"status": "running"`?
+fn says_running(state: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(state)
+        .ok()
+        .is_some_and(|v| v["status"] == "running")
+}
+
 /// `crun delete --force NAME`: forget a stopped container so its name can
 /// be run again.
 pub fn delete_force(name: &str) -> Result<(), String> {
@@ -177,6 +197,15 @@ pub fn probe(name: &str, argv: &[String], timeout: Duration) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_is_read_from_crun_state() {
+        assert!(says_running(
+            r#"{"ociVersion": "1.0.0", "id": "docker", "pid": 123, "status": "running"}"#
+        ));
+        assert!(!says_running(r#"{"id": "docker", "status": "stopped"}"#));
+        assert!(!says_running("not json"));
+    }
 
     #[test]
     fn only_exit_zero_passes() {

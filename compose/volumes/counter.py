@@ -1,0 +1,45 @@
+"""Counts the boots of its VM on a named volume, and serves the count.
+
+At start it adds one to /data/boots, written to a new file, flushed to the
+disk (fsync) and renamed over the old one, as a database commits; then
+`GET /` answers `boots: N`. On a VM that keeps its volumes, the second boot
+says 2.
+"""
+
+import http.server
+import os
+
+PATH = "/data/boots"
+
+
+def count_this_boot():
+    try:
+        with open(PATH) as f:
+            boots = int(f.read().strip() or 0)
+    except FileNotFoundError:
+        boots = 0
+    boots += 1
+    with open(PATH + ".new", "w") as f:
+        f.write(f"{boots}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(PATH + ".new", PATH)
+    dir_fd = os.open("/data", os.O_RDONLY)
+    os.fsync(dir_fd)
+    os.close(dir_fd)
+    return boots
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"boots: {BOOTS}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+BOOTS = count_this_boot()
+print(f"counter: boot {BOOTS}", flush=True)
+http.server.HTTPServer(("", 8080), Handler).serve_forever()
