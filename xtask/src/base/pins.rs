@@ -113,6 +113,12 @@ pub struct GoTool {
     /// module version's commit time (from the module proxy), not the wall clock.
     #[serde(default)]
     pub date_var: Option<String>,
+    /// A file (relative to the module root) that the build writes `version`
+    /// into, for programs that embed their version from a generated file
+    /// rather than a variable (FerretDB's `build/version/version.txt`, which
+    /// it refuses to start without when built as the main module).
+    #[serde(default)]
+    pub version_file: Option<String>,
 }
 
 impl GoTool {
@@ -125,6 +131,9 @@ impl GoTool {
         }
         if let Some(v) = &self.date_var {
             vars.push(format!("date_var={v}"));
+        }
+        if let Some(v) = &self.version_file {
+            vars.push(format!("version_file={v}"));
         }
         vars.join(" ")
     }

@@ -1,5 +1,5 @@
 //! Go programs built from pinned modules through the Go module proxy: the linuxkit
-//! CLI (and, for the apps, traefik). Built once per pin into the cache, outside the repo.
+//! CLI (and, for the apps, traefik and FerretDB). Built once per pin into the cache, outside the repo.
 
 use std::path::{Path, PathBuf};
 
@@ -108,6 +108,10 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
     let src = &dl.dir;
     exec::run(cmd!(sh, "cp -r {src} {work}"))?;
     exec::run(cmd!(sh, "chmod -R u+w {work}"))?;
+    if let Some(file) = &tool.version_file {
+        let path = work.join(file);
+        std::fs::write(&path, format!("{}\n", tool.version)).with_context(|| format!("writing {}", path.display()))?;
+    }
     let tmp = out.with_extension("partial");
     sh.create_dir(out.parent().unwrap())?;
     let package = &tool.package;

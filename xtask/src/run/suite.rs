@@ -127,6 +127,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         };
         test_boot::run(sh, project, &options, &volumes)?;
     }
+    // The mongo stand-in (FerretDB on SQLite) with its root user from
+    // MONGO_INITDB_ROOT_*: a 2xx means a document was written and read back.
+    let mongo_app = load(&[MONGO_APP])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &mongo_app)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -257,6 +261,8 @@ const WHITEOUTS: &str = "compose/whiteouts.yml";
 const NODE_APP: &str = "compose/node-app.yml";
 /// A web app with postgres and redis behind it.
 const WEB_DB: &str = "compose/webdb.yml";
+/// A Python app with the mongo stand-in behind it.
+const MONGO_APP: &str = "compose/mongo-app.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
