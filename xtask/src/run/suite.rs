@@ -113,6 +113,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     for method in [Method::Static, Method::Native] {
         test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
     }
+    // A Dockerfile written for Alpine (apk, busybox's adduser) on the python
+    // stand-in's emulation of them: the build is the test, so one method.
+    let alpine = load(&[ALPINE_PY])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &alpine)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -243,6 +247,8 @@ const WHITEOUTS: &str = "compose/whiteouts.yml";
 const NODE_APP: &str = "compose/node-app.yml";
 /// A web app with postgres and redis behind it.
 const WEB_DB: &str = "compose/webdb.yml";
+/// A Dockerfile for `python:3.7-alpine` (apk, adduser -D, USER 1000).
+const ALPINE_PY: &str = "compose/alpine-py.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// What the compose runner says of it, which the boot test must stop at.
