@@ -54,6 +54,11 @@ pub struct ImagePins {
     /// the image deletes anything: the VM's image store takes no whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,
+    /// Takes RUN steps written for the Alpine variant of the image it stands
+    /// in for: `apk` (done with apt-get) and busybox's `adduser`/`addgroup`
+    /// short options, from `images/alpine-compat/`. Needs `minbase` (apt).
+    #[serde(default)]
+    pub alpine: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -173,6 +178,9 @@ impl Pins {
             if let Some(v) = image.variant.as_deref().filter(|v| *v != "minbase") {
                 bail!("images.{name}.variant {v:?}: the only variant is `minbase`");
             }
+            if image.alpine && image.variant.is_none() {
+                bail!("images.{name}.alpine needs `variant: minbase`: its apk installs with apt-get, which only a configured Debian system has");
+            }
         }
         for (name, entry) in &self.catalog {
             if !self.images.contains_key(&entry.recipe) {
@@ -277,6 +285,20 @@ images:
     fn image_go_tools_must_be_pinned() {
         let err = Pins::parse(&MINIMAL.replace("go: [t]", "go: [nope]")).unwrap_err();
         assert!(format!("{err:#}").contains("images.b.go names `nope`"), "{err:#}");
+    }
+
+    /// apk is done with apt-get: an unpacked (extract) image has none.
+    #[test]
+    fn alpine_emulation_needs_a_configured_system() {
+        let err = Pins::parse(&MINIMAL.replace("[busybox-static]}", "[busybox-static], alpine: true}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("images.a.alpine needs `variant: minbase`"),
+            "{err:#}"
+        );
+        let pins =
+            Pins::parse(&MINIMAL.replace("[busybox-static]}", "[busybox-static], variant: minbase, alpine: true}"))
+                .unwrap();
+        assert!(pins.image("a").unwrap().alpine);
     }
 
     #[test]

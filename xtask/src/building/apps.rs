@@ -53,6 +53,16 @@ fn catalog_reference(project: &Project, name: &str) -> Option<String> {
         .map(|tag| images::reference(&entry.recipe, &tag))
 }
 
+/// Does catalog entry `name`'s recipe emulate Alpine (pins.yml `alpine: true`)?
+fn emulates_apk(project: &Project, name: &str) -> bool {
+    project
+        .pins
+        .catalog
+        .get(name)
+        .and_then(|entry| project.pins.images.get(&entry.recipe))
+        .is_some_and(|image| image.alpine)
+}
+
 fn catalog_names(project: &Project) -> String {
     project.pins.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
 }
@@ -127,13 +137,27 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
 fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
     let path = build.context.join(&build.dockerfile);
     let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;
-    let catalog = |name: &str| catalog_reference(project, name);
+    let catalog = |name: &str| {
+        catalog_reference(project, name).map(|reference| dockerfile::Local {
+            reference,
+            apk: emulates_apk(project, name),
+        })
+    };
+    let apk_names = project
+        .pins
+        .catalog
+        .keys()
+        .filter(|name| emulates_apk(project, name))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     dockerfile::plan(
         &text,
         &build.args,
         build.target.as_deref(),
         &catalog,
         &catalog_names(project),
+        &apk_names,
     )
 }
 

@@ -159,6 +159,14 @@ pub struct Substitution {
     pub entry: String,
 }
 
+/// The local image standing in for an upstream one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    pub reference: String,
+    /// It emulates Alpine's `apk` (pins.yml `alpine: true`).
+    pub apk: bool,
+}
+
 /// What the local profile builds instead of the Dockerfile as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -173,14 +181,16 @@ fn catalog_name(text: &str) -> String {
 
 /// Rewrite `text` for the local profile. `args` are the build arguments,
 /// `target` the stage to build (default: the last); `catalog(name)` gives the
-/// local reference standing in for an upstream image name, or None. Every
-/// problem comes back at once, each naming its line.
+/// local image standing in for an upstream image name, or None. `apk_names`
+/// lists the catalog entries that emulate apk, for the message when another
+/// one meets it. Every problem comes back at once, each naming its line.
 pub fn plan(
     text: &str,
     args: &BTreeMap<String, String>,
     target: Option<&str>,
-    catalog: &dyn Fn(&str) -> Option<String>,
+    catalog: &dyn Fn(&str) -> Option<Local>,
     catalog_names: &str,
+    apk_names: &str,
 ) -> Result<Plan, Vec<String>> {
     let instructions = parse(text);
     let mut vars: BTreeMap<String, String> = [
@@ -282,7 +292,7 @@ pub fn plan(
     }
     let mut rewritten: BTreeMap<usize, String> = BTreeMap::new();
     let mut substitutions = Vec::new();
-    let mut local = |line: usize, asked: &str, problems: &mut Vec<String>| -> Option<String> {
+    let mut local = |line: usize, asked: &str, problems: &mut Vec<String>| -> Option<Local> {
         let name = match Reference::parse(asked) {
             Ok(parsed) => parsed.catalog_name().to_string(),
             Err(e) => {
@@ -291,13 +301,13 @@ pub fn plan(
             }
         };
         match catalog(&name) {
-            Some(reference) => {
+            Some(stand_in) => {
                 substitutions.push(Substitution {
                     line,
                     asked: asked.to_string(),
                     entry: name.clone(),
                 });
-                Some(reference)
+                Some(stand_in)
             }
             None => {
                 problems.push(format!(
@@ -307,7 +317,7 @@ pub fn plan(
             }
         }
     };
-    // Which stages stand on a substitute (for the Alpine check): by index.
+    // Which stages stand on a substitute without apk (for the Alpine check): by index.
     let mut on_debian = vec![false; stages.len()];
     for (i, stage) in stages.iter().enumerate() {
         let ins = &instructions[stage.from];
@@ -325,11 +335,13 @@ pub fn plan(
         if stage.base == "scratch" {
             continue;
         }
-        if let Some(reference) = local(ins.line, &stage.base, &mut problems) {
-            on_debian[i] = true;
+        if let Some(stand_in) = local(ins.line, &stage.base, &mut problems) {
+            on_debian[i] = !stand_in.apk;
             rewritten.insert(
                 stage.from,
-                format!("FROM {flag_text}{reference} {as_part}").trim().to_string(),
+                format!("FROM {flag_text}{} {as_part}", stand_in.reference)
+                    .trim()
+                    .to_string(),
             );
         }
     }
@@ -348,10 +360,11 @@ pub fn plan(
             let from = flag_list.iter().find(|(k, _)| k == "from").map(|(_, v)| v.clone());
             if let Some(from) = from.filter(|f| find(f).is_none()) {
                 let asked = expand(&from, &vars);
-                if let Some(reference) = local(ins.line, &asked, &mut problems) {
+                if let Some(stand_in) = local(ins.line, &asked, &mut problems) {
                     rewritten.insert(
                         idx,
-                        instruction_text(ins).replace(&format!("--from={from}"), &format!("--from={reference}")),
+                        instruction_text(ins)
+                            .replace(&format!("--from={from}"), &format!("--from={}", stand_in.reference)),
                     );
                 }
             }
@@ -374,7 +387,7 @@ pub fn plan(
                     .any(|w| w == "apk")
             {
                 problems.push(format!(
-                    "line {}: `apk` is Alpine's package manager, and the local stand-in for `{}` is Debian: there is no apk (apt-get installs Debian's packages)",
+                    "line {}: `apk` is Alpine's package manager, and the local stand-in for `{}` is Debian without apt: there is no apk (the stand-ins that emulate apk with apt-get: {apk_names})",
                     ins.line,
                     catalog_name(&stages[root_base(&stages.iter().map(|s| s.base.clone()).collect::<Vec<_>>(), s, &find)].base)
                 ));
@@ -453,14 +466,17 @@ fn heredoc_run(flag_list: &[(String, String)], rest: &str, bodies: &[String], ar
 mod tests {
     use super::*;
 
-    fn catalog(name: &str) -> Option<String> {
+    fn catalog(name: &str) -> Option<Local> {
         ["nginx", "python", "golang", "debian", "traefik"]
             .contains(&name)
-            .then(|| format!("linuxkit-compose.local/{name}:t"))
+            .then(|| Local {
+                reference: format!("linuxkit-compose.local/{name}:t"),
+                apk: name == "python",
+            })
     }
 
     fn plan_of(text: &str, target: Option<&str>) -> Result<Plan, Vec<String>> {
-        plan(text, &BTreeMap::new(), target, &catalog, "nginx, python")
+        plan(text, &BTreeMap::new(), target, &catalog, "nginx, python", "python")
     }
 
     #[test]
@@ -487,7 +503,15 @@ mod tests {
             "docker.io/library/python:3.11-slim".to_string(),
         )]
         .into();
-        let p = plan("ARG NGINX_IMAGE=nginx\nFROM $NGINX_IMAGE\n", &args, None, &catalog, "").unwrap();
+        let p = plan(
+            "ARG NGINX_IMAGE=nginx\nFROM $NGINX_IMAGE\n",
+            &args,
+            None,
+            &catalog,
+            "",
+            "",
+        )
+        .unwrap();
         assert_eq!(p.substitutions[0].entry, "python");
     }
 
@@ -500,7 +524,7 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
             p[0].starts_with(
-                "line 7: `apk` is Alpine's package manager, and the local stand-in for `golang` is Debian"
+                "line 7: `apk` is Alpine's package manager, and the local stand-in for `golang` is Debian without apt: there is no apk (the stand-ins that emulate apk with apt-get: python)"
             ),
             "{p:?}"
         );
@@ -516,6 +540,23 @@ mod tests {
         assert!(p.dockerfile.contains("FROM scratch AS dev\n"), "{}", p.dockerfile);
         assert!(p.dockerfile.contains("FROM scratch AS extra\n"), "{}", p.dockerfile);
         assert!(p.dockerfile.contains("COPY --from=builder /out/app /app\n"));
+    }
+
+    /// A stand-in that emulates apk takes Alpine's RUN steps as written, in
+    /// its own stages and in those built on them.
+    #[test]
+    fn apk_on_a_stand_in_that_emulates_it() {
+        let text = "FROM python:3.7-alpine AS base\nRUN apk add --no-cache bash curl && adduser -D app -u 1000\nFROM base\nRUN apk del curl\nUSER 1000\n";
+        let p = plan_of(text, None).unwrap();
+        assert!(
+            p.dockerfile
+                .contains("RUN apk add --no-cache bash curl && adduser -D app -u 1000\n"),
+            "{}",
+            p.dockerfile
+        );
+        let e = plan_of(&text.replace("python:3.7-alpine", "nginx:alpine"), None).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[1].starts_with("line 4: `apk`"), "{e:?}");
     }
 
     #[test]

@@ -34,6 +34,18 @@ const RECIPE_FORMAT: &str = "6";
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
 
+/// The Alpine emulation that images marked `alpine: true` carry (see
+/// [`install_alpine_compat`]).
+const ALPINE_COMPAT: &str = "images/alpine-compat";
+
+/// Where each of its files goes in the image, and its mode.
+const ALPINE_COMPAT_FILES: [(&str, &str, u32); 4] = [
+    ("apk", "usr/local/sbin/apk", 0o755),
+    ("busybox-users", "usr/local/sbin/adduser", 0o755),
+    ("busybox-users", "usr/local/sbin/addgroup", 0o755),
+    ("apk-packages", "usr/local/share/alpine-compat/apk-packages", 0o644),
+];
+
 pub fn reference(name: &str, tag: &str) -> String {
     format!("{REGISTRY}/{name}:{tag}")
 }
@@ -47,8 +59,18 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
             project.rel(&dir.join("Dockerfile")).display()
         );
     }
-    let recipe = files::tree_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
+    let mut recipe = files::tree_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
     let image = project.pins.image(name)?;
+    if image.alpine {
+        // The shared Alpine emulation is part of the recipe of every image that has it.
+        let shared = project.root.join(ALPINE_COMPAT);
+        let files = files::tree_files(&shared).with_context(|| format!("reading {ALPINE_COMPAT}"))?;
+        recipe.extend(
+            files
+                .into_iter()
+                .map(|(path, exec, body)| (format!("{ALPINE_COMPAT}/{path}"), exec, body)),
+        );
+    }
     let mut pins = format!(
         "suite={}\npackages={}\n",
         project.pins.suite_of(image),
@@ -156,6 +178,9 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 
     let pins = project.pins.image(name)?;
     let (versions, licenses) = debian::image_tree(sh, project, name, pins, &tree)?;
+    if pins.alpine {
+        install_alpine_compat(project, &tree)?;
+    }
     let record = versions_path(project, reference);
     fs::create_dir_all(record.parent().expect("in the cache"))?;
     files::write_atomic(&record, serde_json::to_string_pretty(&versions)?.as_bytes())?;
@@ -181,6 +206,23 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     buildah::push_oci(sh, project, reference, &layout)?;
     oci::import(sh, project, &layout, reference)?;
     sh.remove_path(&work)?;
+    Ok(())
+}
+
+/// Put the shared Alpine emulation (`apk`, busybox's `adduser`/`addgroup`,
+/// the apk package table) into an image's tree: /usr/local/sbin comes first
+/// on the stand-ins' PATH, so RUN steps written for Alpine find them, and
+/// Debian's own adduser stays in /usr/sbin for the command lines that are not
+/// busybox's.
+fn install_alpine_compat(project: &Project, tree: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (file, target, mode) in ALPINE_COMPAT_FILES {
+        let from = project.root.join(ALPINE_COMPAT).join(file);
+        let to = tree.join(target);
+        fs::create_dir_all(to.parent().expect("a folder"))?;
+        fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(mode))?;
+    }
     Ok(())
 }
 
@@ -302,6 +344,26 @@ mod tests {
         ] {
             assert_ne!(base, tag, "changing the {what} must change the tag");
         }
+    }
+
+    /// The shared Alpine emulation is part of the tags of the images that
+    /// carry it, and only of those; every one of its files is installed.
+    #[test]
+    fn alpine_compat_is_part_of_the_tags_that_use_it() {
+        let project = crate::base::project::for_tests();
+        let before = (tag(&project, "python").unwrap(), tag(&project, "nginx").unwrap());
+        assert!(project.pins.image("python").unwrap().alpine);
+        let mut without = crate::base::project::for_tests();
+        without.pins.images.get_mut("python").unwrap().alpine = false;
+        assert_ne!(tag(&without, "python").unwrap(), before.0);
+        let shared = files::tree_files(&project.root.join(ALPINE_COMPAT)).unwrap();
+        for (path, _, _) in &shared {
+            assert!(
+                ALPINE_COMPAT_FILES.iter().any(|(file, _, _)| file == path),
+                "{ALPINE_COMPAT}/{path} is not installed by install_alpine_compat"
+            );
+        }
+        assert_eq!(tag(&project, "nginx").unwrap(), before.1);
     }
 
     /// Package versions are recorded by recipe name and tag.

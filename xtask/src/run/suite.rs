@@ -131,6 +131,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // MONGO_INITDB_ROOT_*: a 2xx means a document was written and read back.
     let mongo_app = load(&[MONGO_APP])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &mongo_app)?;
+    // A Dockerfile written for Alpine (apk, busybox's adduser) on the python
+    // stand-in's emulation of them: the build is the test, so one method.
+    let alpine = load(&[ALPINE_PY])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &alpine)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -263,6 +267,8 @@ const NODE_APP: &str = "compose/node-app.yml";
 const WEB_DB: &str = "compose/webdb.yml";
 /// A Python app with the mongo stand-in behind it.
 const MONGO_APP: &str = "compose/mongo-app.yml";
+/// A Dockerfile for `python:3.7-alpine` (apk, adduser -D, USER 1000).
+const ALPINE_PY: &str = "compose/alpine-py.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.

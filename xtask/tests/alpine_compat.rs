@@ -1,0 +1,308 @@
+//! The Alpine emulation of the stand-ins pins.yml marks `alpine: true`
+//! (images/alpine-compat: `apk`, busybox's `adduser` and `addgroup`), run on
+//! the host against stand-in system tools on PATH that log their arguments:
+//! which Debian commands each Alpine command line becomes, and what fails.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+#[path = "../src/base/testdir.rs"]
+mod testdir;
+
+use testdir::TestDir;
+
+fn compat(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../images/alpine-compat")
+        .join(file)
+}
+
+/// Stand-ins for the system's tools: each logs `NAME ARGS` to `log`; getent
+/// reads the `passwd` and `group` files beside it, which groupadd and
+/// useradd append to; dpkg-query knows the packages in `installed`,
+/// apt-cache those in `available`.
+const FAKES: &[(&str, &str)] = &[
+    (
+        "getent",
+        "awk -F: -v k=\"$2\" '$1 == k || $3 == k { print; hit = 1 } END { exit !hit }' \"$F/$1\"",
+    ),
+    (
+        "groupadd",
+        "log \"$@\"; echo \"$3:x:$2:\" >> \"$F/group\"",
+    ),
+    (
+        "useradd",
+        "log \"$@\"; for a; do name=$a; done; while [ $# -gt 0 ]; do case $1 in -u) u=$2 ;; -g) g=$2 ;; -s) s=$2 ;; -d) d=$2 ;; esac; shift; done; echo \"$name:x:$u:$g::$d:$s\" >> \"$F/passwd\"",
+    ),
+    ("usermod", "log \"$@\""),
+    ("passwd", "log \"$@\""),
+    ("id", "echo 0"),
+    ("apt-get", "log \"$@\""),
+    ("apt-mark", "log \"$@\""),
+    ("apt-config", "echo \"LISTS='$F/lists/'\""),
+    (
+        "apt-cache",
+        "for a; do name=$a; done; grep -qx \"$name\" \"$F/available\"",
+    ),
+    (
+        "dpkg-query",
+        "for a; do name=$a; done; grep -qx \"$name\" \"$F/installed\" && printf 'ii '",
+    ),
+];
+
+struct Host {
+    dir: TestDir,
+}
+
+impl Host {
+    /// A host with root (shell /bin/bash), nogroup, a system user at uid
+    /// 100 and a group at gid 100; bash installed, jq and curl available.
+    fn new(name: &str) -> Host {
+        let dir = TestDir::new(&format!("alpine-{name}"));
+        for sub in ["bin", "sbin", "debian", "lists"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let write = |path: PathBuf, text: &str, exec: bool| {
+            fs::write(&path, text).unwrap();
+            if exec {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        };
+        write(
+            dir.join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nsys:x:100:65534::/:/bin/false\n",
+            false,
+        );
+        write(dir.join("group"), "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n", false);
+        write(dir.join("installed"), "bash\n", false);
+        write(dir.join("available"), "bash\njq\ncurl\npython3-requests\n", false);
+        write(dir.join("lists/deb_Packages"), "", false);
+        let log = format!(
+            "F='{}'\nlog() {{ echo \"${{0##*/}} $*\" >> \"$F/log\"; }}\n",
+            dir.join("").display()
+        );
+        for (name, body) in FAKES {
+            write(dir.join("bin").join(name), &format!("#!/bin/sh\n{log}{body}\n"), true);
+        }
+        for name in ["adduser", "addgroup"] {
+            write(
+                dir.join("debian").join(name),
+                &format!("#!/bin/sh\n{log}echo \"debian-$(basename \"$0\") $*\" >> \"$F/log\"\n"),
+                true,
+            );
+            fs::copy(compat("busybox-users"), dir.join("sbin").join(name)).unwrap();
+        }
+        fs::copy(compat("apk"), dir.join("sbin/apk")).unwrap();
+        Host { dir }
+    }
+
+    /// Run `command` (adduser, addgroup or apk); its exit status, stderr and
+    /// the commands it ran.
+    fn run(&self, command: &str, args: &[&str]) -> (bool, String, Vec<String>) {
+        let _ = fs::remove_file(self.dir.join("log"));
+        let path = format!(
+            "{}:{}:{}:/usr/bin:/bin",
+            self.dir.join("sbin").display(),
+            self.dir.join("debian").display(),
+            self.dir.join("bin").display()
+        );
+        let out = Command::new(self.dir.join("sbin").join(command))
+            .args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("APK_PACKAGES", compat("apk-packages"))
+            .env("APK_STATE", self.dir.join("state"))
+            .output()
+            .unwrap();
+        let log = fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            log.lines().map(String::from).collect(),
+        )
+    }
+}
+
+/// The seed tutorial's `adduser -D my-user -u 1000` (an option after the
+/// name, as busybox's getopt takes it): a group of the user's name with gid
+/// = uid, the running user's shell, busybox's GECOS, no password asked.
+#[test]
+fn busybox_adduser_becomes_groupadd_and_useradd() {
+    let host = Host::new("adduser");
+    fs::create_dir_all(host.dir.join("home")).unwrap();
+    let home = host.dir.join("home/my-user");
+    let home = home.to_str().unwrap();
+    let (ok, err, log) = host.run("adduser", &["-D", "my-user", "-u", "1000", "-h", home]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        [
+            "groupadd -g 1000 my-user".to_string(),
+            format!("useradd -M -N -u 1000 -g 1000 -c Linux User,,, -d {home} -s /bin/bash my-user"),
+        ]
+    );
+    assert!(Path::new(home).is_dir(), "the home is made");
+
+    // Taken now: busybox's words.
+    let (ok, err, _) = host.run("adduser", &["-D", "-u", "1000", "other"]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "adduser: uid '1000' in use");
+    let (ok, err, _) = host.run("adduser", &["-D", "-H", "my-user"]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "adduser: user 'my-user' in use");
+
+    // Without -u: the first uid from 1000 whose gid is free too.
+    let (ok, err, log) = host.run("adduser", &["-DH", "-s", "/bin/sh", "-g", "App", "app"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        [
+            "groupadd -g 1001 app",
+            "useradd -M -N -u 1001 -g 1001 -c App -d /home/app -s /bin/sh app"
+        ]
+    );
+
+    // -G: an existing group, no new one; an unknown group is an error.
+    let (ok, err, log) = host.run("adduser", &["-D", "-H", "-G", "users", "web"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        ["useradd -M -N -u 1002 -g 100 -c Linux User,,, -d /home/web -s /bin/bash web"]
+    );
+    let (ok, err, _) = host.run("adduser", &["-D", "-G", "nope", "x"]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "adduser: unknown group nope");
+
+    // Without -D (or -S) busybox asks for a password.
+    let (ok, err, log) = host.run("adduser", &["-H", "pw"]);
+    assert!(ok, "{err}");
+    assert_eq!(log.last().unwrap(), "passwd pw");
+}
+
+/// -S: a system user from uid 100 up, in `nogroup`, with /bin/false as its
+/// shell and no password.
+#[test]
+fn busybox_system_users_and_groups() {
+    let host = Host::new("system");
+    let (ok, err, log) = host.run("adduser", &["-S", "-H", "worker"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        ["useradd -M -N -u 101 -g 65534 -c Linux User,,, -d /home/worker -s /bin/false worker"]
+    );
+    let (ok, err, log) = host.run("addgroup", &["-S", "www"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["groupadd -g 101 www"]);
+    let (ok, err, log) = host.run("addgroup", &["-g", "2000", "data"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["groupadd -g 2000 data"]);
+    let (ok, err, log) = host.run("addgroup", &["team"]);
+    assert!(ok, "{err}");
+    // Debian's addgroup takes a lone name too: it goes there.
+    assert_eq!(log, ["debian-addgroup team"]);
+    // USER GROUP: the user joins the group.
+    let (ok, err, log) = host.run("addgroup", &["worker", "www"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["usermod -a -G www worker"]);
+    let (ok, err, _) = host.run("addgroup", &["ghost", "www"]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "addgroup: unknown user ghost");
+}
+
+/// Debian's syntax (long options, or none) goes to Debian's own programs,
+/// unchanged.
+#[test]
+fn debian_syntax_goes_to_debian_adduser() {
+    let host = Host::new("debian");
+    for args in [
+        &["--disabled-password", "--gecos", "", "--uid", "1000", "app"][..],
+        &["--system", "--group", "svc"],
+        &["app", "users"],
+    ] {
+        let (ok, err, log) = host.run("adduser", args);
+        assert!(ok, "{err}");
+        assert_eq!(log, [format!("debian-adduser {}", args.join(" "))]);
+    }
+    let (ok, err, log) = host.run("addgroup", &["--system", "svc"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["debian-addgroup --system svc"]);
+}
+
+/// `apk add` through the table: Alpine names become Debian's, same names
+/// pass through, `--virtual` remembers what it newly installed for `apk
+/// del`, `--no-cache` leaves no lists.
+#[test]
+fn apk_add_and_del_with_apt() {
+    let host = Host::new("apk");
+    let (ok, err, log) = host.run(
+        "apk",
+        &[
+            "add",
+            "--no-cache",
+            "--virtual",
+            ".build-deps",
+            "build-base",
+            "musl-dev",
+            "linux-headers",
+            "bash",
+            "py3-requests",
+            "jq=1.6-r1",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        [
+            "apt-get update -qq",
+            "apt-get install -y -qq --no-install-recommends build-essential libc6-dev linux-libc-dev bash python3-requests jq",
+            "apt-get clean",
+        ]
+    );
+    assert!(err.contains("`jq=1.6-r1`: Alpine's version"), "{err}");
+    assert!(
+        !host.dir.join("lists/deb_Packages").exists(),
+        "--no-cache keeps no lists"
+    );
+    // bash was there before: .build-deps does not own it.
+    let remembered = fs::read_to_string(host.dir.join("state/virtual/.build-deps")).unwrap();
+    assert_eq!(
+        remembered,
+        "build-essential\nlibc6-dev\nlinux-libc-dev\npython3-requests\njq\n"
+    );
+
+    fs::write(host.dir.join("installed"), "bash\nlibc6-dev\njq\n").unwrap();
+    let (ok, err, log) = host.run("apk", &["del", ".build-deps"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["apt-mark auto libc6-dev jq", "apt-get autoremove --purge -y -qq"]);
+
+    // Options before the verb, and lists present: no update without -U.
+    fs::write(host.dir.join("lists/deb_Packages"), "").unwrap();
+    let (ok, err, log) = host.run("apk", &["--quiet", "add", "curl"]);
+    assert!(ok, "{err}");
+    assert_eq!(log, ["apt-get install -y -qq --no-install-recommends curl"]);
+    let (ok, err, log) = host.run("apk", &["-U", "add", "curl"]);
+    assert!(ok, "{err}");
+    assert_eq!(log[0], "apt-get update -qq");
+}
+
+/// A name with no Debian counterpart fails the step, naming it and the table;
+/// verbs that are not emulated say so.
+#[test]
+fn apk_refuses_what_it_cannot_stand_in_for() {
+    let host = Host::new("apk-no");
+    let (ok, err, log) = host.run("apk", &["add", "--no-cache", "bash", "abuild", "su-exec"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no Debian package stands in for: abuild su-exec (add it to the table in"),
+        "{err}"
+    );
+    assert!(err.contains("images/alpine-compat/apk-packages"), "{err}");
+    assert!(!log.iter().any(|l| l.starts_with("apt-get install")), "{log:?}");
+    let (ok, err, _) = host.run("apk", &["info", "-v"]);
+    assert!(!ok);
+    assert!(err.contains("`apk info` is not emulated"), "{err}");
+}
