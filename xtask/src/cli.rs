@@ -262,11 +262,12 @@ pub struct TestBootArgs {
     /// configuration. Repeatable.
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
-    /// Boot twice on one data disk: after the checks, stop the VM cleanly
-    /// (its ACPI power button; it must power off with its disks unmounted),
-    /// boot it again and check again.
-    #[arg(long, conflicts_with = "smoke")]
-    pub restart: bool,
+    /// Boot twice on one data disk: after the checks, stop the VM (`clean`,
+    /// the default: its ACPI power button, and it must power off with its
+    /// disks unmounted; `kill`: SIGKILL to QEMU, a power cut), boot it again
+    /// and check again.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "clean", conflicts_with = "smoke")]
+    pub restart: Option<test_boot::Restart>,
     /// With --restart: after the second boot, the app's first published
     /// port must answer `GET /` with a body holding TEXT (what the first boot
     /// wrote to a named volume, seen again).
@@ -719,6 +720,29 @@ mod tests {
         assert!(parse(&["test-boot", "--method", "dynamic", "--unreachable-registry"]).is_ok());
         assert!(parse(&["dynamic", "--format", "raw-efi", "--registry", "r.example.com"]).is_ok());
         assert!(parse(&["test-boot", "--method", "dynamic", "--format", "raw-efi"]).is_ok());
+    }
+
+    /// `--restart` alone is a clean stop; `--restart kill` a power cut;
+    /// what to expect after it needs a restart to expect it after.
+    #[test]
+    fn restart_is_clean_unless_told_kill() {
+        let restart = |args: &[&str]| match parse(args) {
+            Ok(Command::TestBoot(t)) => Ok(t.restart),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let base = ["test-boot", "--method", "native"];
+        assert_eq!(restart(&base), Ok(None));
+        assert_eq!(
+            restart(&[&base[..], &["--restart"]].concat()),
+            Ok(Some(test_boot::Restart::Clean))
+        );
+        assert_eq!(
+            restart(&[&base[..], &["--restart", "kill"]].concat()),
+            Ok(Some(test_boot::Restart::Kill))
+        );
+        assert!(restart(&[&base[..], &["--expect-after-restart", "boots: 2"]].concat()).is_err());
+        assert!(restart(&["test-boot", "--smoke", "--restart"]).is_err());
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn boot_args(target: Target, format: Format, args: &Options) -> test_boot::Optio
         unreachable_registry: false,
         timeout: None,
         hosts: args.hosts.clone(),
-        restart: false,
+        restart: None,
         expect_after_restart: None,
         vm: VmOpts {
             format,

@@ -256,6 +256,12 @@ impl Vm {
         Ok(self.child.wait()?)
     }
 
+    /// SIGKILL QEMU and wait for it: the VM's power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stop the VM: SIGTERM (QEMU exits cleanly on it), then SIGKILL after a grace period.
     pub fn stop(mut self) {
         self.terminate();

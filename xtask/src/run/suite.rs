@@ -15,7 +15,10 @@ use crate::{
     app::compose,
     base::{exec, project::Project, ui},
     disk::Format,
-    run::{boot::VmOpts, test_boot},
+    run::{
+        boot::VmOpts,
+        test_boot::{self, Restart},
+    },
     vm::method::Method,
 };
 
@@ -43,7 +46,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         unreachable_registry,
         timeout: None,
         hosts: vec![],
-        restart: false,
+        restart: None,
         expect_after_restart: None,
         vm: vm.clone(),
     };
@@ -118,10 +121,15 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // Named volumes on the data disk: booted, stopped cleanly through the
     // ACPI power button, booted again on the same disk, the count the first
     // boot committed is there.
+    // And after a power cut (QEMU killed) once the count was committed.
     let volumes = load(&[VOLUMES])?;
-    for method in [Method::Static, Method::Native] {
+    for (method, restart) in [
+        (Method::Static, Restart::Clean),
+        (Method::Native, Restart::Clean),
+        (Method::Native, Restart::Kill),
+    ] {
         let options = test_boot::Options {
-            restart: true,
+            restart: Some(restart),
             expect_after_restart: Some(VOLUMES_SAID.into()),
             ..boot(Some(method), false)
         };

@@ -48,11 +48,23 @@ pub struct Options {
     /// router is not traefik (its Host rules are in its own configuration,
     /// which the xtask does not read): each must answer 200.
     pub hosts: Vec<String>,
-    /// Boot twice on one data disk, with a clean stop between (compose VMs).
-    pub restart: bool,
+    /// Boot twice on one data disk, the first boot ended as this says
+    /// (compose VMs).
+    pub restart: Option<Restart>,
     /// After the restart, the first published port's `GET /` holds this.
     pub expect_after_restart: Option<String>,
     pub vm: VmOpts,
+}
+
+/// How `--restart` ends the first boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Restart {
+    /// The ACPI power button: the VM must power off with its services
+    /// stopped and its disks unmounted.
+    Clean,
+    /// SIGKILL to QEMU, a power cut: what the app committed must still be
+    /// there (the disk honours flushes; the journal recovers the rest).
+    Kill,
 }
 
 /// How long a clean stop may take: the services' grace periods (10 s each
@@ -365,16 +377,23 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     )?;
     let log = h.log.clone();
     let mut result = check_app(&mut h, app, &args.hosts);
-    if args.restart {
-        result = result.and_then(|t| h.power_down_cleanly().map(|()| t));
+    match args.restart {
+        Some(Restart::Clean) => result = result.and_then(|t| h.power_down_cleanly().map(|()| t)),
+        Some(Restart::Kill) if result.is_ok() => {
+            h.vm.kill();
+            ui::say!("  killed QEMU (SIGKILL), as a power cut would");
+        }
+        _ => {}
     }
     let mut timings = h.finish(result)?;
-    if args.restart {
-        restart(project, args, method, app, &prepared, &guest_ports)?;
-    }
     let phases = phases::parse(&boot::read_log(&log));
     ui::say!("  phases (guest uptime): {phases}");
     timings.phases = Some(phases);
+    if args.restart.is_some() {
+        // The second boot's console goes to the same file: keep the first's.
+        let _ = std::fs::copy(&log, log.with_extension("first.log"));
+        restart(project, args, method, app, &prepared, &guest_ports)?;
+    }
     ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts));
     let said = console_shell(&boot::read_log(&log));
     match (project.release, said) {
@@ -427,6 +446,7 @@ fn restart(
     guest_ports: &[(u16, bool)],
 ) -> Result<()> {
     ui::say!("{}: booting again on the same data disk", method.vm_name());
+
     let mut h = boot(
         project,
         args,
@@ -459,10 +479,11 @@ fn restart(
     }
     result = result.and_then(|()| h.power_down_cleanly());
     h.finish(result)?;
-    ui::say!(
-        "{}: served after a clean stop and a boot on the same data disk",
-        method.vm_name()
-    );
+    let how = match args.restart {
+        Some(Restart::Kill) => "QEMU was killed",
+        _ => "a clean stop",
+    };
+    ui::say!("{}: served again after {how}, on the same data disk", method.vm_name());
     Ok(())
 }
 
