@@ -113,6 +113,12 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     for method in [Method::Static, Method::Native] {
         test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
     }
+    // The Java stand-ins: a multi-stage build, its jar made by Maven (plugins
+    // from Maven Central) on `maven:3-eclipse-temurin-17`, run on
+    // `eclipse-temurin:17-jre`. Static only: a JVM under TCG is slow to start,
+    // and the suite must stay within CI's limit (native passes too, by hand).
+    let java_app = load(&[JAVA_APP])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &java_app)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -243,6 +249,8 @@ const WHITEOUTS: &str = "compose/whiteouts.yml";
 const NODE_APP: &str = "compose/node-app.yml";
 /// A web app with postgres and redis behind it.
 const WEB_DB: &str = "compose/webdb.yml";
+/// A Maven-built Java app on the maven and eclipse-temurin stand-ins.
+const JAVA_APP: &str = "compose/java-app.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// What the compose runner says of it, which the boot test must stop at.
