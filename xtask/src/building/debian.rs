@@ -72,6 +72,12 @@ pub fn image_tree(
     let excludes = ["doc", "man", "info", "locale", "lintian", "bash-completion"]
         .map(|d| format!("--dpkgopt=path-exclude=/usr/share/{d}/*"))
         .into_iter()
+        // Man pages a package keeps in its own folder go too (a JDK's, Maven's):
+        // its postinst has update-alternatives link them into
+        // /usr/share/man/man1, a folder the exclusion above keeps from
+        // existing, which fails; a page that is not there is not linked.
+        // Only the Java images have files in these folders.
+        .chain(["/usr/lib/jvm/*/man/*", "/usr/share/maven/man/*"].map(|p| format!("--dpkgopt=path-exclude={p}")))
         // Each package's copyright file: its licenses, for the SBOM (read below, then removed).
         .chain(["--dpkgopt=path-include=/usr/share/doc/*/copyright".to_string()])
         // glibc's character set converters (iconv): nothing in the VM uses them

@@ -143,6 +143,12 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // stand-in's emulation of them: the build is the test, so one method.
     let alpine = load(&[ALPINE_PY])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &alpine)?;
+    // The Java stand-ins: a multi-stage build, its jar made by Maven (plugins
+    // from Maven Central) on `maven:3-eclipse-temurin-17`, run on
+    // `eclipse-temurin:17-jre`. Static only: a JVM under TCG is slow to start,
+    // and the suite must stay within CI's limit (native passes too, by hand).
+    let java_app = load(&[JAVA_APP])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &java_app)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -277,6 +283,8 @@ const WEB_DB: &str = "compose/webdb.yml";
 const MONGO_APP: &str = "compose/mongo-app.yml";
 /// A Dockerfile for `python:3.7-alpine` (apk, adduser -D, USER 1000).
 const ALPINE_PY: &str = "compose/alpine-py.yml";
+/// A Maven-built Java app on the maven and eclipse-temurin stand-ins.
+const JAVA_APP: &str = "compose/java-app.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
