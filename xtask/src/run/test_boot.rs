@@ -758,7 +758,10 @@ fn console_shell(console: &str) -> bool {
 /// started again after the app came up. A boot test stops there instead of
 /// waiting out its deadline.
 fn gave_up(console: &str) -> Option<String> {
-    let line = console.lines().find(|l| {
+    // Only whole lines: the guest may be halfway through writing the last
+    // one (`service: onboot 000-modules exited with st` is no failure yet).
+    let whole = console.rfind('\n').map_or("", |end| &console[..end]);
+    let line = whole.lines().find(|l| {
         l.starts_with(RUNNER_FAILED)
             || compose_service_failed(l)
             || l.starts_with("service: starting ")
@@ -901,6 +904,8 @@ mod tests {
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
+        // A line the guest is still writing is not read yet.
+        assert_eq!(gave_up(&format!("{ok}service: onboot 001-network exited with st")), None);
         // A one-shot service that finishes is no failure.
         let done = format!("{ok}compose: service migrate exited with status 0 (uptime 35.0s)\n");
         assert_eq!(gave_up(&done), None);
