@@ -905,7 +905,10 @@ mod tests {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
         // A line the guest is still writing is not read yet.
-        assert_eq!(gave_up(&format!("{ok}service: onboot 001-network exited with st")), None);
+        assert_eq!(
+            gave_up(&format!("{ok}service: onboot 001-network exited with st")),
+            None
+        );
         // A one-shot service that finishes is no failure.
         let done = format!("{ok}compose: service migrate exited with status 0 (uptime 35.0s)\n");
         assert_eq!(gave_up(&done), None);
