@@ -82,6 +82,9 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     for path in &image.remove {
         pins += &format!("remove={path}\n");
     }
+    if image.fetches {
+        pins += "fetches\n";
+    }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
         pins += &format!(
@@ -201,7 +204,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
         sh.copy_file(&service, context.join("service"))?;
     }
 
-    buildah::build(sh, project, &context, reference)?;
+    buildah::build(sh, project, &context, reference, pins.fetches)?;
     let layout = work.join("oci");
     buildah::push_oci(sh, project, reference, &layout)?;
     oci::import(sh, project, &layout, reference)?;
