@@ -349,6 +349,22 @@ mod tests {
         }
     }
 
+    /// Whether a recipe's RUN steps see the host's CA bundle is part of its
+    /// tag: a recipe that starts or stops fetching is built again.
+    #[test]
+    fn fetches_is_part_of_the_tag() {
+        let project = crate::base::project::for_tests();
+        assert!(project.pins.image("uvicorn-gunicorn-fastapi").unwrap().fetches);
+        assert!(
+            !project.pins.image("maven").unwrap().fetches,
+            "mvn records the image's own CA bundle"
+        );
+        let before = tag(&project, "uvicorn-gunicorn-fastapi").unwrap();
+        let mut without = crate::base::project::for_tests();
+        without.pins.images.get_mut("uvicorn-gunicorn-fastapi").unwrap().fetches = false;
+        assert_ne!(before, tag(&without, "uvicorn-gunicorn-fastapi").unwrap());
+    }
+
     /// The shared Alpine emulation is part of the tags of the images that
     /// carry it, and only of those; every one of its files is installed.
     #[test]
