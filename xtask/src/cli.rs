@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app::compose::{self, App},
-    base::project::Project,
+    base::{
+        origin::{self, Images, Registries},
+        project::Project,
+    },
     building::{apps, host::Need, registry::Address},
     disk::Format,
     run::{bench, boot::VmOpts, qemu::Accel, suite, test_boot},
@@ -31,6 +34,20 @@ pub struct Cli {
     /// gives one, for development). Their outputs go to dist/release/.
     #[arg(long, global = true)]
     pub release: bool,
+    /// Where the app's images come from: `local` builds each from the local
+    /// catalog of stand-ins (Debian packages, no registry needed); `registry`
+    /// pulls each from its own registry, by the digest the app's image lock
+    /// (NAME.images.lock beside the compose file) records.
+    #[arg(long, global = true, value_enum, default_value = "local", env = origin::IMAGES_ENV, value_name = "FROM")]
+    pub images: ImagesArg,
+    /// With `--images registry`: pull Docker Hub names from this mirror first
+    /// (as dockerd's `registry-mirrors`).
+    #[arg(long, global = true, env = origin::MIRROR_ENV, value_name = "HOST[:PORT]", value_parser = parse_host)]
+    pub registry_mirror: Option<String>,
+    /// With `--images registry`: a registry reached over plain HTTP or
+    /// unverified TLS (one on 127.0.0.1 or localhost always is). Repeatable.
+    #[arg(long, global = true, value_name = "HOST[:PORT]", value_parser = parse_host)]
+    pub insecure_registry: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,7 +108,12 @@ pub enum Command {
     /// Resolve every image's Debian packages (dependencies included) against the
     /// mirror as it is now, write their exact versions and sha256 to pins.lock,
     /// and print what changed. Builds install exactly what pins.lock locks.
-    Lock,
+    /// With `--images registry`, also resolve every image the app names at its
+    /// registry again and write the app's image lock (NAME.images.lock).
+    Lock {
+        #[command(flatten)]
+        compose: ComposeArg,
+    },
     /// Build the VM's own images (kernel, init, crun, …) into the LinuxKit cache.
     VmImages {
         /// Image recipe names under images/ (default: all in pins.yml).
@@ -174,6 +196,40 @@ pub struct FormatArg {
         value_name = "FORMAT"
     )]
     pub format: Format,
+}
+
+/// `--images`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImagesArg {
+    Local,
+    Registry,
+}
+
+impl Cli {
+    /// Where the app's images come from, as the flags say.
+    pub fn images(&self) -> Result<Images> {
+        match self.images {
+            ImagesArg::Local => {
+                if self.registry_mirror.is_some() || !self.insecure_registry.is_empty() {
+                    bail!("--registry-mirror and --insecure-registry only mean something with --images registry");
+                }
+                Ok(Images::Local)
+            }
+            ImagesArg::Registry => Ok(Images::Registry(Registries {
+                mirror: self.registry_mirror.clone(),
+                insecure: self.insecure_registry.clone(),
+            })),
+        }
+    }
+}
+
+/// A registry host as `--registry-mirror` and `--insecure-registry` take it.
+fn parse_host(text: &str) -> Result<String, String> {
+    let address = Address::parse(text).map_err(|e| format!("{e:#}"))?;
+    if address.namespace.is_some() {
+        return Err(format!("{text:?} is HOST[:PORT], without a path"));
+    }
+    Ok(address.host)
 }
 
 /// `--registry`, for the dynamic method.
@@ -375,8 +431,10 @@ impl Command {
                 format,
             } => (Kind::Build, vec![compose, registry, format]),
             Command::Smoke { format } => (Kind::Build, vec![format]),
-            Command::Apps { compose } | Command::Images { compose } => (Kind::Build, vec![compose]),
-            Command::VmImages { names: _ } | Command::Lock | Command::Yaml => (Kind::Build, vec![]),
+            Command::Apps { compose } | Command::Images { compose } | Command::Lock { compose } => {
+                (Kind::Build, vec![compose])
+            }
+            Command::VmImages { names: _ } | Command::Yaml => (Kind::Build, vec![]),
             Command::Repro { method: _, dir: _ } => (Kind::Build, vec![]),
             Command::RunStatic(run) | Command::RunNative(run) => (Kind::Boot, vec![run]),
             // The local registry comes before the format's firmware.

@@ -56,7 +56,9 @@ fn run(cli: Cli) -> Result<()> {
     unsafe { libc::umask(0o022) };
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
+    let images = cli.images()?;
     let mut project = Project::new(!cli.no_install)?;
+    project.images = images;
     let deployable = cli.command.deployable_format();
     if cli.release || deployable.is_some() {
         project = project.into_release();
@@ -78,9 +80,18 @@ fn run(cli: Cli) -> Result<()> {
             fix,
             &cli::Command::format_needs(&disk::format::ALL, true),
         ),
-        Command::Lock => {
+        Command::Lock { compose } => {
+            // The app is read (and checked) before the long Debian refresh.
+            let app = match project.images.registry() {
+                Some(_) => Some(compose.load(&project)?),
+                None => None,
+            };
             let _lock = project.lock()?;
-            building::lock::refresh(&sh, &project)
+            building::lock::refresh(&sh, &project)?;
+            match app {
+                Some(app) => apps::relock(&sh, &project, &app),
+                None => Ok(()),
+            }
         }
         Command::VmImages { names } => {
             let _lock = project.lock()?;

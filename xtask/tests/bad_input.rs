@@ -114,7 +114,10 @@ fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
     let mut made: Vec<String> = fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "tools" && n != "lock")
+        // Checks, not builds: `registries` holds the registries.conf a pull is
+        // told to read, `debian-index` the mirror's index that a build checks
+        // pins.lock against before it resolves the app's registry images.
+        .filter(|n| !["tools", "lock", "registries", "debian-index"].contains(&n.as_str()))
         .collect();
     made.sort();
     assert!(made.is_empty(), "{command} with {name} started building: {made:?}");
@@ -215,6 +218,30 @@ fn image_the_local_profile_would_have_to_pull() {
         e.contains("its catalog: debian, eclipse-temurin, golang, mariadb, maven, mongo, mysql, nginx, node,"),
         "{e}"
     );
+}
+
+/// With `--images registry`: a digest written in the compose file (not
+/// supported yet), and a registry that does not answer: one error naming the
+/// image and why, before anything is pulled or built.
+#[test]
+fn images_a_registry_build_cannot_pull() {
+    let digest = format!("redis@sha256:{}", "0".repeat(64));
+    let e = fails(
+        "static --images registry",
+        "digest",
+        &format!("services:\n  a:\n    image: {digest}\n"),
+    );
+    assert!(e.contains(&format!("image `{digest}`: a digest")), "{e}");
+    let e = fails(
+        "static --images registry",
+        "unreachable",
+        "services:\n  a:\n    image: 127.0.0.1:9/acme/app:1\n",
+    );
+    assert!(
+        e.contains("image `127.0.0.1:9/acme/app:1`: resolving it at 127.0.0.1:9"),
+        "{e}"
+    );
+    assert!(e.contains("connection refused"), "{e}");
 }
 
 /// A base image without a stand-in, and an Alpine-only step on a Debian

@@ -49,6 +49,10 @@ fn flag_combinations_are_refused_before_building() {
         "--registry is for the dynamic",
     );
     refused(&["test-boot"], "say what to boot");
+    refused(
+        &["static", "--registry-mirror", "127.0.0.1:5000"],
+        "only mean something with --images registry",
+    );
 }
 
 #[test]
@@ -59,6 +63,16 @@ fn out_of_range_values_are_refused_before_building() {
     refused(&["test-boot", "--smoke", "--cpus", "0"], "--cpus");
     refused(&["bench", "--runs", "0"], "--runs");
     refused(&["run-dynamic", "--registry", ":5000"], "is not a host name");
+    refused(
+        &[
+            "static",
+            "--images",
+            "registry",
+            "--registry-mirror",
+            "mirror.example.com/ns",
+        ],
+        "without a path",
+    );
     refused(
         &["dynamic", "--registry", "registry.example.com/Team"],
         "not a repository path component",

@@ -2,12 +2,14 @@
 //! (`ui`), running programs (`exec`), files written whole or not at all and
 //! the content hashers (`files`), the HTTP/1.x client (`http`), where things
 //! live and the build lock (`project`), the pins of everything fetched
-//! (`pins`) and pins.lock's data (`lock`). Nothing here knows about compose
+//! (`pins`), pins.lock's data (`lock`), and where the app's images come
+//! from (`origin`). Nothing here knows about compose
 //! apps, images or VMs.
 pub mod exec;
 pub mod files;
 pub mod http;
 pub mod lock;
+pub mod origin;
 pub mod pins;
 pub mod project;
 pub mod reference;

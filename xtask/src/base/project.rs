@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::base::{lock::Lock, pins::Pins, ui};
+use crate::base::{lock::Lock, origin::Images, pins::Pins, ui};
 
 /// The repository: the workspace that holds xtask/. The one place that says so.
 pub fn root() -> PathBuf {
@@ -35,6 +35,8 @@ pub struct Project {
     pub install: bool,
     /// `--release`: VMs without a shell on their console, built into dist/release/.
     pub release: bool,
+    /// `--images`: where the app's images come from.
+    pub images: Images,
 }
 
 impl Project {
@@ -63,6 +65,7 @@ impl Project {
             lock,
             install,
             release: false,
+            images: Images::Local,
         })
     }
 
@@ -167,6 +170,7 @@ pub fn for_tests() -> Project {
         root,
         install: false,
         release: false,
+        images: Images::Local,
     }
 }
 

@@ -15,8 +15,8 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App, Build, Runs},
-    base::{exec, files, project::Project, reference::Reference, ui},
-    building::{buildah, debian, dockerfile, images},
+    base::{exec, files, origin::Registries, project::Project, reference::Reference, ui},
+    building::{buildah, debian, dockerfile, images, pull},
 };
 
 /// The host's CA bundle, which RUN steps see.
@@ -40,8 +40,198 @@ pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
         debian::tool(&Shell::new()?, project, "docker-compose")?
     };
     let app = App::load(&compose, project, source)?;
+    if project.images.registry().is_some() {
+        // Every image runs as itself, pulled from its registry.
+        registry_images(project, &app)?;
+        return Ok(app);
+    }
     let runs = local_images(project, &app)?;
     Ok(app.resolve(runs))
+}
+
+/// Check, before anything is pulled or built, that every image of `app` can
+/// come from its registry: each Dockerfile plans (its stages, build args and
+/// target), and every reference it or the compose file names is one the image
+/// lock can pin (a tag, not a digest yet). Every problem comes back at once.
+fn registry_images(project: &Project, app: &App) -> Result<()> {
+    let mut problems = Vec::new();
+    for service in &app.services {
+        match &service.build {
+            Some(build) => {
+                let path = build.context.join(&build.dockerfile);
+                match dockerfile_plan(project, build) {
+                    Ok(plan) => {
+                        for sub in &plan.substitutions {
+                            let checked = Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("{e}"));
+                            if let Err(e) = checked.and_then(|r| pull::lock_key(&r)) {
+                                problems.push(format!("{}: line {}: {e:#}", path.display(), sub.line));
+                            }
+                        }
+                    }
+                    Err(errs) => problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display()))),
+                }
+            }
+            None => {
+                if let Err(e) = pull::lock_key(&service.image) {
+                    problems.push(format!("service `{}`: {e:#}", service.name));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(compose::Invalid {
+        file: app.file.clone(),
+        problems,
+    }
+    .into())
+}
+
+/// Every image reference `app` pulls with `--images registry`: the services'
+/// images that have no `build:`, and the bases (`FROM`, `COPY --from=IMAGE`)
+/// each build target needs; once each, in the order met.
+fn registry_references(project: &Project, app: &App) -> Result<Vec<Reference>> {
+    let mut refs: Vec<Reference> = Vec::new();
+    for service in &app.services {
+        let found = match &service.build {
+            Some(build) => dockerfile_plan(project, build)
+                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
+                .substitutions
+                .iter()
+                .map(|sub| Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("`{}` {e}", sub.asked)))
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![service.image.clone()],
+        };
+        for r in found {
+            if !refs.iter().any(|known| known.normalized() == r.normalized()) {
+                refs.push(r);
+            }
+        }
+    }
+    Ok(refs)
+}
+
+/// Pull every image `app` names from its registry (see [`registry_references`]),
+/// by the digest its image lock records; a reference the lock lacks is
+/// resolved now and added to the lock, a locked one is never resolved again.
+/// Returns each pulled image by its normalized reference.
+fn pull_all(
+    sh: &Shell,
+    project: &Project,
+    app: &App,
+    registries: &Registries,
+) -> Result<BTreeMap<String, pull::Pulled>> {
+    let path = pull::lock_path(&app.file);
+    let mut lock = pull::AppLock::load(&path)?;
+    let mut added = Vec::new();
+    let mut plan = Vec::new();
+    // Resolve and check every reference first: nothing is pulled or built
+    // while one of them cannot be.
+    let mut problems = Vec::new();
+    for reference in registry_references(project, app)? {
+        let key = pull::lock_key(&reference)?;
+        let digest = match lock.images.get(&key) {
+            Some(digest) => digest.clone(),
+            None => {
+                let step = ui::step(format!("resolve {reference}"));
+                match pull::resolve(sh, project, registries, &reference) {
+                    Ok(digest) => {
+                        step.done_with(&digest);
+                        added.push(format!("{key}: {digest}"));
+                        lock.images.insert(key, digest.clone());
+                        digest
+                    }
+                    Err(e) => {
+                        problems.push(format!("{e:#}"));
+                        continue;
+                    }
+                }
+            }
+        };
+        plan.push((reference, digest));
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    if !added.is_empty() {
+        lock.save(&path)?;
+        ui::note(format!("{}: locked {}", project.rel(&path).display(), added.join(", ")));
+    }
+    let mut pulled = BTreeMap::new();
+    for (reference, digest) in plan {
+        let image = pull::ensure(sh, project, registries, &reference, &digest).with_context(|| {
+            format!(
+                "{}: `cargo xtask lock --images registry` re-resolves what it locks",
+                project.rel(&path).display()
+            )
+        })?;
+        pulled.insert(image.reference.clone(), image);
+    }
+    Ok(pulled)
+}
+
+/// With `--images registry`: the pulled images each of the app's images is
+/// (image-only services) or is built on, by image, each as
+/// `REFERENCE@DIGEST` from the app's image lock (what its SBOM lists).
+pub fn registry_bases(project: &Project, app: &App) -> Result<BTreeMap<String, Vec<String>>> {
+    let path = pull::lock_path(&app.file);
+    let lock = pull::AppLock::load(&path)?;
+    let pinned = |reference: &Reference| -> Result<String> {
+        let key = pull::lock_key(reference)?;
+        let digest = lock
+            .images
+            .get(&key)
+            .with_context(|| format!("{}: no digest for {key}", project.rel(&path).display()))?;
+        Ok(format!("{key}@{digest}"))
+    };
+    let mut out = BTreeMap::new();
+    for service in &app.services {
+        let bases = match &service.build {
+            Some(build) => dockerfile_plan(project, build)
+                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
+                .substitutions
+                .iter()
+                .map(|sub| pinned(&Reference::parse(&sub.asked)?))
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![pinned(&service.image)?],
+        };
+        out.insert(service.image.to_string(), bases);
+    }
+    Ok(out)
+}
+
+/// `cargo xtask lock --images registry`: resolve every image reference of
+/// `app` again at its registry and write its image lock, saying what changed.
+pub fn relock(sh: &Shell, project: &Project, app: &App) -> Result<()> {
+    let registries = project
+        .images
+        .registry()
+        .context("the app's image lock is only written with --images registry")?;
+    let path = pull::lock_path(&app.file);
+    let old = pull::AppLock::load(&path)?;
+    let mut new = pull::AppLock::default();
+    for reference in registry_references(project, app)? {
+        let key = pull::lock_key(&reference)?;
+        let step = ui::step(format!("resolve {reference}"));
+        let digest = pull::resolve(sh, project, registries, &reference)?;
+        step.done_with(&digest);
+        match old.images.get(&key) {
+            Some(was) if *was != digest => println!("{key}: {was} -> {digest}"),
+            None => println!("{key}: new, {digest}"),
+            _ => {}
+        }
+        new.images.insert(key, digest);
+    }
+    for key in old.images.keys().filter(|k| !new.images.contains_key(*k)) {
+        println!("{key}: no longer used, removed");
+    }
+    if new.save(&path)? {
+        ui::note(format!("wrote {}", project.rel(&path).display()));
+    } else {
+        ui::note(format!("{} is current", project.rel(&path).display()));
+    }
+    Ok(())
 }
 
 /// The local reference of catalog entry `name` (an upstream image name), if
@@ -118,6 +308,10 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
 /// SBOM lists.
 pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec<String>>> {
     let mut out = BTreeMap::new();
+    if project.images.registry().is_some() {
+        // Nothing of the catalog: the SBOM lists the pulled images themselves.
+        return Ok(out);
+    }
     for service in &app.services {
         let recipes = match &service.build {
             Some(build) => dockerfile_plan(project, build)
@@ -137,10 +331,23 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
 fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
     let path = build.context.join(&build.dockerfile);
     let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;
-    let catalog = |name: &str| {
-        catalog_reference(project, name).map(|reference| dockerfile::Local {
+    let registry = project.images.registry().is_some();
+    let catalog = |asked: &Reference| {
+        if registry {
+            // The image itself, pulled: FROM names it by its normalized tag
+            // in the builder's storage (`pull::ensure` keeps that tag on the
+            // locked digest); whether it has apk is its own business.
+            return Some(dockerfile::Local {
+                reference: asked.normalized(),
+                entry: asked.normalized(),
+                apk: true,
+            });
+        }
+        let entry = asked.catalog_name().to_string();
+        catalog_reference(project, &entry).map(|reference| dockerfile::Local {
             reference,
-            apk: emulates_apk(project, name),
+            apk: emulates_apk(project, &entry),
+            entry,
         })
     };
     let apk_names = project
@@ -181,11 +388,25 @@ pub fn builder(sh: &Shell) -> Builder {
 
 /// Build every service image of `app`; returns the image IDs by reference.
 pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Result<BTreeMap<String, String>> {
+    let pulled = match project.images.registry() {
+        Some(registries) => {
+            pull_all(sh, project, app, registries).map_err(|e| anyhow::anyhow!("{}: {e:#}", app.file.display()))?
+        }
+        None => BTreeMap::new(),
+    };
     let mut ids = BTreeMap::new();
     for service in &app.services {
         let id = match &service.build {
-            Some(build) => build_one(sh, project, service.image.as_str(), build, builder)
+            Some(build) => build_one(sh, project, service.image.as_str(), build, builder, &pulled)
                 .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
+            // An image pulled from its registry.
+            None if project.images.registry().is_some() => {
+                let image = &pulled[&service.image.normalized()];
+                to_builder(sh, project, &image.reference, builder)?;
+                let (id, _) = inspect(sh, project, &image.reference, builder)?
+                    .with_context(|| format!("{} is not in the builder's storage", image.reference))?;
+                id
+            }
             // A catalog image (load() resolved its local reference).
             None => {
                 let image = app.image_of(service);
@@ -223,15 +444,21 @@ fn catalog_image(sh: &Shell, project: &Project, reference: &Reference, builder: 
 /// Catalog recipe `recipe` built into the builder's storage; its reference.
 fn local_base(sh: &Shell, project: &Project, recipe: &str, builder: Builder) -> Result<String> {
     let base = images::ensure_in_buildah(sh, project, recipe)?;
+    to_builder(sh, project, &base, builder)?;
+    Ok(base)
+}
+
+/// Hand `image` from buildah's storage to the builder, if that is not buildah.
+fn to_builder(sh: &Shell, project: &Project, image: &str, builder: Builder) -> Result<()> {
     if builder == Builder::Docker {
-        // The engine has no access to buildah's storage: hand it the base.
+        // The engine has no access to buildah's storage: hand it the image.
         buildah::run(
             sh,
             project,
-            &["push", "--quiet", &base, &format!("docker-daemon:{base}")],
+            &["push", "--quiet", image, &format!("docker-daemon:{image}")],
         )?;
     }
-    Ok(base)
+    Ok(())
 }
 
 /// "FROM python:3.11-slim -> local python: Debian python3 3.11.2-1+b1".
@@ -302,11 +529,34 @@ fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
     })
 }
 
-fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder: Builder) -> Result<String> {
+fn build_one(
+    sh: &Shell,
+    project: &Project,
+    image: &str,
+    build: &Build,
+    builder: Builder,
+    pulled: &BTreeMap<String, pull::Pulled>,
+) -> Result<String> {
     let dockerfile_path = build.context.join(&build.dockerfile);
     let plan = dockerfile_plan(project, build)
         .map_err(|errs| anyhow::anyhow!("{}: {}", dockerfile_path.display(), errs.join("; ")))?;
-    for sub in &plan.substitutions {
+    // The pulled bases, by digest: part of what the image is built from.
+    let registry = project.images.registry().is_some();
+    let mut bases = Vec::new();
+    for sub in plan.substitutions.iter().filter(|_| registry) {
+        let base = &pulled[&sub.entry];
+        to_builder(sh, project, &base.reference, builder)?;
+        let path = project.rel(&dockerfile_path);
+        ui::note(format!(
+            "{}: FROM {} (line {}) -> {}",
+            path.display(),
+            sub.asked,
+            sub.line,
+            base.pinned()
+        ));
+        bases.push(format!("base={}", base.pinned()));
+    }
+    for sub in plan.substitutions.iter().filter(|_| !registry) {
         let entry = &project.pins.catalog[&sub.entry];
         let base = local_base(sh, project, &entry.recipe, builder)?;
         let path = project.rel(&dockerfile_path);
@@ -331,6 +581,7 @@ fn build_one(sh: &Shell, project: &Project, image: &str, build: &Build, builder:
         build_args.push(format!("target={target}"));
     }
     build_args.push(format!("dockerfile={}", plan.dockerfile));
+    build_args.extend(bases);
     let inputs = inputs_hash(&build.context, &build_args)?;
     if let Some(id) = built_id(sh, project, image, &inputs, builder)? {
         ui::cached(format!("app image {image}"));

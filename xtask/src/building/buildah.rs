@@ -47,9 +47,21 @@ pub fn read(sh: &Shell, project: &Project, args: &[&str]) -> Option<String> {
     exec::probe(buildah_cmd(sh, project, args))
 }
 
-fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::Cmd<'a> {
+/// The project's storage as other containers/image tools name it
+/// (`containers-storage:[vfs@ROOT+RUNROOT]NAME`).
+pub fn storage_spec(project: &Project) -> String {
+    let (root, runroot) = storage(project);
+    format!("[vfs@{}+{}]", root.display(), runroot.display())
+}
+
+/// The storage's root and run root.
+fn storage(project: &Project) -> (std::path::PathBuf, std::path::PathBuf) {
     let store = project.cache_path("buildah");
-    let (root, runroot) = (store.join("root"), store.join("run"));
+    (store.join("root"), store.join("run"))
+}
+
+fn buildah_cmd<'a>(sh: &'a Shell, project: &Project, args: &[&str]) -> xshell::Cmd<'a> {
+    let (root, runroot) = storage(project);
     cmd!(
         sh,
         "buildah --root {root} --runroot {runroot} --storage-driver vfs {args...}"

@@ -20,7 +20,7 @@ use crate::base::{exec, pins::HostPackage, project::Project, ui};
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Build images and VMs: mmdebstrap, buildah, depmod, lz4, mksquashfs, cpio, go;
+    /// Build images and VMs: mmdebstrap, buildah, skopeo (pulls), depmod, lz4, mksquashfs, cpio, go;
     /// curl, gpgv and xz read the mirror's signed package index (pins.lock).
     Build,
     /// Boot a VM: QEMU.
@@ -42,6 +42,7 @@ pub fn programs(need: Need) -> &'static [&'static str] {
         Need::Build => &[
             "mmdebstrap",
             "buildah",
+            "skopeo",
             "depmod",
             "lz4",
             "mksquashfs",

@@ -12,5 +12,6 @@ pub mod host;
 pub mod images;
 pub mod lock;
 pub mod oci;
+pub mod pull;
 pub mod registry;
 pub mod upload;

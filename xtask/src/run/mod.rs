@@ -5,6 +5,7 @@ pub mod bench;
 pub mod boot;
 pub mod data;
 pub mod phases;
+pub mod pulls;
 pub mod qemu;
 pub mod registry;
 pub mod repro;

@@ -107,6 +107,9 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &templates)?;
     let whiteouts = load(&[WHITEOUTS])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &whiteouts)?;
+    // Images from a registry (`--images registry`): one no stand-in resembles,
+    // pushed to a registry on this machine, gzip and zstd, pulled by digest.
+    crate::run::pulls::run(sh, project, &|method| boot(Some(method), false))?;
     // The node stand-in: `FROM node:20`, npm installing from the registry in a
     // RUN step, the app run as the image's `node` user.
     let node_app = load(&[NODE_APP])?;

@@ -14,7 +14,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App,
-    base::{exec, files, lock::Deb, project::Project, ui},
+    base::{exec, files, lock::Deb, project::Project, reference::Reference, ui},
     building::{apps, gotools, host, images},
 };
 
@@ -344,7 +344,24 @@ pub fn write(sh: &Shell, project: &Project, vm: &str, recipes: &[&str], app: Opt
     for recipe in recipes {
         list.push(recipe_image(sh, project, recipe, recipe.to_string())?);
     }
-    if let Some(app) = app {
+    if let Some(app) = app.filter(|_| project.images.registry().is_some()) {
+        // Pulled images: listed by digest (their own packages are not read yet).
+        for (image, bases) in apps::registry_bases(project, app)? {
+            for base in bases {
+                let built = !base.starts_with(&format!("{}@", Reference::parse(&image)?.normalized()));
+                list.push(Image {
+                    name: match built {
+                        true => format!("{image} (app image on {base})"),
+                        false => format!("{image} (pulled)"),
+                    },
+                    reference: base,
+                    debs: vec![],
+                    licenses: BTreeMap::new(),
+                    go: vec![],
+                });
+            }
+        }
+    } else if let Some(app) = app {
         for (image, bases) in apps::base_recipes(project, app)? {
             for base in bases {
                 let mut listed = recipe_image(sh, project, &base, format!("{image} (app image on {base})"))?;
