@@ -218,6 +218,7 @@ impl Cli {
             ImagesArg::Registry => Ok(Images::Registry(Registries {
                 mirror: self.registry_mirror.clone(),
                 insecure: self.insecure_registry.clone(),
+                auth_file: None,
             })),
         }
     }

@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = project.lock()?;
             building::lock::refresh(&sh, &project)?;
             match app {
-                Some(app) => apps::relock(&sh, &project, &app),
+                Some(app) => building::app_pulls::relock(&project, &app),
                 None => Ok(()),
             }
         }

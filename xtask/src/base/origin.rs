@@ -35,4 +35,8 @@ pub struct Registries {
     /// Registries reached over plain HTTP (or TLS without verification), by
     /// `HOST[:PORT]`; a registry on 127.0.0.1 or localhost always is.
     pub insecure: Vec<String>,
+    /// The credentials file; None: where Docker and podman keep them
+    /// (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// `~/.docker/config.json`, …), as skopeo looks for them itself.
+    pub auth_file: Option<std::path::PathBuf>,
 }

@@ -15,8 +15,8 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App, Build, Runs},
-    base::{exec, files, origin::Registries, project::Project, reference::Reference, ui},
-    building::{buildah, debian, dockerfile, images, pull},
+    base::{exec, files, project::Project, reference::Reference, ui},
+    building::{app_pulls, buildah, debian, dockerfile, images, pull},
 };
 
 /// The host's CA bundle, which RUN steps see.
@@ -40,198 +40,11 @@ pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
         debian::tool(&Shell::new()?, project, "docker-compose")?
     };
     let app = App::load(&compose, project, source)?;
-    if project.images.registry().is_some() {
-        // Every image runs as itself, pulled from its registry.
-        registry_images(project, &app)?;
-        return Ok(app);
-    }
-    let runs = local_images(project, &app)?;
-    Ok(app.resolve(runs))
-}
-
-/// Check, before anything is pulled or built, that every image of `app` can
-/// come from its registry: each Dockerfile plans (its stages, build args and
-/// target), and every reference it or the compose file names is one the image
-/// lock can pin (a tag, not a digest yet). Every problem comes back at once.
-fn registry_images(project: &Project, app: &App) -> Result<()> {
-    let mut problems = Vec::new();
-    for service in &app.services {
-        match &service.build {
-            Some(build) => {
-                let path = build.context.join(&build.dockerfile);
-                match dockerfile_plan(project, build) {
-                    Ok(plan) => {
-                        for sub in &plan.substitutions {
-                            let checked = Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("{e}"));
-                            if let Err(e) = checked.and_then(|r| pull::lock_key(&r)) {
-                                problems.push(format!("{}: line {}: {e:#}", path.display(), sub.line));
-                            }
-                        }
-                    }
-                    Err(errs) => problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display()))),
-                }
-            }
-            None => {
-                if let Err(e) = pull::lock_key(&service.image) {
-                    problems.push(format!("service `{}`: {e:#}", service.name));
-                }
-            }
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(compose::Invalid {
-        file: app.file.clone(),
-        problems,
-    }
-    .into())
-}
-
-/// Every image reference `app` pulls with `--images registry`: the services'
-/// images that have no `build:`, and the bases (`FROM`, `COPY --from=IMAGE`)
-/// each build target needs; once each, in the order met.
-fn registry_references(project: &Project, app: &App) -> Result<Vec<Reference>> {
-    let mut refs: Vec<Reference> = Vec::new();
-    for service in &app.services {
-        let found = match &service.build {
-            Some(build) => dockerfile_plan(project, build)
-                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
-                .substitutions
-                .iter()
-                .map(|sub| Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("`{}` {e}", sub.asked)))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![service.image.clone()],
-        };
-        for r in found {
-            if !refs.iter().any(|known| known.normalized() == r.normalized()) {
-                refs.push(r);
-            }
-        }
-    }
-    Ok(refs)
-}
-
-/// Pull every image `app` names from its registry (see [`registry_references`]),
-/// by the digest its image lock records; a reference the lock lacks is
-/// resolved now and added to the lock, a locked one is never resolved again.
-/// Returns each pulled image by its normalized reference.
-fn pull_all(
-    sh: &Shell,
-    project: &Project,
-    app: &App,
-    registries: &Registries,
-) -> Result<BTreeMap<String, pull::Pulled>> {
-    let path = pull::lock_path(&app.file);
-    let mut lock = pull::AppLock::load(&path)?;
-    let mut added = Vec::new();
-    let mut plan = Vec::new();
-    // Resolve and check every reference first: nothing is pulled or built
-    // while one of them cannot be.
-    let mut problems = Vec::new();
-    for reference in registry_references(project, app)? {
-        let key = pull::lock_key(&reference)?;
-        let digest = match lock.images.get(&key) {
-            Some(digest) => digest.clone(),
-            None => {
-                let step = ui::step(format!("resolve {reference}"));
-                match pull::resolve(sh, project, registries, &reference) {
-                    Ok(digest) => {
-                        step.done_with(&digest);
-                        added.push(format!("{key}: {digest}"));
-                        lock.images.insert(key, digest.clone());
-                        digest
-                    }
-                    Err(e) => {
-                        problems.push(format!("{e:#}"));
-                        continue;
-                    }
-                }
-            }
-        };
-        plan.push((reference, digest));
-    }
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    if !added.is_empty() {
-        lock.save(&path)?;
-        ui::note(format!("{}: locked {}", project.rel(&path).display(), added.join(", ")));
-    }
-    let mut pulled = BTreeMap::new();
-    for (reference, digest) in plan {
-        let image = pull::ensure(sh, project, registries, &reference, &digest).with_context(|| {
-            format!(
-                "{}: `cargo xtask lock --images registry` re-resolves what it locks",
-                project.rel(&path).display()
-            )
-        })?;
-        pulled.insert(image.reference.clone(), image);
-    }
-    Ok(pulled)
-}
-
-/// With `--images registry`: the pulled images each of the app's images is
-/// (image-only services) or is built on, by image, each as
-/// `REFERENCE@DIGEST` from the app's image lock (what its SBOM lists).
-pub fn registry_bases(project: &Project, app: &App) -> Result<BTreeMap<String, Vec<String>>> {
-    let path = pull::lock_path(&app.file);
-    let lock = pull::AppLock::load(&path)?;
-    let pinned = |reference: &Reference| -> Result<String> {
-        let key = pull::lock_key(reference)?;
-        let digest = lock
-            .images
-            .get(&key)
-            .with_context(|| format!("{}: no digest for {key}", project.rel(&path).display()))?;
-        Ok(format!("{key}@{digest}"))
+    let runs = match project.images.registry() {
+        Some(_) => app_pulls::check(project, &app)?,
+        None => local_images(project, &app)?,
     };
-    let mut out = BTreeMap::new();
-    for service in &app.services {
-        let bases = match &service.build {
-            Some(build) => dockerfile_plan(project, build)
-                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
-                .substitutions
-                .iter()
-                .map(|sub| pinned(&Reference::parse(&sub.asked)?))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![pinned(&service.image)?],
-        };
-        out.insert(service.image.to_string(), bases);
-    }
-    Ok(out)
-}
-
-/// `cargo xtask lock --images registry`: resolve every image reference of
-/// `app` again at its registry and write its image lock, saying what changed.
-pub fn relock(sh: &Shell, project: &Project, app: &App) -> Result<()> {
-    let registries = project
-        .images
-        .registry()
-        .context("the app's image lock is only written with --images registry")?;
-    let path = pull::lock_path(&app.file);
-    let old = pull::AppLock::load(&path)?;
-    let mut new = pull::AppLock::default();
-    for reference in registry_references(project, app)? {
-        let key = pull::lock_key(&reference)?;
-        let step = ui::step(format!("resolve {reference}"));
-        let digest = pull::resolve(sh, project, registries, &reference)?;
-        step.done_with(&digest);
-        match old.images.get(&key) {
-            Some(was) if *was != digest => println!("{key}: {was} -> {digest}"),
-            None => println!("{key}: new, {digest}"),
-            _ => {}
-        }
-        new.images.insert(key, digest);
-    }
-    for key in old.images.keys().filter(|k| !new.images.contains_key(*k)) {
-        println!("{key}: no longer used, removed");
-    }
-    if new.save(&path)? {
-        ui::note(format!("wrote {}", project.rel(&path).display()));
-    } else {
-        ui::note(format!("{} is current", project.rel(&path).display()));
-    }
-    Ok(())
+    Ok(app.resolve(runs))
 }
 
 /// The local reference of catalog entry `name` (an upstream image name), if
@@ -328,7 +141,7 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
     Ok(out)
 }
 
-fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
+pub fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
     let path = build.context.join(&build.dockerfile);
     let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;
     let registry = project.images.registry().is_some();
@@ -338,8 +151,8 @@ fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan,
             // in the builder's storage (`pull::ensure` keeps that tag on the
             // locked digest); whether it has apk is its own business.
             return Some(dockerfile::Local {
-                reference: asked.normalized(),
-                entry: asked.normalized(),
+                reference: pull::local_name(asked),
+                entry: pull::local_name(asked),
                 apk: true,
             });
         }
@@ -389,9 +202,8 @@ pub fn builder(sh: &Shell) -> Builder {
 /// Build every service image of `app`; returns the image IDs by reference.
 pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Result<BTreeMap<String, String>> {
     let pulled = match project.images.registry() {
-        Some(registries) => {
-            pull_all(sh, project, app, registries).map_err(|e| anyhow::anyhow!("{}: {e:#}", app.file.display()))?
-        }
+        Some(registries) => app_pulls::pull_all(sh, project, app, registries)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", app.file.display()))?,
         None => BTreeMap::new(),
     };
     let mut ids = BTreeMap::new();
@@ -401,7 +213,8 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                 .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
             // An image pulled from its registry.
             None if project.images.registry().is_some() => {
-                let image = &pulled[&service.image.normalized()];
+                let asked = app.stands_in_for(service).unwrap_or(&service.image);
+                let image = &pulled[&pull::local_name(asked)];
                 to_builder(sh, project, &image.reference, builder)?;
                 let (id, _) = inspect(sh, project, &image.reference, builder)?
                     .with_context(|| format!("{} is not in the builder's storage", image.reference))?;

@@ -1,6 +1,7 @@
 //! Building: the host programs (one requirement path) and `doctor`, pinned Go
 //! tools, the VM's own images from Debian packages (buildah, daemonless), the
 //! app's images, and the LinuxKit image cache they land in.
+pub mod app_pulls;
 pub mod apps;
 pub mod buildah;
 pub mod cpio;

@@ -98,26 +98,34 @@ impl Pulled {
     }
 }
 
-/// The reference as the lock keys it, or why a reference cannot be pulled.
-pub fn lock_key(reference: &Reference) -> Result<String> {
-    if reference.digest().is_some() {
-        bail!(
-            "image `{reference}`: a digest in the compose file or Dockerfile is not supported with `--images registry` yet; \
-             name its tag, and the app's image lock pins its digest"
-        );
+/// The key of a reference written with a tag (or none) in the app's image
+/// lock: its normalized form, `docker.io/library/redis:7`. None for one
+/// written with a digest, which pins itself.
+pub fn lock_key(reference: &Reference) -> Option<String> {
+    reference.digest().is_none().then(|| reference.normalized())
+}
+
+/// The name a pulled image has in buildah's storage, and that the app's
+/// builds and tarballs know it by: its normalized reference, or for one
+/// written with a digest, its name with the digest as the tag
+/// (`docker.io/library/redis:sha256-0123…`): tarballs and the engine's image
+/// store know images by tag.
+pub fn local_name(reference: &Reference) -> String {
+    match reference.digest() {
+        Some(digest) => format!("{}:{}", reference.name(), digest.replace(':', "-")),
+        None => reference.normalized(),
     }
-    Ok(reference.normalized())
 }
 
 /// Resolve `reference` at its registry: the digest it serves for it now (of
 /// the image index when it has one), checking that a linux/amd64 image is there.
-pub fn resolve(sh: &Shell, project: &Project, registries: &Registries, reference: &Reference) -> Result<String> {
-    let key = lock_key(reference)?;
+pub fn resolve(project: &Project, registries: &Registries, reference: &Reference) -> Result<String> {
+    let key = reference.normalized();
     let conf = registries_conf(project, registries, reference)?;
-    let _ = sh;
     let digest = skopeo(
         project,
         &conf,
+        registries.auth_file.as_deref(),
         &[
             "inspect",
             "--no-tags",
@@ -157,7 +165,7 @@ pub fn ensure(
     reference: &Reference,
     digest: &str,
 ) -> Result<Pulled> {
-    let key = lock_key(reference)?;
+    let key = local_name(reference);
     let dir = project.cache_path("pulled");
     let hash = files::content_hash(&format!("{key}@{digest}\n"), &[], 12);
     let stamp = dir.join(format!("{hash}.id"));
@@ -195,6 +203,7 @@ pub fn ensure(
     let pulled = skopeo(
         project,
         &conf,
+        registries.auth_file.as_deref(),
         &[
             "copy",
             "--quiet",
@@ -211,7 +220,12 @@ pub fn ensure(
     )
     .and_then(|_| {
         let store = format!("containers-storage:{}{key}", buildah::storage_spec(project));
-        skopeo(project, &conf, &["copy", "--quiet", &oci, &store])
+        skopeo(
+            project,
+            &conf,
+            registries.auth_file.as_deref(),
+            &["copy", "--quiet", &oci, &store],
+        )
     });
     let _ = fs::remove_dir_all(&layout);
     pulled.with_context(|| format!("image `{reference}`: pulling {}@{digest}", reference.name()))?;
@@ -228,50 +242,197 @@ pub fn ensure(
 
 /// Push `image` from buildah's storage to `destination` (a reference on a
 /// registry on this machine, reached over plain HTTP), its layers gzip or,
-/// with `zstd`, zstd. The zstd image goes through an OCI layout pushed with
-/// its digests kept: straight from the storage, skopeo would send the gzip
-/// blobs its blob cache knows of instead.
-pub fn push(sh: &Shell, project: &Project, image: &str, destination: &Reference, zstd: bool) -> Result<()> {
-    let _ = sh;
-    let registries = Registries {
-        mirror: None,
-        insecure: vec![destination.domain().to_string()],
-    };
-    let conf = registries_conf(project, &registries, destination)?;
+/// with `zstd`, zstd; returns the digest of the manifest pushed. The zstd
+/// image goes through an OCI layout pushed with its digests kept: straight
+/// from the storage, skopeo would send the gzip blobs its blob cache knows
+/// of instead.
+pub fn push(
+    project: &Project,
+    registries: &Registries,
+    image: &str,
+    destination: &Reference,
+    zstd: bool,
+) -> Result<String> {
+    let conf = registries_conf(project, registries, destination)?;
+    let dir = project.cache_path("pulled");
+    fs::create_dir_all(&dir)?;
+    let work = dir.join(format!("push-{}.partial", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let digest_file = work.join("digest");
+    let digest_arg = digest_file.to_str().context("non-UTF-8 path")?;
     let source = format!("containers-storage:{}{image}", buildah::storage_spec(project));
     let target = format!("docker://{}", destination.normalized());
-    if !zstd {
-        skopeo(project, &conf, &["copy", "--quiet", &source, &target])?;
-        return Ok(());
-    }
-    let layout = project
-        .cache_path("pulled")
-        .join(format!("push-{}.partial", std::process::id()));
-    let _ = fs::remove_dir_all(&layout);
-    fs::create_dir_all(layout.parent().expect("in the cache"))?;
-    let oci = format!("oci:{}:image", layout.display());
-    let pushed = skopeo(
-        project,
-        &conf,
-        &[
-            "copy",
-            "--quiet",
-            "--dest-compress",
-            "--dest-compress-format",
-            "zstd",
-            &source,
-            &oci,
-        ],
-    )
-    .and_then(|_| {
+    let pushed = if zstd {
+        let oci = format!("oci:{}:image", work.join("layout").display());
         skopeo(
             project,
             &conf,
-            &["copy", "--quiet", "--preserve-digests", &oci, &target],
+            registries.auth_file.as_deref(),
+            &[
+                "copy",
+                "--quiet",
+                "--dest-compress",
+                "--dest-compress-format",
+                "zstd",
+                &source,
+                &oci,
+            ],
         )
-    });
-    let _ = fs::remove_dir_all(&layout);
-    pushed.map(|_| ())
+        .and_then(|_| {
+            skopeo(
+                project,
+                &conf,
+                registries.auth_file.as_deref(),
+                &[
+                    "copy",
+                    "--quiet",
+                    "--preserve-digests",
+                    "--digestfile",
+                    digest_arg,
+                    &oci,
+                    &target,
+                ],
+            )
+        })
+    } else {
+        skopeo(
+            project,
+            &conf,
+            registries.auth_file.as_deref(),
+            &["copy", "--quiet", "--digestfile", digest_arg, &source, &target],
+        )
+    };
+    let digest = pushed.and_then(|_| Ok(fs::read_to_string(&digest_file)?.trim().to_string()));
+    let _ = fs::remove_dir_all(&work);
+    digest.with_context(|| format!("pushing {image} to {destination}"))
+}
+
+/// A package an image's own package database says is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    /// The purl type: `deb` or `apk`.
+    pub kind: String,
+    /// The distribution, from the image's os-release `ID` (`debian`, `alpine`).
+    pub distro: String,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+}
+
+impl Installed {
+    /// Its package URL: `pkg:deb/debian/bash@5.2.15-2?arch=amd64`.
+    pub fn purl(&self) -> String {
+        format!(
+            "pkg:{}/{}/{}@{}?arch={}",
+            self.kind,
+            self.distro,
+            self.name,
+            self.version.replace(':', "%3A"),
+            self.arch
+        )
+    }
+}
+
+/// The packages `image` (in buildah's storage) has installed, from its dpkg
+/// or apk database; none if it has neither. Read once per image ID, then
+/// kept in the cache.
+pub fn installed_packages(sh: &Shell, project: &Project, image: &str) -> Result<Vec<Installed>> {
+    let id = buildah::read(
+        sh,
+        project,
+        &["inspect", "--type", "image", "--format", "{{.FromImageID}}", image],
+    )
+    .with_context(|| format!("{image} is not in buildah's storage"))?;
+    let cached = project.cache_path("pulled").join(format!("packages-{id}.json"));
+    if let Ok(text) = fs::read_to_string(&cached) {
+        if let Ok(found) = serde_json::from_str(&text) {
+            return Ok(found);
+        }
+    }
+    let container = buildah::read(sh, project, &["from", "--pull=never", "--quiet", &id])
+        .with_context(|| format!("opening {image} to read its package database"))?;
+    let read = || -> Result<Vec<Installed>> {
+        let root =
+            std::path::PathBuf::from(buildah::read(sh, project, &["mount", &container]).context("mounting the image")?);
+        let text = |path: &str| fs::read_to_string(root.join(path)).unwrap_or_default();
+        let os_release = [text("etc/os-release"), text("usr/lib/os-release")].concat();
+        let distro = os_id(&os_release);
+        let mut found = Vec::new();
+        for (kind, packages) in [
+            ("deb", dpkg_installed(&text("var/lib/dpkg/status"))),
+            ("apk", apk_installed(&text("lib/apk/db/installed"))),
+        ] {
+            found.extend(packages.into_iter().map(|(name, version, arch)| {
+                Installed {
+                    kind: kind.to_string(),
+                    distro: distro
+                        .clone()
+                        .unwrap_or_else(|| if kind == "apk" { "alpine" } else { "debian" }.into()),
+                    name,
+                    version,
+                    arch,
+                }
+            }));
+        }
+        Ok(found)
+    };
+    let found = read();
+    let _ = buildah::run(sh, project, &["rm", &container]);
+    let found = found?;
+    fs::create_dir_all(cached.parent().expect("in the cache"))?;
+    files::write_if_changed(&cached, serde_json::to_string(&found)?.as_bytes())?;
+    Ok(found)
+}
+
+/// os-release's `ID`, unquoted.
+pub fn os_id(os_release: &str) -> Option<String> {
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// (package, version, architecture) of every package dpkg's status file
+/// says has its files in place.
+pub fn dpkg_installed(status: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+        };
+        // Its files are there in every state from unpacked on (the local
+        // stand-ins' packages are unpacked, never configured).
+        let present = [
+            "installed",
+            "unpacked",
+            "half-configured",
+            "triggers-awaited",
+            "triggers-pending",
+        ];
+        let installed =
+            field("Status").is_some_and(|s| s.rsplit(' ').next().is_some_and(|state| present.contains(&state)));
+        if let (true, Some(name), Some(version)) = (installed, field("Package"), field("Version")) {
+            out.push((name, version, field("Architecture").unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// (package, version, architecture) of every package in apk's installed database.
+pub fn apk_installed(db: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for stanza in db.split("\n\n") {
+        let field = |key: &str| stanza.lines().find_map(|l| l.strip_prefix(key)).map(str::to_string);
+        if let (Some(name), Some(version)) = (field("P:"), field("V:")) {
+            out.push((name, version, field("A:").unwrap_or_default()));
+        }
+    }
+    out
 }
 
 /// Where `reference` is resolved at, for messages: its registry's host.
@@ -331,13 +492,15 @@ fn registries_conf(project: &Project, registries: &Registries, reference: &Refer
 
 /// Run skopeo with `conf` as its registries.conf; its standard output, or
 /// the error it ended with (its `level=fatal` message, unwrapped).
-fn skopeo(project: &Project, conf: &Path, args: &[&str]) -> Result<String> {
+fn skopeo(project: &Project, conf: &Path, auth_file: Option<&Path>, args: &[&str]) -> Result<String> {
     let program = host::path(project, "skopeo")?;
     let mut command = Command::new(program);
+    command.arg("--registries-conf").arg(conf).arg(args[0]);
+    if let Some(file) = auth_file {
+        command.arg("--authfile").arg(file);
+    }
     command
-        .arg("--registries-conf")
-        .arg(conf)
-        .args(args)
+        .args(&args[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -387,10 +550,16 @@ mod tests {
         );
         assert_eq!(lock_key(&r("redis")).unwrap(), "docker.io/library/redis:latest");
         assert_eq!(lock_key(&r("ghcr.io/o/api:2.3")).unwrap(), "ghcr.io/o/api:2.3");
-        let err = lock_key(&r(
-            "redis@sha256:0123456789012345678901234567890123456789012345678901234567890123",
-        ));
-        assert!(err.unwrap_err().to_string().contains("name its tag"));
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let pinned = r(&format!("redis:7@{digest}"));
+        assert_eq!(lock_key(&pinned), None, "a digest pins itself");
+        let local = local_name(&pinned);
+        assert_eq!(
+            local,
+            format!("docker.io/library/redis:sha256-{}", "0123456789abcdef".repeat(4))
+        );
+        assert!(Reference::parse(&local).is_ok(), "{local} is a reference");
+        assert_eq!(local_name(&r("127.0.0.1:5000/a/b:1")), "127.0.0.1:5000/a/b:1");
         let lock = AppLock {
             images: [("docker.io/library/redis:7".to_string(), "sha256:ab".to_string())].into(),
         };
@@ -410,6 +579,7 @@ mod tests {
         let mirrored = Registries {
             mirror: Some("127.0.0.1:5000".into()),
             insecure: vec![],
+            auth_file: None,
         };
         let conf = registries_conf_text(&mirrored, &r("redis:7"));
         assert!(conf.contains(
@@ -418,16 +588,52 @@ mod tests {
         let remote_mirror = Registries {
             mirror: Some("mirror.example.com".into()),
             insecure: vec![],
+            auth_file: None,
         };
         assert!(registries_conf_text(&remote_mirror, &r("redis")).contains("insecure = false"));
         assert!(registries_conf_text(&none, &r("127.0.0.1:5555/acme/web:1"))
             .contains("location = \"127.0.0.1:5555\"\ninsecure = true"));
         assert!(!registries_conf_text(&none, &r("ghcr.io/o/api:1")).contains("insecure"));
         let named = Registries {
-            mirror: None,
             insecure: vec!["registry.lan:5000".into()],
+            ..Registries::default()
         };
         assert!(registries_conf_text(&named, &r("registry.lan:5000/x:1")).contains("insecure = true"));
+    }
+
+    #[test]
+    fn package_databases_read_as_installed_packages() {
+        let status = "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b7\n\n\
+                      Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+                      Package: busybox\nStatus: install ok unpacked\nArchitecture: amd64\nVersion: 1:1.37.0-6\n\n\
+                      Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a-0+deb12u1\n";
+        assert_eq!(
+            dpkg_installed(status),
+            [
+                ("bash".into(), "5.2.15-2+b7".into(), "amd64".into()),
+                ("busybox".into(), "1:1.37.0-6".into(), "amd64".into()),
+                ("tzdata".into(), "2024a-0+deb12u1".into(), "all".into())
+            ]
+        );
+        let apk = "C:Q1abc=\nP:musl\nV:1.2.5-r0\nA:x86_64\n\nP:busybox\nV:1.36.1-r29\nA:x86_64\n";
+        assert_eq!(
+            apk_installed(apk),
+            [
+                ("musl".into(), "1.2.5-r0".into(), "x86_64".into()),
+                ("busybox".into(), "1.36.1-r29".into(), "x86_64".into())
+            ]
+        );
+        assert_eq!(os_id("NAME=\"Alpine Linux\"\nID=alpine\n").as_deref(), Some("alpine"));
+        assert_eq!(os_id("ID=\"debian\"\n").as_deref(), Some("debian"));
+        assert_eq!(os_id(""), None);
+        let bash = Installed {
+            kind: "deb".into(),
+            distro: "debian".into(),
+            name: "libc6".into(),
+            version: "1:2.36-9".into(),
+            arch: "amd64".into(),
+        };
+        assert_eq!(bash.purl(), "pkg:deb/debian/libc6@1%3A2.36-9?arch=amd64");
     }
 
     #[test]

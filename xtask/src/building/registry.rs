@@ -6,7 +6,11 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
-    base::{project::Project, reference::is_path_component, ui},
+    base::{
+        project::Project,
+        reference::{is_path_component, Reference},
+        ui,
+    },
     building::{buildah, upload},
 };
 
@@ -91,14 +95,29 @@ impl Address {
     }
 }
 
+/// The name another registry keeps `image` under: as written when it names
+/// no registry of its own (`app-a:1`, `redis:7`); else its registry's host is
+/// the first path component (`127.0.0.1:5555/acme/web:1` is
+/// `127.0.0.1-5555/acme/web:1`), so that two registries' images with one path
+/// stay apart.
+pub fn relocated(image: &Reference) -> String {
+    let written = image.written_name();
+    if image.is_docker_hub() && written == image.familiar_name() {
+        return image.as_str().to_string();
+    }
+    let version = &image.as_str()[written.len()..];
+    format!("{}/{}{version}", image.domain().replace(':', "-"), image.path())
+}
+
 /// Push `image` (in buildah's storage) to `registry`. A registry on this
 /// host (loopback) gets the layers uncompressed (`upload`): the bytes cost
 /// nothing there, and a TCG guest unpacks a plain tar much faster than it
 /// gunzips one (dynamic VM, pulls to app up: 38 s gzip, 28 s zstd, 20 s
 /// uncompressed, one `test-boot --method dynamic` each). Any other registry
 /// gets buildah's gzip layers, which every engine can pull, over TLS.
-pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> Result<()> {
-    let reference = registry.image(image);
+pub fn push(sh: &Shell, project: &Project, image: &Reference, registry: &Address) -> Result<()> {
+    let reference = registry.image(&relocated(image));
+    let image = image.as_str();
     let step = ui::step(format!("push {reference}"));
     if registry.is_loopback() {
         upload::push(sh, project, image, &reference)?;
@@ -113,6 +132,21 @@ pub fn push(sh: &Shell, project: &Project, image: &str, registry: &Address) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_of_other_registries_keep_their_registry_in_the_path() {
+        let r = |text: &str| relocated(&Reference::parse(text).unwrap());
+        assert_eq!(r("app-a:1"), "app-a:1");
+        assert_eq!(r("redis:7"), "redis:7");
+        assert_eq!(r("user/app"), "user/app");
+        assert_eq!(r("127.0.0.1:5555/acme/web:1"), "127.0.0.1-5555/acme/web:1");
+        assert_eq!(r("ghcr.io/o/api:2.3"), "ghcr.io/o/api:2.3");
+        assert_eq!(r("docker.io/library/redis:7"), "docker.io/library/redis:7");
+        for text in ["127.0.0.1:5555/acme/web:1", "ghcr.io/o/api:2.3"] {
+            let moved = format!("10.0.2.2:5000/{}", r(text));
+            assert!(Reference::parse(&moved).is_ok(), "{moved}");
+        }
+    }
 
     #[test]
     fn addresses() {

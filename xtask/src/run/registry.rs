@@ -31,13 +31,19 @@ impl Local {
     /// Start `docker-registry` on 127.0.0.1:<free port>, storage in the cache,
     /// and wait until it answers `GET /v2/`.
     pub fn start(project: &Project, log: &Path) -> Result<Local> {
+        Local::start_with(project, log, None)
+    }
+
+    /// [`Local::start`], asking for a login when `htpasswd` (an Apache
+    /// htpasswd file, bcrypt) names its users.
+    pub fn start_with(project: &Project, log: &Path, htpasswd: Option<&Path>) -> Result<Local> {
         let program = host::path(project, "docker-registry")?;
         let port = boot::free_port(false)?;
         let dir = project.cache_path("registry");
         fs::create_dir_all(dir.join("data"))?;
         // One config per process: two commands may each run a registry.
         let config = dir.join(format!("config-{}.yml", std::process::id()));
-        fs::write(&config, config_yaml(&dir.join("data"), port))?;
+        fs::write(&config, config_yaml(&dir.join("data"), port, htpasswd))?;
         let out = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(program);
         cmd.arg("serve")
@@ -104,15 +110,19 @@ impl Drop for Local {
     }
 }
 
-fn config_yaml(data: &Path, port: u16) -> String {
-    format!(
+fn config_yaml(data: &Path, port: u16, htpasswd: Option<&Path>) -> String {
+    let mut text = format!(
         "# Written by cargo xtask for one run: a registry on loopback only.\n\
          version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: 127.0.0.1:{port}\n",
         data.display()
-    )
+    );
+    if let Some(file) = htpasswd {
+        text += &format!("auth:\n  htpasswd:\n    realm: xtask\n    path: {}\n", file.display());
+    }
+    text
 }
 
 /// `GET /v2/<repo>/manifests/<ref>` requests answered 200, from an access log

@@ -422,11 +422,15 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     if let Some(local) = prepared.local_registry.as_mut() {
         local.stop();
         let pulled = local.pulled_manifests();
-        let missing: Vec<&str> = app
+        // Each image as the VM names it in the registry.
+        let missing: Vec<String> = app
             .images()
             .into_iter()
-            .map(|i| i.as_str())
-            .filter(|i| !pulled.iter().any(|p| i.starts_with(&format!("{p}:"))))
+            .map(crate::building::registry::relocated)
+            .filter(|i| {
+                let served = |p: &String| i == p || i.starts_with(&format!("{p}:")) || i.starts_with(&format!("{p}@"));
+                !pulled.iter().any(served)
+            })
             .collect();
         if !missing.is_empty() {
             bail!(

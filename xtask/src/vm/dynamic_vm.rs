@@ -55,6 +55,7 @@ pub fn guest_registry(registry: &Address) -> String {
 /// The compose file the VM runs: every image from the registry named at boot.
 pub fn runtime_file(app: &App) -> Result<String> {
     app.runtime_file("always", PROJECT_IN_VM, FILES_IN_VM, |image| {
+        let image = registry::relocated(image);
         format!("${{{REGISTRY_VAR}:?boot with {REGISTRY_PARAM}=HOST[:PORT][/NAMESPACE]}}/{image}")
     })
 }
@@ -88,7 +89,7 @@ fn push<'a>(
     for target in targets {
         for image in app.images() {
             apps::built(app, ids, image.as_str())?;
-            registry::push(sh, project, image.as_str(), target)?;
+            registry::push(sh, project, image, target)?;
         }
     }
     Ok(())

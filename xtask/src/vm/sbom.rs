@@ -14,8 +14,11 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App,
-    base::{exec, files, lock::Deb, project::Project, reference::Reference, ui},
-    building::{apps, gotools, host, images},
+    base::{exec, files, lock::Deb, project::Project, ui},
+    building::{
+        app_pulls, apps, gotools, host, images,
+        pull::{self, Installed},
+    },
 };
 
 /// One image as the SBOM lists it.
@@ -28,6 +31,8 @@ pub struct Image {
     /// Package -> the licenses its Debian copyright file names.
     pub licenses: BTreeMap<String, Vec<String>>,
     pub go: Vec<GoModule>,
+    /// Packages its own package database lists (images pulled from a registry).
+    pub found: Vec<Installed>,
 }
 
 /// A Go module compiled into a binary.
@@ -287,6 +292,33 @@ pub fn document(vm: &str, epoch: u64, created: &str, mirror: &str, images: &[Ima
             }));
         }
     }
+    for (i, image) in images.iter().enumerate() {
+        let image_id = spdx_ref("Image", &[&i.to_string(), &image.name]);
+        for found in &image.found {
+            let id = spdx_ref("Found", &[&i.to_string(), &found.kind, &found.name]);
+            packages.push(json!({
+                "SPDXID": id,
+                "name": found.name,
+                "versionInfo": found.version,
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": false,
+                "licenseConcluded": "NOASSERTION",
+                "licenseDeclared": "NOASSERTION",
+                "copyrightText": "NOASSERTION",
+                "comment": format!("listed by the image's own {} database", found.kind),
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": found.purl(),
+                }],
+            }));
+            relationships.push(json!({
+                "spdxElementId": image_id,
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": id,
+            }));
+        }
+    }
     let extracted: Vec<Value> = license_refs
         .iter()
         .map(|id| {
@@ -335,6 +367,7 @@ fn recipe_image(sh: &Shell, project: &Project, recipe: &str, name: String) -> Re
         debs: project.lock.image(recipe)?.to_vec(),
         licenses: images::package_licenses(project, recipe)?,
         go: recipe_go(sh, project, recipe)?,
+        found: vec![],
     })
 }
 
@@ -345,10 +378,11 @@ pub fn write(sh: &Shell, project: &Project, vm: &str, recipes: &[&str], app: Opt
         list.push(recipe_image(sh, project, recipe, recipe.to_string())?);
     }
     if let Some(app) = app.filter(|_| project.images.registry().is_some()) {
-        // Pulled images: listed by digest (their own packages are not read yet).
-        for (image, bases) in apps::registry_bases(project, app)? {
-            for base in bases {
-                let built = !base.starts_with(&format!("{}@", Reference::parse(&image)?.normalized()));
+        // Pulled images, by digest, with what their package databases list
+        // (for an image built on one, its own: the base's and its RUN steps').
+        for (image, (built, bases)) in app_pulls::bases(project, app)? {
+            let found = pull::installed_packages(sh, project, &image)?;
+            for (i, base) in bases.into_iter().enumerate() {
                 list.push(Image {
                     name: match built {
                         true => format!("{image} (app image on {base})"),
@@ -358,6 +392,8 @@ pub fn write(sh: &Shell, project: &Project, vm: &str, recipes: &[&str], app: Opt
                     debs: vec![],
                     licenses: BTreeMap::new(),
                     go: vec![],
+                    // The image's packages, listed once (under its first base).
+                    found: if i == 0 { found.clone() } else { vec![] },
                 });
             }
         }
@@ -442,6 +478,7 @@ mod tests {
                 debs: vec![deb("linux-image-cloud-amd64", "6.12.57-1", "linux-signed-amd64")],
                 licenses: BTreeMap::new(),
                 go: vec![],
+                found: vec![],
             },
             Image {
                 name: "proxy:1 (app image on traefik)".into(),
@@ -453,6 +490,7 @@ mod tests {
                     version: "v3.6.12".into(),
                     sum: "h1:x=".into(),
                 }],
+                found: vec![],
             },
         ];
         let doc = document("compose-static", 1, "1970-01-01T00:00:01Z", "http://m/debian/", &images);
