@@ -15,7 +15,14 @@ use crate::{
     },
     building::{apps, host::Need, registry::Address},
     disk::Format,
-    run::{bench, boot::VmOpts, qemu::Accel, suite, test_boot},
+    run::{
+        bench,
+        boot::VmOpts,
+        data::{self, Selection},
+        qemu::Accel,
+        suite, test_boot,
+        volumes::Target,
+    },
     vm::method::Method,
 };
 
@@ -156,6 +163,42 @@ pub enum Command {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// The data disks that keep the apps' named volumes (one per compose
+    /// project and method, kept by run-*): list them (the default), or remove
+    /// them as `docker compose down -v` does. Builds and boots nothing.
+    Volumes {
+        #[command(subcommand)]
+        action: Option<VolumesAction>,
+    },
+}
+
+/// `volumes ls` and `volumes rm`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum VolumesAction {
+    /// Every data disk: its project and method, size on the host and as a
+    /// disk, last change, whether a VM holds it now, path.
+    Ls,
+    /// Remove the app's data disks (every method's, or --method's), every
+    /// one (--all), or the file PATH; each is said first. A disk a running
+    /// VM holds is refused, and then nothing is removed.
+    Rm(VolumesRmArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VolumesRmArgs {
+    /// A data disk file (as --data-disk names one) instead of the app's: it
+    /// must be blank or hold the VM's compose-data file system.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Every data disk in the default folder, whatever its project.
+    #[arg(long)]
+    pub all: bool,
+    /// Only the disk of this method [default: every method's].
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
+    /// The app whose disks go (its compose project name), as run-* reads it.
+    #[command(flatten)]
+    pub compose: ComposeArg,
 }
 
 /// Where the app comes from, shared by every command that reads it: the
@@ -378,6 +421,9 @@ impl Command {
         match self {
             Command::TestBoot(args) => args.validate(),
             Command::Bench(args) => args.validate(),
+            Command::Volumes {
+                action: Some(VolumesAction::Rm(args)),
+            } => args.validate(),
             Command::Dynamic { registry, format, .. }
                 if registry.registry.is_none() && format.format != Format::KernelInitrd =>
             {
@@ -444,6 +490,13 @@ impl Command {
             Command::TestBoot(args) => (Kind::Boot, vec![args]),
             Command::Bench(args) => (Kind::Boot, vec![args]),
             Command::Test { vm } => (Kind::Boot, vec![vm, &Suite]),
+            Command::Volumes { action: None }
+            | Command::Volumes {
+                action: Some(VolumesAction::Ls),
+            } => (Kind::Look, vec![]),
+            Command::Volumes {
+                action: Some(VolumesAction::Rm(args)),
+            } => (Kind::Look, vec![args]),
         }
     }
 }
@@ -579,6 +632,18 @@ impl HostNeeds for BenchArgs {
     }
 }
 
+impl HostNeeds for VolumesRmArgs {
+    fn needs(&self, kind: Kind) -> Vec<Need> {
+        let VolumesRmArgs {
+            path: _,
+            all: _,
+            method: _,
+            compose,
+        } = self;
+        compose.needs(kind)
+    }
+}
+
 /// What `cargo xtask test` runs besides its VM flags (`run::suite`).
 struct Suite;
 
@@ -626,6 +691,56 @@ impl ComposeArg {
     /// starts: every image it uses must be one the local profile can build.
     pub fn load(&self, project: &Project) -> Result<App> {
         apps::load(project, &self.source())
+    }
+}
+
+impl ComposeArg {
+    /// Was any compose option given (else: the default app)?
+    fn given(&self) -> bool {
+        let ComposeArg {
+            files,
+            env_files,
+            project_name,
+            profiles,
+            allow_unsupported,
+        } = self;
+        !files.is_empty()
+            || !env_files.is_empty()
+            || project_name.is_some()
+            || !profiles.is_empty()
+            || *allow_unsupported
+    }
+}
+
+impl VolumesRmArgs {
+    /// One way of naming what goes: the app (compose options, the default),
+    /// `--all`, or a PATH.
+    pub fn validate(&self) -> Result<()> {
+        if self.path.is_some() && self.all {
+            bail!("volumes rm: give a PATH or --all, not both");
+        }
+        if self.path.is_some() && (self.method.is_some() || self.compose.given()) {
+            bail!("volumes rm PATH removes that file only: leave out --method and the compose options");
+        }
+        if self.all && self.compose.given() {
+            bail!("volumes rm --all removes every project's disks: leave out the compose options");
+        }
+        Ok(())
+    }
+
+    /// What to remove. The app's compose project is named as run-* names
+    /// it, from the app compose reads (the same files, `-p`, `name:`).
+    pub fn target(&self, project: &Project) -> Result<Target> {
+        if let Some(path) = &self.path {
+            return Ok(Target::Path(path.clone()));
+        }
+        let method = self.method.map(|m| data::method_name(m).to_string());
+        let project = if self.all {
+            None
+        } else {
+            Some(self.compose.load(project)?.project)
+        };
+        Ok(Target::Folder(Selection { project, method }))
     }
 }
 
@@ -776,6 +891,31 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
         }
+        for (args, want) in [
+            (&["volumes", "rm", "--all", "x.img"][..], "a PATH or --all, not both"),
+            (
+                &["volumes", "rm", "x.img", "--method", "static"],
+                "removes that file only",
+            ),
+            (&["volumes", "rm", "x.img", "-f", "a.yml"], "removes that file only"),
+            (
+                &["volumes", "rm", "--all", "-p", "shop"],
+                "leave out the compose options",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+        for ok in [
+            &["volumes"][..],
+            &["volumes", "ls"],
+            &["volumes", "rm"],
+            &["volumes", "rm", "--method", "native", "-f", "a.yml"],
+            &["volumes", "rm", "--all", "--method", "static"],
+            &["volumes", "rm", "x.img"],
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
         assert!(parse(&["test-boot", "--method", "dynamic", "--unreachable-registry"]).is_ok());
         assert!(parse(&["dynamic", "--format", "raw-efi", "--registry", "r.example.com"]).is_ok());
         assert!(parse(&["test-boot", "--method", "dynamic", "--format", "raw-efi"]).is_ok());
@@ -900,6 +1040,8 @@ mod tests {
     fn needs_follow_the_command() {
         let needs = |args: &[&str]| parse(args).unwrap().needs();
         assert_eq!(needs(&["doctor"]), []);
+        assert_eq!(needs(&["volumes"]), [], "builds and boots nothing");
+        assert_eq!(needs(&["volumes", "rm", "-f", "a.yml"]), []);
         assert_eq!(needs(&["static"]), [Need::Build]);
         assert_eq!(needs(&["run-static"]), [Need::Build, Need::Boot]);
         assert_eq!(needs(&["test-boot", "--smoke"]), [Need::Build, Need::Boot]);

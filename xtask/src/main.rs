@@ -25,8 +25,8 @@ use xshell::Shell;
 
 use base::{exec, project::Project, ui};
 use building::{apps, doctor, host, images, registry::Address};
-use cli::{Cli, Command, ComposeArg, FormatArg, RunArgs};
-use run::{bench, boot::VmOpts, data, session, suite, test_boot};
+use cli::{Cli, Command, ComposeArg, FormatArg, RunArgs, VolumesAction};
+use run::{bench, boot::VmOpts, data, session, suite, test_boot, volumes};
 use vm::{
     linuxkit,
     method::{Method, Registries},
@@ -147,6 +147,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
+        Command::Volumes { action } => match action.unwrap_or(VolumesAction::Ls) {
+            VolumesAction::Ls => volumes::list(),
+            VolumesAction::Rm(args) => volumes::remove(&args.target(&project)?),
+        },
     }
 }
 
@@ -174,7 +178,7 @@ fn run_vm(sh: &Shell, project: &Project, method: Method, args: &RunArgs, registr
     let app = args.compose.load(project)?;
     let path = match &args.data_disk {
         Some(path) => path.clone(),
-        None => data::default_path(&app.project, method.vm_name().trim_start_matches("compose-"))?,
+        None => data::default_path(&app.project, data::method_name(method))?,
     };
     let disk = data::prepare(&path, args.data_size, args.fresh_data)?;
     if let Some(bytes) = disk.removed {

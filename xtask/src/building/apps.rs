@@ -35,9 +35,12 @@ pub enum Builder {
 /// The app in `source`, read by docker compose (the compose v2 the VM runs,
 /// unpacked from its Debian package into the cache on first use).
 pub fn load(project: &Project, source: &compose::Source) -> Result<App> {
-    let compose = {
-        let _lock = project.lock()?;
-        debian::tool(&Shell::new()?, project, "docker-compose")?
+    let compose = match debian::unpacked_tool(project, "docker-compose")? {
+        Some(program) => program,
+        None => {
+            let _lock = project.lock()?;
+            debian::tool(&Shell::new()?, project, "docker-compose")?
+        }
     };
     let app = App::load(&compose, project, source)?;
     let runs = match project.images.registry() {

@@ -232,9 +232,9 @@ fn stanzas(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The path of host tool `name` (pins.yml `debian.tools`): its package is
-/// unpacked once per suite and mirror into the cache, outside the repository.
-pub fn tool(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
+/// Where host tool `name` (pins.yml `debian.tools`) is once unpacked: its
+/// package's folder in the cache, and the program in it.
+fn tool_place(project: &Project, name: &str) -> Result<(PathBuf, PathBuf)> {
     let pin = project.pins.debian_tool(name)?;
     let debian = &project.pins.debian;
     let key = files::content_hash(
@@ -249,6 +249,23 @@ pub fn tool(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         .cache_path("tools")
         .join(format!("{}-{}-{key}", pin.package, debian.suite));
     let program = dir.join(&pin.path);
+    Ok((dir, program))
+}
+
+/// Host tool `name` if it is unpacked already. It is only ever renamed into
+/// place whole, so this needs no cache lock: a command that only reads
+/// (`volumes rm` reading the compose file) does not wait for a build.
+pub fn unpacked_tool(project: &Project, name: &str) -> Result<Option<PathBuf>> {
+    let (_, program) = tool_place(project, name)?;
+    Ok(program.is_file().then_some(program))
+}
+
+/// The path of host tool `name` (pins.yml `debian.tools`): its package is
+/// unpacked once per suite and mirror into the cache, outside the repository.
+pub fn tool(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
+    let pin = project.pins.debian_tool(name)?;
+    let debian = &project.pins.debian;
+    let (dir, program) = tool_place(project, name)?;
     if program.is_file() {
         return Ok(program);
     }
