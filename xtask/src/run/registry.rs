@@ -78,7 +78,10 @@ impl Local {
             if let Some(status) = self.child.try_wait()? {
                 bail!("docker-registry exited ({status}); see {}", self.log.display());
             }
-            if http::get(addr, "127.0.0.1", "/v2/", Duration::from_secs(2)).is_ok_and(|r| r.status == 200) {
+            // 401: up, and asking for the login it was started with.
+            if http::get(addr, "127.0.0.1", "/v2/", Duration::from_secs(2))
+                .is_ok_and(|r| [200, 401].contains(&r.status))
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
