@@ -84,7 +84,7 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
                     problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
                 }
             }
-            None => match catalog_reference(project, service.image.catalog_name()) {
+            None => match catalog_reference(project, &project.pins.catalog_key(&service.image)) {
                 Some(local) => {
                     let stand_in = Runs {
                         image: Reference::parse(&local).context("a catalog image's local reference")?,
@@ -137,10 +137,12 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
 fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {
     let path = build.context.join(&build.dockerfile);
     let text = fs::read_to_string(&path).map_err(|e| vec![format!("cannot read it: {e}")])?;
-    let catalog = |name: &str| {
-        catalog_reference(project, name).map(|reference| dockerfile::Local {
+    let catalog = |asked: &Reference| {
+        let entry = project.pins.catalog_key(asked);
+        catalog_reference(project, &entry).map(|reference| dockerfile::Local {
             reference,
-            apk: emulates_apk(project, name),
+            apk: emulates_apk(project, &entry),
+            entry,
         })
     };
     let apk_names = project
@@ -191,7 +193,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                 let image = app.image_of(service);
                 let id = catalog_image(sh, project, image, builder)?;
                 if let Some(asked) = app.stands_in_for(service) {
-                    let entry = asked.catalog_name();
+                    let entry = &project.pins.catalog_key(asked);
                     let what = serves(project, entry, image.as_str());
                     ui::note(format!(
                         "service `{}`: image {asked} -> local {entry}: {what}",

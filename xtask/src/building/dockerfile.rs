@@ -163,6 +163,8 @@ pub struct Substitution {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Local {
     pub reference: String,
+    /// The catalog entry it is (`php:apache` for `php:8.2-apache`).
+    pub entry: String,
     /// It emulates Alpine's `apk` (pins.yml `alpine: true`).
     pub apk: bool,
 }
@@ -180,15 +182,15 @@ fn catalog_name(text: &str) -> String {
 }
 
 /// Rewrite `text` for the local profile. `args` are the build arguments,
-/// `target` the stage to build (default: the last); `catalog(name)` gives the
-/// local image standing in for an upstream image name, or None. `apk_names`
+/// `target` the stage to build (default: the last); `catalog(image)` gives the
+/// local image standing in for an upstream image, or None. `apk_names`
 /// lists the catalog entries that emulate apk, for the message when another
 /// one meets it. Every problem comes back at once, each naming its line.
 pub fn plan(
     text: &str,
     args: &BTreeMap<String, String>,
     target: Option<&str>,
-    catalog: &dyn Fn(&str) -> Option<Local>,
+    catalog: &dyn Fn(&Reference) -> Option<Local>,
     catalog_names: &str,
     apk_names: &str,
 ) -> Result<Plan, Vec<String>> {
@@ -293,19 +295,20 @@ pub fn plan(
     let mut rewritten: BTreeMap<usize, String> = BTreeMap::new();
     let mut substitutions = Vec::new();
     let mut local = |line: usize, asked: &str, problems: &mut Vec<String>| -> Option<Local> {
-        let name = match Reference::parse(asked) {
-            Ok(parsed) => parsed.catalog_name().to_string(),
+        let parsed = match Reference::parse(asked) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 problems.push(format!("line {line}: image `{asked}` {e}"));
                 return None;
             }
         };
-        match catalog(&name) {
+        let name = parsed.catalog_name();
+        match catalog(&parsed) {
             Some(stand_in) => {
                 substitutions.push(Substitution {
                     line,
                     asked: asked.to_string(),
-                    entry: name.clone(),
+                    entry: stand_in.entry.clone(),
                 });
                 Some(stand_in)
             }
@@ -466,11 +469,13 @@ fn heredoc_run(flag_list: &[(String, String)], rest: &str, bodies: &[String], ar
 mod tests {
     use super::*;
 
-    fn catalog(name: &str) -> Option<Local> {
+    fn catalog(asked: &Reference) -> Option<Local> {
+        let name = asked.catalog_name();
         ["nginx", "python", "golang", "debian", "traefik"]
             .contains(&name)
             .then(|| Local {
                 reference: format!("linuxkit-compose.local/{name}:t"),
+                entry: name.to_string(),
                 apk: name == "python",
             })
     }
