@@ -166,6 +166,13 @@ fn run_vm(sh: &Shell, project: &Project, method: Method, args: &RunArgs, registr
         None => data::default_path(&app.project, method.vm_name().trim_start_matches("compose-"))?,
     };
     let disk = data::prepare(&path, args.data_size, args.fresh_data)?;
+    if let Some(bytes) = disk.removed {
+        ui::note(format!(
+            "--fresh-data: removed {} ({} MB on the host): the app's named volumes start empty",
+            disk.path.display(),
+            bytes / 1_000_000
+        ));
+    }
     ui::note(format!(
         "named volumes: on {} ({}, {} MB on the host){}",
         disk.path.display(),

@@ -110,14 +110,25 @@ impl Host {
             self.dir.join("debian").display(),
             self.dir.join("bin").display()
         );
-        let out = Command::new(self.dir.join("sbin").join(command))
-            .args(args)
+        let mut cmd = Command::new(self.dir.join("sbin").join(command));
+        cmd.args(args)
             .env_clear()
             .env("PATH", path)
             .env("APK_PACKAGES", compat("apk-packages"))
-            .env("APK_STATE", self.dir.join("state"))
-            .output()
-            .unwrap();
+            .env("APK_STATE", self.dir.join("state"));
+        // The script was written a moment ago; a test on another thread that
+        // forks then holds its write descriptor until its child execs, and
+        // exec(2) meanwhile fails with ETXTBSY. Try again shortly.
+        let mut tries = 0;
+        let out = loop {
+            match cmd.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let log = fs::read_to_string(self.dir.join("log")).unwrap_or_default();
         (
             out.status.success(),

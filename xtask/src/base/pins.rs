@@ -68,6 +68,12 @@ pub struct ImagePins {
     /// recipe's files, and hashed into its tag as the recipe's files are.
     #[serde(default)]
     pub shared: Vec<String>,
+    /// The recipe's own RUN steps fetch from a package registry (pinned by
+    /// hash in the recipe folder): its build sees the host's CA bundle, as an
+    /// app's RUN steps do. Off for the rest, whose RUN steps read the image's
+    /// own bundle (the maven recipe records its checksum).
+    #[serde(default)]
+    pub fetches: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -19,8 +19,8 @@ use crate::{
     building::{buildah, debian, dockerfile, images},
 };
 
-/// The host's CA bundle (Debian's path, which Debian's pip, Go and curl read).
-const HOST_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The host's CA bundle, which RUN steps see.
+const HOST_CAS: &str = buildah::HOST_CAS;
 
 /// Label on every app image built here: the hash of what it was built from.
 const INPUTS_LABEL: &str = "org.linuxkit-compose.inputs";

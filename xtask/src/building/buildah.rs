@@ -9,27 +9,23 @@ use xshell::{cmd, Shell};
 
 use crate::base::{exec, project::Project};
 
-/// Build the Dockerfile in `context` as `reference`.
-pub fn build(sh: &Shell, project: &Project, context: &Path, reference: &str) -> Result<()> {
+/// The host's CA bundle (Debian's path, which Debian's pip, Go, curl and
+/// cargo read), bound over the image's own in RUN steps that fetch.
+pub const HOST_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Build the Dockerfile in `context` as `reference`; with `host_cas`, its RUN
+/// steps trust the host's certificate authorities (this kind of machine's
+/// network inspects TLS), and nothing of them stays in the image.
+pub fn build(sh: &Shell, project: &Project, context: &Path, reference: &str, host_cas: bool) -> Result<()> {
     let context = context.to_str().context("non-UTF-8 path")?;
     let file = format!("{context}/Dockerfile");
-    run(
-        sh,
-        project,
-        &[
-            "bud",
-            "--quiet",
-            "--isolation",
-            "chroot",
-            "--timestamp",
-            "0",
-            "-f",
-            &file,
-            "-t",
-            reference,
-            context,
-        ],
-    )
+    let cas = format!("{HOST_CAS}:{HOST_CAS}:ro");
+    let mut args = vec!["bud", "--quiet", "--isolation", "chroot", "--timestamp", "0"];
+    if host_cas && Path::new(HOST_CAS).is_file() {
+        args.extend(["--volume", &cas]);
+    }
+    args.extend(["-f", &file, "-t", reference, context]);
+    run(sh, project, &args)
 }
 
 /// Write `image` as an OCI image layout at `layout` (what `linuxkit cache import` takes).

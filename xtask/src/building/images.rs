@@ -96,6 +96,9 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     for path in &image.remove {
         pins += &format!("remove={path}\n");
     }
+    if image.fetches {
+        pins += "fetches\n";
+    }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
         pins += &format!(
@@ -220,7 +223,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
         sh.copy_file(&service, context.join("service"))?;
     }
 
-    buildah::build(sh, project, &context, reference)?;
+    buildah::build(sh, project, &context, reference, pins.fetches)?;
     let layout = work.join("oci");
     buildah::push_oci(sh, project, reference, &layout)?;
     oci::import(sh, project, &layout, reference)?;
@@ -363,6 +366,22 @@ mod tests {
         ] {
             assert_ne!(base, tag, "changing the {what} must change the tag");
         }
+    }
+
+    /// Whether a recipe's RUN steps see the host's CA bundle is part of its
+    /// tag: a recipe that starts or stops fetching is built again.
+    #[test]
+    fn fetches_is_part_of_the_tag() {
+        let project = crate::base::project::for_tests();
+        assert!(project.pins.image("uvicorn-gunicorn-fastapi").unwrap().fetches);
+        assert!(
+            !project.pins.image("maven").unwrap().fetches,
+            "mvn records the image's own CA bundle"
+        );
+        let before = tag(&project, "uvicorn-gunicorn-fastapi").unwrap();
+        let mut without = crate::base::project::for_tests();
+        without.pins.images.get_mut("uvicorn-gunicorn-fastapi").unwrap().fetches = false;
+        assert_ne!(before, tag(&without, "uvicorn-gunicorn-fastapi").unwrap());
     }
 
     /// The shared Alpine emulation is part of the tags of the images that

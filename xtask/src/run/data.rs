@@ -25,6 +25,8 @@ pub struct DataDisk {
     pub path: PathBuf,
     /// Made now (empty): the VM formats it at boot.
     pub created: bool,
+    /// Bytes of the disk `fresh` removed first (what its volumes held).
+    pub removed: Option<u64>,
 }
 
 /// Where `run-*` keeps the data disk of compose project `project` under
@@ -63,8 +65,12 @@ pub fn prepare(path: &Path, gib: u64, fresh: bool) -> Result<DataDisk> {
             return Ok(DataDisk {
                 path: path.to_path_buf(),
                 created: false,
+                removed: None,
             });
         }
+    }
+    let removed = path.exists().then(|| used_bytes(path));
+    if removed.is_some() {
         fs::remove_file(path).with_context(|| format!("removing data disk {}", path.display()))?;
     }
     if let Some(dir) = path.parent() {
@@ -76,6 +82,7 @@ pub fn prepare(path: &Path, gib: u64, fresh: bool) -> Result<DataDisk> {
     Ok(DataDisk {
         path: path.to_path_buf(),
         created: true,
+        removed,
     })
 }
 
@@ -126,6 +133,7 @@ mod tests {
         let path = dir.join("volumes/app-static.img");
         let made = prepare(&path, 1, false).unwrap();
         assert!(made.created);
+        assert_eq!(made.removed, None);
         assert_eq!(fs::metadata(&path).unwrap().len(), GIB);
         assert!(used_bytes(&path) < GIB, "sparse");
         fs::write(&path, b"the volumes").unwrap();
@@ -134,6 +142,7 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"the volumes");
         let fresh = prepare(&path, 2, true).unwrap();
         assert!(fresh.created);
+        assert!(fresh.removed.is_some(), "says it removed the old disk");
         assert_eq!(fs::metadata(&path).unwrap().len(), 2 * GIB);
         assert!(prepare(&path, 0, false).is_err());
         fs::remove_dir_all(dir).unwrap();

@@ -154,6 +154,11 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // and the suite must stay within CI's limit (native passes too, by hand).
     let java_app = load(&[JAVA_APP])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &java_app)?;
+    // The uvicorn-gunicorn-fastapi stand-in: its /start.sh finds /app/main.py
+    // and serves it with gunicorn's uvicorn workers (FastAPI from PyPI, locked
+    // by hash in its recipe). Static only, for CI's time (native passes too).
+    let fastapi_app = load(&[FASTAPI_APP])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &fastapi_app)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -292,6 +297,8 @@ const PHP_MYSQL: &str = "compose/php-mysql.yml";
 const ALPINE_PY: &str = "compose/alpine-py.yml";
 /// A Maven-built Java app on the maven and eclipse-temurin stand-ins.
 const JAVA_APP: &str = "compose/java-app.yml";
+/// A FastAPI app on the uvicorn-gunicorn-fastapi stand-in.
+const FASTAPI_APP: &str = "compose/fastapi-app.yml";
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.

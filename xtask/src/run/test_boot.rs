@@ -256,6 +256,27 @@ fn boot(
     })
 }
 
+/// Boot a compose method's VM headless, with its deadlines (600 s under
+/// TCG, 240 s under KVM).
+fn boot_compose(
+    project: &Project,
+    args: &Options,
+    method: Method,
+    artifacts: &boot::Pinned,
+    guest_ports: &[(u16, bool)],
+    fresh: bool,
+) -> Result<Headless> {
+    boot(
+        project,
+        args,
+        method.vm_name(),
+        artifacts,
+        guest_ports,
+        (600, 240),
+        fresh,
+    )
+}
+
 impl Headless {
     /// The loopback port guest TCP port `guest` is forwarded from.
     fn port(&self, guest: u16) -> u16 {
@@ -366,15 +387,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     if args.unreachable_registry {
         return unreachable_registry(project, args, method, app, &guest_ports, prepared).map(|()| Timings::default());
     }
-    let mut h = boot(
-        project,
-        args,
-        method.vm_name(),
-        &prepared.artifacts,
-        &guest_ports,
-        (600, 240),
-        true,
-    )?;
+    let mut h = boot_compose(project, args, method, &prepared.artifacts, &guest_ports, true)?;
     let log = h.log.clone();
     let mut result = check_app(&mut h, app, &args.hosts);
     match args.restart {
@@ -446,16 +459,7 @@ fn restart(
     guest_ports: &[(u16, bool)],
 ) -> Result<()> {
     ui::say!("{}: booting again on the same data disk", method.vm_name());
-
-    let mut h = boot(
-        project,
-        args,
-        method.vm_name(),
-        &prepared.artifacts,
-        guest_ports,
-        (600, 240),
-        false,
-    )?;
+    let mut h = boot_compose(project, args, method, &prepared.artifacts, guest_ports, false)?;
     let mut result = check_app(&mut h, app, &args.hosts).map(|_| ());
     if let Some(text) = &args.expect_after_restart {
         result = result.and_then(|()| {
@@ -507,15 +511,7 @@ fn unreachable_registry(
         Some((host, _)) => (host.to_string(), app.router_port().expect("checked by probe_plan")),
         None => ("localhost".to_string(), guest_ports[0].0),
     };
-    let mut h = boot(
-        project,
-        args,
-        method.vm_name(),
-        &prepared.artifacts,
-        guest_ports,
-        (600, 240),
-        true,
-    )?;
+    let mut h = boot_compose(project, args, method, &prepared.artifacts, guest_ports, true)?;
     let log = h.log.clone();
     let failed = move || gave_up(&boot::read_log(&log));
     let port = h.port(guest);
@@ -758,7 +754,10 @@ fn console_shell(console: &str) -> bool {
 /// started again after the app came up. A boot test stops there instead of
 /// waiting out its deadline.
 fn gave_up(console: &str) -> Option<String> {
-    let line = console.lines().find(|l| {
+    // Only whole lines: the guest may be halfway through writing the last
+    // one (`service: onboot 000-modules exited with st` is no failure yet).
+    let whole = console.rfind('\n').map_or("", |end| &console[..end]);
+    let line = whole.lines().find(|l| {
         l.starts_with(RUNNER_FAILED)
             || compose_service_failed(l)
             || l.starts_with("service: starting ")
@@ -901,6 +900,11 @@ mod tests {
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
+        // A line the guest is still writing is not read yet.
+        assert_eq!(
+            gave_up(&format!("{ok}service: onboot 001-network exited with st")),
+            None
+        );
         // A one-shot service that finishes is no failure.
         let done = format!("{ok}compose: service migrate exited with status 0 (uptime 35.0s)\n");
         assert_eq!(gave_up(&done), None);
