@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::base::reference::Reference;
+
 pub const FILE: &str = "pins.yml";
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -15,7 +17,9 @@ pub struct Pins {
     /// What each image recipe under `images/` is made from, by folder name.
     pub images: BTreeMap<String, ImagePins>,
     /// The local profile's base images: upstream image name -> the recipe
-    /// that stands in for it.
+    /// that stands in for it. A key `NAME:VARIANT` stands in for the tags of
+    /// NAME that have VARIANT as a `-`-separated part (`php:apache` for
+    /// `php:8.2-apache`), where upstream's variants are different images.
     #[serde(default)]
     pub catalog: BTreeMap<String, CatalogEntry>,
 }
@@ -59,6 +63,11 @@ pub struct ImagePins {
     /// short options, from `images/alpine-compat/`. Needs `minbase` (apt).
     #[serde(default)]
     pub alpine: bool,
+    /// Folders under `images/` that recipes share (scripts, configuration),
+    /// copied into the build context under their own names beside the
+    /// recipe's files, and hashed into its tag as the recipe's files are.
+    #[serde(default)]
+    pub shared: Vec<String>,
     /// The recipe's own RUN steps fetch from a package registry (pinned by
     /// hash in the recipe folder): its build sees the host's CA bundle, as an
     /// app's RUN steps do. Off for the rest, whose RUN steps read the image's
@@ -184,6 +193,9 @@ impl Pins {
             if let Some(v) = image.variant.as_deref().filter(|v| *v != "minbase") {
                 bail!("images.{name}.variant {v:?}: the only variant is `minbase`");
             }
+            if let Some(dir) = image.shared.iter().find(|d| d.contains('/') || d.starts_with('.')) {
+                bail!("images.{name}.shared `{dir}`: name a folder directly under images/");
+            }
             if image.alpine && image.variant.is_none() {
                 bail!("images.{name}.alpine needs `variant: minbase`: its apk installs with apt-get, which only a configured Debian system has");
             }
@@ -199,6 +211,20 @@ impl Pins {
             }
         }
         Ok(())
+    }
+
+    /// The catalog entry that stands in for `reference`: `NAME:VARIANT` where
+    /// the catalog has one for a `-`-separated part of its tag
+    /// (`php:8.2-apache-bookworm` -> `php:apache`), else its name alone.
+    pub fn catalog_key(&self, reference: &Reference) -> String {
+        let name = reference.catalog_name();
+        reference
+            .tag()
+            .into_iter()
+            .flat_map(|tag| tag.split('-'))
+            .map(|part| format!("{name}:{part}"))
+            .find(|key| self.catalog.contains_key(key))
+            .unwrap_or_else(|| name.to_string())
     }
 
     /// What image `name` is made from.
@@ -255,6 +281,20 @@ images:
   a: {packages: [busybox-static]}
   b: {packages: [netbase], go: [t]}
 ";
+
+    #[test]
+    fn catalog_variants_by_tag_part() {
+        let text =
+            format!("{MINIMAL}catalog:\n  php: {{recipe: a, serves: x}}\n  'php:apache': {{recipe: b, serves: x}}\n");
+        let pins = Pins::parse(&text).unwrap();
+        let key = |r: &str| pins.catalog_key(&Reference::parse(r).unwrap());
+        assert_eq!(key("php:8.2-apache"), "php:apache");
+        assert_eq!(key("php:apache"), "php:apache");
+        assert_eq!(key("php:8.4-apache-bookworm"), "php:apache");
+        assert_eq!(key("php:8-cli"), "php");
+        assert_eq!(key("php"), "php");
+        assert_eq!(key("docker.io/library/php:8-fpm"), "php");
+    }
 
     #[test]
     fn minimal_pins_parse() {

@@ -90,7 +90,7 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
                     problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
                 }
             }
-            None => match catalog_reference(project, service.image.catalog_name()) {
+            None => match catalog_reference(project, &project.pins.catalog_key(&service.image)) {
                 Some(local) => {
                     let stand_in = Runs {
                         image: Reference::parse(&local).context("a catalog image's local reference")?,
@@ -159,7 +159,7 @@ pub fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::P
                 apk: true,
             });
         }
-        let entry = asked.catalog_name().to_string();
+        let entry = project.pins.catalog_key(asked);
         catalog_reference(project, &entry).map(|reference| dockerfile::Local {
             reference,
             apk: emulates_apk(project, &entry),
@@ -228,7 +228,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                 let image = app.image_of(service);
                 let id = catalog_image(sh, project, image, builder)?;
                 if let Some(asked) = app.stands_in_for(service) {
-                    let entry = asked.catalog_name();
+                    let entry = &project.pins.catalog_key(asked);
                     let what = serves(project, entry, image.as_str());
                     ui::note(format!(
                         "service `{}`: image {asked} -> local {entry}: {what}",

@@ -46,6 +46,10 @@ const ALPINE_COMPAT_FILES: [(&str, &str, u32); 4] = [
     ("apk-packages", "usr/local/share/alpine-compat/apk-packages", 0o644),
 ];
 
+/// How a shared folder's files (pins.yml `images.NAME.shared`) are named in
+/// the tag's input, apart from the recipe's own.
+const SHARED_PREFIX: &str = "shared:";
+
 pub fn reference(name: &str, tag: &str) -> String {
     format!("{REGISTRY}/{name}:{tag}")
 }
@@ -69,6 +73,16 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
             files
                 .into_iter()
                 .map(|(path, exec, body)| (format!("{ALPINE_COMPAT}/{path}"), exec, body)),
+        );
+    }
+    for dir in &image.shared {
+        // A shared folder is part of the recipe of every image that copies it.
+        let files = files::tree_files(&project.root.join("images").join(dir))
+            .with_context(|| format!("reading images/{dir} (images.{name}.shared)"))?;
+        recipe.extend(
+            files
+                .into_iter()
+                .map(|(path, exec, body)| (format!("{SHARED_PREFIX}{dir}/{path}"), exec, body)),
         );
     }
     let mut pins = format!(
@@ -178,8 +192,13 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     sh.create_dir(&context)?;
     let recipe = recipe_dir(project, name);
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
-
     let pins = project.pins.image(name)?;
+    for dir in &pins.shared {
+        let shared = recipe_dir(project, dir);
+        let into = context.join(dir);
+        sh.create_dir(&into)?;
+        exec::run(cmd!(sh, "cp -a {shared}/. {into}/"))?;
+    }
     let (versions, licenses) = debian::image_tree(sh, project, name, pins, &tree)?;
     if pins.alpine {
         install_alpine_compat(project, &tree)?;

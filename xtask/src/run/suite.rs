@@ -142,6 +142,11 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // MONGO_INITDB_ROOT_*: a 2xx means a document was written and read back.
     let mongo_app = load(&[MONGO_APP])?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &mongo_app)?;
+    // The php:apache stand-in built on by a Dockerfile that runs
+    // docker-php-ext-install, reading a row from mariadb: a 2xx means mod_php,
+    // mysqli and PDO reached the database.
+    let php_mysql = load(&[PHP_MYSQL])?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &php_mysql)?;
     // A Dockerfile written for Alpine (apk, busybox's adduser) on the python
     // stand-in's emulation of them: the build is the test, so one method.
     let alpine = load(&[ALPINE_PY])?;
@@ -289,6 +294,8 @@ const NODE_APP: &str = "compose/node-app.yml";
 const WEB_DB: &str = "compose/webdb.yml";
 /// A Python app with the mongo stand-in behind it.
 const MONGO_APP: &str = "compose/mongo-app.yml";
+/// A PHP page on `php:8-apache` with mariadb behind it.
+const PHP_MYSQL: &str = "compose/php-mysql.yml";
 /// A Dockerfile for `python:3.7-alpine` (apk, adduser -D, USER 1000).
 const ALPINE_PY: &str = "compose/alpine-py.yml";
 /// A Maven-built Java app on the maven and eclipse-temurin stand-ins.
