@@ -12,7 +12,10 @@ use xshell::Shell;
 use crate::{
     app::compose::{self, App, Runs},
     base::{origin::Registries, project::Project, reference::Reference, ui},
-    building::{apps::dockerfile_plan, pull},
+    building::{
+        apps::{dockerfile_plan, plan_problems},
+        pull,
+    },
 };
 
 /// Check, before anything is pulled or built, that every image of `app` can
@@ -26,12 +29,7 @@ pub fn check(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> {
     let mut runs = BTreeMap::new();
     for service in &app.services {
         match &service.build {
-            Some(build) => {
-                if let Err(errs) = dockerfile_plan(project, build) {
-                    let path = build.context.join(&build.dockerfile);
-                    problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
-                }
-            }
+            Some(build) => problems.extend(plan_problems(project, build)),
             None if service.image.digest().is_some() => {
                 let local =
                     Reference::parse(&pull::local_name(&service.image)).context("a pulled image's local tag")?;
@@ -56,22 +54,27 @@ pub fn check(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> {
     .into())
 }
 
-/// Every image reference `app` pulls: the services' images that have no
-/// `build:`, and the bases (`FROM`, `COPY --from=IMAGE`) each build target
-/// needs; once each, in the order met.
+/// The image references `service` pulls: its image if it has no `build:`
+/// (as written, where a local tag runs in its place), else the bases (`FROM`,
+/// `COPY --from=IMAGE`) its build target needs.
+fn service_references(project: &Project, app: &App, service: &compose::Service) -> Result<Vec<Reference>> {
+    match &service.build {
+        Some(build) => dockerfile_plan(project, build)
+            .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
+            .substitutions
+            .iter()
+            .map(|sub| Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("`{}` {e}", sub.asked)))
+            .collect(),
+        None => Ok(vec![app.stands_in_for(service).unwrap_or(&service.image).clone()]),
+    }
+}
+
+/// Every image reference `app` pulls ([`service_references`] of each
+/// service), once each, in the order met.
 fn references(project: &Project, app: &App) -> Result<Vec<Reference>> {
     let mut refs: Vec<Reference> = Vec::new();
     for service in &app.services {
-        let found = match &service.build {
-            Some(build) => dockerfile_plan(project, build)
-                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
-                .substitutions
-                .iter()
-                .map(|sub| Reference::parse(&sub.asked).map_err(|e| anyhow::anyhow!("`{}` {e}", sub.asked)))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![app.stands_in_for(service).unwrap_or(&service.image).clone()],
-        };
-        for r in found {
+        for r in service_references(project, app, service)? {
             if !refs.iter().any(|known| pull::local_name(known) == pull::local_name(&r)) {
                 refs.push(r);
             }
@@ -98,14 +101,10 @@ pub fn pull_all(
     let mut plan = Vec::new();
     let mut problems = Vec::new();
     for reference in references(project, app)? {
-        let Some(key) = pull::lock_key(&reference) else {
-            let digest = reference.digest().expect("no lock key: a digest").to_string();
-            plan.push((reference, digest));
-            continue;
-        };
-        let digest = match lock.images.get(&key) {
-            Some(digest) => digest.clone(),
+        let digest = match lock.pinned(&reference) {
+            Some(digest) => digest,
             None => {
+                let key = reference.normalized();
                 let step = ui::step(format!("resolve {reference}"));
                 match pull::resolve(project, registries, &reference) {
                     Ok(digest) => {
@@ -149,28 +148,18 @@ pub fn pull_all(
 pub fn bases(project: &Project, app: &App) -> Result<BTreeMap<String, (bool, Vec<String>)>> {
     let path = pull::lock_path(&app.file);
     let lock = pull::AppLock::load(&path)?;
-    let pinned = |reference: &Reference| -> Result<String> {
-        let digest = match pull::lock_key(reference) {
-            None => reference.digest().expect("no lock key: a digest").to_string(),
-            Some(key) => lock
-                .images
-                .get(&key)
-                .with_context(|| format!("{}: no digest for {key}", project.rel(&path).display()))?
-                .clone(),
-        };
+    let pinned = |reference: Reference| -> Result<String> {
+        let digest = lock
+            .pinned(&reference)
+            .with_context(|| format!("{}: no digest for {reference}", project.rel(&path).display()))?;
         Ok(format!("{}@{digest}", reference.name()))
     };
     let mut out = BTreeMap::new();
     for service in &app.services {
-        let bases = match &service.build {
-            Some(build) => dockerfile_plan(project, build)
-                .map_err(|errs| anyhow::anyhow!("{}: {}", service.name, errs.join("; ")))?
-                .substitutions
-                .iter()
-                .map(|sub| pinned(&Reference::parse(&sub.asked)?))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![pinned(app.stands_in_for(service).unwrap_or(&service.image))?],
-        };
+        let bases = service_references(project, app, service)?
+            .into_iter()
+            .map(pinned)
+            .collect::<Result<Vec<_>>>()?;
         out.insert(app.image_of(service).to_string(), (service.build.is_some(), bases));
     }
     Ok(out)

@@ -84,12 +84,7 @@ fn local_images(project: &Project, app: &App) -> Result<BTreeMap<String, Runs>> 
     let mut runs = BTreeMap::new();
     for service in &app.services {
         match &service.build {
-            Some(build) => {
-                if let Err(errs) = dockerfile_plan(project, build) {
-                    let path = build.context.join(&build.dockerfile);
-                    problems.extend(errs.into_iter().map(|e| format!("{}: {e}", path.display())));
-                }
-            }
+            Some(build) => problems.extend(plan_problems(project, build)),
             None => match catalog_reference(project, &project.pins.catalog_key(&service.image)) {
                 Some(local) => {
                     let stand_in = Runs {
@@ -142,6 +137,15 @@ pub fn base_recipes(project: &Project, app: &App) -> Result<BTreeMap<String, Vec
         out.insert(app.image_of(service).to_string(), recipes);
     }
     Ok(out)
+}
+
+/// What stops the service's Dockerfile from being planned, each line naming it.
+pub fn plan_problems(project: &Project, build: &Build) -> Vec<String> {
+    let path = build.context.join(&build.dockerfile);
+    match dockerfile_plan(project, build) {
+        Ok(_) => vec![],
+        Err(errs) => errs.into_iter().map(|e| format!("{}: {e}", path.display())).collect(),
+    }
 }
 
 pub fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::Plan, Vec<String>> {

@@ -72,6 +72,15 @@ impl AppLock {
         out
     }
 
+    /// The digest `reference` is pulled by: the one written in it, else the
+    /// one this lock records for its tag; None for a tag not locked yet.
+    pub fn pinned(&self, reference: &Reference) -> Option<String> {
+        match lock_key(reference) {
+            None => reference.digest().map(str::to_string),
+            Some(key) => self.images.get(&key).cloned(),
+        }
+    }
+
     /// Write the lock (atomically) if it changed.
     pub fn save(&self, path: &Path) -> Result<bool> {
         files::write_if_changed(path, self.render().as_bytes())
@@ -121,12 +130,9 @@ pub fn local_name(reference: &Reference) -> String {
 /// the image index when it has one), checking that a linux/amd64 image is there.
 pub fn resolve(project: &Project, registries: &Registries, reference: &Reference) -> Result<String> {
     let key = reference.normalized();
-    let conf = registries_conf(project, registries, reference)?;
-    let digest = skopeo(
-        project,
-        &conf,
-        registries.auth_file.as_deref(),
-        &[
+    let skopeo = Skopeo::new(project, registries, reference)?;
+    let digest = skopeo
+        .run(&[
             "inspect",
             "--no-tags",
             "--override-os",
@@ -136,14 +142,13 @@ pub fn resolve(project: &Project, registries: &Registries, reference: &Reference
             "--format",
             "{{.Digest}}",
             &format!("docker://{key}"),
-        ],
-    )
-    .with_context(|| {
-        format!(
-            "image `{reference}`: resolving it at {}",
-            source_of(registries, reference)
-        )
-    })?;
+        ])
+        .with_context(|| {
+            format!(
+                "image `{reference}`: resolving it at {}",
+                source_of(registries, reference)
+            )
+        })?;
     if !digest.starts_with("sha256:") {
         bail!("image `{reference}`: its registry answered {digest:?}, not a digest");
     }
@@ -176,6 +181,12 @@ pub fn ensure(
             &["inspect", "--type", "image", "--format", "{{.FromImageID}}", name],
         )
     };
+    let pulled = |id: String| Pulled {
+        reference: key.clone(),
+        name: reference.name(),
+        digest: digest.to_string(),
+        id,
+    };
     let short = &digest[..digest.len().min(19)];
     if let Ok(id) = fs::read_to_string(&stamp) {
         if id_of(&id).as_deref() == Some(id.as_str()) {
@@ -183,28 +194,20 @@ pub fn ensure(
                 buildah::run(sh, project, &["tag", &id, &key])?;
             }
             ui::cached(format!("image {reference} ({short}…)"));
-            return Ok(Pulled {
-                reference: key,
-                name: reference.name(),
-                digest: digest.to_string(),
-                id,
-            });
+            return Ok(pulled(id));
         }
     }
     let step = ui::step(format!(
         "pull {reference} ({short}…) from {}",
         source_of(registries, reference)
     ));
-    let conf = registries_conf(project, registries, reference)?;
+    let skopeo = Skopeo::new(project, registries, reference)?;
     fs::create_dir_all(&dir)?;
     let layout = dir.join(format!("{hash}.partial"));
     let _ = fs::remove_dir_all(&layout);
     let oci = format!("oci:{}:image", layout.display());
-    let pulled = skopeo(
-        project,
-        &conf,
-        registries.auth_file.as_deref(),
-        &[
+    let copied = skopeo
+        .run(&[
             "copy",
             "--quiet",
             "--override-os",
@@ -216,28 +219,17 @@ pub fn ensure(
             "gzip",
             &format!("docker://{}@{digest}", reference.name()),
             &oci,
-        ],
-    )
-    .and_then(|_| {
-        let store = format!("containers-storage:{}{key}", buildah::storage_spec(project));
-        skopeo(
-            project,
-            &conf,
-            registries.auth_file.as_deref(),
-            &["copy", "--quiet", &oci, &store],
-        )
-    });
+        ])
+        .and_then(|_| {
+            let store = format!("containers-storage:{}{key}", buildah::storage_spec(project));
+            skopeo.run(&["copy", "--quiet", &oci, &store])
+        });
     let _ = fs::remove_dir_all(&layout);
-    pulled.with_context(|| format!("image `{reference}`: pulling {}@{digest}", reference.name()))?;
+    copied.with_context(|| format!("image `{reference}`: pulling {}@{digest}", reference.name()))?;
     let id = id_of(&key).with_context(|| format!("image `{reference}`: pulled, but buildah's storage has no {key}"))?;
     files::write_if_changed(&stamp, id.as_bytes())?;
     step.done_with("pulled");
-    Ok(Pulled {
-        reference: key,
-        name: reference.name(),
-        digest: digest.to_string(),
-        id,
-    })
+    Ok(pulled(id))
 }
 
 /// Push `image` from buildah's storage to `destination` (a reference on a
@@ -253,7 +245,7 @@ pub fn push(
     destination: &Reference,
     zstd: bool,
 ) -> Result<String> {
-    let conf = registries_conf(project, registries, destination)?;
+    let skopeo = Skopeo::new(project, registries, destination)?;
     let dir = project.cache_path("pulled");
     fs::create_dir_all(&dir)?;
     let work = dir.join(format!("push-{}.partial", std::process::id()));
@@ -265,11 +257,8 @@ pub fn push(
     let target = format!("docker://{}", destination.normalized());
     let pushed = if zstd {
         let oci = format!("oci:{}:image", work.join("layout").display());
-        skopeo(
-            project,
-            &conf,
-            registries.auth_file.as_deref(),
-            &[
+        skopeo
+            .run(&[
                 "copy",
                 "--quiet",
                 "--dest-compress",
@@ -277,14 +266,9 @@ pub fn push(
                 "zstd",
                 &source,
                 &oci,
-            ],
-        )
-        .and_then(|_| {
-            skopeo(
-                project,
-                &conf,
-                registries.auth_file.as_deref(),
-                &[
+            ])
+            .and_then(|_| {
+                skopeo.run(&[
                     "copy",
                     "--quiet",
                     "--preserve-digests",
@@ -292,16 +276,10 @@ pub fn push(
                     digest_arg,
                     &oci,
                     &target,
-                ],
-            )
-        })
+                ])
+            })
     } else {
-        skopeo(
-            project,
-            &conf,
-            registries.auth_file.as_deref(),
-            &["copy", "--quiet", "--digestfile", digest_arg, &source, &target],
-        )
+        skopeo.run(&["copy", "--quiet", "--digestfile", digest_arg, &source, &target])
     };
     let digest = pushed.and_then(|_| Ok(fs::read_to_string(&digest_file)?.trim().to_string()));
     let _ = fs::remove_dir_all(&work);
@@ -480,40 +458,53 @@ pub fn registries_conf_text(registries: &Registries, reference: &Reference) -> S
     text
 }
 
-/// [`registries_conf_text`], written into the cache (one file per content).
-fn registries_conf(project: &Project, registries: &Registries, reference: &Reference) -> Result<PathBuf> {
-    let text = registries_conf_text(registries, reference);
-    let dir = project.cache_path("registries");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{}.conf", files::content_hash(&text, &[], 8)));
-    files::write_if_changed(&path, text.as_bytes())?;
-    Ok(path)
+/// skopeo as one pull or push of `reference` runs it: with the
+/// registries.conf [`registries_conf_text`] writes for it (into the cache,
+/// one file per content) and the credentials file `registries` names.
+struct Skopeo {
+    program: PathBuf,
+    conf: PathBuf,
+    auth_file: Option<PathBuf>,
 }
 
-/// Run skopeo with `conf` as its registries.conf; its standard output, or
-/// the error it ended with (its `level=fatal` message, unwrapped).
-fn skopeo(project: &Project, conf: &Path, auth_file: Option<&Path>, args: &[&str]) -> Result<String> {
-    let program = host::path(project, "skopeo")?;
-    let mut command = Command::new(program);
-    command.arg("--registries-conf").arg(conf).arg(args[0]);
-    if let Some(file) = auth_file {
-        command.arg("--authfile").arg(file);
+impl Skopeo {
+    fn new(project: &Project, registries: &Registries, reference: &Reference) -> Result<Skopeo> {
+        let text = registries_conf_text(registries, reference);
+        let dir = project.cache_path("registries");
+        fs::create_dir_all(&dir)?;
+        let conf = dir.join(format!("{}.conf", files::content_hash(&text, &[], 8)));
+        files::write_if_changed(&conf, text.as_bytes())?;
+        Ok(Skopeo {
+            program: host::path(project, "skopeo")?,
+            conf,
+            auth_file: registries.auth_file.clone(),
+        })
     }
-    command
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    ui::detail(format!(
-        "$ skopeo --registries-conf {} {}",
-        conf.display(),
-        args.join(" ")
-    ));
-    let out = exec::run_grouped(&mut command).context("starting skopeo")?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+
+    /// Run `skopeo COMMAND ARGS…` (`args[0]` is the command); its standard
+    /// output, or the error it ended with (its `level=fatal` message, unwrapped).
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let mut command = Command::new(&self.program);
+        command.arg("--registries-conf").arg(&self.conf).arg(args[0]);
+        if let Some(file) = &self.auth_file {
+            command.arg("--authfile").arg(file);
+        }
+        command
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ui::detail(format!(
+            "$ skopeo --registries-conf {} {}",
+            self.conf.display(),
+            args.join(" ")
+        ));
+        let out = exec::run_grouped(&mut command).context("starting skopeo")?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        bail!("{}", fatal_message(&String::from_utf8_lossy(&out.stderr)))
     }
-    bail!("{}", fatal_message(&String::from_utf8_lossy(&out.stderr)))
 }
 
 /// The message of skopeo's `level=fatal msg="…"` line (its last line if none).
