@@ -7,27 +7,15 @@ use std::{
     process::Command,
 };
 
+mod common;
 #[path = "../src/base/testdir.rs"]
 mod testdir;
 
+use common::{the_error, user_cache};
 use testdir::TestDir;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// The project cache the xtask uses outside these tests.
-fn user_cache() -> PathBuf {
-    match std::env::var_os("LINUXKIT_COMPOSE_CACHE").filter(|d| !d.is_empty()) {
-        Some(dir) => dir.into(),
-        None => match std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|d| d.is_absolute())
-        {
-            Some(xdg) => xdg.join("linuxkit-compose"),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/linuxkit-compose"),
-        },
-    }
 }
 
 type Listing = Vec<(PathBuf, u64, std::time::SystemTime)>;
@@ -95,10 +83,8 @@ fn fails_on(command: &str, name: &str, text: Option<&str>) -> String {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{command} with {name} must fail:\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line, got:\n{stderr}");
     assert!(
-        errors[0].contains(&file.display().to_string()),
+        the_error(&stderr).contains(&file.display().to_string()),
         "the error names the file:\n{stderr}"
     );
     assert_unchanged(

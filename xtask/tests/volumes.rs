@@ -12,26 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
 #[path = "../src/base/testdir.rs"]
 mod testdir;
 
+use common::{the_error, user_cache};
 use testdir::TestDir;
 
 const GIB: u64 = 1 << 30;
-
-/// The project cache the xtask uses outside these tests (as in bad_input.rs).
-fn user_cache() -> PathBuf {
-    match std::env::var_os("LINUXKIT_COMPOSE_CACHE").filter(|d| !d.is_empty()) {
-        Some(dir) => dir.into(),
-        None => match std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|d| d.is_absolute())
-        {
-            Some(xdg) => xdg.join("linuxkit-compose"),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/linuxkit-compose"),
-        },
-    }
-}
 
 /// A scratch data home, cache and compose app (project `shop`).
 struct Setup {
@@ -125,13 +113,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// The one `error:` line of a failed run.
-fn the_error(stderr: &str) -> String {
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line, got:\n{stderr}");
-    errors[0].to_string()
 }
 
 #[test]
