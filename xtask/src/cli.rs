@@ -157,6 +157,10 @@ pub enum Command {
         /// Where the two checkouts and caches go (default: a folder under /tmp named by the commit).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Run the second build as this ordinary user (from root): compares
+        /// a root build with a user's.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
     },
     /// Everything CI runs: formatting, clippy, `cargo test`, then every boot test.
     Test {
@@ -462,6 +466,12 @@ impl Command {
         needs
     }
 
+    /// Does the command build or boot (so an ordinary user runs it in a user
+    /// namespace), rather than only look at the host or the data disks?
+    pub fn builds_or_boots(&self) -> bool {
+        self.parts().0 != Kind::Look
+    }
+
     /// What the command does, and the parts its needs come from, in the
     /// order their needs are listed. Every field is named (no `..`): a flag
     /// group added to a command does not compile until it is placed here,
@@ -482,7 +492,11 @@ impl Command {
                 (Kind::Build, vec![compose])
             }
             Command::VmImages { names: _ } | Command::Yaml => (Kind::Build, vec![]),
-            Command::Repro { method: _, dir: _ } => (Kind::Build, vec![]),
+            Command::Repro {
+                method: _,
+                dir: _,
+                user: _,
+            } => (Kind::Build, vec![]),
             Command::RunStatic(run) | Command::RunNative(run) => (Kind::Boot, vec![run]),
             // The local registry comes before the format's firmware.
             Command::RunDynamic { run, registry } => (Kind::Boot, vec![registry, run]),

@@ -33,6 +33,8 @@ use vm::{
 };
 
 fn main() -> ExitCode {
+    // Before any thread starts (it sets the environment).
+    exec::sbin_on_path();
     // Before any thread starts: Ctrl-C, `timeout` and `kill` stop every program the xtask started.
     exec::handle_stop_signals();
     base::files::run_started();
@@ -57,6 +59,10 @@ fn run(cli: Cli) -> Result<()> {
     // Every flag is checked before anything is built or installed.
     cli.command.validate()?;
     let images = cli.images()?;
+    // An ordinary user's build and boot run in a user namespace of their own.
+    if cli.command.builds_or_boots() {
+        base::userns::enter()?;
+    }
     let mut project = Project::new(!cli.no_install)?;
     project.images = images;
     let deployable = cli.command.deployable_format();
@@ -145,7 +151,7 @@ fn run(cli: Cli) -> Result<()> {
             let app = args.compose.load(&project)?;
             bench::run(&sh, &project, &args.options(), &app)
         }
-        Command::Repro { method, dir } => run::repro::run(&sh, &project, method, dir),
+        Command::Repro { method, dir, user } => run::repro::run(&sh, &project, method, dir, user.as_deref()),
         Command::Test { vm } => suite::run(&sh, &project, vm.options(&[])),
         Command::Volumes { action } => match action.unwrap_or(VolumesAction::Ls) {
             VolumesAction::Ls => volumes::list(),

@@ -53,6 +53,27 @@ fn stop_set() -> libc::sigset_t {
     }
 }
 
+/// Put /usr/sbin and /sbin at the end of PATH when they are not on it (an
+/// ordinary user's PATH on Debian), as sudo's `secure_path` has them: depmod,
+/// sfdisk and mkfs.fat live there, and run as any user. Called first thing in
+/// `main`, before any other thread exists.
+pub fn sbin_on_path() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let before = dirs.len();
+    for sbin in ["/usr/sbin", "/sbin"] {
+        if !dirs.iter().any(|d| d == Path::new(sbin)) {
+            dirs.push(sbin.into());
+        }
+    }
+    if dirs.len() != before {
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            // SAFETY: no other thread exists yet to read the environment.
+            unsafe { std::env::set_var("PATH", joined) };
+        }
+    }
+}
+
 /// Take the stop signals on a thread of their own, which kills every running
 /// step's process group and exits 128+signal (the children started with
 /// [`spawn`], QEMU and the registry, then die by their death signal). Called

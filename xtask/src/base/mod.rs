@@ -3,7 +3,8 @@
 //! the content hashers (`files`), the HTTP/1.x client (`http`), where things
 //! live and the build lock (`project`), the pins of everything fetched
 //! (`pins`), pins.lock's data (`lock`), and where the app's images come
-//! from (`origin`). Nothing here knows about compose
+//! from (`origin`), and the user namespace an ordinary user builds in
+//! (`userns`). Nothing here knows about compose
 //! apps, images or VMs.
 pub mod exec;
 pub mod files;
@@ -16,3 +17,4 @@ pub mod reference;
 #[cfg(test)]
 pub mod testdir;
 pub mod ui;
+pub mod userns;

@@ -10,7 +10,7 @@ use xshell::Shell;
 use crate::{
     base::{
         project::{self, Project},
-        ui,
+        ui, userns,
     },
     building::{
         gotools,
@@ -70,11 +70,20 @@ pub fn run(sh: &Shell, project: &Project, fix_all: bool, formats: &[Need]) -> Re
             "no /dev/kvm: QEMU uses TCG (software emulation)"
         }
     ));
+    let userns = userns::doctor_lines();
+    let userns_ok = userns::who() != userns::Who::User || userns::problems().1.is_some();
+    ui::out("\nBuilds:");
+    for line in &userns {
+        ui::out(format!("  {line}"));
+    }
     ui::out(format!(
         "Cache: {} (move it with ${})",
         project.cache.display(),
         project::CACHE_ENV
     ));
+    if !userns_ok {
+        bail!("this user cannot build yet: {}", userns.join("; "));
+    }
     if !bad.is_empty() {
         let refs: Vec<&Check> = bad.iter().collect();
         let fixable = refs.iter().all(|c| c.pin.is_some());

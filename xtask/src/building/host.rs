@@ -15,7 +15,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::base::{exec, pins::HostPackage, project::Project, ui};
+use crate::base::{exec, pins::HostPackage, project::Project, ui, userns};
 
 /// What a command is about to do, and so which programs it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +318,7 @@ fn fix(sh: &Shell, project: &Project, bad: &[&Check]) -> Result<()> {
             c.problem()
         );
     }
-    let can_install = project.install && is_root() && which::which("apt-get").is_ok();
+    let can_install = project.install && userns::is_host_root() && which::which("apt-get").is_ok();
     if !can_install {
         let lines: Vec<String> = bad
             .iter()
@@ -529,11 +529,6 @@ fn apt_update(sh: &Shell) -> Result<()> {
     let mut result = Ok(());
     ONCE.call_once(|| result = exec::run(cmd!(sh, "apt-get update -q")).context("apt-get update"));
     result
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// The path of `program`, which a [`require_all`] has vouched for.

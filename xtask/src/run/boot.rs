@@ -306,33 +306,20 @@ fn remove_stale_pins(dist: &Path) {
 }
 
 /// Boot `artifacts` with the serial console on this terminal and `forwards`
-/// from 127.0.0.1, after `intro` has said what to expect; returns when QEMU
-/// exits. A host port something else holds is an error before QEMU starts.
+/// from 127.0.0.1 (those only root may listen on moved, see [`listenable`]),
+/// after `intro` has said what to expect and where; returns when QEMU exits.
+/// A host port something else holds is an error before QEMU starts.
 pub fn interactive(
     project: &Project,
     opts: &VmOpts,
     artifacts: &Pinned,
     forwards: Vec<Forward>,
-    intro: impl FnOnce(),
+    intro: impl FnOnce(&[Forward]),
 ) -> Result<()> {
-    for f in &forwards {
-        if let Err(e) = listen_check(f.host, f.udp) {
-            let proto = if f.udp { "udp" } else { "tcp" };
-            let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "only root may listen there".to_string()
-            } else {
-                format!("it is taken ({e})")
-            };
-            bail!(
-                "cannot forward 127.0.0.1:{} ({proto}) to the VM's port {}: {why}; free it, or choose another with --port where it is the router's",
-                f.host,
-                f.guest
-            );
-        }
-    }
+    let forwards = listenable(forwards)?;
     let accel = accel(project, opts, &artifacts.kernel)?;
-    let spec = spec(project, opts, artifacts, accel, Console::Terminal, forwards)?;
-    intro();
+    let spec = spec(project, opts, artifacts, accel, Console::Terminal, forwards.clone())?;
+    intro(&forwards);
     ui::say!(
         "Enter on the console gives a root shell in the VM. A clean stop (services stopped, volumes' disk unmounted): \
          `poweroff` in that shell, or SIGTERM/SIGINT/SIGHUP to this command (kill {}); Ctrl-A X quits QEMU at once.",
@@ -379,6 +366,49 @@ fn stop_cleanly(qmp: &Path, pid: u32) -> bool {
         STOP_DEADLINE.as_secs()
     ));
     false
+}
+
+/// `forwards` as QEMU can listen on them. A port below
+/// net.ipv4.ip_unprivileged_port_start (1024 by default), which only root may
+/// listen on, moves to the port 8000 above it when that is free (80 to 8080,
+/// 443 to 8443), else to any free port, and a line says so and how to keep
+/// the port; a port something else holds is an error.
+pub fn listenable(forwards: Vec<Forward>) -> Result<Vec<Forward>> {
+    let mut out = Vec::new();
+    for f in forwards {
+        let proto = if f.udp { "udp" } else { "tcp" };
+        let host = match listen_check(f.host, f.udp) {
+            Ok(()) => f.host,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let nearby = f.host.checked_add(8000).filter(|&p| {
+                    listen_check(p, f.udp).is_ok() && !out.iter().any(|o: &Forward| o.host == p && o.udp == f.udp)
+                });
+                let moved = match nearby {
+                    Some(p) => p,
+                    None => free_port(f.udp)?,
+                };
+                let first = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "1024".into());
+                ui::say!(
+                    "127.0.0.1:{} ({proto}) is below {first}, where only root may listen: forwarding 127.0.0.1:{moved} to the VM's port {} instead \
+                     (`sudo sysctl net.ipv4.ip_unprivileged_port_start={}` lets any user listen on port {} itself)",
+                    f.host,
+                    f.guest,
+                    f.host,
+                    f.host
+                );
+                moved
+            }
+            Err(e) => bail!(
+                "cannot forward 127.0.0.1:{} ({proto}) to the VM's port {}: it is taken ({e}); free it, or choose another with --port where it is the router's",
+                f.host,
+                f.guest
+            ),
+        };
+        out.push(Forward { host, ..f });
+    }
+    Ok(out)
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now (TCP, or UDP).
@@ -529,6 +559,32 @@ pub fn read_log(log: &Path) -> String {
 mod tests {
     use super::*;
     use crate::base::testdir::TestDir;
+
+    /// Port 80 as compose publishes it: kept where this process may listen
+    /// on it (root), moved to one it may listen on otherwise (an ordinary
+    /// user: 8080 unless that is taken); a taken port is an error.
+    #[test]
+    fn a_port_only_root_may_listen_on_moves_to_one_the_user_may() {
+        let may_listen_on_80 = listen_check(80, false).map_err(|e| e.kind());
+        let moved = listenable(vec![Forward::tcp(80, 80)]);
+        match may_listen_on_80 {
+            Ok(()) => assert_eq!(moved.unwrap()[0].host, 80),
+            Err(std::io::ErrorKind::PermissionDenied) => {
+                let f = moved.unwrap()[0];
+                assert_eq!(f.guest, 80);
+                assert!(f.host >= 1024, "{f:?}");
+                assert!(listen_check(f.host, false).is_ok());
+            }
+            Err(_) => {} // something else holds port 80 on this host
+        }
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = listenable(vec![Forward::tcp(port, 80)]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains("taken"),
+            "{err}"
+        );
+    }
 
     /// A probe's result holds for the same host boot, QEMU and KVM device, and only them.
     #[test]

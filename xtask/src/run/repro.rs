@@ -3,6 +3,8 @@
 //! and umask, at another time), then every file of their `dist/SHA256SUMS`
 //! compared; a file that differs is named with the first thing in it that
 //! differs (a tar or cpio member and its metadata, else a byte offset).
+//! With `--user NAME` (as root), the second build is that ordinary user's,
+//! in the user namespace it builds in: root's and a user's bytes compared.
 
 use std::{
     fs,
@@ -15,12 +17,9 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    base::{exec, project::Project, ui},
+    base::{exec, project::Project, ui, userns},
     vm::method::Method,
 };
-
-/// How the two builds differ besides their caches and checkouts.
-const RUNS: [(&str, &str, u32); 2] = [("a", "UTC", 0o022), ("b", "Pacific/Chatham", 0o077)];
 
 /// `sha256sum` lines -> file -> sum.
 pub fn parse_sums(text: &str) -> Vec<(String, String)> {
@@ -98,33 +97,62 @@ fn explain(sh: &Shell, a: &Path, b: &Path) -> String {
     format!("same members, different bytes: {}", cmp.trim())
 }
 
-/// Build `method`'s VM in a fresh checkout of HEAD at `dir`, with its own cache.
-fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, tz: &str, umask: u32) -> Result<()> {
+/// Build `method`'s VM in a fresh clone of HEAD at `dir`, with its own
+/// cache; as `user` (by runuser, from root) when given, in a clone and cache
+/// that user owns.
+fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, run: &Run) -> Result<()> {
     let src = dir.join("src");
     let root = &project.root;
-    if src.exists() {
-        let _ = exec::run(cmd!(sh, "git -C {root} worktree remove --force {src}"));
-        let _ = fs::remove_dir_all(&src);
+    for old in [&src, &dir.join("cache")] {
+        if old.exists() {
+            fs::remove_dir_all(old).with_context(|| format!("removing {}", old.display()))?;
+        }
     }
-    exec::run(cmd!(sh, "git -C {root} worktree add --detach {src} HEAD")).context("checking out HEAD")?;
-    let cache = dir.join("cache");
-    if cache.exists() {
-        fs::remove_dir_all(&cache)?;
-    }
+    fs::create_dir_all(dir)?;
+    exec::run(cmd!(sh, "git clone --quiet --no-hardlinks {root} {src}")).context("cloning HEAD")?;
+    let who = run.user.map_or("the caller".to_string(), |u| format!("user {u}"));
     let step = ui::step(format!(
-        "cold build of {} in {} (TZ={tz}, umask {umask:03o})",
+        "cold build of {} in {} as {who} (TZ={}, umask {:03o})",
         method.vm_name(),
-        dir.display()
+        dir.display(),
+        run.tz,
+        run.umask
     ));
-    let mut command = Command::new("cargo");
+    let cache = dir.join("cache");
+    let vm = method.vm_name().trim_start_matches("compose-");
+    let mut command = match run.user {
+        None => {
+            let mut c = Command::new("cargo");
+            // Both root checkouts compile the xtask into one target folder (each its own
+            // binary: the path is part of the crate's identity), which no output depends on.
+            c.env("CARGO_TARGET_DIR", dir.with_file_name("target"));
+            c
+        }
+        Some(user) => {
+            exec::run(cmd!(sh, "chown -R {user}: {dir}"))
+                .with_context(|| format!("giving {} to {user}", dir.display()))?;
+            let home = home_of(user)?;
+            let rustup = std::env::var("RUSTUP_HOME")
+                .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.rustup")))
+                .context("no RUSTUP_HOME or HOME")?;
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env"])
+                .arg(format!("HOME={home}"))
+                .arg(format!("USER={user}"))
+                .arg(format!("LOGNAME={user}"))
+                .arg(format!("RUSTUP_HOME={rustup}"))
+                .arg(format!("CARGO_HOME={home}/.cargo"))
+                .arg(format!("CARGO_TARGET_DIR={}", dir.join("target").display()))
+                .arg("cargo");
+            c
+        }
+    };
     command
-        .args(["xtask", method.vm_name().trim_start_matches("compose-")])
+        .args(["xtask", vm])
         .current_dir(&src)
         .env("LINUXKIT_COMPOSE_CACHE", &cache)
-        .env("TZ", tz)
-        // Both checkouts compile the xtask into one target folder (each its own
-        // binary: the path is part of the crate's identity), which no output depends on.
-        .env("CARGO_TARGET_DIR", dir.with_file_name("target"));
+        .env("TZ", run.tz);
+    let umask = run.umask;
     // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(move || {
@@ -139,27 +167,64 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, tz: &str, um
     if !status.success() {
         bail!("the build in {} failed: see {}", src.display(), log.display());
     }
-    // The outputs stay for comparing; the checkout leaves the repository's worktree list.
+    // The outputs stay for comparing; the clone goes.
     let dist = dir.join("dist");
     if dist.exists() {
         fs::remove_dir_all(&dist)?;
     }
     fs::rename(src.join("dist"), &dist)?;
-    exec::run(cmd!(sh, "git -C {root} worktree remove --force {src}")).context("removing the checkout")?;
+    fs::remove_dir_all(&src)?;
     step.done();
     Ok(())
 }
 
-/// Build twice and compare; fails when any file of SHA256SUMS differs.
-pub fn run(sh: &Shell, project: &Project, method: Method, dir: Option<PathBuf>) -> Result<()> {
+/// `user`'s home folder, from the passwd database.
+fn home_of(user: &str) -> Result<String> {
+    let sh = Shell::new()?;
+    let entry = exec::read(cmd!(sh, "getent passwd {user}")).with_context(|| format!("no user {user}"))?;
+    entry
+        .split(':')
+        .nth(5)
+        .map(str::to_string)
+        .with_context(|| format!("user {user} has no home folder"))
+}
+
+/// One of the two builds: its folder name, time zone, umask, and the user it runs as.
+struct Run<'a> {
+    name: &'static str,
+    tz: &'static str,
+    umask: u32,
+    user: Option<&'a str>,
+}
+
+/// Build twice and compare; fails when any file of SHA256SUMS differs. With
+/// `user` (as root), the second build is that ordinary user's.
+pub fn run(sh: &Shell, project: &Project, method: Method, dir: Option<PathBuf>, user: Option<&str>) -> Result<()> {
+    if user.is_some() && userns::who() != userns::Who::HostRoot {
+        bail!("--user runs the second build as another user, which needs root: run `cargo xtask repro` as root, or without --user");
+    }
     let root = &project.root;
     let commit = exec::read(cmd!(sh, "git -C {root} rev-parse HEAD"))?;
     if !exec::read(cmd!(sh, "git -C {root} status --porcelain"))?.is_empty() {
         ui::note("uncommitted changes are not part of the comparison: both builds are of HEAD");
     }
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("lkc-repro-{}", &commit[..12])));
-    for (name, tz, umask) in RUNS {
-        build(sh, project, method, &dir.join(name), tz, umask)?;
+    let runs = [
+        Run {
+            name: "a",
+            tz: "UTC",
+            umask: 0o022,
+            user: None,
+        },
+        Run {
+            name: "b",
+            tz: "Pacific/Chatham",
+            umask: 0o077,
+            user,
+        },
+    ];
+    for run in &runs {
+        build(sh, project, method, &dir.join(run.name), run)?;
     }
     let dist = |run: &str| dir.join(run).join("dist");
     let sums = |run: &str| fs::read_to_string(dist(run).join("SHA256SUMS")).context("reading SHA256SUMS");
@@ -168,7 +233,8 @@ pub fn run(sh: &Shell, project: &Project, method: Method, dir: Option<PathBuf>) 
     let files = parse_sums(&a).len();
     if differ.is_empty() {
         ui::note(format!(
-            "same inputs, same bytes: both builds of {commit:.12} wrote the same dist/SHA256SUMS ({files} files)"
+            "same inputs, same bytes: both builds of {commit:.12}{} wrote the same dist/SHA256SUMS ({files} files)",
+            user.map_or(String::new(), |u| format!(" (as root, and as user {u})"))
         ));
         print!("{a}");
         return Ok(());

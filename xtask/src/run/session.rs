@@ -86,7 +86,7 @@ pub fn run_method(
 ) -> Result<()> {
     let forwards = published_forwards(app, router_port)?;
     let prepared = prepare(sh, project, method, app, registry, opts)?;
-    boot::interactive(project, opts, &prepared.artifacts, forwards.clone(), || {
+    boot::interactive(project, opts, &prepared.artifacts, forwards, |forwards| {
         let ready = match method {
             Method::Native => "\"service: started …\" for every service",
             _ => "\"compose: app is up\"",
@@ -145,7 +145,7 @@ fn published_forwards(app: &App, router_port: Option<u16>) -> Result<Vec<Forward
 pub fn run_smoke(sh: &Shell, project: &Project, port: u16, opts: &VmOpts) -> Result<()> {
     let mut artifacts = boot::pinned(project, || linuxkit::build(sh, project, &linuxkit::smoke_vm()))?;
     boot::with_format(sh, project, &mut artifacts, &linuxkit::smoke_vm().name, opts)?;
-    boot::interactive(project, opts, &artifacts, vec![Forward::tcp(port, 80)], || {
-        ui::say!("smoke VM: http://127.0.0.1:{port}/ once nginx is up.")
+    boot::interactive(project, opts, &artifacts, vec![Forward::tcp(port, 80)], |forwards| {
+        ui::say!("smoke VM: http://127.0.0.1:{}/ once nginx is up.", forwards[0].host)
     })
 }
