@@ -98,6 +98,7 @@ pub fn image_tree(
         "{checked} Debian packages, each the version and sha256 pins.lock locks"
     ));
     fs::remove_dir_all(&work)?;
+    empty_dev(tree)?;
     let licenses = take_licenses(tree, locked)?;
     let versions = package_versions(tree);
     for path in &pins.remove {
@@ -161,6 +162,28 @@ pub fn image_tree(
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
     Ok((versions, licenses))
+}
+
+/// Leave the tree's /dev an empty folder. As root, mmdebstrap fills it with
+/// device nodes (console, null, tty, …); in the user namespace an ordinary
+/// user builds in, no device node can be made and it leaves /dev empty. The
+/// engine and crun mount a /dev of their own over the image's, so the nodes
+/// are never seen: every image carries an empty /dev, and a user's build is
+/// the same bytes as root's.
+fn empty_dev(tree: &Path) -> Result<()> {
+    let dev = tree.join("dev");
+    let Ok(entries) = fs::read_dir(&dev) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Package -> the licenses its copyright file names (machine-readable

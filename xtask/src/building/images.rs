@@ -29,7 +29,7 @@ use crate::{
 pub const REGISTRY: &str = "linuxkit-compose.local";
 
 /// Bump when the way images are assembled changes, so every tag changes with it.
-const RECIPE_FORMAT: &str = "6";
+const RECIPE_FORMAT: &str = "8";
 
 /// The files an image's Dockerfile may ADD/COPY besides its own recipe files.
 const ROOTFS_TAR: &str = "rootfs.tar";
@@ -316,12 +316,25 @@ fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> R
 fn guest_service(sh: &Shell, project: &Project) -> Result<PathBuf> {
     let step = ui::step("the VM's service runner (images/init/lkc-service)");
     let target_dir = project.root.join("target/guest");
+    // The crates' source paths stay out of the binary (panic messages name
+    // them): the same bytes from any checkout and any user's cargo home.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    // Unit-separated (CARGO_ENCODED_RUSTFLAGS): a path may hold spaces.
+    let rustflags = [
+        "-Ctarget-feature=+crt-static".to_string(),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={}=/src", project.root.display()),
+    ]
+    .join("\x1f");
     exec::run(
         exec::clean_cargo_env(cmd!(
             sh,
             "cargo build --release --locked -p lkc-service --target x86_64-unknown-linux-gnu"
         ))
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
         .env("CARGO_TARGET_DIR", &target_dir),
     )
     .context("building images/init/lkc-service")?;
