@@ -129,76 +129,101 @@ fn user() -> Result<User> {
     Ok(User { name, uid, gid })
 }
 
-/// What the host lacks for builds in a user namespace, each with the
-/// command that fixes it; empty when nothing is missing. Also the ranges to map.
+/// The sysctls that can keep ordinary users from making user namespaces:
+/// the file, the value that forbids it, and the command that allows it.
+const KNOBS: [(&str, &str, &str); 3] = [
+    (
+        "/proc/sys/user/max_user_namespaces",
+        "0",
+        "sudo sysctl -w user.max_user_namespaces=15000",
+    ),
+    (
+        "/proc/sys/kernel/unprivileged_userns_clone",
+        "0",
+        "sudo sysctl -w kernel.unprivileged_userns_clone=1",
+    ),
+    (
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+        "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+    ),
+];
+
+/// What decides whether an ordinary user can build: read off the host by
+/// [`Host::read`], judged by [`Host::problems`].
+struct Host {
+    user: User,
+    subuid: String,
+    subgid: String,
+    /// Are newuidmap and newgidmap installed?
+    uidmap: [bool; 2],
+    /// Each of [`KNOBS`]'s values (empty where the file is missing).
+    knobs: Vec<String>,
+}
+
+impl Host {
+    fn read() -> Result<Host> {
+        let read = |f: &str| fs::read_to_string(f).unwrap_or_default();
+        Ok(Host {
+            user: user()?,
+            subuid: read("/etc/subuid"),
+            subgid: read("/etc/subgid"),
+            uidmap: ["newuidmap", "newgidmap"].map(|p| which::which(p).is_ok()),
+            knobs: KNOBS.iter().map(|(file, _, _)| read(file).trim().to_string()).collect(),
+        })
+    }
+
+    /// What the host lacks, each with the command that fixes it, and the
+    /// ranges to map when it lacks nothing.
+    fn problems(&self) -> (Vec<String>, Option<(Range, Range)>) {
+        let mut out = Vec::new();
+        let name = &self.user.name;
+        let free = free_range(&[&self.subuid, &self.subgid]);
+        let (first, last) = (free.start, free.start + free.count - 1);
+        let fix_ids = format!("sudo usermod --add-subuids {first}-{last} --add-subgids {first}-{last} {name}");
+        let uids = subordinate(&self.subuid, name, self.user.uid);
+        let gids = subordinate(&self.subgid, name, self.user.uid);
+        for (file, range) in [("/etc/subuid", uids), ("/etc/subgid", gids)] {
+            match range {
+                None => out.push(format!(
+                    "{file} gives user {name} no subordinate ids (an image's files are owned by ids 0-65535): {fix_ids}"
+                )),
+                Some(r) if r.count < WANTED_IDS => out.push(format!(
+                    "{file} gives user {name} {} subordinate ids, fewer than the {WANTED_IDS} an image's files may be owned by: {fix_ids}",
+                    r.count
+                )),
+                Some(_) => {}
+            }
+        }
+        for (program, installed) in ["newuidmap", "newgidmap"].iter().zip(self.uidmap) {
+            if !installed {
+                out.push(format!(
+                    "{program} is not installed (it maps the subordinate ids): sudo apt-get install uidmap"
+                ));
+            }
+        }
+        for ((file, bad, fix), value) in KNOBS.iter().zip(&self.knobs) {
+            if value == bad {
+                out.push(format!(
+                    "the kernel does not let ordinary users make user namespaces ({} is {bad}): {fix}",
+                    file.trim_start_matches("/proc/sys/").replace('/', ".")
+                ));
+            }
+        }
+        let ranges = match (uids, gids) {
+            (Some(u), Some(g)) if out.is_empty() => Some((u, g)),
+            _ => None,
+        };
+        (out, ranges)
+    }
+}
+
+/// What this host lacks for an ordinary user's builds (see [`Host::problems`]).
 pub fn problems() -> (Vec<String>, Option<(Range, Range)>) {
-    let mut out = Vec::new();
-    let user = match user() {
-        Ok(u) => u,
-        Err(e) => return (vec![format!("{e:#}")], None),
-    };
-    let read = |f: &str| fs::read_to_string(f).unwrap_or_default();
-    let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
-    let free = free_range(&[&subuid, &subgid]);
-    let fix_ids = format!(
-        "sudo usermod --add-subuids {}-{} --add-subgids {}-{} {}",
-        free.start,
-        free.start + free.count - 1,
-        free.start,
-        free.start + free.count - 1,
-        user.name
-    );
-    let uids = subordinate(&subuid, &user.name, user.uid);
-    let gids = subordinate(&subgid, &user.name, user.uid);
-    for (file, range) in [("/etc/subuid", uids), ("/etc/subgid", gids)] {
-        match range {
-            None => out.push(format!(
-                "{file} gives user {} no subordinate ids (an image's files are owned by ids 0-65535): {fix_ids}",
-                user.name
-            )),
-            Some(r) if r.count < WANTED_IDS => out.push(format!(
-                "{file} gives user {} {} subordinate ids, fewer than the {WANTED_IDS} an image's files may be owned by: {fix_ids}",
-                user.name, r.count
-            )),
-            Some(_) => {}
-        }
+    match Host::read() {
+        Ok(host) => host.problems(),
+        Err(e) => (vec![format!("{e:#}")], None),
     }
-    for program in ["newuidmap", "newgidmap"] {
-        if which::which(program).is_err() {
-            out.push(format!(
-                "{program} is not installed (it maps the subordinate ids): sudo apt-get install uidmap"
-            ));
-        }
-    }
-    for (knob, bad, fix) in [
-        (
-            "/proc/sys/user/max_user_namespaces",
-            "0",
-            "sudo sysctl -w user.max_user_namespaces=15000",
-        ),
-        (
-            "/proc/sys/kernel/unprivileged_userns_clone",
-            "0",
-            "sudo sysctl -w kernel.unprivileged_userns_clone=1",
-        ),
-        (
-            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-            "1",
-            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
-        ),
-    ] {
-        if read(knob).trim() == bad {
-            out.push(format!(
-                "the kernel does not let ordinary users make user namespaces ({} is {bad}): {fix}",
-                knob.trim_start_matches("/proc/sys/").replace('/', ".")
-            ));
-        }
-    }
-    let ranges = match (uids, gids) {
-        (Some(u), Some(g)) if out.is_empty() => Some((u, g)),
-        _ => None,
-    };
-    (out, ranges)
 }
 
 /// As an ordinary user, run this command again in a user namespace of its
@@ -286,6 +311,51 @@ mod tests {
         assert_eq!(subordinate(text, "carol", 1002).map(|r| r.start), Some(165536));
         assert_eq!(subordinate(text, "bob", 1003).map(|r| r.count), Some(1000));
         assert_eq!(subordinate(text, "dave", 1004), None);
+    }
+
+    fn host(subuid: &str, subgid: &str) -> Host {
+        Host {
+            user: User {
+                name: "alice".into(),
+                uid: 1001,
+                gid: 1001,
+            },
+            subuid: subuid.into(),
+            subgid: subgid.into(),
+            uidmap: [true, true],
+            knobs: vec!["15000".into(), String::new(), String::new()],
+        }
+    }
+
+    #[test]
+    fn a_host_ready_for_user_builds_maps_the_users_ranges() {
+        let (problems, ranges) = host("alice:100000:65536\n", "alice:200000:65536\n").problems();
+        assert!(problems.is_empty(), "{problems:?}");
+        let (u, g) = ranges.unwrap();
+        assert_eq!((u.start, g.start), (100000, 200000));
+    }
+
+    #[test]
+    fn each_lack_is_one_line_with_the_command_that_fixes_it() {
+        let (problems, ranges) = host("bob:100000:65536\n", "alice:165536:1000\n").problems();
+        assert_eq!(ranges, None);
+        assert_eq!(
+            problems,
+            [
+                "/etc/subuid gives user alice no subordinate ids (an image's files are owned by ids 0-65535): \
+                 sudo usermod --add-subuids 166536-232071 --add-subgids 166536-232071 alice",
+                "/etc/subgid gives user alice 1000 subordinate ids, fewer than the 65536 an image's files may be owned by: \
+                 sudo usermod --add-subuids 166536-232071 --add-subgids 166536-232071 alice",
+            ]
+        );
+        let mut no_tools = host("alice:100000:65536\n", "alice:100000:65536\n");
+        no_tools.uidmap = [false, true];
+        no_tools.knobs = vec!["0".into(), "0".into(), "1".into()];
+        let (problems, _) = no_tools.problems();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].ends_with("sudo apt-get install uidmap"));
+        assert!(problems[1].contains("(user.max_user_namespaces is 0): sudo sysctl -w user.max_user_namespaces=15000"));
+        assert!(problems[3].ends_with("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"));
     }
 
     #[test]
