@@ -11,7 +11,8 @@
 //! insecure registries go to skopeo as a registries.conf the xtask writes;
 //! credentials come from where Docker and podman keep them
 //! (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
-//! `~/.docker/config.json`), which skopeo reads itself.
+//! `~/.docker/config.json`, …), found as skopeo would and named to it (see
+//! [`standard_auth_file`]).
 
 use std::{
     collections::BTreeMap,
@@ -458,6 +459,36 @@ pub fn registries_conf_text(registries: &Registries, reference: &Reference) -> S
     text
 }
 
+/// The first credentials file of the places containers tools and Docker keep
+/// them that exists: `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `/run/containers/UID/auth.json` (podman's as root, and as a user without
+/// XDG_RUNTIME_DIR), `$XDG_CONFIG_HOME/containers/auth.json`,
+/// `~/.docker/config.json`. skopeo would look there itself, but in the user
+/// namespace an ordinary user builds in it takes itself for root and stops
+/// at `/run/containers/0`, which it may not read; so the file is always named
+/// to it (an absent one: no credentials).
+fn standard_auth_file() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    // The user's own id, also in the user namespace (where it is 0).
+    let uid = std::env::var("_CONTAINERS_ROOTLESS_UID")
+        .ok()
+        .and_then(|u| u.parse::<u32>().ok())
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| unsafe { libc::getuid() });
+    let home = env("HOME");
+    let config = env("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")));
+    [
+        env("REGISTRY_AUTH_FILE"),
+        env("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")),
+        Some(PathBuf::from(format!("/run/containers/{uid}/auth.json"))),
+        config.map(|c| c.join("containers/auth.json")),
+        home.map(|h| h.join(".docker/config.json")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|f| fs::File::open(f).is_ok())
+}
+
 /// skopeo as one pull or push of `reference` runs it: with the
 /// registries.conf [`registries_conf_text`] writes for it (into the cache,
 /// one file per content) and the credentials file `registries` names.
@@ -474,10 +505,14 @@ impl Skopeo {
         fs::create_dir_all(&dir)?;
         let conf = dir.join(format!("{}.conf", files::content_hash(&text, &[], 8)));
         files::write_if_changed(&conf, text.as_bytes())?;
+        let auth_file = match &registries.auth_file {
+            Some(file) => file.clone(),
+            None => standard_auth_file().unwrap_or_else(|| dir.join("no-credentials.json")),
+        };
         Ok(Skopeo {
             program: host::path(project, "skopeo")?,
             conf,
-            auth_file: registries.auth_file.clone(),
+            auth_file: Some(auth_file),
         })
     }
 

@@ -18,7 +18,10 @@
 //! so an edit to one app rebuilds one small segment; one small uncompressed
 //! segment for the metadata. A layer that deletes files of the layers below it
 //! (Docker's tar marks them `.wh.*`) gets them as overlayfs wants them: a
-//! character device 0/0 for a deleted file, an xattr for an opaque directory.
+//! character device 0/0 for a deleted file; an opaque directory (emptied,
+//! then filled again) as a 0/0 device for each entry the layers below have in
+//! it, since the overlayfs xattr for it (`trusted.overlay.*`) cannot be set
+//! in the user namespace an ordinary user builds in.
 
 use std::{
     collections::BTreeMap,
@@ -239,13 +242,25 @@ fn read_tarball(tarball: &Path, reference: &str) -> Result<(Image, Vec<String>)>
     ))
 }
 
-/// The cached lz4 segment of one layer (building it if missing); returns its
+/// Bump when a layer's segment is made differently (2: opaque directories as whiteouts).
+const SEGMENT_FORMAT: &str = "f2";
+
+/// The cached lz4 segment of layer `index` of the image in `tarball`
+/// (`members`: its layers' tar members), building it if missing; returns its
 /// path and the layer tar's size.
-fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, chain: &str) -> Result<(PathBuf, u64)> {
+fn layer_segment(
+    sh: &Shell,
+    project: &Project,
+    tarball: &Path,
+    members: &[String],
+    index: usize,
+    chain: &str,
+) -> Result<(PathBuf, u64)> {
+    let member = &members[index];
     let dir = project.cache_path("layers");
     fs::create_dir_all(&dir)?;
-    let segment = dir.join(format!("{chain}.sqfs.cpio.lz4"));
-    let size_file = dir.join(format!("{chain}.size"));
+    let segment = dir.join(format!("{chain}.{SEGMENT_FORMAT}.sqfs.cpio.lz4"));
+    let size_file = dir.join(format!("{chain}.{SEGMENT_FORMAT}.size"));
     if let (true, Ok(size)) = (segment.is_file(), fs::read_to_string(&size_file)) {
         if let Ok(size) = size.trim().parse() {
             files::touch(&segment)?;
@@ -268,7 +283,14 @@ fn layer_segment(sh: &Shell, project: &Project, tarball: &Path, member: &str, ch
         "tar --numeric-owner --same-permissions -xf {layer_tar} -C {diff}"
     ))?;
     fs::remove_file(&layer_tar)?;
-    overlay_whiteouts(&diff).with_context(|| format!("layer {member} of {}", tarball.display()))?;
+    let context = || format!("layer {member} of {}", tarball.display());
+    let (_, opaque) = overlay_whiteouts(&diff, "").with_context(context)?;
+    if !opaque.is_empty() {
+        let lower = Lower::of(sh, tarball, &members[..index]).with_context(context)?;
+        for dir in &opaque {
+            hide_lower(&diff, &lower, dir).with_context(context)?;
+        }
+    }
     let image = work.join("diff.sqfs");
     // Times 0, so the same layer gives the same bytes (the packed initrds' options).
     let opts = packed::SQUASHFS_OPTS;
@@ -309,29 +331,141 @@ const OPAQUE: &str = ".wh..wh..opq";
 /// Docker's layer tars mark deletions as AUFS did: `.wh.NAME` deletes NAME of
 /// the layers below, and `.wh..wh..opq` makes its directory opaque (the
 /// layers below add nothing to it). overlayfs, which the engine's overlay2
-/// driver stacks the layers with, wants instead a character device 0/0 named
-/// NAME and the directory's `trusted.overlay.opaque` xattr set to `y`: what
-/// dockerd makes of them when it unpacks a layer itself. Convert the layer
-/// unpacked in `dir` so; both survive mksquashfs. Returns how many it converted.
-fn overlay_whiteouts(dir: &Path) -> Result<usize> {
-    let mut converted = 0;
-    for entry in fs::read_dir(dir)? {
+/// driver stacks the layers with, wants a character device 0/0 named NAME
+/// for a deleted file: made here for each `.wh.NAME` of the layer unpacked in
+/// `root` (under `rel`). The opaque markers go too; their directories (paths
+/// relative to `root`) are returned for [`hide_lower`]. Returns how many
+/// deletions were converted.
+fn overlay_whiteouts(root: &Path, rel: &str) -> Result<(usize, Vec<String>)> {
+    let (mut converted, mut opaque) = (0, Vec::new());
+    for entry in fs::read_dir(root.join(rel))? {
         let entry = entry?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == OPAQUE {
             fs::remove_file(&path)?;
-            set_xattr(dir, "trusted.overlay.opaque", b"y")?;
-            converted += 1;
+            opaque.push(rel.to_string());
         } else if let Some(deleted) = name.strip_prefix(".wh.") {
             fs::remove_file(&path)?;
-            make_whiteout(&dir.join(deleted))?;
+            make_whiteout(&path.with_file_name(deleted))?;
             converted += 1;
         } else if entry.file_type()?.is_dir() {
-            converted += overlay_whiteouts(&path)?;
+            let (n, o) = overlay_whiteouts(root, &join(rel, &name))?;
+            converted += n;
+            opaque.extend(o);
         }
     }
-    Ok(converted)
+    Ok((converted, opaque))
+}
+
+/// `dir/name`, or `name` at the top.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// What the layers below one hold, after their own deletions: each path and
+/// whether it is a directory.
+#[derive(Debug, Default)]
+struct Lower(BTreeMap<String, bool>);
+
+impl Lower {
+    /// The layers `members` of `tarball`, bottom first, listed by tar.
+    fn of(sh: &Shell, tarball: &Path, members: &[String]) -> Result<Lower> {
+        let mut lower = Lower::default();
+        for member in members {
+            let listing = exec::read(cmd!(
+                sh,
+                "bash -o pipefail -c 'tar -xOf \"$0\" \"$1\" | tar --quoting-style=literal -tf -' {tarball} {member}"
+            ))
+            .with_context(|| format!("listing layer {member}"))?;
+            lower.apply(&listing.lines().collect::<Vec<_>>());
+        }
+        Ok(lower)
+    }
+
+    /// Stack one more layer (its `tar -t` names; a directory's ends in `/`):
+    /// its deletions apply to what is below it, then its files are added.
+    fn apply(&mut self, names: &[&str]) {
+        let clean = |n: &str| n.trim_start_matches("./").trim_end_matches('/').to_string();
+        for name in names.iter().map(|n| clean(n)) {
+            let (dir, base) = name.rsplit_once('/').unwrap_or(("", &name));
+            if base == OPAQUE {
+                self.remove_under(dir);
+            } else if let Some(deleted) = base.strip_prefix(".wh.") {
+                let path = join(dir, deleted);
+                self.0.remove(&path);
+                self.remove_under(&path);
+            }
+        }
+        for raw in names {
+            let name = clean(raw);
+            let base = name.rsplit('/').next().unwrap_or(&name);
+            if name.is_empty() || base.starts_with(".wh.") {
+                continue;
+            }
+            let mut parent = name.as_str();
+            while let Some((up, _)) = parent.rsplit_once('/') {
+                self.0.insert(up.to_string(), true);
+                parent = up;
+            }
+            self.0.insert(name.clone(), raw.ends_with('/'));
+        }
+    }
+
+    fn remove_under(&mut self, dir: &str) {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        self.0.retain(|path, _| !path.starts_with(&prefix));
+    }
+
+    /// The entries right under `dir`: name and whether it is a directory.
+    fn children<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, bool)> + 'a {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let start = prefix.clone();
+        self.0
+            .range(start..)
+            .take_while({
+                let prefix = prefix.clone();
+                move |(path, _)| path.starts_with(&prefix)
+            })
+            .filter_map(move |(path, is_dir)| {
+                let rest = &path[prefix.len()..];
+                (!rest.contains('/')).then_some((rest, *is_dir))
+            })
+    }
+}
+
+/// Make opaque directory `dir` of the layer unpacked in `root` hide what the
+/// layers below have in it: a whiteout for each entry of theirs it does not
+/// have itself, and the same inside each directory it has where they have one
+/// too (overlayfs would merge the two). Returns how many whiteouts it made.
+fn hide_lower(root: &Path, lower: &Lower, dir: &str) -> Result<usize> {
+    let mut made = 0;
+    for (name, lower_is_dir) in lower.children(dir) {
+        let rel = join(dir, name);
+        let path = root.join(&rel);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                make_whiteout(&path)?;
+                made += 1;
+            }
+            Ok(m) if m.is_dir() && lower_is_dir => made += hide_lower(root, lower, &rel)?,
+            Ok(_) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(made)
 }
 
 fn c_path(path: &Path) -> Result<std::ffi::CString> {
@@ -346,18 +480,6 @@ fn make_whiteout(path: &Path) -> Result<()> {
     // SAFETY: mknod(2) with a NUL-terminated path; it touches nothing else.
     if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) } != 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("making the whiteout {}", path.display()));
-    }
-    Ok(())
-}
-
-/// Set extended attribute `name` of `path` (not following a symlink).
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
-    let c = c_path(path)?;
-    let n = std::ffi::CString::new(name).expect("no NUL");
-    // SAFETY: lsetxattr(2) with NUL-terminated strings and a buffer of `value.len()` bytes.
-    let rc = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("setting {name} on {}", path.display()));
     }
     Ok(())
 }
@@ -386,8 +508,8 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
             .join(compose::tarball_name(reference.as_str()));
         let (mut image, members) = read_tarball(&tarball, reference.as_str())?;
         let mut own = 0;
-        for (layer, member) in image.layers.iter_mut().zip(&members) {
-            let (segment, size) = layer_segment(sh, project, &tarball, member, &layer.chain)?;
+        for (index, layer) in image.layers.iter_mut().enumerate() {
+            let (segment, size) = layer_segment(sh, project, &tarball, &members, index, &layer.chain)?;
             layer.size = size;
             if !segments.contains(&segment) {
                 own += fs::metadata(&segment)?.len();
@@ -513,29 +635,57 @@ mod tests {
 
     use super::*;
 
-    /// Deleted files and opaque directories as overlayfs takes them (needs root,
-    /// as unpacking a layer does).
+    /// Deleted files and opaque directories as overlayfs takes them: a
+    /// whiteout (character device 0/0) for each deleted file, and for each
+    /// entry of the layers below that an opaque directory hides, down into
+    /// the directories both have; nothing for what the layer adds again or
+    /// the layers below never had. Needs no privilege (an ordinary user's
+    /// build runs it in a user namespace).
     #[test]
     fn layers_that_delete_files_get_overlayfs_whiteouts() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let tmp = TestDir::new("wh");
-        fs::create_dir_all(tmp.join("etc/conf.d")).unwrap();
+        fs::create_dir_all(tmp.join("etc/conf.d/sub")).unwrap();
         fs::write(tmp.join("etc/kept"), "").unwrap();
         fs::write(tmp.join("etc/.wh.gone"), "").unwrap();
         fs::write(tmp.join("etc/conf.d/.wh..wh..opq"), "").unwrap();
         fs::write(tmp.join("etc/conf.d/new.conf"), "").unwrap();
-        assert_eq!(overlay_whiteouts(&tmp).unwrap(), 2);
-        let gone = fs::symlink_metadata(tmp.join("etc/gone")).unwrap();
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        assert!(gone.file_type().is_char_device() && gone.rdev() == 0, "{gone:?}");
+        fs::write(tmp.join("etc/conf.d/sub/mine"), "").unwrap();
+        let (converted, opaque) = overlay_whiteouts(&tmp, "").unwrap();
+        assert_eq!((converted, opaque.clone()), (1, vec!["etc/conf.d".to_string()]));
+        let mut lower = Lower::default();
+        lower.apply(&[
+            "etc/",
+            "etc/gone",
+            "etc/conf.d/",
+            "etc/conf.d/old.conf",
+            "etc/conf.d/new.conf",
+        ]);
+        lower.apply(&[
+            "./etc/conf.d/sub/",
+            "./etc/conf.d/sub/theirs",
+            "./etc/conf.d/.wh.new.conf",
+        ]);
+        assert_eq!(hide_lower(&tmp, &lower, "etc/conf.d").unwrap(), 2);
+        let whiteout =
+            |p: &str| fs::symlink_metadata(tmp.join(p)).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0);
+        assert!(whiteout("etc/gone") && whiteout("etc/conf.d/old.conf") && whiteout("etc/conf.d/sub/theirs"));
         assert!(!tmp.join("etc/.wh.gone").exists());
         assert!(!tmp.join("etc/conf.d/.wh..wh..opq").exists());
-        assert!(tmp.join("etc/conf.d/new.conf").exists() && tmp.join("etc/kept").exists());
-        let mut value = [0u8; 8];
-        let c = c_path(&tmp.join("etc/conf.d")).unwrap();
-        let n = std::ffi::CString::new("trusted.overlay.opaque").unwrap();
-        // SAFETY: lgetxattr(2) into a buffer of its length.
-        let len = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-        assert_eq!(&value[..len.max(0) as usize], b"y");
+        for kept in ["etc/conf.d/new.conf", "etc/kept", "etc/conf.d/sub/mine"] {
+            assert!(fs::symlink_metadata(tmp.join(kept)).unwrap().is_file(), "{kept}");
+        }
+    }
+
+    #[test]
+    fn the_layers_below_apply_their_own_deletions() {
+        let mut lower = Lower::default();
+        lower.apply(&["a/", "a/x", "a/y/", "a/y/z", "b"]);
+        lower.apply(&["a/.wh.y", "a/.wh..wh..opq", "a/w", "c/d/e"]);
+        let top: Vec<_> = lower.children("").collect();
+        assert_eq!(top, [("a", true), ("b", false), ("c", true)]);
+        assert_eq!(lower.children("a").collect::<Vec<_>>(), [("w", false)]);
+        assert_eq!(lower.children("c/d").collect::<Vec<_>>(), [("e", false)]);
     }
 
     #[test]
