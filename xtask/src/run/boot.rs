@@ -71,6 +71,10 @@ pub fn accel(project: &Project, opts: &VmOpts, kernel: &Path) -> Result<Accel> {
         (Why::Requested, _) => "as requested with --accel".to_string(),
         (Why::NoKvmDevice, _) => "no /dev/kvm on this host: software emulation".to_string(),
         (Why::KvmProbeOk, _) => "a KVM probe boot worked".to_string(),
+        (Why::KvmProbeFailed, Some(Probe::Failed(said))) if said.contains("Permission denied") => format!(
+            "/dev/kvm exists but this user may not open it ({said}): software emulation; \
+             `sudo usermod -aG kvm $USER` and a new login give it KVM"
+        ),
         (Why::KvmProbeFailed, Some(Probe::Failed(said))) => {
             format!("/dev/kvm exists but QEMU could not run a guest with it ({said}): software emulation")
         }
