@@ -218,14 +218,6 @@ impl Host {
     }
 }
 
-/// What this host lacks for an ordinary user's builds (see [`Host::problems`]).
-pub fn problems() -> (Vec<String>, Option<(Range, Range)>) {
-    match Host::read() {
-        Ok(host) => host.problems(),
-        Err(e) => (vec![format!("{e:#}")], None),
-    }
-}
-
 /// As an ordinary user, run this command again in a user namespace of its
 /// own (this process becomes it: same pid, same signals, same exit code).
 /// Returns as the host's root or inside a namespace; fails, before anything
@@ -234,14 +226,15 @@ pub fn enter() -> Result<()> {
     if who() != Who::User {
         return Ok(());
     }
-    let (problems, ranges) = problems();
+    let host = Host::read()?;
+    let (problems, ranges) = host.problems();
     let Some((uids, gids)) = ranges else {
         bail!(
             "an ordinary user's build runs in a user namespace, which this host does not allow yet:\n{}",
             problems.join("\n")
         );
     };
-    let user = user()?;
+    let user = host.user;
     let unshare = which::which("unshare").context("unshare (util-linux) is not installed")?;
     let exe = std::env::current_exe().context("finding the xtask's own executable")?;
     let count = |r: Range| r.count.min(WANTED_IDS);
@@ -264,24 +257,26 @@ pub fn enter() -> Result<()> {
     Err(err).context("entering a user namespace with unshare")
 }
 
-/// The fixes `doctor` lists for an ordinary user (none for root).
-pub fn doctor_lines() -> Vec<String> {
+/// What `doctor` says of builds as this user, and whether they can run:
+/// how they run, or each thing the host lacks with its fix.
+pub fn doctor_lines() -> (Vec<String>, bool) {
     match who() {
-        Who::HostRoot => vec!["root: builds run as root, no user namespace needed".into()],
-        Who::NamespaceRoot => vec!["root of a user namespace: builds run in it".into()],
-        Who::User => {
-            let (problems, ranges) = problems();
-            match ranges {
-                Some((u, g)) => vec![format!(
+        Who::HostRoot => (vec!["root: builds run as root, no user namespace needed".into()], true),
+        Who::NamespaceRoot => (vec!["root of a user namespace: builds run in it".into()], true),
+        Who::User => match Host::read().map(|h| h.problems()) {
+            Ok((_, Some((u, g)))) => (
+                vec![format!(
                     "ordinary user: builds run in a user namespace with subordinate uids {}-{} and gids {}-{}",
                     u.start,
                     u.start + u.count.min(WANTED_IDS) - 1,
                     g.start,
                     g.start + g.count.min(WANTED_IDS) - 1
                 )],
-                None => problems,
-            }
-        }
+                true,
+            ),
+            Ok((problems, None)) => (problems, false),
+            Err(e) => (vec![format!("{e:#}")], false),
+        },
     }
 }
 

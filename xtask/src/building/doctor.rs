@@ -70,8 +70,7 @@ pub fn run(sh: &Shell, project: &Project, fix_all: bool, formats: &[Need]) -> Re
             "no /dev/kvm: QEMU uses TCG (software emulation)"
         }
     ));
-    let userns = userns::doctor_lines();
-    let userns_ok = userns::who() != userns::Who::User || userns::problems().1.is_some();
+    let (userns, userns_ok) = userns::doctor_lines();
     ui::out("\nBuilds:");
     for line in &userns {
         ui::out(format!("  {line}"));

@@ -103,7 +103,8 @@ fn explain(sh: &Shell, a: &Path, b: &Path) -> String {
 fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, run: &Run) -> Result<()> {
     let src = dir.join("src");
     let root = &project.root;
-    for old in [&src, &dir.join("cache")] {
+    let cache = dir.join("cache");
+    for old in [&src, &cache] {
         if old.exists() {
             fs::remove_dir_all(old).with_context(|| format!("removing {}", old.display()))?;
         }
@@ -118,7 +119,6 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, run: &Run) -
         run.tz,
         run.umask
     ));
-    let cache = dir.join("cache");
     let vm = method.vm_name().trim_start_matches("compose-");
     let mut command = match run.user {
         None => {
@@ -131,7 +131,7 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, run: &Run) -
         Some(user) => {
             exec::run(cmd!(sh, "chown -R {user}: {dir}"))
                 .with_context(|| format!("giving {} to {user}", dir.display()))?;
-            let home = home_of(user)?;
+            let home = home_of(sh, user)?;
             let rustup = std::env::var("RUSTUP_HOME")
                 .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.rustup")))
                 .context("no RUSTUP_HOME or HOME")?;
@@ -179,8 +179,7 @@ fn build(sh: &Shell, project: &Project, method: Method, dir: &Path, run: &Run) -
 }
 
 /// `user`'s home folder, from the passwd database.
-fn home_of(user: &str) -> Result<String> {
-    let sh = Shell::new()?;
+fn home_of(sh: &Shell, user: &str) -> Result<String> {
     let entry = exec::read(cmd!(sh, "getent passwd {user}")).with_context(|| format!("no user {user}"))?;
     entry
         .split(':')
@@ -200,7 +199,7 @@ struct Run<'a> {
 /// Build twice and compare; fails when any file of SHA256SUMS differs. With
 /// `user` (as root), the second build is that ordinary user's.
 pub fn run(sh: &Shell, project: &Project, method: Method, dir: Option<PathBuf>, user: Option<&str>) -> Result<()> {
-    if user.is_some() && userns::who() != userns::Who::HostRoot {
+    if user.is_some() && !userns::is_host_root() {
         bail!("--user runs the second build as another user, which needs root: run `cargo xtask repro` as root, or without --user");
     }
     let root = &project.root;
