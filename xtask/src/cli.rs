@@ -377,6 +377,11 @@ pub struct TestBootArgs {
     /// wrote to a named volume, seen again).
     #[arg(long, value_name = "TEXT", requires = "restart")]
     pub expect_after_restart: Option<String>,
+    /// Boot on this disk file for the named volumes, as it is (made blank if
+    /// missing), instead of a new, empty one: what a VM makes of a disk the
+    /// user brings, a kept one or one that holds something else.
+    #[arg(long, value_name = "PATH", conflicts_with = "smoke")]
+    pub data_disk: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub vm: VmArgs,
     #[command(flatten)]
@@ -408,6 +413,12 @@ pub struct BenchArgs {
     /// configuration. Repeatable.
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
+    /// Boot each compose VM twice per round on one new data disk, with a clean
+    /// stop in between, and time both boots (rows `VM` and `VM 2nd boot`): the
+    /// first initializes the app's volumes (a database's first start), the
+    /// second finds them, as every later boot of a deployed VM does.
+    #[arg(long)]
+    pub second_boot: bool,
     #[command(flatten)]
     pub compose: ComposeArg,
     #[command(flatten)]
@@ -609,6 +620,7 @@ impl HostNeeds for TestBootArgs {
             hosts: _,
             restart: _,
             expect_after_restart: _,
+            data_disk: _,
             vm,
             format,
         } = self;
@@ -630,6 +642,7 @@ impl HostNeeds for BenchArgs {
             formats,
             baseline,
             hosts: _,
+            second_boot: _,
             compose,
             vm,
         } = self;
@@ -816,6 +829,7 @@ impl TestBootArgs {
             hosts: self.hosts.clone(),
             restart: self.restart,
             expect_after_restart: self.expect_after_restart.clone(),
+            data_disk: self.data_disk.clone(),
             vm: VmOpts {
                 format: self.format.format,
                 ..self.vm.options(&[])
@@ -840,6 +854,7 @@ impl BenchArgs {
             baseline: self.baseline.clone(),
             hosts: self.hosts.clone(),
             formats: self.formats.clone(),
+            second_boot: self.second_boot,
             vm: self.vm.options(&[]),
         }
     }

@@ -516,6 +516,13 @@ pub fn wait_for(
         .with_context(|| format!("no {want} from {host} on 127.0.0.1:{port}"))
 }
 
+/// How many of [`wait_for`]'s requests may wait for an answer at once, once
+/// the guest is reachable. An app that takes a second of the emulated CPU per
+/// page (WordPress under TCG) gets no more work than it can do: a request
+/// every [`POLL_EVERY`] regardless would pile up faster than it answers, and
+/// then every request times out although the app serves.
+const IN_FLIGHT: usize = 2;
+
 /// [`wait_for`]'s loop: `stopped` says why to stop waiting, if there is a reason.
 fn poll(
     addr: SocketAddr,
@@ -527,6 +534,7 @@ fn poll(
     let (tx, rx) = mpsc::channel();
     let mut last = String::from("no answer yet");
     let mut next = Instant::now();
+    let mut pacing = Pacing::default();
     loop {
         if let Some(reason) = stopped()? {
             bail!("{reason} (last: {last})");
@@ -536,18 +544,60 @@ fn poll(
         }
         if Instant::now() >= next {
             next += POLL_EVERY;
-            let (tx, host) = (tx.clone(), host.to_string());
-            // Detached: a request still hanging when this returns ends with its timeout.
-            thread::spawn(move || {
-                let answer = http::ask(addr, &host, "/", ANSWER_WITHIN);
-                let _ = tx.send((answer, Instant::now()));
-            });
+            if let Some(started) = pacing.start(Instant::now()) {
+                let (tx, host) = (tx.clone(), host.to_string());
+                // Detached: a request still hanging when this returns ends with its timeout.
+                thread::spawn(move || {
+                    let answer = http::ask(addr, &host, "/", ANSWER_WITHIN);
+                    let _ = tx.send((answer, started, Instant::now()));
+                });
+            }
         }
-        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Ok((Ok(a), at)) if accept(&a) => return Ok((a, at)),
-            Ok((Ok(a), _)) => last = a.to_string(),
-            Ok((Err(e), _)) => last = format!("{e:#}"),
-            Err(_) => {}
+        if let Ok((answer, started, at)) = rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            pacing.ended(started, at - started < ANSWER_WITHIN);
+            match answer {
+                Ok(a) if accept(&a) => return Ok((a, at)),
+                Ok(a) => last = a.to_string(),
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
+    }
+}
+
+/// When [`poll`] may start a request. Until the guest is reachable, one
+/// every [`POLL_EVERY`] whatever the others do: QEMU's user network accepts a
+/// forwarded connection at once and only then tries the guest, so a request
+/// sent before the guest's network is up hangs until its timeout. A request
+/// that ends before its timeout (answered, or refused by the guest) shows the
+/// guest is reachable; from the request that showed it on, at most
+/// [`IN_FLIGHT`] wait at once.
+#[derive(Debug, Default)]
+struct Pacing {
+    /// Start times of the requests still waiting.
+    waiting: Vec<Instant>,
+    /// The start of the first request that ended before its timeout.
+    reachable_from: Option<Instant>,
+}
+
+impl Pacing {
+    /// Start a request at `now` if the pace allows: its start time.
+    fn start(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(from) = self.reachable_from {
+            if self.waiting.iter().filter(|s| **s >= from).count() >= IN_FLIGHT {
+                return None;
+            }
+        }
+        self.waiting.push(now);
+        Some(now)
+    }
+
+    /// The request started at `started` ended; `in_time`: before its timeout.
+    fn ended(&mut self, started: Instant, in_time: bool) {
+        if let Some(i) = self.waiting.iter().position(|s| *s == started) {
+            self.waiting.swap_remove(i);
+        }
+        if in_time && self.reachable_from.is_none_or(|from| started < from) {
+            self.reachable_from = Some(started);
         }
     }
 }
@@ -588,6 +638,37 @@ mod tests {
             err.contains(&format!("127.0.0.1:{port}")) && err.contains("taken"),
             "{err}"
         );
+    }
+
+    /// Before the guest is reachable, a request every tick however many hang;
+    /// after, no more than IN_FLIGHT wait at once, counted from the request
+    /// that showed the guest reachable (the ones hanging from before do not
+    /// hold the probe back).
+    #[test]
+    fn requests_pile_up_only_until_the_guest_answers() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut p = Pacing::default();
+        for ms in [0, 500, 1000, 1500, 2000] {
+            assert_eq!(p.start(at(ms)), Some(at(ms)), "hanging before the guest is up");
+        }
+        // The request started at 2 s is refused at once: the guest is up.
+        p.ended(at(2000), true);
+        assert_eq!(p.start(at(2500)), Some(at(2500)));
+        assert_eq!(p.start(at(3000)), Some(at(3000)));
+        assert_eq!(p.start(at(3500)), None, "two already wait for the app");
+        // One of them times out (a slow app): room for another.
+        p.ended(at(2500), false);
+        assert_eq!(p.start(at(4000)), Some(at(4000)));
+        assert_eq!(p.start(at(4500)), None);
+        // The requests from before the guest was up end with their timeouts:
+        // they never counted.
+        for ms in [0, 500, 1000, 1500] {
+            p.ended(at(ms), false);
+        }
+        assert_eq!(p.start(at(5000)), None);
+        p.ended(at(3000), true);
+        assert_eq!(p.start(at(5500)), Some(at(5500)));
     }
 
     /// A probe's result holds for the same host boot, QEMU and KVM device, and only them.

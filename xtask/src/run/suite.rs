@@ -48,15 +48,18 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         hosts: vec![],
         restart: None,
         expect_after_restart: None,
+        data_disk: None,
         vm: vm.clone(),
     };
+    // The smoke VM, then the default app: static as kernel+initrd, and as a
+    // host boots it (disk images and ISO below), and dynamic. Its native boot
+    // is the three-site one below, which runs the same app and one more site.
     test_boot::run(sh, project, &boot(None, false), &app)?;
-    test_boot::run(sh, project, &boot(Some(Method::Native), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &app)?;
     // The static VM as a host boots it: the same checks, from its disk
     // images (SeaBIOS + syslinux from a qcow2 virtio disk, OVMF + the unified
-    // kernel image from a raw GPT disk) and from its ISO as a CD-ROM.
-    // Deployable formats are release VMs: each boot also checks that no shell
+    // kernel image from a raw GPT disk) and from its ISO as a CD-ROM. These
+    // are release VMs (`--release`): each boot also checks that no shell
     // started on the console.
     let release = Project::new(project.install)?.into_release();
     for format in FORMATS {
@@ -66,102 +69,83 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     }
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &app)?;
     test_boot::run(sh, project, &boot(Some(Method::Dynamic), true), &app)?;
-    // A third routed site merged over the default file (compose's own -f merge):
-    // its own build context, page and Host rule, converted like the others.
-    let load = |files: &[&str]| {
+    // Compose files merged in order (`-f`), as project `name` (`-p`) if given.
+    let load_as = |name: Option<&str>, files: &[&str]| {
         let source = compose::Source {
             files: files.iter().map(|f| project.root.join(f)).collect(),
+            project_name: name.map(String::from),
             ..Default::default()
         };
         crate::building::apps::load(project, &source)
     };
+    let load = |files: &[&str]| load_as(None, files);
+    // A third routed site merged over the default file (compose's own -f merge):
+    // its own build context, page and Host rule, converted like the others.
     let three = load(&[compose::DEFAULT, THIRD_SITE])?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &three)?;
     // Start order, health, restarts and named volumes under the native runner.
     let ordered = load(&[ORDERED])?;
     test_boot::run(sh, project, &boot(Some(Method::Native), false), &ordered)?;
-    // The second app: Python on the python:3.11-slim stand-in, its own published
-    // port, a bind-mounted file it serves.
-    let second = load(&[SECOND_APP])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &second)?;
-    test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &second)?;
-    test_boot::run(sh, project, &boot(Some(Method::Native), false), &second)?;
     // The plain VM's app: nginx routing by Host in traefik's place, whose
     // Host names only `--host` can tell (they are in nginx's configuration).
     let nginx_router = load(&[NGINX_ROUTER])?;
-    let hosts = ["a.localhost", "b.localhost"].map(String::from).to_vec();
-    for method in [Method::Static, Method::Native] {
-        let options = test_boot::Options {
-            hosts: hosts.clone(),
-            ..boot(Some(method), false)
-        };
-        test_boot::run(sh, project, &options, &nginx_router)?;
-    }
-    // What the stand-ins and the methods must carry as Docker does: secrets and
-    // configs (owner and mode included), nginx configured by its templates and
-    // by envsubst from bash, and a layer that deletes files of its base.
-    let secrets = load(&[SECRETS])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &secrets)?;
-    test_boot::run(sh, project, &boot(Some(Method::Native), false), &secrets)?;
-    let templates = load(&[NGINX_TEMPLATES])?;
-    test_boot::run(sh, project, &boot(Some(Method::Native), false), &templates)?;
-    let whiteouts = load(&[WHITEOUTS])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &whiteouts)?;
+    let options = test_boot::Options {
+        hosts: ["a.localhost", "b.localhost"].map(String::from).to_vec(),
+        ..boot(Some(Method::Native), false)
+    };
+    test_boot::run(sh, project, &options, &nginx_router)?;
+    // What the stand-ins and the methods must carry as Docker does, as one
+    // app (compose's -f merge; each file boots alone too) under static and
+    // native, every published port answering: the Python app with its
+    // bind-mounted file; secrets and configs (owner and mode included); nginx
+    // configured by its templates and by envsubst from bash; a layer that
+    // deletes files of its base; a Dockerfile written for Alpine (apk,
+    // busybox's adduser) on the python stand-in; express installed by npm in
+    // a RUN step on the node stand-in, run as its `node` user.
+    let features = load_as(Some("features"), &FEATURES)?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &features)?;
+    test_boot::run(sh, project, &boot(Some(Method::Native), false), &features)?;
     // Images from a registry (`--images registry`): one no stand-in resembles,
     // pushed to a registry on this machine, gzip and zstd, pulled by digest.
     crate::run::pulls::run(sh, project, &|method| boot(Some(method), false))?;
-    // The node stand-in: `FROM node:20`, npm installing from the registry in a
-    // RUN step, the app run as the image's `node` user.
-    let node_app = load(&[NODE_APP])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &node_app)?;
-    test_boot::run(sh, project, &boot(Some(Method::Native), false), &node_app)?;
     // A web app with its database and cache (postgres with its password from a
-    // compose secret, redis): a 2xx means a request reached both.
+    // compose secret, redis): a 2xx means a request reached both. Booted
+    // twice on one data disk under native, QEMU killed after the first boot's
+    // page (a power cut): each database must still hold what it acknowledged.
+    // Under dynamic, once: the VM pulls all three images at boot.
     let webdb = load(&[WEB_DB])?;
-    for method in [Method::Static, Method::Native] {
-        test_boot::run(sh, project, &boot(Some(method), false), &webdb)?;
-    }
+    let options = test_boot::Options {
+        restart: Some(Restart::Kill),
+        expect_after_restart: Some(WEB_DB_SAID.into()),
+        ..boot(Some(Method::Native), false)
+    };
+    test_boot::run(sh, project, &options, &webdb)?;
+    test_boot::run(sh, project, &boot(Some(Method::Dynamic), false), &webdb)?;
     // Named volumes on the data disk: booted, stopped cleanly through the
-    // ACPI power button, booted again on the same disk, the count the first
+    // ACPI power button (the counter ignores SIGTERM: the stop must end at
+    // its grace period), booted again on the same disk, the count the first
     // boot committed is there.
-    // And after a power cut (QEMU killed) once the count was committed.
     let volumes = load(&[VOLUMES])?;
-    for (method, restart) in [
-        (Method::Static, Restart::Clean),
-        (Method::Native, Restart::Clean),
-        (Method::Native, Restart::Kill),
-    ] {
+    for method in [Method::Static, Method::Native] {
         let options = test_boot::Options {
-            restart: Some(restart),
+            restart: Some(Restart::Clean),
             expect_after_restart: Some(VOLUMES_SAID.into()),
             ..boot(Some(method), false)
         };
         test_boot::run(sh, project, &options, &volumes)?;
     }
-    // The mongo stand-in (FerretDB on SQLite) with its root user from
-    // MONGO_INITDB_ROOT_*: a 2xx means a document was written and read back.
-    let mongo_app = load(&[MONGO_APP])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &mongo_app)?;
-    // The php:apache stand-in built on by a Dockerfile that runs
-    // docker-php-ext-install, reading a row from mariadb: a 2xx means mod_php,
-    // mysqli and PDO reached the database.
-    let php_mysql = load(&[PHP_MYSQL])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &php_mysql)?;
-    // A Dockerfile written for Alpine (apk, busybox's adduser) on the python
-    // stand-in's emulation of them: the build is the test, so one method.
-    let alpine = load(&[ALPINE_PY])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &alpine)?;
-    // The Java stand-ins: a multi-stage build, its jar made by Maven (plugins
-    // from Maven Central) on `maven:3-eclipse-temurin-17`, run on
-    // `eclipse-temurin:17-jre`. Static only: a JVM under TCG is slow to start,
-    // and the suite must stay within CI's limit (native passes too, by hand).
-    let java_app = load(&[JAVA_APP])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &java_app)?;
-    // The uvicorn-gunicorn-fastapi stand-in: its /start.sh finds /app/main.py
-    // and serves it with gunicorn's uvicorn workers (FastAPI from PyPI, locked
-    // by hash in its recipe). Static only, for CI's time (native passes too).
-    let fastapi_app = load(&[FASTAPI_APP])?;
-    test_boot::run(sh, project, &boot(Some(Method::Static), false), &fastapi_app)?;
+    // A data disk that holds something else is never formatted: the VM
+    // says what it found and starts no compose service.
+    foreign_disk_refused(sh, project, &boot(Some(Method::Native), false), &volumes)?;
+    // The runtimes and databases of the sample apps, as one static app:
+    // a Python app on the mongo stand-in (FerretDB) with its root user from
+    // MONGO_INITDB_ROOT_* (a 2xx means a document was written and read back);
+    // a page on the php:apache stand-in built by docker-php-ext-install,
+    // reading a row from mariadb through mysqli and PDO; a multi-stage Maven
+    // build on `maven:3-eclipse-temurin-17` run on `eclipse-temurin:17-jre`;
+    // the uvicorn-gunicorn-fastapi stand-in's /start.sh serving /app/main.py.
+    let runtimes = load_as(Some("runtimes"), &RUNTIMES)?;
+    test_boot::run(sh, project, &boot(Some(Method::Static), false), &runtimes)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
     let exits = load(&[EXITS])?;
@@ -170,10 +154,48 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         Err(e) => return Err(e).context(format!("{EXITS}: want the boot to stop at `{EXITS_SAID}`")),
         Ok(()) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
     }
-    // A release VM as kernel+initrd (`--release`): the app serves, and
-    // nothing starts a shell on its console.
-    test_boot::run(sh, &release, &boot(Some(Method::Static), false), &app)?;
     checked_in_files_unchanged(sh, project)
+}
+
+/// Boot `app` (`options`) on a data disk whose first MiB is not blank and
+/// holds no file system: the boot must stop at the VM's refusal, naming what
+/// it found, and leave the disk's bytes as they were.
+fn foreign_disk_refused(sh: &Shell, project: &Project, options: &test_boot::Options, app: &compose::App) -> Result<()> {
+    let dir = project.dist.join("tmp");
+    fs::create_dir_all(&dir)?;
+    let disk = dir.join("foreign-data.img");
+    let bytes: Vec<u8> = b"not a file system: somebody's bytes\n".repeat(64);
+    fs::write(&disk, &bytes).with_context(|| format!("writing {}", disk.display()))?;
+    let file = fs::OpenOptions::new().write(true).open(&disk)?;
+    file.set_len(1 << 30)?;
+    drop(file);
+    let options = test_boot::Options {
+        data_disk: Some(disk.clone()),
+        ..options.clone()
+    };
+    let result = test_boot::run(sh, project, &options, app);
+    let head = fs::read(&disk).map(|all| all[..bytes.len()].to_vec());
+    fs::remove_file(&disk)?;
+    match result {
+        Err(e) if format!("{e:#}").contains(FOREIGN_DISK_SAID) => {
+            if head? != bytes {
+                bail!(
+                    "{}: the VM refused the foreign data disk, but changed its bytes",
+                    disk.display()
+                );
+            }
+            ui::note(format!(
+                "a foreign data disk: the VM said `{FOREIGN_DISK_SAID}` and started nothing"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e).context(format!(
+            "a foreign data disk: want the boot to stop at `{FOREIGN_DISK_SAID}`"
+        )),
+        Ok(()) => {
+            bail!("a foreign data disk: the app served, so the VM used (or formatted) a disk that held other data")
+        }
+    }
 }
 
 /// The builds above rewrite the checked-in files they are generated into
@@ -274,39 +296,48 @@ fn is_shell_script(name: &str, head: &[u8]) -> bool {
 /// The image formats the static VM is booted as, besides kernel+initrd.
 pub const FORMATS: [Format; 3] = [Format::Qcow2Bios, Format::RawEfi, Format::IsoEfi];
 
-/// The repository's second example app.
-const SECOND_APP: &str = "compose/hello-py.yml";
 /// An app whose services wait for each other (completed, healthy) and restart.
 const ORDERED: &str = "compose/ordered.yml";
 /// A third routed site for the default app.
 const THIRD_SITE: &str = "compose/third-site.yml";
 /// The default app with nginx as its Host router (the plain VM's app).
 const NGINX_ROUTER: &str = "compose/nginx-router.yml";
-/// Secrets and configs from a file and inline, with owners and modes.
-const SECRETS: &str = "compose/secrets.yml";
-/// nginx configured from the environment, by templates and by envsubst.
-const NGINX_TEMPLATES: &str = "compose/nginx-templates.yml";
-/// An image that deletes files of its base.
-const WHITEOUTS: &str = "compose/whiteouts.yml";
-/// An express app on the node stand-in.
-const NODE_APP: &str = "compose/node-app.yml";
+/// What the stand-ins and methods carry as Docker does, booted as one app:
+/// the repository's second example app (Python, a bind-mounted file);
+/// secrets and configs from a file and inline, with owners and modes; nginx
+/// configured from the environment, by templates and by envsubst; an image
+/// that deletes files of its base; a Dockerfile for `python:3.7-alpine` (apk,
+/// adduser -D, USER 1000); an express app on the node stand-in.
+const FEATURES: [&str; 6] = [
+    "compose/hello-py.yml",
+    "compose/secrets.yml",
+    "compose/nginx-templates.yml",
+    "compose/whiteouts.yml",
+    "compose/alpine-py.yml",
+    "compose/node-app.yml",
+];
 /// A web app with postgres and redis behind it.
 const WEB_DB: &str = "compose/webdb.yml";
-/// A Python app with the mongo stand-in behind it.
-const MONGO_APP: &str = "compose/mongo-app.yml";
-/// A PHP page on `php:8-apache` with mariadb behind it.
-const PHP_MYSQL: &str = "compose/php-mysql.yml";
-/// A Dockerfile for `python:3.7-alpine` (apk, adduser -D, USER 1000).
-const ALPINE_PY: &str = "compose/alpine-py.yml";
-/// A Maven-built Java app on the maven and eclipse-temurin stand-ins.
-const JAVA_APP: &str = "compose/java-app.yml";
-/// A FastAPI app on the uvicorn-gunicorn-fastapi stand-in.
-const FASTAPI_APP: &str = "compose/fastapi-app.yml";
+/// The runtimes and databases of the sample apps, booted as one app: a Python
+/// app with the mongo stand-in behind it; a PHP page on `php:8-apache` with
+/// mariadb behind it; a Maven-built Java app on the maven and eclipse-temurin
+/// stand-ins; a FastAPI app on the uvicorn-gunicorn-fastapi stand-in.
+const RUNTIMES: [&str; 4] = [
+    "compose/mongo-app.yml",
+    "compose/php-mysql.yml",
+    "compose/java-app.yml",
+    "compose/fastapi-app.yml",
+];
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
 const VOLUMES: &str = "compose/volumes.yml";
 const VOLUMES_SAID: &str = "boots: 2";
+/// What compose/webdb.yml's page says on a second boot when both its
+/// databases kept what the first boot wrote.
+const WEB_DB_SAID: &str = "boots remembered: postgres 2, redis 2";
+/// What the VM's data step says of a disk that is neither blank nor its own.
+const FOREIGN_DISK_SAID: &str = "holds data that is not this project's";
 /// What the compose runner says of it, which the boot test must stop at.
 const EXITS_SAID: &str = "compose: service worker exited with status 3";
 

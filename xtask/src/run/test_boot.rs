@@ -3,7 +3,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -53,6 +53,9 @@ pub struct Options {
     pub restart: Option<Restart>,
     /// After the restart, the first published port's `GET /` holds this.
     pub expect_after_restart: Option<String>,
+    /// Boot on this data disk as it is (made blank if missing), not on a new,
+    /// empty one.
+    pub data_disk: Option<PathBuf>,
     pub vm: VmOpts,
 }
 
@@ -72,6 +75,69 @@ pub enum Restart {
 /// test fails.
 const STOP_DEADLINE: Duration = Duration::from_secs(120);
 
+/// Docker's grace period for a service that sets no `stop_grace_period`
+/// (the native runner's too).
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// What a clean stop may take inside the VM beyond the services' longest
+/// grace period: the engine's own stop (static and dynamic), ending the
+/// other processes (1 s), unmounting, under TCG. Seen: 13-16 s for the
+/// static VM (Docker's engine ends 3.5 s after its last container, then
+/// waits 5 s for the compose runner's event stream to close); a service
+/// the stop waited for instead of killing it at its grace period would take
+/// a minute (the runner's own wait).
+const STOP_OVERHEAD: Duration = Duration::from_secs(30);
+
+/// The longest `stop_grace_period` of `app`'s services (Docker's 10 s where
+/// one sets none): a clean stop kills what still runs then.
+fn longest_grace(app: &App) -> Duration {
+    app.services
+        .iter()
+        .map(|s| {
+            s.process
+                .stop_grace_period
+                .as_deref()
+                .and_then(crate::app::model::duration_ms)
+                .map_or(DEFAULT_GRACE, Duration::from_millis)
+        })
+        .max()
+        .unwrap_or(DEFAULT_GRACE)
+}
+
+/// How long rc.shutdown took inside the VM, from the uptimes its first and
+/// last lines print.
+fn guest_stop_time(console: &str) -> Option<Duration> {
+    let uptime = |prefix: &str| {
+        let line = console.lines().rfind(|l| l.starts_with(prefix))?;
+        let (_, rest) = line.trim_end().rsplit_once("(uptime ")?;
+        rest.strip_suffix("s)")?.parse::<f64>().ok()
+    };
+    let (start, end) = (uptime(STOPPING)?, uptime(STOPPED_CLEANLY)?);
+    (end >= start).then(|| Duration::from_secs_f64(end - start))
+}
+
+/// The services the native runner killed at the end of their grace period,
+/// as it said on the console.
+fn killed_at_grace(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter_map(|l| l.split_once(KILLED_AT_GRACE).map(|(before, _)| before))
+        .filter_map(|before| before.rsplit(' ').next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// How the native runner's supervisor says it kills a service at the end of
+/// its grace period (`NAME did not stop in 10s, killing it`).
+const KILLED_AT_GRACE: &str = " did not stop in ";
+
+/// rc.shutdown's first line.
+const STOPPING: &str = "rc.shutdown: stopping the services";
+
+/// The size of the data disk a boot test makes (a sparse file).
+const TEST_DISK_GIB: u64 = 2;
+
 /// What rc.shutdown says when the services are stopped and the disks unmounted.
 const STOPPED_CLEANLY: &str = "rc.shutdown: services stopped, disks unmounted";
 
@@ -83,6 +149,8 @@ pub struct Timings {
     pub hosts: Vec<(String, Duration)>,
     /// What the serial log says about the boot (compose VMs).
     pub phases: Option<Phases>,
+    /// `--restart`: the same for the second boot, on the first's data disk.
+    pub second: Option<Box<Timings>>,
 }
 
 /// Run the boot test; boot once more if the first boot died of QEMU's
@@ -176,9 +244,9 @@ struct Headless {
     step: ui::Step,
 }
 
-/// Boot `artifacts` headless on this boot's data disk: a new, empty one
-/// when `fresh` (every test starts clean), else the one the boot before
-/// left (`--restart`).
+/// Boot `artifacts` headless on this boot's data disk: the user's
+/// (`--data-disk`) as it is; else a new, empty one when `fresh` (every test
+/// starts clean), else the one the boot before left (`--restart`).
 fn boot(
     project: &Project,
     args: &Options,
@@ -188,7 +256,10 @@ fn boot(
     timeouts: (u64, u64),
     fresh: bool,
 ) -> Result<Headless> {
-    let disk = data::prepare(&artifacts.scratch("data.img"), 2, fresh)?;
+    let disk = match &args.data_disk {
+        Some(path) => data::prepare(path, TEST_DISK_GIB, false)?,
+        None => data::prepare(&artifacts.scratch("data.img"), TEST_DISK_GIB, fresh)?,
+    };
     let vm_opts = VmOpts {
         data: Some(disk.path),
         ..args.vm.clone()
@@ -288,8 +359,11 @@ impl Headless {
     }
 
     /// Press the VM's power button and wait for it to power off, having
-    /// stopped its services and unmounted its disks, as a clean stop must.
-    fn power_down_cleanly(&mut self) -> Result<()> {
+    /// stopped its services and unmounted its disks, as a clean stop must,
+    /// and within the app's longest grace period (plus [`STOP_OVERHEAD`]):
+    /// a service that ignores its stop signal is killed at its grace period,
+    /// and the stop ends there, not later.
+    fn power_down_cleanly(&mut self, app: &App) -> Result<()> {
         let pressed = Instant::now();
         if !self.vm.power_down(&self.qmp, pressed + STOP_DEADLINE)? {
             bail!(
@@ -297,12 +371,33 @@ impl Headless {
                 ui::secs(STOP_DEADLINE)
             );
         }
-        if !boot::read_log(&self.log).contains(STOPPED_CLEANLY) {
+        let console = boot::read_log(&self.log);
+        if !console.contains(STOPPED_CLEANLY) {
             bail!("the VM powered off, but its console never said `{STOPPED_CLEANLY}`");
         }
+        let grace = longest_grace(app);
+        let Some(inside) = guest_stop_time(&console) else {
+            bail!("the VM stopped, but rc.shutdown's lines do not say when it started and ended (their uptimes)");
+        };
+        if inside > grace + STOP_OVERHEAD {
+            bail!(
+                "the clean stop took {} inside the VM: more than the services' longest grace period ({}) and {} to stop the rest and unmount; a service outlived its grace period",
+                ui::secs(inside),
+                ui::secs(grace),
+                ui::secs(STOP_OVERHEAD)
+            );
+        }
+        let killed = killed_at_grace(&console);
         ui::say!(
-            "  stopped cleanly {} after its ACPI power button: services stopped, disks unmounted",
-            ui::secs(pressed.elapsed())
+            "  stopped cleanly {} after its ACPI power button ({} inside the VM; longest grace period {}{}): services stopped, disks unmounted",
+            ui::secs(pressed.elapsed()),
+            ui::secs(inside),
+            ui::secs(grace),
+            if killed.is_empty() {
+                String::new()
+            } else {
+                format!(", killed at it: {}", killed.join(", "))
+            }
         );
         Ok(())
     }
@@ -372,7 +467,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
         Ok(Timings {
             accel: Some(h.accel),
             hosts: vec![("localhost".to_string(), took)],
-            phases: None,
+            ..Timings::default()
         })
     });
     let mut timings = h.finish(result)?;
@@ -391,7 +486,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     let log = h.log.clone();
     let mut result = check_app(&mut h, app, &args.hosts);
     match args.restart {
-        Some(Restart::Clean) => result = result.and_then(|t| h.power_down_cleanly().map(|()| t)),
+        Some(Restart::Clean) => result = result.and_then(|t| h.power_down_cleanly(app).map(|()| t)),
         Some(Restart::Kill) if result.is_ok() => {
             h.vm.kill();
             ui::say!("  killed QEMU (SIGKILL), as a power cut would");
@@ -399,13 +494,11 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         _ => {}
     }
     let mut timings = h.finish(result)?;
-    let phases = phases::parse(&boot::read_log(&log));
-    ui::say!("  phases (guest uptime): {phases}");
-    timings.phases = Some(phases);
+    timings.phases = Some(said_phases(&log));
     if args.restart.is_some() {
         // The second boot's console goes to the same file: keep the first's.
         let _ = std::fs::copy(&log, log.with_extension("first.log"));
-        restart(project, args, method, app, &prepared, &guest_ports)?;
+        timings.second = Some(Box::new(restart(project, args, method, app, &prepared, &guest_ports)?));
     }
     ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts));
     let said = console_shell(&boot::read_log(&log));
@@ -452,8 +545,16 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     Ok(timings)
 }
 
+/// The phases a compose VM's serial log `log` shows, said on one line.
+fn said_phases(log: &Path) -> Phases {
+    let phases = phases::parse(&boot::read_log(log));
+    ui::say!("  phases (guest uptime): {phases}");
+    phases
+}
+
 /// `--restart`: boot the VM again on the data disk the first boot left,
-/// check the app again, and what the first boot's volumes hold.
+/// check the app again, and what the first boot's volumes hold; the second
+/// boot's timings.
 fn restart(
     project: &Project,
     args: &Options,
@@ -461,12 +562,13 @@ fn restart(
     app: &App,
     prepared: &session::Prepared,
     guest_ports: &[(u16, bool)],
-) -> Result<()> {
+) -> Result<Timings> {
     ui::say!("{}: booting again on the same data disk", method.vm_name());
     let mut h = boot_compose(project, args, method, &prepared.artifacts, guest_ports, false)?;
-    let mut result = check_app(&mut h, app, &args.hosts).map(|_| ());
+    let log = h.log.clone();
+    let mut result = check_app(&mut h, app, &args.hosts);
     if let Some(text) = &args.expect_after_restart {
-        result = result.and_then(|()| {
+        result = result.and_then(|timings| {
             let port = h.port(
                 guest_ports
                     .iter()
@@ -482,17 +584,18 @@ fn restart(
                 );
             }
             ui::say!("  after the restart the app still has its data: GET / holds {text:?}");
-            Ok(())
+            Ok(timings)
         });
     }
-    result = result.and_then(|()| h.power_down_cleanly());
-    h.finish(result)?;
+    result = result.and_then(|timings| h.power_down_cleanly(app).map(|()| timings));
+    let mut timings = h.finish(result)?;
+    timings.phases = Some(said_phases(&log));
     let how = match args.restart {
         Some(Restart::Kill) => "QEMU was killed",
         _ => "a clean stop",
     };
     ui::say!("{}: served again after {how}, on the same data disk", method.vm_name());
-    Ok(())
+    Ok(timings)
 }
 
 /// The registry goes away after the push: the compose runner must retry, then
@@ -617,8 +720,7 @@ fn port_answer_ok(answer: &http::Answer) -> bool {
 fn check_app(h: &mut Headless, app: &App, hosts: &[String]) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
-        hosts: vec![],
-        phases: None,
+        ..Timings::default()
     };
     let router = app.router_port();
     if let Some(router) = router.filter(|_| !app.routes().is_empty()) {
@@ -776,9 +878,42 @@ fn gave_up(console: &str) -> Option<String> {
             "{}: the initrd does not fit in the VM's root filesystem (a tmpfs of half its memory): give it more --memory",
             line.trim()
         )
+    } else if line.starts_with("service: onboot ") {
+        // The step's reason is what it printed last, just before.
+        let said = last_words(whole, line);
+        if said.is_empty() {
+            line.to_string()
+        } else {
+            format!("{line} (it said: {})", said.join(" / "))
+        }
     } else {
         line.to_string()
     })
+}
+
+/// The last lines (up to two) onboot step `line` names printed before the
+/// runner's `line` about it: the VM's own steps start theirs with their
+/// name (`data: …` for `service: onboot 002-data exited …`).
+fn last_words<'a>(console: &'a str, line: &str) -> Vec<&'a str> {
+    let Some(bundle) = line
+        .strip_prefix("service: onboot ")
+        .and_then(|rest| rest.split_whitespace().next())
+    else {
+        return vec![];
+    };
+    let prefix = format!(
+        "{}: ",
+        bundle.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-')
+    );
+    let mut said: Vec<&str> = console
+        .lines()
+        .take_while(|l| *l != line)
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::trim_end)
+        .collect();
+    let keep = said.len().saturating_sub(2);
+    said.drain(..keep);
+    said
 }
 
 /// Does the compose runner's line `line` say a service exited with an error,
@@ -881,6 +1016,48 @@ mod tests {
         );
     }
 
+    /// From a native VM's clean stop: the counter ignores SIGTERM.
+    #[test]
+    fn a_clean_stop_is_timed_inside_the_vm_and_says_whom_it_killed() {
+        let console = "compose: app is up\n\
+                       rc.shutdown: stopping the services (uptime 31.40s)\r\n\
+                       service: counter did not stop in 10s, killing it\n\
+                       rc.shutdown: services stopped, disks unmounted (uptime 43.15s)\n";
+        assert_eq!(guest_stop_time(console), Some(Duration::from_millis(11_750)));
+        assert_eq!(killed_at_grace(console), ["counter"]);
+        // No end line (the VM was killed), or no uptimes: not timed.
+        assert_eq!(
+            guest_stop_time(&console[..console.rfind("rc.shutdown: services").unwrap()]),
+            None
+        );
+        assert_eq!(
+            guest_stop_time("rc.shutdown: stopping the services\nrc.shutdown: services stopped, disks unmounted\n"),
+            None
+        );
+        assert!(killed_at_grace("service: started counter\n").is_empty());
+    }
+
+    #[test]
+    fn the_longest_grace_period_is_dockers_default_unless_a_service_sets_one() {
+        let app = |graces: &[Option<&str>]| {
+            let services: serde_json::Map<String, serde_json::Value> = graces
+                .iter()
+                .enumerate()
+                .map(|(i, grace)| {
+                    let body = match grace {
+                        Some(g) => serde_json::json!({"stop_grace_period": g}),
+                        None => serde_json::json!({}),
+                    };
+                    (format!("s{i}"), body)
+                })
+                .collect();
+            crate::app::compose::testing::app(serde_json::json!({ "services": services }))
+        };
+        assert_eq!(longest_grace(&app(&[None])), DEFAULT_GRACE);
+        assert_eq!(longest_grace(&app(&[None, Some("3s")])), DEFAULT_GRACE);
+        assert_eq!(longest_grace(&app(&[None, Some("1m30s")])), Duration::from_secs(90));
+    }
+
     #[test]
     fn the_console_shell_is_seen_in_the_serial_log() {
         assert!(console_shell("x\nservice: started getty\nservice: started docker\n"));
@@ -912,6 +1089,19 @@ mod tests {
         // A one-shot service that finishes is no failure.
         let done = format!("{ok}compose: service migrate exited with status 0 (uptime 35.0s)\n");
         assert_eq!(gave_up(&done), None);
+        // A failed onboot step's own last words come with it.
+        let refused = format!(
+            "{ok}data: /dev/vda holds data that is not this project's: it is not formatted\n\
+             [   9.1] random: crng init done\n\
+             data: FAILED: no compose service is started\n\
+             service: onboot 002-data exited with status 1 (uptime 9.5s)\n"
+        );
+        assert_eq!(
+            gave_up(&refused).as_deref(),
+            Some(
+                "service: onboot 002-data exited with status 1 (uptime 9.5s) (it said: data: /dev/vda holds data that is not this project's: it is not formatted / data: FAILED: no compose service is started)"
+            )
+        );
         let full = gave_up("[    4.955680] Initramfs unpacking failed: write error\n").unwrap();
         assert!(full.contains("give it more --memory"), "{full}");
     }
