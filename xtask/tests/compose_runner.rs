@@ -21,6 +21,12 @@ fn runner() -> PathBuf {
 /// Run the runner against a `docker-compose` whose `up` prints `up_says` and
 /// exits with `up_status`; the engine's socket exists, as in the VM.
 fn run(name: &str, up_says: &str, up_status: i32) -> Output {
+    run_fake(name, &format!("echo '{up_says}' >&2; exit {up_status}"), "")
+}
+
+/// Run the runner against a `docker-compose` whose `up` and `ps` run these
+/// shell commands (in the fake's folder, where `up` may keep a count).
+fn run_fake(name: &str, up: &str, ps: &str) -> Output {
     let dir = TestDir::new(&format!("runner-{name}"));
     fs::create_dir_all(dir.join("compose")).unwrap();
     fs::create_dir_all(dir.join("bin")).unwrap();
@@ -29,7 +35,7 @@ fn run(name: &str, up_says: &str, up_status: i32) -> Output {
     fs::write(
         &fake,
         format!(
-            "#!/bin/sh\n# docker-compose -f FILE COMMAND …\ncase \"$3\" in\n  up) echo '{up_says}' >&2; exit {up_status} ;;\n  config) echo a; echo b ;;\n  *) exit 0 ;;\nesac\n"
+            "#!/bin/sh\n# docker-compose -f FILE COMMAND …\ncd \"$(dirname \"$0\")\"\ncase \"$3\" in\n  up) {up} ;;\n  ps) {ps} ;;\n  config) echo a; echo b ;;\n  *) exit 0 ;;\nesac\n"
         ),
     )
     .unwrap();
@@ -92,4 +98,39 @@ fn an_app_error_fails_without_retries() {
         .find(|l| l.starts_with("compose: FAILED"))
         .unwrap_or_default();
     assert!(failed.contains("no command specified"), "{stdout}");
+}
+
+/// What compose's `up` says when a dependency's healthcheck ran out of retries.
+const DB_UNHEALTHY: &str = "dependency failed to start: container app-db-1 is unhealthy";
+
+/// A dependency that is unhealthy but still runs may yet pass its
+/// healthcheck (a database initializing slowly under emulation): the runner
+/// says so and runs `up` again until it starts the rest.
+#[test]
+fn an_unhealthy_dependency_that_runs_is_waited_for() {
+    let up = format!("if [ -e once ]; then exit 0; fi; touch once; echo '{DB_UNHEALTHY}' >&2; exit 1");
+    let out = run_fake("unhealthy-runs", &up, "echo app-db-1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("compose: app-db-1 is unhealthy but running: trying up again"),
+        "it said why it waits:\n{stdout}"
+    );
+    assert!(stdout.contains("compose: app is up: a b"), "{stdout}");
+}
+
+/// An unhealthy dependency that no longer runs will not get better: the
+/// runner fails at once, with compose's reason.
+#[test]
+fn an_unhealthy_dependency_that_stopped_fails_at_once() {
+    let up = format!("echo '{DB_UNHEALTHY}' >&2; exit 1");
+    let out = run_fake("unhealthy-stopped", &up, "true");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let failed = stdout
+        .lines()
+        .find(|l| l.starts_with("compose: FAILED"))
+        .unwrap_or_else(|| panic!("no FAILED line:\n{stdout}"));
+    assert!(failed.contains("app-db-1 is unhealthy"), "{failed}");
+    assert!(!stdout.contains("trying up again"), "{stdout}");
 }

@@ -31,6 +31,12 @@ pub enum Gate {
     Go,
     /// Some condition may still come true.
     Wait,
+    /// Waiting for `dep`, which runs but is unhealthy: a passing probe makes
+    /// it healthy again, as in Docker. Compose's `up` gives up here, and
+    /// running `up` again once the dependency is healthy starts the rest;
+    /// a VM has nobody to run it again, so it waits (a database initializing
+    /// under emulation can take longer than its healthcheck allows).
+    Unhealthy(String),
     /// Dependency `dep` can never meet its condition, for `reason`.
     Never { dep: String, reason: String },
 }
@@ -38,6 +44,7 @@ pub enum Gate {
 enum Check {
     Met,
     Wait,
+    Unhealthy,
     Never(String),
 }
 
@@ -55,8 +62,8 @@ fn check(st: &Status, cond: Condition) -> Check {
         Condition::Started => Check::Wait,
         Condition::Healthy => match st.health {
             Health::Healthy => Check::Met,
-            Health::Unhealthy => Check::Never("is unhealthy".into()),
-            Health::Starting => gone(st),
+            Health::Unhealthy if st.running => Check::Unhealthy,
+            Health::Unhealthy | Health::Starting => gone(st),
         },
         Condition::CompletedSuccessfully => match st.first_exit {
             Some(0) => Check::Met,
@@ -70,6 +77,7 @@ fn check(st: &Status, cond: Condition) -> Check {
 /// from the board can never be met (`unstartable` reports those earlier).
 pub fn gate(deps: &[(String, Condition)], board: &BTreeMap<String, Status>) -> Gate {
     let mut all_met = true;
+    let mut unhealthy = None;
     for (dep, cond) in deps {
         let verdict = match board.get(dep) {
             Some(st) => check(st, *cond),
@@ -78,6 +86,10 @@ pub fn gate(deps: &[(String, Condition)], board: &BTreeMap<String, Status>) -> G
         match verdict {
             Check::Met => {}
             Check::Wait => all_met = false,
+            Check::Unhealthy => {
+                all_met = false;
+                unhealthy.get_or_insert(dep);
+            }
             Check::Never(reason) => {
                 return Gate::Never {
                     dep: dep.clone(),
@@ -86,10 +98,10 @@ pub fn gate(deps: &[(String, Condition)], board: &BTreeMap<String, Status>) -> G
             }
         }
     }
-    if all_met {
-        Gate::Go
-    } else {
-        Gate::Wait
+    match unhealthy {
+        _ if all_met => Gate::Go,
+        Some(dep) => Gate::Unhealthy(dep.clone()),
+        None => Gate::Wait,
     }
 }
 
@@ -207,11 +219,34 @@ mod tests {
             ..RUNNING
         };
         assert_eq!(gate(&d, &board(&[("db", healthy)])), Gate::Go);
+    }
+
+    /// An unhealthy dependency that still runs may pass its next probe: the
+    /// gate waits for it (saying which), and fails only once it is down for good.
+    #[test]
+    fn healthy_waits_through_an_unhealthy_spell() {
+        let d = deps(&[("db", Condition::Healthy)]);
         let unhealthy = Status {
             health: Health::Unhealthy,
             ..RUNNING
         };
-        assert_eq!(gate(&d, &board(&[("db", unhealthy)])), never("db", "is unhealthy"));
+        assert_eq!(
+            gate(&d, &board(&[("db", unhealthy.clone())])),
+            Gate::Unhealthy("db".into())
+        );
+        let recovered = Status {
+            health: Health::Healthy,
+            ..unhealthy.clone()
+        };
+        assert_eq!(gate(&d, &board(&[("db", recovered)])), Gate::Go);
+        let down = Status {
+            running: false,
+            finished: true,
+            first_exit: Some(1),
+            last_exit: Some(1),
+            ..unhealthy
+        };
+        assert_eq!(gate(&d, &board(&[("db", down)])), never("db", "exited with status 1"));
     }
 
     #[test]

@@ -64,8 +64,10 @@ impl Shared {
 
     /// Block until `deps` all hold (Ok), one never can (Err with dependency
     /// and reason) or the supervisor stops (Err(None)).
-    fn wait_for_deps(&self, spec: &Spec) -> Result<(), Option<(String, String)>> {
+    /// An unhealthy dependency is said once each time one is waited for.
+    fn wait_for_deps(&self, name: &str, spec: &Spec) -> Result<(), Option<(String, String)>> {
         let mut b = self.lock();
+        let mut said: Option<String> = None;
         loop {
             if b.stopping {
                 return Err(None);
@@ -73,6 +75,15 @@ impl Shared {
             match deps::gate(&spec.depends_on, &b.services) {
                 Gate::Go => return Ok(()),
                 Gate::Never { dep, reason } => return Err(Some((dep, reason))),
+                Gate::Unhealthy(dep) => {
+                    if said.as_ref() != Some(&dep) {
+                        log(&format!(
+                            "{name} waits for {dep}, which is unhealthy but running: it starts once {dep}'s healthcheck passes (compose's up would stop here)"
+                        ));
+                        said = Some(dep);
+                    }
+                    b = self.wait(b, Duration::from_secs(60));
+                }
                 Gate::Wait => b = self.wait(b, Duration::from_secs(60)),
             }
         }
@@ -253,7 +264,7 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
             return skip();
         }
     }
-    match shared.wait_for_deps(&svc.spec) {
+    match shared.wait_for_deps(name, &svc.spec) {
         Ok(()) => {}
         Err(Some((dep, reason))) => {
             log(&format!("{name} not started: dependency {dep} {reason}"));
