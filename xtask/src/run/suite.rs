@@ -124,7 +124,8 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // Named volumes on the data disk: booted, stopped cleanly through the
     // ACPI power button (the counter ignores SIGTERM: the stop must end at
     // its grace period), booted again on the same disk, the count the first
-    // boot committed is there.
+    // boot committed is there. Under static, the anonymous volume the first
+    // boot's engine made is removed at the second boot, and said.
     let volumes = load(&[VOLUMES])?;
     for method in [Method::Static, Method::Native] {
         let options = test_boot::Options {
@@ -133,6 +134,16 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
             ..boot(Some(method), false)
         };
         test_boot::run(sh, project, &options, &volumes)?;
+        if method == Method::Static {
+            let log = project.dist.join(format!("{}-serial.log", method.vm_name()));
+            if !fs::read_to_string(&log)?.contains(ANONYMOUS_REMOVED) {
+                bail!(
+                    "{VOLUMES} (static, second boot): {} does not say `{ANONYMOUS_REMOVED}`: the first boot's anonymous volume was left on the data disk",
+                    log.display()
+                );
+            }
+            ui::note(format!("{VOLUMES}: the second boot said `{ANONYMOUS_REMOVED}`"));
+        }
     }
     // A data disk that holds something else is never formatted: the VM
     // says what it found and starts no compose service.
@@ -333,6 +344,9 @@ const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
 const VOLUMES: &str = "compose/volumes.yml";
 const VOLUMES_SAID: &str = "boots: 2";
+/// What the static VM's data disk step says at its second boot of
+/// compose/volumes.yml, whose counter has an anonymous volume.
+const ANONYMOUS_REMOVED: &str = "data: removed 1 anonymous volume(s) an earlier boot left in /var/lib/docker/volumes";
 /// What compose/webdb.yml's page says on a second boot when both its
 /// databases kept what the first boot wrote.
 const WEB_DB_SAID: &str = "boots remembered: postgres 2, redis 2";
