@@ -328,6 +328,11 @@ mariadb_init() {
 	mysql_note "Stopping temporary server"
 	temp_server_stop
 	mysql_note "Temporary server stopped"
+	# The files written beside the server's (.my-healthcheck.cnf) reach the
+	# disk before the server takes writes: the server flushes its own, but a
+	# power cut before the page cache's writeback (up to 30 s) would leave a
+	# data directory the next start takes for initialized, without them.
+	sync
 	echo
 	mysql_note "MariaDB init process done. Ready for start up."
 	echo

@@ -197,6 +197,12 @@ first_start() {
     export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
     with_temporary_server "$@" -- setup_and_init
     unset PGPASSWORD
+    # pg_hba.conf's network line reaches the disk before the server takes
+    # writes: the server flushes its own files, not that one, and a power cut
+    # before the page cache's writeback (up to 30 s) left a cluster the next
+    # start took for initialized, refusing every network login ("no
+    # pg_hba.conf entry"; seen with QEMU killed after the first page).
+    sync
     say ""
     say "PostgreSQL init process complete; ready for start up."
     say ""
