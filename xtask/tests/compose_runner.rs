@@ -74,10 +74,7 @@ fn a_failed_up_stops_the_runner_with_its_reason() {
         !out.status.success(),
         "the runner went on after compose up failed:\n{stdout}"
     );
-    let failed = stdout
-        .lines()
-        .find(|l| l.starts_with("compose: FAILED"))
-        .unwrap_or_else(|| panic!("no FAILED line on the console:\n{stdout}"));
+    let failed = failed_line(&stdout);
     assert!(failed.contains("failed 2 times"), "it retried as configured: {failed}");
     assert!(
         failed.contains("pull access denied for app-a"),
@@ -93,11 +90,16 @@ fn an_app_error_fails_without_retries() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(!stdout.contains("retrying"), "it retried an app error:\n{stdout}");
-    let failed = stdout
+    let failed = failed_line(&stdout);
+    assert!(failed.contains("no command specified"), "{stdout}");
+}
+
+/// The runner's `compose: FAILED` line on the console; the test fails without one.
+fn failed_line(stdout: &str) -> &str {
+    stdout
         .lines()
         .find(|l| l.starts_with("compose: FAILED"))
-        .unwrap_or_default();
-    assert!(failed.contains("no command specified"), "{stdout}");
+        .unwrap_or_else(|| panic!("no FAILED line on the console:\n{stdout}"))
 }
 
 /// What compose's `up` says when a dependency's healthcheck ran out of retries.
@@ -127,10 +129,7 @@ fn an_unhealthy_dependency_that_stopped_fails_at_once() {
     let out = run_fake("unhealthy-stopped", &up, "true");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
-    let failed = stdout
-        .lines()
-        .find(|l| l.starts_with("compose: FAILED"))
-        .unwrap_or_else(|| panic!("no FAILED line:\n{stdout}"));
+    let failed = failed_line(&stdout);
     assert!(failed.contains("app-db-1 is unhealthy"), "{failed}");
     assert!(!stdout.contains("trying up again"), "{stdout}");
 }
