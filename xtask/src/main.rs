@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::RunSmoke { port, vm } => session::run_smoke(&sh, &project, port, &vm.options(&[])),
         Command::TestBoot(args) => {
             let app = args.compose.load(&project)?;
-            test_boot::run(&sh, &project, &args.options(), &app)
+            test_boot::run(&sh, &project, &args.options(), &app).map(|_| ())
         }
         Command::Bench(args) => {
             let app = args.compose.load(&project)?;

@@ -317,3 +317,53 @@ fn apk_refuses_what_it_cannot_stand_in_for() {
     assert!(!ok);
     assert!(err.contains("`apk info` is not emulated"), "{err}");
 }
+
+/// On a stand-in without apt (nginx's: its packages listed in
+/// fixed-packages, no dpkg), `apk add` of what the image carries succeeds
+/// without running apt; anything else fails naming it; del, update and
+/// cache clean change nothing.
+#[test]
+fn apk_on_a_stand_in_without_apt() {
+    let host = Host::new("apk-fixed");
+    let fixed = host.dir.join("fixed-packages");
+    fs::write(&fixed, "bash\ngettext-base\nnginx-light\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(host.dir.join("sbin/apk"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", host.dir.join("bin").display()))
+            .env("APK_PACKAGES", compat("apk-packages"))
+            .env("APK_STATE", host.dir.join("state"))
+            .env("APK_FIXED", &fixed);
+        let out = cmd.output().unwrap();
+        let log = fs::read_to_string(host.dir.join("log")).unwrap_or_default();
+        let _ = fs::remove_file(host.dir.join("log"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            log,
+        )
+    };
+    let (ok, err, log) = run(&["add", "--no-cache", "bash", "gettext-envsubst"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("already in this stand-in: bash gettext-base"), "{err}");
+    assert_eq!(log, "", "no apt, no dpkg: nothing runs");
+
+    let (ok, err, log) = run(&["add", "bash", "curl"]);
+    assert!(!ok);
+    assert!(err.contains("no apt-get to install packages: curl"), "{err}");
+    assert!(err.contains("fixed-packages"), "{err}");
+    assert_eq!(log, "");
+    let (ok, err, _) = run(&["add", "build-base"]);
+    assert!(!ok);
+    assert!(
+        err.contains("Debian's build-essential, for `apk add build-base`"),
+        "{err}"
+    );
+
+    for args in [&["del", "bash"][..], &["update"], &["cache", "clean"]] {
+        let (ok, err, log) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        assert_eq!(log, "", "{args:?}");
+    }
+}

@@ -225,8 +225,8 @@ fn images_a_registry_build_cannot_pull() {
 }
 
 /// A base image without a stand-in, and an Alpine-only step on a Debian
-/// stand-in without apt (nginx's is unpacked packages; python's, node's and
-/// golang's emulate apk): both before anything is built, naming the
+/// stand-in without an apk (redis's; python's, node's, golang's and nginx's
+/// emulate it): both before anything is built, naming the
 /// Dockerfile's lines.
 #[test]
 fn dockerfile_the_local_profile_cannot_build() {
@@ -234,7 +234,7 @@ fn dockerfile_the_local_profile_cannot_build() {
     let (elixir, alpine) = (dir.join("elixir"), dir.join("alpine"));
     for (d, text) in [
         (&elixir, "FROM elixir:1.16-alpine\nCOPY . /app\n"),
-        (&alpine, "FROM nginx:1.27-alpine\nRUN apk add --no-cache gcc\n"),
+        (&alpine, "FROM redis:7-alpine\nRUN apk add --no-cache gcc\n"),
     ] {
         fs::create_dir_all(d).unwrap();
         fs::write(d.join("Dockerfile"), text).unwrap();

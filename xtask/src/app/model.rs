@@ -88,7 +88,7 @@ pub struct Mount {
     pub target: String,
     #[serde(default)]
     pub read_only: bool,
-    /// `volume.subpath`.
+    /// `volume.subpath` and `volume.nocopy`.
     #[serde(default)]
     pub volume: VolumeOptions,
     #[serde(default)]
@@ -98,6 +98,9 @@ pub struct Mount {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct VolumeOptions {
     pub subpath: Option<String>,
+    /// `volume.nocopy`: the new volume is not filled from the image.
+    #[serde(default)]
+    pub nocopy: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -60,7 +60,8 @@ pub struct ImagePins {
     pub remove: Vec<String>,
     /// Takes RUN steps written for the Alpine variant of the image it stands
     /// in for: `apk` (done with apt-get) and busybox's `adduser`/`addgroup`
-    /// short options, from `images/alpine-compat/`. Needs `minbase` (apt).
+    /// short options, from `images/alpine-compat/`. Without `minbase` there
+    /// is no apt: `apk add` then takes only what the image already carries.
     #[serde(default)]
     pub alpine: bool,
     /// Folders under `images/` that recipes share (scripts, configuration),
@@ -196,9 +197,6 @@ impl Pins {
             if let Some(dir) = image.shared.iter().find(|d| d.contains('/') || d.starts_with('.')) {
                 bail!("images.{name}.shared `{dir}`: name a folder directly under images/");
             }
-            if image.alpine && image.variant.is_none() {
-                bail!("images.{name}.alpine needs `variant: minbase`: its apk installs with apt-get, which only a configured Debian system has");
-            }
         }
         for (name, entry) in &self.catalog {
             if !self.images.contains_key(&entry.recipe) {
@@ -331,20 +329,6 @@ images:
     fn image_go_tools_must_be_pinned() {
         let err = Pins::parse(&MINIMAL.replace("go: [t]", "go: [nope]")).unwrap_err();
         assert!(format!("{err:#}").contains("images.b.go names `nope`"), "{err:#}");
-    }
-
-    /// apk is done with apt-get: an unpacked (extract) image has none.
-    #[test]
-    fn alpine_emulation_needs_a_configured_system() {
-        let err = Pins::parse(&MINIMAL.replace("[busybox-static]}", "[busybox-static], alpine: true}")).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("images.a.alpine needs `variant: minbase`"),
-            "{err:#}"
-        );
-        let pins =
-            Pins::parse(&MINIMAL.replace("[busybox-static]}", "[busybox-static], variant: minbase, alpine: true}"))
-                .unwrap();
-        assert!(pins.image("a").unwrap().alpine);
     }
 
     #[test]

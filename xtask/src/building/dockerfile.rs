@@ -390,7 +390,7 @@ pub fn plan(
                     .any(|w| w == "apk")
             {
                 problems.push(format!(
-                    "line {}: `apk` is Alpine's package manager, and the local stand-in for `{}` is Debian without apt: there is no apk (the stand-ins that emulate apk with apt-get: {apk_names})",
+                    "line {}: `apk` is Alpine's package manager, and the local stand-in for `{}` is Debian without an apk (the stand-ins that emulate apk: {apk_names})",
                     ins.line,
                     catalog_name(&stages[root_base(&stages.iter().map(|s| s.base.clone()).collect::<Vec<_>>(), s, &find)].base)
                 ));
@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
             p[0].starts_with(
-                "line 7: `apk` is Alpine's package manager, and the local stand-in for `golang` is Debian without apt: there is no apk (the stand-ins that emulate apk with apt-get: python)"
+                "line 7: `apk` is Alpine's package manager, and the local stand-in for `golang` is Debian without an apk (the stand-ins that emulate apk: python)"
             ),
             "{p:?}"
         );

@@ -46,6 +46,10 @@ const ALPINE_COMPAT_FILES: [(&str, &str, u32); 4] = [
     ("apk-packages", "usr/local/share/alpine-compat/apk-packages", 0o644),
 ];
 
+/// In an image without apt, the Debian packages it carries (one a line), which
+/// its apk reads instead of dpkg's database.
+const ALPINE_FIXED_PACKAGES: &str = "usr/local/share/alpine-compat/fixed-packages";
+
 /// How a shared folder's files (pins.yml `images.NAME.shared`) are named in
 /// the tag's input, apart from the recipe's own.
 const SHARED_PREFIX: &str = "shared:";
@@ -201,7 +205,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     }
     let (versions, licenses) = debian::image_tree(sh, project, name, pins, &tree)?;
     if pins.alpine {
-        install_alpine_compat(project, &tree)?;
+        install_alpine_compat(project, &tree, pins.variant.is_none().then_some(&versions))?;
     }
     let record = versions_path(project, reference);
     fs::create_dir_all(record.parent().expect("in the cache"))?;
@@ -235,8 +239,13 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 /// the apk package table) into an image's tree: /usr/local/sbin comes first
 /// on the stand-ins' PATH, so RUN steps written for Alpine find them, and
 /// Debian's own adduser stays in /usr/sbin for the command lines that are not
-/// busybox's.
-fn install_alpine_compat(project: &Project, tree: &Path) -> Result<()> {
+/// busybox's. An image without apt (no `minbase`) gets `fixed` too, the
+/// Debian packages it carries, from which its apk takes what it can.
+fn install_alpine_compat(
+    project: &Project,
+    tree: &Path,
+    fixed: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for (file, target, mode) in ALPINE_COMPAT_FILES {
         let from = project.root.join(ALPINE_COMPAT).join(file);
@@ -244,6 +253,10 @@ fn install_alpine_compat(project: &Project, tree: &Path) -> Result<()> {
         fs::create_dir_all(to.parent().expect("a folder"))?;
         fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
         fs::set_permissions(&to, fs::Permissions::from_mode(mode))?;
+    }
+    if let Some(packages) = fixed {
+        let list: String = packages.keys().map(|p| format!("{p}\n")).collect();
+        fs::write(tree.join(ALPINE_FIXED_PACKAGES), list)?;
     }
     Ok(())
 }
@@ -402,7 +415,7 @@ mod tests {
     #[test]
     fn alpine_compat_is_part_of_the_tags_that_use_it() {
         let project = crate::base::project::for_tests();
-        let before = (tag(&project, "python").unwrap(), tag(&project, "nginx").unwrap());
+        let before = (tag(&project, "python").unwrap(), tag(&project, "traefik").unwrap());
         assert!(project.pins.image("python").unwrap().alpine);
         let mut without = crate::base::project::for_tests();
         without.pins.images.get_mut("python").unwrap().alpine = false;
@@ -414,7 +427,7 @@ mod tests {
                 "{ALPINE_COMPAT}/{path} is not installed by install_alpine_compat"
             );
         }
-        assert_eq!(tag(&project, "nginx").unwrap(), before.1);
+        assert_eq!(tag(&project, "traefik").unwrap(), before.1);
     }
 
     /// Package versions are recorded by recipe name and tag.

@@ -137,7 +137,7 @@ pub const SERVICE: &[Key] = &[
     key(
         "volumes[].type",
         C,
-        "`bind` (project files, copied into the VM), `volume` (named), `tmpfs`",
+        "`bind` (project files, copied into the VM), `volume` (named: on the data disk; anonymous: in memory, new each boot), `tmpfs`; an empty volume is filled from the image before the service starts (its files there, the folder's owner and mode), as Docker fills a new one",
     ),
     key(
         "volumes[].source",
@@ -149,8 +149,8 @@ pub const SERVICE: &[Key] = &[
     key("volumes[].bind.create_host_path", C, "compose's default"),
     key(
         "volumes[].volume.nocopy",
-        A,
-        "named volumes always start empty (Docker copies the image's files into a new one)",
+        C,
+        "the volume is not filled from the image",
     ),
     key("volumes[].volume.subpath", C, "a folder of the named volume"),
     key("volumes[].tmpfs.size", C, "the tmpfs size"),

@@ -32,8 +32,13 @@ use network::Plan;
 
 /// Where the VM keeps what the conversion writes.
 const NATIVE_DIR: &str = "etc/native";
+/// Where the native VM keeps volumes.
+const VOLUMES_ROOT: &str = "var/lib/native";
 /// Named volumes, one folder each.
 const VOLUMES_DIR: &str = "var/lib/native/volumes";
+/// Anonymous volumes, a folder per service and one in it per volume: in
+/// memory (the data disk holds only named volumes).
+const ANONYMOUS_DIR: &str = "var/lib/native/anonymous";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
 /// Where the traefik service finds its default TLS certificate, and where the
@@ -204,6 +209,7 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
         notes,
     };
     out.files.extend(inputs.project_files.iter().cloned());
+    let volume_dirs_at = out.files.len();
     let mut volumes: Vec<String> = Vec::new();
     for s in &app.services {
         let facts = inputs.facts.get(app.image_of(s).as_str()).cloned().unwrap_or_default();
@@ -220,8 +226,17 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
             Err(errs) => problems.extend(errs.into_iter().map(|e| format!("service `{}`: {e}", s.name))),
         }
     }
+    // The volumes' parent folders, before the services' files that go in them.
+    let anonymous = out.files.iter().any(|f| f.path.starts_with(ANONYMOUS_DIR));
+    let mut parents = Vec::new();
+    if !volumes.is_empty() || anonymous {
+        parents.push(File::directory(VOLUMES_ROOT));
+    }
+    if anonymous {
+        parents.push(File::directory(ANONYMOUS_DIR));
+    }
+    out.files.splice(volume_dirs_at..volume_dirs_at, parents);
     if !volumes.is_empty() {
-        out.files.push(File::directory("var/lib/native"));
         out.files.push(File::directory(VOLUMES_DIR));
         for v in volumes {
             out.files.push(File::directory(&format!("{VOLUMES_DIR}/{v}")));
@@ -370,7 +385,9 @@ mod tests {
                     "volumes": [
                         {"type": "bind", "source": "/project/conf", "target": "/srv/conf", "read_only": true, "bind": {"create_host_path": true}},
                         {"type": "volume", "source": "data", "target": "/srv/data", "volume": {"subpath": "web"}},
-                        {"type": "tmpfs", "target": "/srv/cache", "tmpfs": {"size": "1048576"}}
+                        {"type": "tmpfs", "target": "/srv/cache", "tmpfs": {"size": "1048576"}},
+                        {"type": "volume", "target": "/srv/node_modules"},
+                        {"type": "volume", "source": "data", "target": "/srv/raw", "volume": {"nocopy": true}}
                     ]
                 }
             }

@@ -17,7 +17,7 @@ use crate::{
     native::{
         image::{self, Facts},
         network::{self, Mode, Plan},
-        process, Inputs, ALL_CAPS, NATIVE_DIR, VOLUMES_DIR,
+        process, Inputs, ALL_CAPS, ANONYMOUS_DIR, NATIVE_DIR, VOLUMES_DIR,
     },
 };
 
@@ -48,6 +48,7 @@ pub(super) fn service(
         "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
     ];
     let mut tmpfs = Vec::new();
+    let mut populate: Vec<String> = Vec::new();
     for (i, v) in s.mounts.iter().enumerate() {
         let target = &v.target;
         let ro = if v.read_only { "ro" } else { "rw" };
@@ -72,12 +73,28 @@ pub(super) fn service(
                 let mut dir = format!("/{VOLUMES_DIR}/{source}");
                 if !sub.is_empty() {
                     dir = format!("{dir}/{sub}");
+                } else if !v.volume.nocopy {
+                    // Docker fills a new volume from the image (not a subpath of one).
+                    populate.push(target.clone());
                 }
                 binds.push(format!("{dir}:{target}:{ro}"));
                 volumes.push(source.to_string());
             }
-            // An anonymous volume: a fresh folder each boot, like a new container's.
-            "volume" => tmpfs.push(format!("{target}:rw,nosuid,nodev")),
+            // An anonymous volume: a folder in memory, new at each boot and
+            // kept across the service's restarts, as a container's is; filled
+            // from the image as Docker fills it.
+            "volume" => {
+                let service_dir = format!("{ANONYMOUS_DIR}/{}", s.name);
+                if !files.iter().any(|f: &File| f.path == service_dir) {
+                    files.push(File::directory(&service_dir));
+                }
+                let dir = format!("{service_dir}/{i}");
+                files.push(File::directory(&dir));
+                binds.push(format!("/{dir}:{target}:{ro}"));
+                if !v.volume.nocopy {
+                    populate.push(target.clone());
+                }
+            }
             "tmpfs" => {
                 let mut opts = vec!["rw".to_string(), "nosuid".into(), "nodev".into(), "noexec".into()];
                 if let Some(size) = &v.tmpfs.size {
@@ -176,6 +193,9 @@ pub(super) fn service(
             }
             None => problems.push(format!("`stop_grace_period` `{grace}` is not a duration")),
         }
+    }
+    if !populate.is_empty() {
+        annotations.insert(contract::POPULATE.into(), contract_json(&populate));
     }
     match healthcheck(s.healthcheck.as_ref(), facts) {
         Ok(Some(h)) => {

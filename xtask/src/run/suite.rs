@@ -133,9 +133,12 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
             expect_after_restart: Some(VOLUMES_SAID.into()),
             ..boot(Some(method), false)
         };
-        test_boot::run(sh, project, &options, &volumes)?;
+        let timings = test_boot::run(sh, project, &options, &volumes)?;
         if method == Method::Static {
-            let log = project.dist.join(format!("{}-serial.log", method.vm_name()));
+            let log = timings
+                .second
+                .and_then(|second| second.serial)
+                .context("the restart test gave no second boot's serial log")?;
             if !fs::read_to_string(&log)?.contains(ANONYMOUS_REMOVED) {
                 bail!(
                     "{VOLUMES} (static, second boot): {} does not say `{ANONYMOUS_REMOVED}`: the first boot's anonymous volume was left on the data disk",
@@ -163,7 +166,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     match test_boot::run(sh, project, &boot(Some(Method::Static), false), &exits) {
         Err(e) if format!("{e:#}").contains(EXITS_SAID) => ui::note(format!("{EXITS}: stopped at `{EXITS_SAID}`")),
         Err(e) => return Err(e).context(format!("{EXITS}: want the boot to stop at `{EXITS_SAID}`")),
-        Ok(()) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
+        Ok(_) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
     }
     checked_in_files_unchanged(sh, project)
 }
@@ -203,7 +206,7 @@ fn foreign_disk_refused(sh: &Shell, project: &Project, options: &test_boot::Opti
         Err(e) => Err(e).context(format!(
             "a foreign data disk: want the boot to stop at `{FOREIGN_DISK_SAID}`"
         )),
-        Ok(()) => {
+        Ok(_) => {
             bail!("a foreign data disk: the app served, so the VM used (or formatted) a disk that held other data")
         }
     }

@@ -151,18 +151,20 @@ pub struct Timings {
     pub phases: Option<Phases>,
     /// `--restart`: the same for the second boot, on the first's data disk.
     pub second: Option<Box<Timings>>,
+    /// The boot's serial console log.
+    pub serial: Option<PathBuf>,
 }
 
 /// Run the boot test; boot once more if the first boot died of QEMU's
 /// stale-code fault (see [`TcgStaleCode`]), which is the emulator's, not the
 /// app's. Only once: a second such crash fails the test.
-pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<()> {
+pub fn run(sh: &Shell, project: &Project, args: &Options, app: &App) -> Result<Timings> {
     match measure(sh, project, args, app) {
         Err(e) if e.downcast_ref::<TcgStaleCode>().is_some() => {
             ui::tell!("{e:#}\nbooting once more: this crash is QEMU's, not the app's");
-            measure(sh, project, args, app).map(|_| ())
+            measure(sh, project, args, app)
         }
-        other => other.map(|_| ()),
+        other => other,
     }
 }
 
@@ -472,6 +474,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
     });
     let mut timings = h.finish(result)?;
     timings.phases = Some(phases::parse(&boot::read_log(&log)));
+    timings.serial = Some(log);
     Ok(timings)
 }
 
@@ -495,6 +498,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     }
     let mut timings = h.finish(result)?;
     timings.phases = Some(said_phases(&log));
+    timings.serial = Some(log.clone());
     if args.restart.is_some() {
         // The second boot's console goes to the same file: keep the first's.
         let _ = std::fs::copy(&log, log.with_extension("first.log"));
@@ -590,6 +594,7 @@ fn restart(
     result = result.and_then(|timings| h.power_down_cleanly(app).map(|()| timings));
     let mut timings = h.finish(result)?;
     timings.phases = Some(said_phases(&log));
+    timings.serial = Some(log.clone());
     let how = match args.restart {
         Some(Restart::Kill) => "QEMU was killed",
         _ => "a clean stop",

@@ -48,6 +48,12 @@ pub const STOP_GRACE: &str = "org.linuxkit-compose.stop_grace_period_ms";
 /// setup would have provided. Absent: no certificate.
 pub const DEFAULT_CERTIFICATE: &str = "org.linuxkit-compose.default_certificate";
 
+/// A JSON array of container paths, each a volume's mount point: before the
+/// service starts, the runner fills each volume that is still empty from the
+/// service's image, as Docker does when it first mounts a new volume (the
+/// files under that path, and the folder's owner and mode). Absent: none.
+pub const POPULATE: &str = "org.linuxkit-compose.populate";
+
 /// On an onboot container, any text: the app's services need what it does
 /// (the data disk for their volumes). When it fails, the runner starts only
 /// the services marked [`CONSOLE`], and says why.

@@ -15,6 +15,7 @@ mod deps;
 mod health;
 mod mountopts;
 mod oci;
+mod populate;
 mod prepare;
 mod restart;
 mod runtime;

@@ -12,7 +12,7 @@ use crate::bundles::{self, Bundle};
 use crate::deps::{self, Gate, Status};
 use crate::health::{Counter, Health, Healthcheck};
 use crate::restart::{self, Backoff};
-use crate::{certificate, log, oci, prepare};
+use crate::{certificate, log, oci, populate, prepare};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -254,7 +254,10 @@ fn load(root: &Path, shared: &Shared) -> Result<Vec<Service>, String> {
 fn run_service(shared: &Arc<Shared>, svc: &Service) {
     let name = svc.name.as_str();
     let skip = || shared.update(name, |st| st.finished = true);
-    if let Err(e) = prepare::prepare(&svc.dir) {
+    if let Err(e) = prepare::prepare(&svc.dir)
+        .and_then(|()| crate::annotations::read(&svc.dir))
+        .and_then(|a| populate::populate(&svc.dir, name, &a))
+    {
         log(&format!("{name} not started: {e}"));
         return skip();
     }
