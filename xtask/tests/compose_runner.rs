@@ -122,14 +122,24 @@ fn an_unhealthy_dependency_that_runs_is_waited_for() {
 }
 
 /// An unhealthy dependency that no longer runs will not get better: the
-/// runner fails at once, with compose's reason.
+/// runner fails at once, with compose's reason, after the services' states
+/// (`ps -a`): `test-boot` stops the VM at the FAILED line, so what comes
+/// after it would never reach the console.
 #[test]
 fn an_unhealthy_dependency_that_stopped_fails_at_once() {
     let up = format!("echo '{DB_UNHEALTHY}' >&2; exit 1");
-    let out = run_fake("unhealthy-stopped", &up, "true");
+    let ps = "if [ \"$4\" = -a ]; then echo 'app-db-1  Exited (1) 3 seconds ago'; fi";
+    let out = run_fake("unhealthy-stopped", &up, ps);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     let failed = failed_line(&stdout);
     assert!(failed.contains("app-db-1 is unhealthy"), "{failed}");
     assert!(!stdout.contains("trying up again"), "{stdout}");
+    let states = stdout
+        .find("compose: ps: app-db-1  Exited (1)")
+        .unwrap_or_else(|| panic!("no service states on the console:\n{stdout}"));
+    assert!(
+        states < stdout.find(failed).unwrap(),
+        "the states come after the FAILED line:\n{stdout}"
+    );
 }

@@ -161,7 +161,11 @@ pub const SERVICE: &[Key] = &[
     key("cap_add[]", C, "added to Docker's default capability set"),
     key("cap_drop[]", C, "removed from it (`ALL` too)"),
     key("privileged", A, "every capability; devices stay Docker's default set"),
-    key("sysctls.*", C, "set in the container's namespaces"),
+    key(
+        "sysctls.*",
+        C,
+        "set in the container's namespaces, over Docker's defaults for a network namespace of its own (any user may listen on ports below 1024 and ping)",
+    ),
     key("ulimits.*", C, "rlimits, soft and hard alike"),
     key("ulimits.*.soft", C, "the soft limit"),
     key("ulimits.*.hard", C, "the hard limit"),

@@ -148,7 +148,15 @@ pub(super) fn service(
         Mode::Host => "host".to_string(),
         Mode::Bridged(_) | Mode::None => network::netns_path(&s.name),
     };
-    let sysctl = settings.sysctls.clone();
+    let mut sysctl = settings.sysctls.clone();
+    if !matches!(plan.mode(&s.name), Mode::Host) {
+        // Docker's defaults for a container with a network namespace of its
+        // own: any user may listen on any port (nginx as `USER nginx` on
+        // 80) and ping. The compose file's sysctls win.
+        for (key, value) in DOCKER_NETNS_SYSCTLS {
+            sysctl.entry(key.to_string()).or_insert_with(|| value.to_string());
+        }
+    }
     let mut rlimits = Vec::new();
     for (name, limit) in &settings.ulimits {
         let (soft, hard) = limit.limits();
@@ -244,6 +252,13 @@ fn depends_on(deps: &BTreeMap<String, Dependency>) -> Result<contract::DependsOn
         })
         .collect()
 }
+
+/// The sysctls Docker sets in a container's own network namespace (moby's
+/// `daemon/oci_linux.go`, since Docker 20.10).
+const DOCKER_NETNS_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+];
 
 /// An annotation value of the contract, as its JSON text.
 fn contract_json<T: serde::Serialize>(value: &T) -> String {
