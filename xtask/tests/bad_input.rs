@@ -201,7 +201,9 @@ fn image_the_local_profile_would_have_to_pull() {
         "{e}"
     );
     assert!(
-        e.contains("its catalog: debian, eclipse-temurin, golang, mariadb, maven, mongo, mysql, nginx, nginx:alpine, node,"),
+        e.contains(
+            "its catalog: debian, eclipse-temurin, golang, mariadb, maven, mongo, mysql, nginx, nginx:alpine, node,"
+        ),
         "{e}"
     );
 }

@@ -69,6 +69,12 @@ pub struct ImagePins {
     /// recipe's files, and hashed into its tag as the recipe's files are.
     #[serde(default)]
     pub shared: Vec<String>,
+    /// The folder under `images/` whose Dockerfile and files build it, when
+    /// that is another image's (the same recipe over other packages, as
+    /// `nginx-alpine` is `nginx` with curl and the Alpine emulation); its own
+    /// name otherwise.
+    #[serde(default)]
+    pub recipe_folder: Option<String>,
     /// The recipe's own RUN steps fetch from a package registry (pinned by
     /// hash in the recipe folder): its build sees the host's CA bundle, as an
     /// app's RUN steps do. Off for the rest, whose RUN steps read the image's
@@ -196,6 +202,13 @@ impl Pins {
             }
             if let Some(dir) = image.shared.iter().find(|d| d.contains('/') || d.starts_with('.')) {
                 bail!("images.{name}.shared `{dir}`: name a folder directly under images/");
+            }
+            if let Some(dir) = image
+                .recipe_folder
+                .as_deref()
+                .filter(|d| d.contains('/') || d.starts_with('.'))
+            {
+                bail!("images.{name}.recipe_folder `{dir}`: name a folder directly under images/");
             }
         }
         for (name, entry) in &self.catalog {

@@ -60,7 +60,7 @@ pub fn reference(name: &str, tag: &str) -> String {
 
 /// The tag of image `name` as its recipe and pins stand now.
 pub fn tag(project: &Project, name: &str) -> Result<String> {
-    let dir = recipe_dir(project, name);
+    let dir = recipe_dir(project, name)?;
     if !dir.join("Dockerfile").is_file() {
         bail!(
             "{}: no Dockerfile in the image recipe folder",
@@ -118,8 +118,11 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     Ok(content_tag(name, &recipe, &pins))
 }
 
-fn recipe_dir(project: &Project, name: &str) -> PathBuf {
-    project.root.join("images").join(name)
+/// The folder image `name` is built from: its own, or the one pins.yml's
+/// `recipe_folder` names.
+fn recipe_dir(project: &Project, name: &str) -> Result<PathBuf> {
+    let folder = project.pins.image(name)?.recipe_folder.as_deref().unwrap_or(name);
+    Ok(project.root.join("images").join(folder))
 }
 
 /// The first 12 hex digits of a SHA-256 over the recipe's name, files and pins.
@@ -181,7 +184,8 @@ fn ensure_present(sh: &Shell, project: &Project, name: &str, in_buildah: bool) -
         return Ok(reference);
     }
     let step = ui::step(format!("image {reference}"));
-    build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe images/{name})"))?;
+    let recipe = project.rel(&recipe_dir(project, name)?).display().to_string();
+    build(sh, project, name, &reference).with_context(|| format!("building image {name} (recipe {recipe})"))?;
     step.done_with("built");
     Ok(reference)
 }
@@ -194,11 +198,11 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     let context = work.join("context");
     let tree = work.join("tree");
     sh.create_dir(&context)?;
-    let recipe = recipe_dir(project, name);
+    let recipe = recipe_dir(project, name)?;
     exec::run(cmd!(sh, "cp -a {recipe}/. {context}/"))?;
     let pins = project.pins.image(name)?;
     for dir in &pins.shared {
-        let shared = recipe_dir(project, dir);
+        let shared = project.root.join("images").join(dir);
         let into = context.join(dir);
         sh.create_dir(&into)?;
         exec::run(cmd!(sh, "cp -a {shared}/. {into}/"))?;
@@ -428,6 +432,27 @@ mod tests {
             );
         }
         assert_eq!(tag(&project, "traefik").unwrap(), before.1);
+    }
+
+    /// An image built from another's recipe folder (pins.yml `recipe_folder`)
+    /// has a tag of its own, from that folder's files and its own packages;
+    /// without the key it would need a folder of its own.
+    #[test]
+    fn an_image_may_use_another_images_recipe_folder() {
+        let project = crate::base::project::for_tests();
+        assert_eq!(
+            project.pins.image("nginx-alpine").unwrap().recipe_folder.as_deref(),
+            Some("nginx")
+        );
+        assert_eq!(
+            recipe_dir(&project, "nginx-alpine").unwrap(),
+            project.root.join("images/nginx")
+        );
+        assert_ne!(tag(&project, "nginx-alpine").unwrap(), tag(&project, "nginx").unwrap());
+        let mut own = crate::base::project::for_tests();
+        own.pins.images.get_mut("nginx-alpine").unwrap().recipe_folder = None;
+        let e = tag(&own, "nginx-alpine").unwrap_err().to_string();
+        assert!(e.contains("images/nginx-alpine/Dockerfile: no Dockerfile"), "{e}");
     }
 
     /// Package versions are recorded by recipe name and tag.
