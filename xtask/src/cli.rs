@@ -366,14 +366,19 @@ pub struct TestBootArgs {
     /// configuration. Repeatable.
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
+    /// Check only this published port (repeatable; default: every published
+    /// TCP port must answer): for an app that publishes a port nothing
+    /// listens on until asked, a debugger's, say.
+    #[arg(long = "port", value_name = "PORT", conflicts_with = "smoke")]
+    pub ports: Vec<u16>,
     /// Boot twice on one data disk: after the checks, stop the VM (`clean`,
     /// the default: its ACPI power button, and it must power off with its
     /// disks unmounted; `kill`: SIGKILL to QEMU, a power cut), boot it again
     /// and check again.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "clean", conflicts_with = "smoke")]
     pub restart: Option<test_boot::Restart>,
-    /// With --restart: after the second boot, the app's first published
-    /// port must answer `GET /` with a body holding TEXT (what the first boot
+    /// With --restart: after the second boot, the app's first checked
+    /// published port must answer `GET /` with a body holding TEXT (what the first boot
     /// wrote to a named volume, seen again).
     #[arg(long, value_name = "TEXT", requires = "restart")]
     pub expect_after_restart: Option<String>,
@@ -618,6 +623,7 @@ impl HostNeeds for TestBootArgs {
             unreachable_registry: _,
             timeout: _,
             hosts: _,
+            ports: _,
             restart: _,
             expect_after_restart: _,
             data_disk: _,
@@ -827,6 +833,7 @@ impl TestBootArgs {
             unreachable_registry: self.unreachable_registry,
             timeout: self.timeout,
             hosts: self.hosts.clone(),
+            ports: self.ports.clone(),
             restart: self.restart,
             expect_after_restart: self.expect_after_restart.clone(),
             data_disk: self.data_disk.clone(),

@@ -49,6 +49,7 @@ fn run_fake(name: &str, up: &str, ps: &str) -> Output {
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
         .env("COMPOSE_ENGINE_TIMEOUT", "20")
         .env("COMPOSE_UP_ATTEMPTS", "2")
+        .env("COMPOSE_PROGRESS", "1")
         .env(
             "PATH",
             format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap()),
@@ -92,6 +93,29 @@ fn an_app_error_fails_without_retries() {
     assert!(!stdout.contains("retrying"), "it retried an app error:\n{stdout}");
     let failed = failed_line(&stdout);
     assert!(failed.contains("no command specified"), "{stdout}");
+}
+
+/// `up` prints nothing until it returns, which can take minutes (a volume
+/// filled from a large image directory, under emulation): meanwhile the
+/// runner says, every COMPOSE_PROGRESS seconds, where each service is.
+#[test]
+fn a_long_up_says_where_the_services_are() {
+    let ps = "if [ \"$4\" = -a ]; then echo 'db Up 2 seconds (health: starting)'; echo 'web Created'; fi";
+    let out = run_fake("slow-up", "sleep 2.5", ps);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let progress = stdout
+        .lines()
+        .find(|l| l.starts_with("compose: up is still running after "))
+        .unwrap_or_else(|| panic!("nothing said while up ran:\n{stdout}"));
+    assert!(
+        progress.contains("db Up 2 seconds (health: starting), web Created"),
+        "{progress}"
+    );
+    assert!(
+        stdout.find(progress).unwrap() < stdout.find("compose: app is up").unwrap(),
+        "{stdout}"
+    );
 }
 
 /// The runner's `compose: FAILED` line on the console; the test fails without one.

@@ -215,6 +215,7 @@ fn boot_args(target: Target, format: Format, args: &Options) -> test_boot::Optio
         unreachable_registry: false,
         timeout: None,
         hosts: args.hosts.clone(),
+        ports: vec![],
         restart: (args.second_boot && target != Target::Smoke).then_some(Restart::Clean),
         expect_after_restart: None,
         data_disk: None,

@@ -46,6 +46,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         unreachable_registry,
         timeout: None,
         hosts: vec![],
+        ports: vec![],
         restart: None,
         expect_after_restart: None,
         data_disk: None,

@@ -48,10 +48,13 @@ pub struct Options {
     /// router is not traefik (its Host rules are in its own configuration,
     /// which the xtask does not read): each must answer 200.
     pub hosts: Vec<String>,
+    /// Check only these published ports (`--port`); empty: every published
+    /// TCP port.
+    pub ports: Vec<u16>,
     /// Boot twice on one data disk, the first boot ended as this says
     /// (compose VMs).
     pub restart: Option<Restart>,
-    /// After the restart, the first published port's `GET /` holds this.
+    /// After the restart, the first checked port's `GET /` holds this.
     pub expect_after_restart: Option<String>,
     /// Boot on this data disk as it is (made blank if missing), not on a new,
     /// empty one.
@@ -479,7 +482,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
 }
 
 fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
-    let guest_ports = probe_plan(app, &args.hosts)?;
+    let guest_ports = probe_plan(app, &args.hosts, &args.ports)?;
     let registry = args.registry.as_ref();
     let mut prepared = session::prepare(sh, project, method, app, registry, &args.vm)?;
     if args.unreachable_registry {
@@ -487,7 +490,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     }
     let mut h = boot_compose(project, args, method, &prepared.artifacts, &guest_ports, true)?;
     let log = h.log.clone();
-    let mut result = check_app(&mut h, app, &args.hosts);
+    let mut result = check_app(&mut h, app, &args.hosts, &args.ports);
     match args.restart {
         Some(Restart::Clean) => result = result.and_then(|t| h.power_down_cleanly(app).map(|()| t)),
         Some(Restart::Kill) if result.is_ok() => {
@@ -504,7 +507,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         let _ = std::fs::copy(&log, log.with_extension("first.log"));
         timings.second = Some(Box::new(restart(project, args, method, app, &prepared, &guest_ports)?));
     }
-    ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts));
+    ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts, &args.ports));
     let said = console_shell(&boot::read_log(&log));
     match (project.release, said) {
         (true, false) => ui::say!(
@@ -570,13 +573,13 @@ fn restart(
     ui::say!("{}: booting again on the same data disk", method.vm_name());
     let mut h = boot_compose(project, args, method, &prepared.artifacts, guest_ports, false)?;
     let log = h.log.clone();
-    let mut result = check_app(&mut h, app, &args.hosts);
+    let mut result = check_app(&mut h, app, &args.hosts, &args.ports);
     if let Some(text) = &args.expect_after_restart {
         result = result.and_then(|timings| {
             let port = h.port(
                 guest_ports
                     .iter()
-                    .find(|(_, udp)| !udp)
+                    .find(|&&(port, udp)| !udp && is_checked(port, &args.ports))
                     .expect("probe_plan: a TCP port")
                     .0,
             );
@@ -664,11 +667,33 @@ fn unreachable_verdict(said: &str, registry: &str) -> Result<String, String> {
         .ok_or_else(|| format!("the compose runner gave up without saying that {registry} refused the connection"))
 }
 
+/// Is published port `port` checked, when `--port` gave `only`?
+fn is_checked(port: u16, only: &[u16]) -> bool {
+    only.is_empty() || only.contains(&port)
+}
+
 /// The guest ports a boot test forwards: every published port. An app with
-/// nothing to probe, or Host rules (traefik's, or `--host`) no published port
-/// reaches, is an error before anything boots.
-fn probe_plan(app: &App, hosts: &[String]) -> Result<Vec<(u16, bool)>> {
+/// nothing to probe, Host rules (traefik's, or `--host`) no published port
+/// reaches, or a `--port` (`only`) the app does not publish over TCP, is an
+/// error before anything boots.
+fn probe_plan(app: &App, hosts: &[String], only: &[u16]) -> Result<Vec<(u16, bool)>> {
     let ports: Vec<(u16, bool)> = app.published().iter().map(|(p, _)| (p.published, p.udp)).collect();
+    if let Some(port) = only.iter().find(|&&port| !ports.contains(&(port, false))) {
+        let tcp: Vec<String> = ports
+            .iter()
+            .filter(|(_, udp)| !udp)
+            .map(|(p, _)| p.to_string())
+            .collect();
+        bail!(
+            "--port {port}: {} publishes no TCP port {port} (it publishes {})",
+            app.file.display(),
+            if tcp.is_empty() {
+                "none".to_string()
+            } else {
+                tcp.join(", ")
+            }
+        );
+    }
     if !hosts.is_empty() && app.router_port().is_none() {
         bail!(
             "--host {}: {} has no router port to probe it through (no service that mounts the Docker socket publishes a port, and nothing publishes port 80)",
@@ -692,7 +717,7 @@ fn probe_plan(app: &App, hosts: &[String]) -> Result<Vec<(u16, bool)>> {
 }
 
 /// What a passing boot test checked.
-fn summary(app: &App, hosts: &[String]) -> String {
+fn summary(app: &App, hosts: &[String], only: &[u16]) -> String {
     let mut checked = Vec::new();
     if !app.routes().is_empty() {
         checked.push("every routed host answered with its own page; an unknown host got traefik's 404".to_string());
@@ -700,10 +725,13 @@ fn summary(app: &App, hosts: &[String]) -> String {
     if !hosts.is_empty() {
         checked.push(format!("Host {} answered 200", hosts.join(", ")));
     }
+    // The router's port was checked through its Host names, if it has any
+    // (as check_app does).
+    let routed = !app.routes().is_empty() || !hosts.is_empty();
     let ports: Vec<String> = app
         .published()
         .iter()
-        .filter(|(p, _)| !p.udp && Some(p.published) != app.router_port())
+        .filter(|(p, _)| !(p.udp || routed && Some(p.published) == app.router_port()) && is_checked(p.published, only))
         .map(|(p, _)| p.published.to_string())
         .collect();
     if !ports.is_empty() {
@@ -722,7 +750,7 @@ fn port_answer_ok(answer: &http::Answer) -> bool {
     }
 }
 
-fn check_app(h: &mut Headless, app: &App, hosts: &[String]) -> Result<Timings> {
+fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16]) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
         ..Timings::default()
@@ -736,7 +764,7 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String]) -> Result<Timings> {
     }
     let routed = !app.routes().is_empty() || !hosts.is_empty();
     for (p, service) in app.published() {
-        if p.udp || Some(p.published) == router && routed {
+        if p.udp || Some(p.published) == router && routed || !is_checked(p.published, only) {
             continue;
         }
         let log = h.log.clone();
@@ -1011,14 +1039,41 @@ mod tests {
         };
         let hosts = ["a.localhost".to_string()];
         let on_80 = app(serde_json::json!([{"target": 80, "published": "80", "protocol": "tcp"}]));
-        assert_eq!(probe_plan(&on_80, &hosts).unwrap(), [(80, false)]);
+        assert_eq!(probe_plan(&on_80, &hosts, &[]).unwrap(), [(80, false)]);
         let on_8000 = app(serde_json::json!([{"target": 8000, "published": "8000", "protocol": "tcp"}]));
-        assert!(probe_plan(&on_8000, &[]).is_ok());
-        let err = probe_plan(&on_8000, &hosts).unwrap_err().to_string();
+        assert!(probe_plan(&on_8000, &[], &[]).is_ok());
+        let err = probe_plan(&on_8000, &hosts, &[]).unwrap_err().to_string();
         assert!(
             err.starts_with("--host a.localhost: compose/test.yml has no router port"),
             "{err}"
         );
+    }
+
+    /// `--port`: only the ports named are checked (a debugger's port that
+    /// nothing listens on until asked may be left out); one the app does not
+    /// publish over TCP is refused before anything boots, naming those it does.
+    #[test]
+    fn only_the_ports_named_are_checked_and_each_must_be_published() {
+        let config = serde_json::json!({"name": "demo", "services": {"web": {"image": "x", "ports": [
+            {"target": 80, "published": "80", "protocol": "tcp"},
+            {"target": 9229, "published": "9229", "protocol": "tcp"},
+            {"target": 53, "published": "53", "protocol": "udp"},
+        ]}}});
+        let app = App::from_config(Path::new("compose/test.yml"), Path::new("compose"), &config.to_string()).unwrap();
+        assert!(probe_plan(&app, &[], &[80]).is_ok());
+        assert_eq!(
+            summary(&app, &[], &[80]),
+            "published port(s) 80 answered",
+            "9229 is not checked"
+        );
+        assert_eq!(summary(&app, &[], &[]), "published port(s) 80, 9229 answered");
+        for (port, said) in [(8080, "8080"), (53, "53")] {
+            let err = probe_plan(&app, &[], &[port]).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("--port {port}: compose/test.yml publishes no TCP port {said} (it publishes 80, 9229)")
+            );
+        }
     }
 
     /// From a native VM's clean stop: the counter ignores SIGTERM.
