@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::{
-    app::compose::{App, Service},
+    app::compose::{App, Port, Service},
     base::{http, project::Project, ui},
     building::registry::Address,
     run::{
@@ -716,6 +716,18 @@ fn probe_plan(app: &App, hosts: &[String], only: &[u16]) -> Result<Vec<(u16, boo
     Ok(ports)
 }
 
+/// The published ports a boot test probes one by one: the TCP ports `--port`
+/// (`only`) names, or all of them, but the router's when Host names (traefik's
+/// rules, or `--host`) were checked through it.
+fn probed_ports<'a>(app: &'a App, hosts: &[String], only: &[u16]) -> Vec<(Port, &'a Service)> {
+    let routed = !app.routes().is_empty() || !hosts.is_empty();
+    let router = app.router_port().filter(|_| routed);
+    app.published()
+        .into_iter()
+        .filter(|(p, _)| !p.udp && Some(p.published) != router && is_checked(p.published, only))
+        .collect()
+}
+
 /// What a passing boot test checked.
 fn summary(app: &App, hosts: &[String], only: &[u16]) -> String {
     let mut checked = Vec::new();
@@ -725,13 +737,8 @@ fn summary(app: &App, hosts: &[String], only: &[u16]) -> String {
     if !hosts.is_empty() {
         checked.push(format!("Host {} answered 200", hosts.join(", ")));
     }
-    // The router's port was checked through its Host names, if it has any
-    // (as check_app does).
-    let routed = !app.routes().is_empty() || !hosts.is_empty();
-    let ports: Vec<String> = app
-        .published()
+    let ports: Vec<String> = probed_ports(app, hosts, only)
         .iter()
-        .filter(|(p, _)| !(p.udp || routed && Some(p.published) == app.router_port()) && is_checked(p.published, only))
         .map(|(p, _)| p.published.to_string())
         .collect();
     if !ports.is_empty() {
@@ -762,11 +769,7 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16]) -> Res
     if let Some(router) = router.filter(|_| !hosts.is_empty()) {
         check_hosts(h, hosts, router, &mut timings)?;
     }
-    let routed = !app.routes().is_empty() || !hosts.is_empty();
-    for (p, service) in app.published() {
-        if p.udp || Some(p.published) == router && routed || !is_checked(p.published, only) {
-            continue;
-        }
+    for (p, service) in probed_ports(app, hosts, only) {
         let log = h.log.clone();
         let gave_up = move || gave_up(&boot::read_log(&log));
         let port = h.port(p.published);
