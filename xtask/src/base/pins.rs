@@ -37,6 +37,21 @@ pub struct CatalogEntry {
     /// after what it serves (e.g. modules the upstream image loads).
     #[serde(default)]
     pub note: Option<String>,
+    /// What a stage on a tag asking for an older major version than the
+    /// stand-in serves gets, so that what that version let through still
+    /// goes through (said in the build's note).
+    #[serde(default)]
+    pub older: Option<Older>,
+}
+
+/// Settings for tags older than the stand-in ([`CatalogEntry::older`]).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Older {
+    /// Set as `ENV` right after the stage's `FROM`.
+    pub env: BTreeMap<String, String>,
+    /// Why, in the build's note.
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

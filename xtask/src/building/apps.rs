@@ -349,6 +349,19 @@ fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
     })
 }
 
+/// Whether `asked`'s tag names an older major version than `served`
+/// (`node:14.4.0-alpine` served by 18.20.4; not `node:lts`, whose version
+/// the tag does not say).
+fn older_major(asked: &Reference, served: Option<&str>) -> bool {
+    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    let tag = asked.tag().map(|t| t.strip_prefix('v').unwrap_or(t));
+    let wanted: Option<String> = tag.map(|t| t.chars().take_while(char::is_ascii_digit).collect());
+    match (wanted.as_deref().and_then(major), served.and_then(major)) {
+        (Some(wanted), Some(served)) => wanted < served,
+        _ => false,
+    }
+}
+
 fn build_one(
     sh: &Shell,
     project: &Project,
@@ -358,7 +371,7 @@ fn build_one(
     pulled: &BTreeMap<String, pull::Pulled>,
 ) -> Result<String> {
     let dockerfile_path = build.context.join(&build.dockerfile);
-    let plan = dockerfile_plan(project, build)
+    let mut plan = dockerfile_plan(project, build)
         .map_err(|errs| anyhow::anyhow!("{}: {}", dockerfile_path.display(), errs.join("; ")))?;
     // The pulled bases, by digest: part of what the image is built from.
     let registry = project.images.registry().is_some();
@@ -376,17 +389,28 @@ fn build_one(
         ));
         bases.push(format!("base={}", base.pinned()));
     }
-    for sub in plan.substitutions.iter().filter(|_| !registry) {
+    for sub in plan.substitutions.clone().iter().filter(|_| !registry) {
         let entry = &project.pins.catalog[&sub.entry];
         let base = local_base(sh, project, &entry.recipe, builder)?;
         let path = project.rel(&dockerfile_path);
         ui::note(format!("{}: {}", path.display(), served(project, sub, &base)));
         let served = served_version(project, &sub.entry, &base);
-        if let Some(note) = Reference::parse(&sub.asked)
-            .ok()
-            .and_then(|asked| version_note(&asked, served.as_deref()))
-        {
+        let Ok(asked) = Reference::parse(&sub.asked) else {
+            continue;
+        };
+        if let Some(note) = version_note(&asked, served.as_deref()) {
             ui::note(format!("{}: line {}: {note}", path.display(), sub.line));
+        }
+        if let Some(older) = entry.older.as_ref().filter(|_| older_major(&asked, served.as_deref())) {
+            plan.set_env_after(sub, &older.env);
+            let env: Vec<String> = older.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            ui::note(format!(
+                "{}: line {}: ENV {} in that stage: {}",
+                path.display(),
+                sub.line,
+                env.join(" "),
+                older.why
+            ));
         }
     }
     // The rewritten Dockerfile, beside the outputs (the context stays the user's).
@@ -617,6 +641,22 @@ mod tests {
         assert_eq!(upstream_version("v3.6.12"), "3.6.12");
         assert_eq!(upstream_version("2:1.24~2"), "1.24");
     }
+
+    #[test]
+    fn only_a_tag_naming_an_older_major_is_older() {
+        let older = |asked: &str| older_major(&Reference::parse(asked).unwrap(), Some("18.20.4"));
+        assert!(older("node:14.4.0-alpine"));
+        assert!(older("node:17.0.1-bullseye-slim"));
+        assert!(!older("node:18-alpine"), "the same major");
+        assert!(!older("node:20"), "newer");
+        assert!(!older("node:lts-buster-slim"), "no version asked");
+        assert!(!older("node"));
+        assert!(
+            !older_major(&Reference::parse("node:14").unwrap(), None),
+            "nothing known served"
+        );
+    }
+
     use crate::base::testdir::TestDir;
 
     #[test]

@@ -157,6 +157,9 @@ pub struct Substitution {
     pub asked: String,
     /// The catalog entry's name.
     pub entry: String,
+    /// The instruction it stands in, when that is a stage's `FROM` (not a
+    /// `COPY --from`): where the stage's own settings may follow.
+    pub from: Option<usize>,
 }
 
 /// The local image standing in for an upstream one.
@@ -174,6 +177,41 @@ pub struct Local {
 pub struct Plan {
     pub dockerfile: String,
     pub substitutions: Vec<Substitution>,
+    /// `dockerfile`, one entry per instruction.
+    instructions: Vec<String>,
+}
+
+impl Plan {
+    /// Set `env` in the stage that `sub`'s `FROM` begins, right after it
+    /// (the Dockerfile's own `ENV`s come later and win).
+    pub fn set_env_after(&mut self, sub: &Substitution, env: &BTreeMap<String, String>) {
+        let Some(at) = sub.from.filter(|_| !env.is_empty()) else {
+            return;
+        };
+        let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", quoted(v))).collect();
+        self.instructions[at].push_str(&format!("\nENV {}", pairs.join(" ")));
+        self.dockerfile = render(&self.instructions);
+    }
+}
+
+/// `value` as one word of an `ENV` instruction.
+fn quoted(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@".contains(c))
+    {
+        value.to_string()
+    } else {
+        format!(
+            "\"{}\"",
+            value.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$")
+        )
+    }
+}
+
+fn render(instructions: &[String]) -> String {
+    instructions.iter().map(|i| format!("{i}\n")).collect()
 }
 
 /// The catalog name of base `text` (a text that is no reference is its own).
@@ -294,7 +332,7 @@ pub fn plan(
     }
     let mut rewritten: BTreeMap<usize, String> = BTreeMap::new();
     let mut substitutions = Vec::new();
-    let mut local = |line: usize, asked: &str, problems: &mut Vec<String>| -> Option<Local> {
+    let mut local = |line: usize, from: Option<usize>, asked: &str, problems: &mut Vec<String>| -> Option<Local> {
         let parsed = match Reference::parse(asked) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -309,6 +347,7 @@ pub fn plan(
                     line,
                     asked: asked.to_string(),
                     entry: stand_in.entry.clone(),
+                    from,
                 });
                 Some(stand_in)
             }
@@ -338,7 +377,7 @@ pub fn plan(
         if stage.base == "scratch" {
             continue;
         }
-        if let Some(stand_in) = local(ins.line, &stage.base, &mut problems) {
+        if let Some(stand_in) = local(ins.line, Some(stage.from), &stage.base, &mut problems) {
             on_debian[i] = !stand_in.apk;
             rewritten.insert(
                 stage.from,
@@ -363,7 +402,7 @@ pub fn plan(
             let from = flag_list.iter().find(|(k, _)| k == "from").map(|(_, v)| v.clone());
             if let Some(from) = from.filter(|f| find(f).is_none()) {
                 let asked = expand(&from, &vars);
-                if let Some(stand_in) = local(ins.line, &asked, &mut problems) {
+                if let Some(stand_in) = local(ins.line, None, &asked, &mut problems) {
                     rewritten.insert(
                         idx,
                         instruction_text(ins)
@@ -405,14 +444,15 @@ pub fn plan(
     }
     // The Dockerfile with rewritten instructions in place (line numbers of what
     // is not rewritten are kept for the builder's messages where possible).
-    let mut out = String::new();
-    for (idx, ins) in instructions.iter().enumerate() {
-        out.push_str(&rewritten.get(&idx).cloned().unwrap_or_else(|| instruction_text(ins)));
-        out.push('\n');
-    }
+    let instructions: Vec<String> = instructions
+        .iter()
+        .enumerate()
+        .map(|(idx, ins)| rewritten.remove(&idx).unwrap_or_else(|| instruction_text(ins)))
+        .collect();
     Ok(Plan {
-        dockerfile: out,
+        dockerfile: render(&instructions),
         substitutions,
+        instructions,
     })
 }
 
@@ -485,6 +525,30 @@ mod tests {
     }
 
     #[test]
+    fn env_follows_the_stage_from_and_precedes_the_dockerfiles_own() {
+        let mut p = plan_of(
+            "FROM golang:1.13 AS build\nRUN true\nFROM python:3.7\nENV B=mine\nCOPY --from=build /x /y\nCOPY --from=nginx:1 /etc/nginx /n\n",
+            None,
+        )
+        .unwrap();
+        let env: BTreeMap<String, String> = [
+            ("A".to_string(), "--flag".to_string()),
+            ("B".to_string(), "two words".to_string()),
+        ]
+        .into();
+        for sub in p.substitutions.clone() {
+            p.set_env_after(&sub, &env);
+        }
+        assert_eq!(
+            p.dockerfile,
+            "FROM linuxkit-compose.local/golang:t AS build\nENV A=--flag B=\"two words\"\nRUN true\n\
+             FROM linuxkit-compose.local/python:t\nENV A=--flag B=\"two words\"\nENV B=mine\n\
+             COPY --from=build /x /y\nCOPY --from=linuxkit-compose.local/nginx:t /etc/nginx /n\n",
+            "not after the COPY --from (no stage begins there)"
+        );
+    }
+
+    #[test]
     fn bases_resolve_through_args_and_the_catalog() {
         let p = plan_of(
             "ARG NGINX_IMAGE=nginx:1.27-alpine\nFROM ${NGINX_IMAGE}\nCOPY index.html /x\n",
@@ -500,7 +564,8 @@ mod tests {
             [Substitution {
                 line: 2,
                 asked: "nginx:1.27-alpine".into(),
-                entry: "nginx".into()
+                entry: "nginx".into(),
+                from: Some(1),
             }]
         );
         let args = [(
