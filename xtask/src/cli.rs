@@ -371,6 +371,11 @@ pub struct TestBootArgs {
     /// listens on until asked, a debugger's, say.
     #[arg(long = "port", value_name = "PORT", conflicts_with = "smoke")]
     pub ports: Vec<u16>,
+    /// Also GET PATH on published port PORT and wait for HTTP 2xx: a page
+    /// the app serves from its database, where `/` never asks it
+    /// (`--get 3000/api/users`). Repeatable.
+    #[arg(long = "get", value_name = "PORT/PATH", conflicts_with = "smoke")]
+    pub gets: Vec<test_boot::Get>,
     /// Boot twice on one data disk: after the checks, stop the VM (`clean`,
     /// the default: its ACPI power button, and it must power off with its
     /// disks unmounted; `kill`: SIGKILL to QEMU, a power cut), boot it again
@@ -624,6 +629,7 @@ impl HostNeeds for TestBootArgs {
             timeout: _,
             hosts: _,
             ports: _,
+            gets: _,
             restart: _,
             expect_after_restart: _,
             data_disk: _,
@@ -834,6 +840,7 @@ impl TestBootArgs {
             timeout: self.timeout,
             hosts: self.hosts.clone(),
             ports: self.ports.clone(),
+            gets: self.gets.clone(),
             restart: self.restart,
             expect_after_restart: self.expect_after_restart.clone(),
             data_disk: self.data_disk.clone(),

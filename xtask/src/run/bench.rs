@@ -216,6 +216,7 @@ fn boot_args(target: Target, format: Format, args: &Options) -> test_boot::Optio
         timeout: None,
         hosts: args.hosts.clone(),
         ports: vec![],
+        gets: vec![],
         restart: (args.second_boot && target != Target::Smoke).then_some(Restart::Clean),
         expect_after_restart: None,
         data_disk: None,

@@ -505,6 +505,34 @@ pub fn wait_for(
     want: &str,
     accept: &dyn Fn(&http::Answer) -> bool,
 ) -> Result<(http::Answer, Instant)> {
+    poll_vm(vm, port, host, "/", deadline, given_up, accept)
+        .with_context(|| format!("no {want} from {host} on 127.0.0.1:{port}"))
+}
+
+/// [`wait_for`], for `GET path` with `Host: localhost`.
+pub fn wait_for_page(
+    vm: &mut qemu::Vm,
+    port: u16,
+    path: &str,
+    deadline: Instant,
+    given_up: &dyn Fn() -> Option<String>,
+    want: &str,
+    accept: &dyn Fn(&http::Answer) -> bool,
+) -> Result<(http::Answer, Instant)> {
+    poll_vm(vm, port, "localhost", path, deadline, given_up, accept)
+        .with_context(|| format!("no {want} for GET {path} on 127.0.0.1:{port}"))
+}
+
+/// [`poll`] 127.0.0.1:`port` until the VM exits or its guest gives up.
+fn poll_vm(
+    vm: &mut qemu::Vm,
+    port: u16,
+    host: &str,
+    path: &str,
+    deadline: Instant,
+    given_up: &dyn Fn() -> Option<String>,
+    accept: &dyn Fn(&http::Answer) -> bool,
+) -> Result<(http::Answer, Instant)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stopped = || -> Result<Option<String>> {
         if let Some(status) = vm.exited()? {
@@ -512,8 +540,7 @@ pub fn wait_for(
         }
         Ok(given_up().map(|reason| format!("the guest gave up: {reason}")))
     };
-    poll(addr, host, deadline, &mut stopped, accept)
-        .with_context(|| format!("no {want} from {host} on 127.0.0.1:{port}"))
+    poll(addr, host, path, deadline, &mut stopped, accept)
 }
 
 /// How many of [`wait_for`]'s requests may wait for an answer at once, once
@@ -527,6 +554,7 @@ const IN_FLIGHT: usize = 2;
 fn poll(
     addr: SocketAddr,
     host: &str,
+    path: &str,
     deadline: Instant,
     stopped: &mut dyn FnMut() -> Result<Option<String>>,
     accept: &dyn Fn(&http::Answer) -> bool,
@@ -545,10 +573,10 @@ fn poll(
         if Instant::now() >= next {
             next += POLL_EVERY;
             if let Some(started) = pacing.start(Instant::now()) {
-                let (tx, host) = (tx.clone(), host.to_string());
+                let (tx, host, path) = (tx.clone(), host.to_string(), path.to_string());
                 // Detached: a request still hanging when this returns ends with its timeout.
                 thread::spawn(move || {
-                    let answer = http::ask(addr, &host, "/", ANSWER_WITHIN);
+                    let answer = http::ask(addr, &host, &path, ANSWER_WITHIN);
                     let _ = tx.send((answer, started, Instant::now()));
                 });
             }
@@ -732,7 +760,7 @@ mod tests {
         let start = Instant::now();
         let mut never = || Ok(None);
         let ok = |a: &http::Answer| matches!(a, http::Answer::Http(r) if r.status == 200);
-        let (answer, at) = poll(addr, "a.localhost", start + ANSWER_WITHIN * 3, &mut never, &ok).unwrap();
+        let (answer, at) = poll(addr, "a.localhost", "/", start + ANSWER_WITHIN * 3, &mut never, &ok).unwrap();
         assert!(ok(&answer));
         assert!(
             at - start < ANSWER_WITHIN / 2,
@@ -755,6 +783,7 @@ mod tests {
         let err = poll(
             addr,
             "a.localhost",
+            "/",
             Instant::now() + ANSWER_WITHIN,
             &mut stopped,
             &|_| true,

@@ -47,6 +47,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         timeout: None,
         hosts: vec![],
         ports: vec![],
+        gets: vec![],
         restart: None,
         expect_after_restart: None,
         data_disk: None,

@@ -31,6 +31,38 @@ const RUNNER_FAILED: &str = "compose: FAILED";
 /// A Host no compose file routes (.invalid is reserved, RFC 2606).
 const UNKNOWN_HOST: &str = "no-such-app.invalid";
 
+/// A page the boot test must get with HTTP 2xx (`--get 3000/api/users`):
+/// one the app serves from its database, where `/` is a page that never
+/// asks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Get {
+    /// The published port.
+    pub port: u16,
+    /// The path, from its `/`.
+    pub path: String,
+}
+
+impl std::str::FromStr for Get {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (port, path) = text.split_once('/').unwrap_or((text, ""));
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{text}`: want PORT/PATH, a published port and a path (3000/api/users)"))?;
+        Ok(Get {
+            port,
+            path: format!("/{path}"),
+        })
+    }
+}
+
+impl std::fmt::Display for Get {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.port, self.path)
+    }
+}
+
 /// What to boot and how.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -51,6 +83,8 @@ pub struct Options {
     /// Check only these published ports (`--port`); empty: every published
     /// TCP port.
     pub ports: Vec<u16>,
+    /// Pages that must also answer 2xx (`--get PORT/PATH`).
+    pub gets: Vec<Get>,
     /// Boot twice on one data disk, the first boot ended as this says
     /// (compose VMs).
     pub restart: Option<Restart>,
@@ -482,7 +516,7 @@ fn smoke(sh: &Shell, project: &Project, args: &Options) -> Result<Timings> {
 }
 
 fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &App) -> Result<Timings> {
-    let guest_ports = probe_plan(app, &args.hosts, &args.ports)?;
+    let guest_ports = probe_plan(app, &args.hosts, &args.ports, &args.gets)?;
     let registry = args.registry.as_ref();
     let mut prepared = session::prepare(sh, project, method, app, registry, &args.vm)?;
     if args.unreachable_registry {
@@ -490,7 +524,7 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
     }
     let mut h = boot_compose(project, args, method, &prepared.artifacts, &guest_ports, true)?;
     let log = h.log.clone();
-    let mut result = check_app(&mut h, app, &args.hosts, &args.ports);
+    let mut result = check_app(&mut h, app, &args.hosts, &args.ports, &args.gets);
     match args.restart {
         Some(Restart::Clean) => result = result.and_then(|t| h.power_down_cleanly(app).map(|()| t)),
         Some(Restart::Kill) if result.is_ok() => {
@@ -507,7 +541,11 @@ fn compose(sh: &Shell, project: &Project, args: &Options, method: Method, app: &
         let _ = std::fs::copy(&log, log.with_extension("first.log"));
         timings.second = Some(Box::new(restart(project, args, method, app, &prepared, &guest_ports)?));
     }
-    ui::say!("{}: {}", method.vm_name(), summary(app, &args.hosts, &args.ports));
+    ui::say!(
+        "{}: {}",
+        method.vm_name(),
+        summary(app, &args.hosts, &args.ports, &args.gets)
+    );
     let said = console_shell(&boot::read_log(&log));
     match (project.release, said) {
         (true, false) => ui::say!(
@@ -573,7 +611,7 @@ fn restart(
     ui::say!("{}: booting again on the same data disk", method.vm_name());
     let mut h = boot_compose(project, args, method, &prepared.artifacts, guest_ports, false)?;
     let log = h.log.clone();
-    let mut result = check_app(&mut h, app, &args.hosts, &args.ports);
+    let mut result = check_app(&mut h, app, &args.hosts, &args.ports, &args.gets);
     if let Some(text) = &args.expect_after_restart {
         result = result.and_then(|timings| {
             let port = h.port(
@@ -674,18 +712,22 @@ fn is_checked(port: u16, only: &[u16]) -> bool {
 
 /// The guest ports a boot test forwards: every published port. An app with
 /// nothing to probe, Host rules (traefik's, or `--host`) no published port
-/// reaches, or a `--port` (`only`) the app does not publish over TCP, is an
-/// error before anything boots.
-fn probe_plan(app: &App, hosts: &[String], only: &[u16]) -> Result<Vec<(u16, bool)>> {
+/// reaches, or a `--port` (`only`) or `--get` (`gets`) the app does not
+/// publish over TCP, is an error before anything boots.
+fn probe_plan(app: &App, hosts: &[String], only: &[u16], gets: &[Get]) -> Result<Vec<(u16, bool)>> {
     let ports: Vec<(u16, bool)> = app.published().iter().map(|(p, _)| (p.published, p.udp)).collect();
-    if let Some(port) = only.iter().find(|&&port| !ports.contains(&(port, false))) {
+    let asked = only
+        .iter()
+        .map(|port| (*port, format!("--port {port}")))
+        .chain(gets.iter().map(|g| (g.port, format!("--get {g}"))));
+    if let Some((port, option)) = asked.into_iter().find(|(port, _)| !ports.contains(&(*port, false))) {
         let tcp: Vec<String> = ports
             .iter()
             .filter(|(_, udp)| !udp)
             .map(|(p, _)| p.to_string())
             .collect();
         bail!(
-            "--port {port}: {} publishes no TCP port {port} (it publishes {})",
+            "{option}: {} publishes no TCP port {port} (it publishes {})",
             app.file.display(),
             if tcp.is_empty() {
                 "none".to_string()
@@ -729,7 +771,7 @@ fn probed_ports<'a>(app: &'a App, hosts: &[String], only: &[u16]) -> Vec<(Port, 
 }
 
 /// What a passing boot test checked.
-fn summary(app: &App, hosts: &[String], only: &[u16]) -> String {
+fn summary(app: &App, hosts: &[String], only: &[u16], gets: &[Get]) -> String {
     let mut checked = Vec::new();
     if !app.routes().is_empty() {
         checked.push("every routed host answered with its own page; an unknown host got traefik's 404".to_string());
@@ -744,6 +786,9 @@ fn summary(app: &App, hosts: &[String], only: &[u16]) -> String {
     if !ports.is_empty() {
         checked.push(format!("published port(s) {} answered", ports.join(", ")));
     }
+    for get in gets {
+        checked.push(format!("GET {} on port {} answered 2xx", get.path, get.port));
+    }
     checked.join("; ")
 }
 
@@ -757,7 +802,7 @@ fn port_answer_ok(answer: &http::Answer) -> bool {
     }
 }
 
-fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16]) -> Result<Timings> {
+fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16], gets: &[Get]) -> Result<Timings> {
     let mut timings = Timings {
         accel: Some(h.accel),
         ..Timings::default()
@@ -794,6 +839,32 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16]) -> Res
             h.accel
         );
         timings.hosts.push((format!("port {}", p.published), at - h.vm.started));
+    }
+    for get in gets {
+        let log = h.log.clone();
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let port = h.port(get.port);
+        let (answer, at) = boot::wait_for_page(
+            &mut h.vm,
+            port,
+            &get.path,
+            h.deadline,
+            &gave_up,
+            "HTTP 2xx",
+            &|a| matches!(a, http::Answer::Http(r) if (200..300).contains(&r.status)),
+        )?;
+        let said = match &answer {
+            http::Answer::Http(r) => gist(&r.body),
+            http::Answer::Other(_) | http::Answer::Held => String::new(),
+        };
+        ui::say!(
+            "  GET {} on port {} (127.0.0.1:{port}): {answer} {} after QEMU started ({}) {said:?}",
+            get.path,
+            get.port,
+            ui::secs(at - h.vm.started),
+            h.accel
+        );
+        timings.hosts.push((format!("GET {get}"), at - h.vm.started));
     }
     Ok(timings)
 }
@@ -1042,10 +1113,10 @@ mod tests {
         };
         let hosts = ["a.localhost".to_string()];
         let on_80 = app(serde_json::json!([{"target": 80, "published": "80", "protocol": "tcp"}]));
-        assert_eq!(probe_plan(&on_80, &hosts, &[]).unwrap(), [(80, false)]);
+        assert_eq!(probe_plan(&on_80, &hosts, &[], &[]).unwrap(), [(80, false)]);
         let on_8000 = app(serde_json::json!([{"target": 8000, "published": "8000", "protocol": "tcp"}]));
-        assert!(probe_plan(&on_8000, &[], &[]).is_ok());
-        let err = probe_plan(&on_8000, &hosts, &[]).unwrap_err().to_string();
+        assert!(probe_plan(&on_8000, &[], &[], &[]).is_ok());
+        let err = probe_plan(&on_8000, &hosts, &[], &[]).unwrap_err().to_string();
         assert!(
             err.starts_with("--host a.localhost: compose/test.yml has no router port"),
             "{err}"
@@ -1063,20 +1134,54 @@ mod tests {
             {"target": 53, "published": "53", "protocol": "udp"},
         ]}}});
         let app = App::from_config(Path::new("compose/test.yml"), Path::new("compose"), &config.to_string()).unwrap();
-        assert!(probe_plan(&app, &[], &[80]).is_ok());
+        assert!(probe_plan(&app, &[], &[80], &[]).is_ok());
         assert_eq!(
-            summary(&app, &[], &[80]),
+            summary(&app, &[], &[80], &[]),
             "published port(s) 80 answered",
             "9229 is not checked"
         );
-        assert_eq!(summary(&app, &[], &[]), "published port(s) 80, 9229 answered");
+        assert_eq!(summary(&app, &[], &[], &[]), "published port(s) 80, 9229 answered");
         for (port, said) in [(8080, "8080"), (53, "53")] {
-            let err = probe_plan(&app, &[], &[port]).unwrap_err().to_string();
+            let err = probe_plan(&app, &[], &[port], &[]).unwrap_err().to_string();
             assert_eq!(
                 err,
                 format!("--port {port}: compose/test.yml publishes no TCP port {said} (it publishes 80, 9229)")
             );
         }
+    }
+
+    /// `--get PORT/PATH`: a page on a published TCP port, said in the
+    /// summary; another port is refused before anything boots.
+    #[test]
+    fn a_page_to_get_names_a_published_port_and_a_path() {
+        let get = |text: &str| text.parse::<Get>();
+        assert_eq!(
+            get("3000/api/users").unwrap(),
+            Get {
+                port: 3000,
+                path: "/api/users".into()
+            }
+        );
+        assert_eq!(get("8080").unwrap().path, "/");
+        assert_eq!(
+            get("api/users").unwrap_err(),
+            "`api/users`: want PORT/PATH, a published port and a path (3000/api/users)"
+        );
+        let config = serde_json::json!({"name": "demo", "services": {"web": {"image": "x", "ports": [
+            {"target": 3000, "published": "3000", "protocol": "tcp"},
+        ]}}});
+        let app = App::from_config(Path::new("compose/test.yml"), Path::new("compose"), &config.to_string()).unwrap();
+        let users = [get("3000/api/users").unwrap()];
+        assert!(probe_plan(&app, &[], &[], &users).is_ok());
+        assert_eq!(
+            summary(&app, &[], &[], &users),
+            "published port(s) 3000 answered; GET /api/users on port 3000 answered 2xx"
+        );
+        let err = probe_plan(&app, &[], &[], &[get("8000/api").unwrap()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--get 8000/api: compose/test.yml publishes no TCP port 8000 (it publishes 3000)"
+        );
     }
 
     /// From a native VM's clean stop: the counter ignores SIGTERM.
