@@ -329,13 +329,8 @@ fn upstream_version(version: &str) -> &str {
 /// Where `asked`'s tag names a version (`python:3.7-alpine`, `postgres:12`)
 /// that the stand-in's `served` version is not, the line that says so.
 fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
-    let tag = asked.tag()?;
-    let tag = tag.strip_prefix('v').unwrap_or(tag);
-    let wanted: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let wanted = wanted.trim_end_matches('.');
-    if wanted.is_empty() {
-        return None; // `latest`, `alpine`, `lts`: no version to compare
-    }
+    // `latest`, `alpine`, `lts`: no version to compare
+    let wanted = asked_version(asked)?;
     let served = served.unwrap_or("?");
     let same = wanted
         .split('.')
@@ -349,14 +344,22 @@ fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
     })
 }
 
+/// The version `asked`'s tag names (`3.7` of `python:3.7-alpine`, `3.6` of
+/// `traefik:v3.6`), if it names one.
+fn asked_version(asked: &Reference) -> Option<String> {
+    let tag = asked.tag()?;
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    let wanted: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let wanted = wanted.trim_end_matches('.');
+    (!wanted.is_empty()).then(|| wanted.to_string())
+}
+
 /// Whether `asked`'s tag names an older major version than `served`
 /// (`node:14.4.0-alpine` served by 18.20.4; not `node:lts`, whose version
 /// the tag does not say).
 fn older_major(asked: &Reference, served: Option<&str>) -> bool {
     let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
-    let tag = asked.tag().map(|t| t.strip_prefix('v').unwrap_or(t));
-    let wanted: Option<String> = tag.map(|t| t.chars().take_while(char::is_ascii_digit).collect());
-    match (wanted.as_deref().and_then(major), served.and_then(major)) {
+    match (asked_version(asked).as_deref().and_then(major), served.and_then(major)) {
         (Some(wanted), Some(served)) => wanted < served,
         _ => false,
     }

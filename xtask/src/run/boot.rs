@@ -470,7 +470,7 @@ pub fn wait_for_200(
     let (answer, at) = wait_for(
         vm,
         port,
-        host,
+        (host, "/"),
         deadline,
         given_up,
         "HTTP 200",
@@ -486,7 +486,7 @@ pub fn wait_for_200(
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Poll 127.0.0.1:`port` (`GET /` with `Host: host`) until `accept` takes the
+/// Poll 127.0.0.1:`port` (`GET path` with `Host: host`: the request) until `accept` takes the
 /// answer (`want` says what that is), QEMU exits, `given_up` reports that the
 /// guest gave up, or the deadline passes. Returns the answer and when it came.
 ///
@@ -499,38 +499,10 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 pub fn wait_for(
     vm: &mut qemu::Vm,
     port: u16,
-    host: &str,
+    (host, path): (&str, &str),
     deadline: Instant,
     given_up: &dyn Fn() -> Option<String>,
     want: &str,
-    accept: &dyn Fn(&http::Answer) -> bool,
-) -> Result<(http::Answer, Instant)> {
-    poll_vm(vm, port, host, "/", deadline, given_up, accept)
-        .with_context(|| format!("no {want} from {host} on 127.0.0.1:{port}"))
-}
-
-/// [`wait_for`], for `GET path` with `Host: localhost`.
-pub fn wait_for_page(
-    vm: &mut qemu::Vm,
-    port: u16,
-    path: &str,
-    deadline: Instant,
-    given_up: &dyn Fn() -> Option<String>,
-    want: &str,
-    accept: &dyn Fn(&http::Answer) -> bool,
-) -> Result<(http::Answer, Instant)> {
-    poll_vm(vm, port, "localhost", path, deadline, given_up, accept)
-        .with_context(|| format!("no {want} for GET {path} on 127.0.0.1:{port}"))
-}
-
-/// [`poll`] 127.0.0.1:`port` until the VM exits or its guest gives up.
-fn poll_vm(
-    vm: &mut qemu::Vm,
-    port: u16,
-    host: &str,
-    path: &str,
-    deadline: Instant,
-    given_up: &dyn Fn() -> Option<String>,
     accept: &dyn Fn(&http::Answer) -> bool,
 ) -> Result<(http::Answer, Instant)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -540,7 +512,12 @@ fn poll_vm(
         }
         Ok(given_up().map(|reason| format!("the guest gave up: {reason}")))
     };
+    let asked = match path {
+        "/" => format!("from {host}"),
+        _ => format!("for GET {path} from {host}"),
+    };
     poll(addr, host, path, deadline, &mut stopped, accept)
+        .with_context(|| format!("no {want} {asked} on 127.0.0.1:{port}"))
 }
 
 /// How many of [`wait_for`]'s requests may wait for an answer at once, once

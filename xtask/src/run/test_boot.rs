@@ -388,6 +388,32 @@ fn boot_compose(
 }
 
 impl Headless {
+    /// Poll published port `guest_port` (`GET path`, `Host: localhost`)
+    /// until `accept` takes the answer (`want` says what that is), the guest
+    /// gives up, or the deadline passes: the host port it is forwarded to,
+    /// the answer, and when it came.
+    fn wait_on(
+        &mut self,
+        guest_port: u16,
+        path: &str,
+        want: &str,
+        accept: &dyn Fn(&http::Answer) -> bool,
+    ) -> Result<(u16, http::Answer, Instant)> {
+        let log = self.log.clone();
+        let gave_up = move || gave_up(&boot::read_log(&log));
+        let port = self.port(guest_port);
+        let (answer, at) = boot::wait_for(
+            &mut self.vm,
+            port,
+            ("localhost", path),
+            self.deadline,
+            &gave_up,
+            want,
+            accept,
+        )?;
+        Ok((port, answer, at))
+    }
+
     /// The loopback port guest TCP port `guest` is forwarded from.
     fn port(&self, guest: u16) -> u16 {
         self.forwards
@@ -815,18 +841,7 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16], gets: 
         check_hosts(h, hosts, router, &mut timings)?;
     }
     for (p, service) in probed_ports(app, hosts, only) {
-        let log = h.log.clone();
-        let gave_up = move || gave_up(&boot::read_log(&log));
-        let port = h.port(p.published);
-        let (answer, at) = boot::wait_for(
-            &mut h.vm,
-            port,
-            "localhost",
-            h.deadline,
-            &gave_up,
-            "HTTP 2xx/3xx",
-            &port_answer_ok,
-        )?;
+        let (port, answer, at) = h.wait_on(p.published, "/", "HTTP 2xx/3xx", &port_answer_ok)?;
         let said = match &answer {
             http::Answer::Http(r) => r.body.lines().next().unwrap_or_default().chars().take(60).collect(),
             http::Answer::Other(_) | http::Answer::Held => String::new(),
@@ -841,15 +856,9 @@ fn check_app(h: &mut Headless, app: &App, hosts: &[String], only: &[u16], gets: 
         timings.hosts.push((format!("port {}", p.published), at - h.vm.started));
     }
     for get in gets {
-        let log = h.log.clone();
-        let gave_up = move || gave_up(&boot::read_log(&log));
-        let port = h.port(get.port);
-        let (answer, at) = boot::wait_for_page(
-            &mut h.vm,
-            port,
+        let (port, answer, at) = h.wait_on(
+            get.port,
             &get.path,
-            h.deadline,
-            &gave_up,
             "HTTP 2xx",
             &|a| matches!(a, http::Answer::Http(r) if (200..300).contains(&r.status)),
         )?;
