@@ -55,21 +55,26 @@ const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0, i
 
 /// mksquashfs's options for every image (part of the cache key): file and
 /// filesystem times are 0, so an image is made of its files alone.
-pub const SQUASHFS_OPTS: [&str; 13] = [
-    "-noappend",
-    "-quiet",
-    "-no-progress",
-    "-comp",
-    "zstd",
-    "-Xcompression-level",
-    "19",
-    "-b",
-    "1048576",
-    "-all-time",
-    "0",
-    "-mkfs-time",
-    "0",
-];
+pub const SQUASHFS_OPTS: [&str; 13] = squashfs_opts("1048576");
+
+/// [`SQUASHFS_OPTS`] with another block size (bytes, a power of two).
+pub const fn squashfs_opts(block: &'static str) -> [&'static str; 13] {
+    [
+        "-noappend",
+        "-quiet",
+        "-no-progress",
+        "-comp",
+        "zstd",
+        "-Xcompression-level",
+        "19",
+        "-b",
+        block,
+        "-all-time",
+        "0",
+        "-mkfs-time",
+        "0",
+    ]
+}
 
 /// How the services' root filesystems are packed (see the module's doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
