@@ -107,7 +107,11 @@ fn exchange(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Resu
     let mut stream = connect(addr, timeout)?;
     // One write: a request split over several segments can meet a server that
     // answers and closes after the first, and the close then resets our read.
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\n\r\n");
+    // `Accept: */*` as curl and a page's fetch() send it: Create React App's
+    // dev server hands a GET to its `proxy` (the app's API) only when the
+    // request has an Accept header without text/html, and answers any other
+    // with its index page.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: cargo-xtask\r\nAccept: */*\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw) {
@@ -286,6 +290,7 @@ mod tests {
         );
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /x HTTP/1.0\r\nHost: a.localhost\r\n"), "{req}");
+        assert!(req.contains("\r\nAccept: */*\r\n"), "{req}");
     }
 
     #[test]
