@@ -120,6 +120,11 @@ pub enum Command {
     Lock {
         #[command(flatten)]
         compose: ComposeArg,
+        /// Resolve only this image of pins.yml (repeatable), as for a recipe
+        /// just added: every other image keeps what pins.lock locks, and
+        /// source_date_epoch stays, so no other image's tag moves.
+        #[arg(long = "image", value_name = "NAME")]
+        only: Vec<String>,
     },
     /// Build the VM's own images (kernel, init, crun, …) into the LinuxKit cache.
     VmImages {
@@ -509,7 +514,7 @@ impl Command {
                 format,
             } => (Kind::Build, vec![compose, registry, format]),
             Command::Smoke { format } => (Kind::Build, vec![format]),
-            Command::Apps { compose } | Command::Images { compose } | Command::Lock { compose } => {
+            Command::Apps { compose } | Command::Images { compose } | Command::Lock { compose, only: _ } => {
                 (Kind::Build, vec![compose])
             }
             Command::VmImages { names: _ } | Command::Yaml => (Kind::Build, vec![]),

@@ -86,14 +86,14 @@ fn run(cli: Cli) -> Result<()> {
             fix,
             &cli::Command::format_needs(&disk::format::ALL, true),
         ),
-        Command::Lock { compose } => {
+        Command::Lock { compose, only } => {
             // The app is read (and checked) before the long Debian refresh.
             let app = match project.images.registry() {
                 Some(_) => Some(compose.load(&project)?),
                 None => None,
             };
             let _lock = project.lock()?;
-            building::lock::refresh(&sh, &project)?;
+            building::lock::refresh(&sh, &project, &only)?;
             match app {
                 Some(app) => building::app_pulls::relock(&project, &app),
                 None => Ok(()),

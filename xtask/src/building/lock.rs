@@ -276,6 +276,8 @@ fn resolve(sh: &Shell, project: &Project, pins: &ImagePins) -> Result<Vec<(Strin
     if scratch.exists() {
         fs::remove_dir_all(&scratch)?;
     }
+    // mmdebstrap wants the target's folder to exist (a new cache has none).
+    fs::create_dir_all(scratch.parent().expect("under the cache"))?;
     // apt-get prints its `Inst` lines on mmdebstrap's standard error.
     let out = cmd!(
         sh,
@@ -296,12 +298,20 @@ fn resolve(sh: &Shell, project: &Project, pins: &ImagePins) -> Result<Vec<(Strin
 }
 
 /// `cargo xtask lock`: resolve every image's packages against the mirror as it
-/// is now, write pins.lock, and print what changed.
-pub fn refresh(sh: &Shell, project: &Project) -> Result<()> {
+/// is now, write pins.lock, and print what changed. With `only` (`--image`),
+/// just those images; the rest of the lock, its epoch included, stays.
+pub fn refresh(sh: &Shell, project: &Project, only: &[String]) -> Result<()> {
+    if let Some(unknown) = only.iter().find(|name| !project.pins.images.contains_key(*name)) {
+        bail!(
+            "--image {unknown}: pins.yml has no image of that name (its images: {})",
+            project.pins.images.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let mut indexes: BTreeMap<String, (Index, String)> = BTreeMap::new();
-    let mut new = Lock::default();
+    let mut resolved = BTreeMap::new();
     let mut newest = 0u64;
-    for (name, pins) in &project.pins.images {
+    let wanted = |name: &String| only.is_empty() || only.contains(name);
+    for (name, pins) in project.pins.images.iter().filter(|(name, _)| wanted(name)) {
         let suite = project.pins.suite_of(pins);
         if !indexes.contains_key(&suite) {
             let step = ui::step(format!("Debian {suite} package index"));
@@ -325,11 +335,11 @@ pub fn refresh(sh: &Shell, project: &Project) -> Result<()> {
             debs.push(deb.clone());
         }
         step.done_with(format!("{} packages", debs.len()));
-        new.images.insert(name.clone(), debs);
+        resolved.insert(name.clone(), debs);
     }
-    new.source_date_epoch = newest;
-    let old = project.lock.clone();
-    let changed = changes(&old, &new);
+    let old = &project.lock;
+    let new = relocked(old, resolved, newest, !only.is_empty());
+    let changed = changes(old, &new);
     let path = project.root.join(FILE);
     if files::write_if_changed(&path, new.render().as_bytes())? {
         ui::note(format!("wrote {FILE} ({} changes)", changed.len()));
@@ -340,6 +350,22 @@ pub fn refresh(sh: &Shell, project: &Project) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The lock after a refresh resolved `resolved` (image -> its packages) from
+/// indexes whose newest is dated `newest`: a whole new lock; or, `partial`
+/// (`--image`), the old one with just those images replaced and its epoch
+/// kept, which every image's files carry, so no other image's tag moves.
+fn relocked(old: &Lock, resolved: BTreeMap<String, Vec<Deb>>, newest: u64, partial: bool) -> Lock {
+    let mut new = match partial {
+        true => old.clone(),
+        false => Lock {
+            source_date_epoch: newest,
+            ..Lock::default()
+        },
+    };
+    new.images.extend(resolved);
+    new
 }
 
 /// Fail, before anything is built, if the mirror no longer serves a package
@@ -378,6 +404,26 @@ pub fn check_served(sh: &Shell, project: &Project, names: &[String]) -> Result<(
 mod tests {
     use super::*;
     use crate::base::lock::testing::{deb, lock};
+
+    /// `lock --image NAME` replaces that image's packages and nothing else:
+    /// the other images and the epoch (in every image's tag) stay; a whole
+    /// refresh drops images pins.yml no longer has and takes the new epoch.
+    #[test]
+    fn a_partial_refresh_keeps_the_other_images_and_the_epoch() {
+        let old = lock(&[
+            ("nginx", &[deb("nginx-light", "1")]),
+            ("redis", &[deb("redis-server", "7")]),
+        ]);
+        let resolved = |version: &str| BTreeMap::from([("nginx".to_string(), vec![deb("nginx-light", version)])]);
+        let partial = relocked(&old, resolved("2"), 1_800_000_000, true);
+        assert_eq!(partial.source_date_epoch, old.source_date_epoch);
+        assert_eq!(partial.images["nginx"], [deb("nginx-light", "2")]);
+        assert_eq!(partial.images["redis"], old.images["redis"]);
+        assert_eq!(changes(&old, &partial), ["nginx: nginx-light 1 -> 2"]);
+        let whole = relocked(&old, resolved("2"), 1_800_000_000, false);
+        assert_eq!(whole.source_date_epoch, 1_800_000_000);
+        assert_eq!(whole.images.keys().collect::<Vec<_>>(), ["nginx"]);
+    }
 
     #[test]
     fn changes_name_each_package() {
