@@ -202,7 +202,7 @@ fn image_the_local_profile_would_have_to_pull() {
     );
     assert!(
         e.contains(
-            "its catalog: debian, eclipse-temurin, golang, mariadb, maven, mongo, mysql, nginx, nginx:alpine, node,"
+            "its catalog: alpine, busybox, debian, eclipse-temurin, golang, mariadb, maven, mongo, mysql, nginx, nginx:alpine,"
         ),
         "{e}"
     );

@@ -239,7 +239,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
                         service.name
                     ));
                     let served = served_version(project, entry, image.as_str());
-                    if let Some(note) = version_note(asked, served.as_deref()) {
+                    if let Some(note) = version_note(asked, &served_program(project, entry), served.as_deref()) {
                         ui::note(format!("service `{}`: {note}", service.name));
                     }
                 }
@@ -319,6 +319,14 @@ fn served_version(project: &Project, name: &str, reference: &str) -> Option<Stri
     Some(upstream_version(&version).to_string())
 }
 
+/// The program catalog entry `name` serves: its Debian package or Go tool.
+fn served_program(project: &Project, name: &str) -> String {
+    project.pins.catalog.get(name).map_or_else(String::new, |entry| {
+        let serves = &entry.serves;
+        serves.strip_prefix("go:").unwrap_or(serves).to_string()
+    })
+}
+
 /// The upstream part of a Debian or Go version: no epoch, no Debian revision.
 fn upstream_version(version: &str) -> &str {
     let version = version.split_once(':').map_or(version, |(_, v)| v);
@@ -328,7 +336,7 @@ fn upstream_version(version: &str) -> &str {
 
 /// Where `asked`'s tag names a version (`python:3.7-alpine`, `postgres:12`)
 /// that the stand-in's `served` version is not, the line that says so.
-fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
+fn version_note(asked: &Reference, program: &str, served: Option<&str>) -> Option<String> {
     // `latest`, `alpine`, `lts`: no version to compare
     let wanted = asked_version(asked)?;
     let served = served.unwrap_or("?");
@@ -338,7 +346,7 @@ fn version_note(asked: &Reference, served: Option<&str>) -> Option<String> {
         .all(|(w, s)| w == s);
     (!same).then(|| {
         format!(
-            "{asked} asks for {} {wanted}; the local stand-in serves {served}",
+            "{asked} asks for {} {wanted}; the local stand-in serves {program} {served}",
             asked.familiar_name()
         )
     })
@@ -401,7 +409,7 @@ fn build_one(
         let Ok(asked) = Reference::parse(&sub.asked) else {
             continue;
         };
-        if let Some(note) = version_note(&asked, served.as_deref()) {
+        if let Some(note) = version_note(&asked, &served_program(project, &sub.entry), served.as_deref()) {
             ui::note(format!("{}: line {}: {note}", path.display(), sub.line));
         }
         if let Some(older) = entry.older.as_ref().filter(|_| older_major(&asked, served.as_deref())) {
@@ -622,14 +630,20 @@ mod tests {
 
     #[test]
     fn a_tag_asking_for_another_version_is_said() {
-        let note = |asked: &str, served| version_note(&Reference::parse(asked).unwrap(), served);
+        let note = |asked: &str, served| version_note(&Reference::parse(asked).unwrap(), "python3", served);
         assert_eq!(
             note("python:3.7-alpine", Some("3.11.2")).unwrap(),
-            "python:3.7-alpine asks for python 3.7; the local stand-in serves 3.11.2"
+            "python:3.7-alpine asks for python 3.7; the local stand-in serves python3 3.11.2"
         );
         assert_eq!(
-            note("postgres:12", Some("17.6")).unwrap(),
-            "postgres:12 asks for postgres 12; the local stand-in serves 17.6"
+            version_note(
+                &Reference::parse("alpine:3.20").unwrap(),
+                "busybox-static",
+                Some("1.37.0")
+            )
+            .unwrap(),
+            "alpine:3.20 asks for alpine 3.20; the local stand-in serves busybox-static 1.37.0",
+            "naming what is served where the image is not one program (Alpine Linux: BusyBox)"
         );
         assert_eq!(
             note("python:3.11-slim", Some("3.11.2")),

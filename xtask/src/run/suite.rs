@@ -342,8 +342,9 @@ const NGINX_ROUTER: &str = "compose/nginx-router.yml";
 /// the repository's second example app (Python, a bind-mounted file);
 /// secrets and configs from a file and inline, with owners and modes; nginx
 /// configured from the environment, by templates and by envsubst; an image
-/// that deletes files of its base; a Dockerfile for `python:3.7-alpine` (apk,
-/// adduser -D, USER 1000); an express app on the node stand-in.
+/// that deletes files of its base; Dockerfiles for `python:3.7-alpine` and
+/// `alpine:3.20` (apk, adduser -D, USER, BusyBox's wget as a healthcheck
+/// waited for); an express app on the node stand-in.
 const FEATURES: [&str; 6] = [
     "compose/hello-py.yml",
     "compose/secrets.yml",
