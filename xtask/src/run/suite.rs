@@ -108,9 +108,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // native, every published port answering: the Python app with its
     // bind-mounted file; secrets and configs (owner and mode included); nginx
     // configured by its templates and by envsubst from bash; a layer that
-    // deletes files of its base; a Dockerfile written for Alpine (apk,
-    // busybox's adduser) on the python stand-in; express installed by npm in
-    // a RUN step on the node stand-in, run as its `node` user.
+    // deletes files of its base; Dockerfiles written for Alpine (apk,
+    // busybox's adduser) on the python and alpine stand-ins, one waiting for
+    // the other's BusyBox wget healthcheck; express installed by npm in a RUN
+    // step on the node stand-in, run as its `node` user.
     let features = load_as(Some("features"), &FEATURES)?;
     test_boot::run(sh, project, &lean(Method::Static), &features)?;
     test_boot::run(sh, project, &lean(Method::Native), &features)?;
