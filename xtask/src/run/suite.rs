@@ -167,11 +167,13 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // a page on the php:apache stand-in built by docker-php-ext-install,
     // reading a row from mariadb through mysqli and PDO; a multi-stage Maven
     // build on `maven:3-eclipse-temurin-17` run on `eclipse-temurin:17-jre`;
-    // the uvicorn-gunicorn-fastapi stand-in's /start.sh serving /app/main.py.
+    // the uvicorn-gunicorn-fastapi stand-in's /start.sh serving /app/main.py;
+    // a Go app built on golang:1.22-alpine, run on alpine:3.20, counting its
+    // visits in postgres:16-alpine.
     let runtimes = load_as(Some("runtimes"), &RUNTIMES)?;
     // At the suite's memory: the static VM carries every image in its
-    // initrd, and these four apps' images unpack to 515 MiB, more than a
-    // 1 GiB VM's tmpfs holds.
+    // initrd, and the first four apps' images alone unpack to 515 MiB, more
+    // than a 1 GiB VM's tmpfs holds.
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &runtimes)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.
@@ -359,12 +361,14 @@ const WEB_DB: &str = "compose/webdb.yml";
 /// The runtimes and databases of the sample apps, booted as one app: a Python
 /// app with the mongo stand-in behind it; a PHP page on `php:8-apache` with
 /// mariadb behind it; a Maven-built Java app on the maven and eclipse-temurin
-/// stand-ins; a FastAPI app on the uvicorn-gunicorn-fastapi stand-in.
-const RUNTIMES: [&str; 4] = [
+/// stand-ins; a FastAPI app on the uvicorn-gunicorn-fastapi stand-in; a Go
+/// app on the golang and alpine stand-ins with postgres behind it.
+const RUNTIMES: [&str; 5] = [
     "compose/mongo-app.yml",
     "compose/php-mysql.yml",
     "compose/java-app.yml",
     "compose/fastapi-app.yml",
+    "compose/go-postgres.yml",
 ];
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
