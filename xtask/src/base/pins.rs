@@ -44,6 +44,35 @@ pub struct CatalogEntry {
     pub older: Option<Older>,
 }
 
+impl CatalogEntry {
+    /// What [`CatalogEntry::serves`] names: a Go tool (`go:NAME`) or a
+    /// Debian package of the recipe.
+    pub fn served(&self) -> Served<'_> {
+        match self.serves.strip_prefix("go:") {
+            Some(tool) => Served::GoTool(tool),
+            None => Served::Package(&self.serves),
+        }
+    }
+}
+
+/// The program a catalog entry serves ([`CatalogEntry::served`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served<'a> {
+    /// A Debian package of the recipe; its version is read at build time.
+    Package(&'a str),
+    /// A Go tool under `go:` in pins.yml, at its pinned version.
+    GoTool(&'a str),
+}
+
+impl<'a> Served<'a> {
+    /// The package's or the tool's name.
+    pub fn name(self) -> &'a str {
+        match self {
+            Served::Package(name) | Served::GoTool(name) => name,
+        }
+    }
+}
+
 /// Settings for tags older than the stand-in ([`CatalogEntry::older`]).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -230,7 +259,7 @@ impl Pins {
             if !self.images.contains_key(&entry.recipe) {
                 bail!("catalog.{name}.recipe `{}` is not under `images:`", entry.recipe);
             }
-            if let Some(tool) = entry.serves.strip_prefix("go:") {
+            if let Served::GoTool(tool) = entry.served() {
                 if !self.go.contains_key(tool) {
                     bail!("catalog.{name}.serves names Go tool `{tool}`, which is not under `go:`");
                 }
@@ -320,6 +349,22 @@ images:
         assert_eq!(key("php:8-cli"), "php");
         assert_eq!(key("php"), "php");
         assert_eq!(key("docker.io/library/php:8-fpm"), "php");
+    }
+
+    #[test]
+    fn catalog_serves_a_package_or_a_pinned_go_tool() {
+        let text = format!(
+            "{MINIMAL}catalog:\n  x: {{recipe: a, serves: busybox-static}}\n  y: {{recipe: b, serves: 'go:t'}}\n"
+        );
+        let pins = Pins::parse(&text).unwrap();
+        assert_eq!(pins.catalog["x"].served(), Served::Package("busybox-static"));
+        assert_eq!(pins.catalog["y"].served(), Served::GoTool("t"));
+        assert_eq!(pins.catalog["y"].served().name(), "t");
+        let err = Pins::parse(&text.replace("'go:t'", "'go:nope'")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("catalog.y.serves names Go tool `nope`"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::{self, App, Build, Runs},
-    base::{exec, files, project::Project, reference::Reference, ui},
+    base::{exec, files, pins::Served, project::Project, reference::Reference, ui},
     building::{app_pulls, buildah, debian, dockerfile, images, pull},
 };
 
@@ -290,16 +290,16 @@ fn served(project: &Project, sub: &dockerfile::Substitution, reference: &str) ->
 /// What catalog entry `name`, built as `reference`, really serves.
 fn serves(project: &Project, name: &str, reference: &str) -> String {
     let entry = &project.pins.catalog[name];
-    let what = match entry.serves.strip_prefix("go:") {
-        Some(tool) => {
+    let what = match entry.served() {
+        Served::GoTool(tool) => {
             let version = project.pins.go.get(tool).map_or("", |t| t.version.as_str());
             format!("{tool} {version} (Go module)")
         }
-        None => {
+        Served::Package(package) => {
             let image = project.pins.image(&entry.recipe).ok();
             let suite = image.map(|i| project.pins.suite_of(i)).unwrap_or_default();
-            let version = images::package_version(project, reference, &entry.serves).unwrap_or_else(|| "?".into());
-            format!("Debian {suite} {} {version}", entry.serves)
+            let version = images::package_version(project, reference, package).unwrap_or_else(|| "?".into());
+            format!("Debian {suite} {package} {version}")
         }
     };
     match &entry.note {
@@ -312,19 +312,20 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
 /// upstream numbers it (`3.11.2` of Debian's `3.11.2-1+b1`, `3.6.12` of `v3.6.12`).
 fn served_version(project: &Project, name: &str, reference: &str) -> Option<String> {
     let entry = project.pins.catalog.get(name)?;
-    let version = match entry.serves.strip_prefix("go:") {
-        Some(tool) => project.pins.go.get(tool)?.version.clone(),
-        None => images::package_version(project, reference, &entry.serves)?,
+    let version = match entry.served() {
+        Served::GoTool(tool) => project.pins.go.get(tool)?.version.clone(),
+        Served::Package(package) => images::package_version(project, reference, package)?,
     };
     Some(upstream_version(&version).to_string())
 }
 
 /// The program catalog entry `name` serves: its Debian package or Go tool.
 fn served_program(project: &Project, name: &str) -> String {
-    project.pins.catalog.get(name).map_or_else(String::new, |entry| {
-        let serves = &entry.serves;
-        serves.strip_prefix("go:").unwrap_or(serves).to_string()
-    })
+    project
+        .pins
+        .catalog
+        .get(name)
+        .map_or_else(String::new, |entry| entry.served().name().to_string())
 }
 
 /// The upstream part of a Debian or Go version: no epoch, no Debian revision.
