@@ -12,9 +12,9 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App,
-    base::exec,
     base::project::Project,
     base::ui,
+    base::{exec, userns},
     building::host,
     disk::Format,
     run::boot::VmOpts,
@@ -247,7 +247,18 @@ fn plain_vm(sh: &Shell, project: &Project, script: &Path) -> Result<Boot> {
     let step = ui::step("boot the plain VM (Debian initramfs + dockerd + compose)");
     let work = project.cache_path("baseline");
     let qemu = host::path(project, host::QEMU)?;
-    let out = exec::read(cmd!(sh, "bash {script} {work}").env("QEMU", qemu)).context("the plain VM")?;
+    let out = exec::read(cmd!(sh, "bash {script} {work}").env("QEMU", qemu)).with_context(|| {
+        // The project's own script (../shared/bench/baseline-vm.sh) unpacks
+        // a Debian root filesystem, device nodes and all.
+        if userns::is_host_root() {
+            "the plain VM".to_string()
+        } else {
+            "the plain VM (its script ran as root of the xtask's user namespace, where device nodes \
+             cannot be made; a script that builds a root filesystem, as baseline-vm.sh does, needs \
+             the host's root: run `sudo cargo xtask bench … --baseline SCRIPT`)"
+                .to_string()
+        }
+    })?;
     step.done();
     let last = out.lines().last().unwrap_or_default();
     parse_baseline(last)
