@@ -2,8 +2,10 @@
 
 At start it adds one to /data/boots, written to a new file, flushed to the
 disk (fsync) and renamed over the old one, as a database commits; then
-`GET /` answers `boots: N`. On a VM that keeps its volumes, the second boot
-says 2.
+`GET /` answers `boots: N, scratch: new`. On a VM that keeps its volumes, the
+second boot says 2. /scratch is an anonymous volume, new for each container
+as Docker makes one: a file an earlier boot left there makes it say
+`scratch: kept` instead.
 
 It ignores SIGTERM, as many servers do that were never taught to stop: a
 clean stop of its VM must kill it at its grace period (10 s), not wait longer.
@@ -34,9 +36,18 @@ def count_this_boot():
     return boots
 
 
+def scratch_was_new():
+    marker = "/scratch/left-by-an-earlier-boot"
+    new = not os.path.exists(marker)
+    with open(marker, "w") as f:
+        f.write("an anonymous volume must not outlive its container\n")
+    return new
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = f"boots: {BOOTS}\n".encode()
+        scratch = "new" if SCRATCH_NEW else "kept"
+        body = f"boots: {BOOTS}, scratch: {scratch}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -46,5 +57,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 BOOTS = count_this_boot()
+SCRATCH_NEW = scratch_was_new()
 print(f"counter: boot {BOOTS}", flush=True)
 http.server.HTTPServer(("", 8080), Handler).serve_forever()

@@ -193,12 +193,17 @@ pub fn base(refs: &Refs) -> Config {
 pub const DATA_IMAGE: &str = "data";
 
 /// The onboot container that finds the VM's data disk, formats it when blank,
-/// mounts it and binds each of `dirs` (folders of named volumes) from it
+/// mounts it and binds each of `dirs` (folders of named volumes) and of
+/// `fresh` (folders emptied at each boot: anonymous volumes) from it
 /// (images/data/data-disk). Required: if it fails, the runner starts none of
 /// the app's services, rather than keep their volumes in memory.
-pub fn data(refs: &Refs, dirs: &[&str]) -> Container {
+pub fn data(refs: &Refs, dirs: &[&str], fresh: &[&str]) -> Container {
     let mut command = vec!["/usr/bin/data-disk".to_string()];
     command.extend(dirs.iter().map(|d| d.to_string()));
+    if !fresh.is_empty() {
+        command.push("--fresh".into());
+        command.extend(fresh.iter().map(|d| d.to_string()));
+    }
     Container {
         name: "data".into(),
         image: refs[DATA_IMAGE].clone(),
@@ -256,7 +261,7 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     for param in &payload.cmdline {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
-    config.onboot.push(data(refs, &[ENGINE_VOLUMES]));
+    config.onboot.push(data(refs, &[ENGINE_VOLUMES], &[]));
     for name in ["docker", "compose"] {
         config.services.push(Container {
             name: name.into(),

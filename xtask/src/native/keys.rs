@@ -137,7 +137,7 @@ pub const SERVICE: &[Key] = &[
     key(
         "volumes[].type",
         C,
-        "`bind` (project files, copied into the VM), `volume` (named: on the data disk; anonymous: in memory, new each boot), `tmpfs`; an empty volume is filled from the image before the service starts (its files there, the folder's owner and mode), as Docker fills a new one",
+        "`bind` (project files, copied into the VM), `volume` (named: on the data disk; anonymous: on the data disk too, new each boot), `tmpfs`; an empty volume is filled from the image before the service starts (its files there, the folder's owner and mode), as Docker fills a new one",
     ),
     key(
         "volumes[].source",

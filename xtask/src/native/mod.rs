@@ -36,8 +36,8 @@ const NATIVE_DIR: &str = "etc/native";
 const VOLUMES_ROOT: &str = "var/lib/native";
 /// Named volumes, one folder each.
 const VOLUMES_DIR: &str = "var/lib/native/volumes";
-/// Anonymous volumes, a folder per service and one in it per volume: in
-/// memory (the data disk holds only named volumes).
+/// Anonymous volumes, a folder per service and one in it per volume: on the
+/// data disk, emptied at each boot (in memory without a disk).
 const ANONYMOUS_DIR: &str = "var/lib/native/anonymous";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";
@@ -299,14 +299,12 @@ fn strip_index(path: &str) -> String {
     out
 }
 
-/// Does a service of `app` mount a named volume? Then the VM keeps them on
-/// its data disk (the `data` onboot container).
+/// Does a service of `app` mount a volume, named or anonymous? Then the VM
+/// keeps them on its data disk (the `data` onboot container): named ones
+/// from boot to boot, anonymous ones for one boot, as the engine keeps both
+/// on its disk and not in memory.
 pub fn keeps_volumes(app: &App) -> bool {
-    app.services.iter().any(|s| {
-        s.mounts
-            .iter()
-            .any(|m| m.kind == "volume" && m.source.as_deref().is_some_and(|v| !v.is_empty()))
-    })
+    app.services.iter().any(|s| s.mounts.iter().any(|m| m.kind == "volume"))
 }
 
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
@@ -328,7 +326,11 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
         ..Default::default()
     });
     if native.volumes {
-        config.onboot.push(moby::data(refs, &[&format!("/{VOLUMES_DIR}")]));
+        config.onboot.push(moby::data(
+            refs,
+            &[&format!("/{VOLUMES_DIR}")],
+            &[&format!("/{ANONYMOUS_DIR}")],
+        ));
     }
     config.services.extend(native.services.iter().cloned());
     config.files.extend(native.files.iter().cloned());

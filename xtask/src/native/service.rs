@@ -80,9 +80,10 @@ pub(super) fn service(
                 binds.push(format!("{dir}:{target}:{ro}"));
                 volumes.push(source.to_string());
             }
-            // An anonymous volume: a folder in memory, new at each boot and
-            // kept across the service's restarts, as a container's is; filled
-            // from the image as Docker fills it.
+            // An anonymous volume: a folder on the data disk (in memory
+            // without one), new at each boot and kept across the service's
+            // restarts, as a container's is; filled from the image as Docker
+            // fills it.
             "volume" => {
                 let service_dir = format!("{ANONYMOUS_DIR}/{}", s.name);
                 if !files.iter().any(|f: &File| f.path == service_dir) {

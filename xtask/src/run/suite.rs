@@ -134,29 +134,30 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // Named volumes on the data disk: booted, stopped cleanly through the
     // ACPI power button (the counter ignores SIGTERM: the stop must end at
     // its grace period), booted again on the same disk, the count the first
-    // boot committed is there. Under static, the anonymous volume the first
-    // boot's engine made is removed at the second boot, and said.
+    // boot committed is there, and the anonymous volume is new (the first
+    // boot's, on the data disk, is removed at the second boot, and said).
     let volumes = load(&[VOLUMES])?;
-    for method in [Method::Static, Method::Native] {
+    for (method, removed) in [
+        (Method::Static, ANONYMOUS_REMOVED),
+        (Method::Native, NATIVE_ANONYMOUS_REMOVED),
+    ] {
         let options = test_boot::Options {
             restart: Some(Restart::Clean),
             expect_after_restart: Some(VOLUMES_SAID.into()),
             ..boot(Some(method), false)
         };
         let timings = test_boot::run(sh, project, &options, &volumes)?;
-        if method == Method::Static {
-            let log = timings
-                .second
-                .and_then(|second| second.serial)
-                .context("the restart test gave no second boot's serial log")?;
-            if !fs::read_to_string(&log)?.contains(ANONYMOUS_REMOVED) {
-                bail!(
-                    "{VOLUMES} (static, second boot): {} does not say `{ANONYMOUS_REMOVED}`: the first boot's anonymous volume was left on the data disk",
-                    log.display()
-                );
-            }
-            ui::note(format!("{VOLUMES}: the second boot said `{ANONYMOUS_REMOVED}`"));
+        let log = timings
+            .second
+            .and_then(|second| second.serial)
+            .context("the restart test gave no second boot's serial log")?;
+        if !fs::read_to_string(&log)?.contains(removed) {
+            bail!(
+                "{VOLUMES} ({method:?}, second boot): {} does not say `{removed}`: the first boot's anonymous volume was left on the data disk",
+                log.display()
+            );
         }
+        ui::note(format!("{VOLUMES} ({method:?}): the second boot said `{removed}`"));
     }
     // A data disk that holds something else is never formatted: the VM
     // says what it found and starts no compose service.
@@ -374,10 +375,13 @@ const RUNTIMES: [&str; 5] = [
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
 const VOLUMES: &str = "compose/volumes.yml";
-const VOLUMES_SAID: &str = "boots: 2";
+const VOLUMES_SAID: &str = "boots: 2, scratch: new";
 /// What the static VM's data disk step says at its second boot of
 /// compose/volumes.yml, whose counter has an anonymous volume.
 const ANONYMOUS_REMOVED: &str = "data: removed 1 anonymous volume(s) an earlier boot left in /var/lib/docker/volumes";
+/// The same under native, where anonymous volumes are one folder on the disk.
+const NATIVE_ANONYMOUS_REMOVED: &str =
+    "data: removed the anonymous volumes an earlier boot left in /var/lib/native/anonymous";
 /// What compose/webdb.yml's page says on a second boot when both its
 /// databases kept what the first boot wrote.
 const WEB_DB_SAID: &str = "boots remembered: postgres 2, redis 2";
