@@ -257,7 +257,7 @@ fn stanzas(text: &str) -> Vec<(String, String)> {
 
 /// Where host tool `name` (pins.yml `debian.tools`) is once unpacked: its
 /// package's folder in the cache, and the program in it.
-fn tool_place(project: &Project, name: &str) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn tool_place(project: &Project, name: &str) -> Result<(PathBuf, PathBuf)> {
     let pin = project.pins.debian_tool(name)?;
     let debian = &project.pins.debian;
     let key = files::content_hash(
