@@ -253,7 +253,7 @@ const SEGMENT_FORMAT: &str = "f3";
 /// 152 s at 1 MiB and 29 s at 128 KiB under TCG (lz4 at 1 MiB: 130 s), for a
 /// 9% larger image. Containers read their image a few files at a time, and
 /// the engine copies a whole folder of it into each anonymous volume.
-const LAYER_SQUASHFS_OPTS: [&str; 13] = packed::SMALL_BLOCK_SQUASHFS_OPTS;
+const LAYER_SQUASHFS_OPTS: [&str; 13] = packed::squashfs_opts("131072");
 
 /// The cached lz4 segment of layer `index` of the image in `tarball`
 /// (`members`: its layers' tar members), building it if missing; returns its

@@ -11,8 +11,7 @@
 //!   each has an image of its own beside its directory (`lower.sqfs`,
 //!   `rootfs.sqfs`); with [`Layout::Shared`] they are one image,
 //!   `containers/lower.sqfs`, laid out as `containers/` is (`onboot/NAME/lower`,
-//!   `services/NAME/lower`, …) in 128 KiB blocks rather than 1 MiB (the
-//!   app's files, read one at a time), so a file several containers carry is stored
+//!   `services/NAME/lower`, …), so a file several containers carry is stored
 //!   once (two nginx sites share all but their page; the native VM's network
 //!   tools share libc, OpenSSL and busybox with the app), and as one inode
 //!   (hard links), so the VM decompresses and caches it once — but its readers
@@ -52,21 +51,11 @@ use crate::{
 pub const CACHE_CAP: u64 = 2 << 30;
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
-const FORMAT: &str = "squashfs zstd-19 lower and read-only rootfs (1M per service, 128K shared), times 0, identical files linked (shared); modules trimmed, uncompressed; v7";
+const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0, identical files linked (shared); modules trimmed, uncompressed; v6";
 
 /// mksquashfs's options for every image (part of the cache key): file and
-/// filesystem times are 0, so an image is made of its files alone. 1 MiB
-/// blocks, the smallest image, for what is read whole or in large files (the
-/// engine, compose, traefik).
+/// filesystem times are 0, so an image is made of its files alone.
 pub const SQUASHFS_OPTS: [&str; 13] = squashfs_opts("1048576");
-
-/// [`SQUASHFS_OPTS`] in 128 KiB blocks, for the app's own files, which its
-/// services read one small file at a time (a dev server's `node_modules`,
-/// Python's imports, a volume filled from the image): the guest kernel
-/// decompresses a whole block for each small file outside its fragment
-/// cache, about five times slower at 1 MiB (the image store's layers, which
-/// are read the same way, and the measurement: `imagestore`).
-pub const SMALL_BLOCK_SQUASHFS_OPTS: [&str; 13] = squashfs_opts("131072");
 
 /// [`SQUASHFS_OPTS`] with another block size (bytes, a power of two).
 pub const fn squashfs_opts(block: &'static str) -> [&'static str; 13] {
@@ -243,11 +232,12 @@ fn squashfs_parts(containers: &Path) -> Result<Vec<parts::Part>> {
 fn pack_lowers(sh: &Shell, cache: &Path, work: &Path, layout: Layout) -> Result<()> {
     let containers = work.join("containers");
     let lowers = read_only_roots(&containers)?;
+    let squash = |from: &Path, image: &Path| squash_cached(sh, cache, from, image);
     match layout {
         Layout::PerService => {
             for root in lowers {
                 let dir = containers.join(&root);
-                squash_cached(sh, cache, &dir, &dir.with_extension("sqfs"), &SQUASHFS_OPTS)?;
+                squash(&dir, &dir.with_extension("sqfs"))?;
                 fs::remove_dir_all(&dir)?;
                 fs::create_dir(&dir)?;
             }
@@ -261,14 +251,7 @@ fn pack_lowers(sh: &Shell, cache: &Path, work: &Path, layout: Layout) -> Result<
                 fs::create_dir(&dir)?;
             }
             link_identical_files(&stage)?;
-            // The native VM's: the app's services' roots are in it.
-            squash_cached(
-                sh,
-                cache,
-                &stage,
-                &containers.join("lower.sqfs"),
-                &SMALL_BLOCK_SQUASHFS_OPTS,
-            )?;
+            squash(&stage, &containers.join("lower.sqfs"))?;
             fs::remove_dir_all(&stage)?;
         }
         Layout::Shared => {}
@@ -415,12 +398,11 @@ fn read_only_with_mount_points(container: &Path) -> Result<bool> {
         .all(|dest| covered(dest) || fs::symlink_metadata(rootfs.join(dest.trim_start_matches('/'))).is_ok()))
 }
 
-/// `image`: a squashfs image of `from` made with mksquashfs `options`, once
-/// per content. The key is a hash of the options and of a tar stream of the
-/// tree (names, types, modes, owners, link targets and bytes; not times,
-/// which the image does not keep).
-fn squash_cached(sh: &Shell, cache: &Path, from: &Path, image: &Path, options: &[&str]) -> Result<()> {
-    let opts = options.join(" ");
+/// `image`: a squashfs image of `from`, made once per content. The key is a
+/// hash of the options and of a tar stream of the tree (names, types, modes,
+/// owners, link targets and bytes; not times, which the image does not keep).
+fn squash_cached(sh: &Shell, cache: &Path, from: &Path, image: &Path) -> Result<()> {
+    let opts = SQUASHFS_OPTS.join(" ");
     let hashed = exec::read(
         cmd!(
             sh,
@@ -440,7 +422,7 @@ fn squash_cached(sh: &Shell, cache: &Path, from: &Path, image: &Path, options: &
     } else {
         let partial = cached.with_extension("partial");
         let _ = fs::remove_file(&partial);
-        exec::run(cmd!(sh, "mksquashfs {from} {partial} {options...}"))
+        exec::run(cmd!(sh, "mksquashfs {from} {partial} {SQUASHFS_OPTS...}"))
             .with_context(|| format!("mksquashfs {}", from.display()))?;
         fs::rename(&partial, &cached)?;
     }
@@ -506,8 +488,6 @@ fn trim_modules(sh: &Shell, root: &Path, wanted: &[String]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     use super::*;
     use crate::base::testdir::TestDir;
 
@@ -559,36 +539,6 @@ mod tests {
         );
     }
 
-    /// The native VM's shared image holds the app's files, read one at a
-    /// time: 128 KiB blocks; an image per service (the engine's, compose's,
-    /// read in large files) keeps 1 MiB, the smaller image.
-    #[test]
-    fn the_shared_image_has_small_blocks() {
-        let block_size = |image: &Path| {
-            let out = Command::new("unsquashfs").arg("-s").arg(image).output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.lines()
-                .find_map(|l| l.strip_prefix("Block size "))
-                .map(|n| n.trim().to_string())
-                .unwrap_or_else(|| panic!("no block size in {text}"))
-        };
-        let sh = Shell::new().unwrap();
-        for (layout, image, block) in [
-            (Layout::Shared, "lower.sqfs", "131072"),
-            (Layout::PerService, "services/web/lower.sqfs", "1048576"),
-        ] {
-            let tmp = TestDir::new("blocks");
-            let containers = tmp.join("work/containers");
-            let web = containers.join("services/web");
-            fs::create_dir_all(web.join("lower/app")).unwrap();
-            fs::create_dir_all(web.join("rootfs")).unwrap();
-            fs::write(web.join("config.json"), r#"{"root": {"path": "rootfs"}, "mounts": []}"#).unwrap();
-            fs::write(web.join("lower/app/index.js"), "console.log(1)\n").unwrap();
-            pack_lowers(&sh, &tmp.join("cache"), &tmp.join("work"), layout).unwrap();
-            assert_eq!(block_size(&containers.join(image)), block, "{layout:?}");
-        }
-    }
-
     /// Identical files of different containers become one inode in the
     /// image (one page cache in the VM); a file that differs in mode, bytes
     /// or extended attributes keeps its own.
@@ -622,7 +572,7 @@ mod tests {
 
         let sh = Shell::new().unwrap();
         let image = tmp.join("lower.sqfs");
-        squash_cached(&sh, &tmp.join("cache"), &tree, &image, &SQUASHFS_OPTS).unwrap();
+        squash_cached(&sh, &tmp.join("cache"), &tree, &image).unwrap();
         let out = tmp.join("out");
         cmd!(sh, "unsquashfs -quiet -no-progress -d {out} {image}")
             .run()
@@ -653,7 +603,7 @@ mod tests {
         let sh = Shell::new().unwrap();
         let image = |name: &str| {
             let out = tmp.join(name);
-            squash_cached(&sh, &cache, &tree, &out, &SQUASHFS_OPTS).unwrap();
+            squash_cached(&sh, &cache, &tree, &out).unwrap();
             fs::read(out).unwrap()
         };
         let first = image("1.sqfs");
