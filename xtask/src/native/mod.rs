@@ -36,8 +36,9 @@ const NATIVE_DIR: &str = "etc/native";
 const VOLUMES_ROOT: &str = "var/lib/native";
 /// Named volumes, one folder each.
 const VOLUMES_DIR: &str = "var/lib/native/volumes";
-/// Anonymous volumes, a folder per service and one in it per volume: on the
-/// data disk, emptied at each boot (in memory without a disk).
+/// Anonymous volumes, a folder each, named SERVICE.INDEX (the volume's index
+/// in the service's `volumes`): on the data disk, emptied at each boot (in
+/// memory without a disk).
 const ANONYMOUS_DIR: &str = "var/lib/native/anonymous";
 /// Where the traefik service finds its generated dynamic configuration.
 const TRAEFIK_DYNAMIC: &str = "/etc/traefik-native/dynamic.yml";

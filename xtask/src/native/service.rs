@@ -85,11 +85,7 @@ pub(super) fn service(
             // restarts, as a container's is; filled from the image as Docker
             // fills it.
             "volume" => {
-                let service_dir = format!("{ANONYMOUS_DIR}/{}", s.name);
-                if !files.iter().any(|f: &File| f.path == service_dir) {
-                    files.push(File::directory(&service_dir));
-                }
-                let dir = format!("{service_dir}/{i}");
+                let dir = format!("{ANONYMOUS_DIR}/{}.{i}", s.name);
                 files.push(File::directory(&dir));
                 binds.push(format!("/{dir}:{target}:{ro}"));
                 if !v.volume.nocopy {

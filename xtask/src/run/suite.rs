@@ -379,9 +379,9 @@ const VOLUMES_SAID: &str = "boots: 2, scratch: new";
 /// What the static VM's data disk step says at its second boot of
 /// compose/volumes.yml, whose counter has an anonymous volume.
 const ANONYMOUS_REMOVED: &str = "data: removed 1 anonymous volume(s) an earlier boot left in /var/lib/docker/volumes";
-/// The same under native, where anonymous volumes are one folder on the disk.
+/// The same under native, which keeps them in a folder of its own.
 const NATIVE_ANONYMOUS_REMOVED: &str =
-    "data: removed the anonymous volumes an earlier boot left in /var/lib/native/anonymous";
+    "data: removed 1 anonymous volume(s) an earlier boot left in /var/lib/native/anonymous";
 /// What compose/webdb.yml's page says on a second boot when both its
 /// databases kept what the first boot wrote.
 const WEB_DB_SAID: &str = "boots remembered: postgres 2, redis 2";
