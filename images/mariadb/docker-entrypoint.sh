@@ -16,6 +16,8 @@
 #   Docker secret);
 # - with none of the root password options, it refuses to initialize, with
 #   upstream's message.
+# - options of MySQL's server that MariaDB's lacks (mysqlx, GTID modes, …)
+#   are passed as --loose-OPTION, which mariadbd ignores, and said.
 # Not carried over from upstream: password hashes, replication, restoring a
 # backup from initdb.d, upgrades of an existing datadir, *.sql.zst files. The
 # variables of the first two stop it with an error rather than being ignored.
@@ -338,11 +340,38 @@ mariadb_init() {
 	echo
 }
 
+# Server options MySQL 8 has and MariaDB does not (the X protocol, the
+# caching_sha2/sha256 password plugins' settings, the 8.4 switch for
+# mysql_native_password, GTID modes, the redo log's capacity, the admin
+# interface): compose files written for the `mysql` image pass them, and
+# mariadbd stops at an option it does not know. Each is given to mariadbd as
+# --loose-OPTION, which it skips with a warning, and said once.
+MYSQL_ONLY='mysqlx|mysqlx-.+|mysql-native-password|authentication-policy|caching-sha2-password-.+|sha256-password-.+|gtid-mode|enforce-gtid-consistency|innodb-redo-log-capacity|innodb-dedicated-server|log-error-verbosity|admin-address|admin-port|upgrade|group-replication-.+'
+mysql_only_options() {
+	local arg name
+	SERVER_ARGS=()
+	for arg; do
+		name=${arg#--}
+		name=${name%%=*}
+		name=${name//_/-}
+		name=${name#skip-}
+		name=${name#disable-}
+		name=${name#enable-}
+		if [[ $arg == --* && $name =~ ^($MYSQL_ONLY)$ ]]; then
+			mysql_note "$arg is a MySQL server option MariaDB does not have: passed as --loose-${arg#--}, which MariaDB ignores"
+			arg=--loose-${arg#--}
+		fi
+		SERVER_ARGS+=("$arg")
+	done
+}
+
 main() {
 	if [ "${1:0:1}" = - ]; then
 		set -- mariadbd "$@"
 	fi
 	if { [ "$1" = mariadbd ] || [ "$1" = mysqld ]; } && ! wants_help "$@"; then
+		mysql_only_options "$@"
+		set -- "${SERVER_ARGS[@]}"
 		read_config "$@"
 		mysql_note "Entrypoint script for MariaDB Server ${VERSION} started."
 		setup_env
