@@ -249,6 +249,10 @@ pub struct ComposePayload {
     /// The project's files and folders the services bind-mount, under
     /// `etc/compose/project/` in the VM.
     pub project_files: Vec<File>,
+    /// Folders the data step keeps on the data disk besides the engine's
+    /// volumes: the project folders the build did not find
+    /// (`shared::made_folders`).
+    pub data_dirs: Vec<String>,
     pub daemon_json: String,
     /// Extra kernel command-line parameters (the dynamic method's registry).
     pub cmdline: Vec<String>,
@@ -261,7 +265,9 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     for param in &payload.cmdline {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
-    config.onboot.push(data(refs, &[ENGINE_VOLUMES], &[]));
+    let mut dirs = vec![ENGINE_VOLUMES];
+    dirs.extend(payload.data_dirs.iter().map(String::as_str));
+    config.onboot.push(data(refs, &dirs, &[]));
     for name in ["docker", "compose"] {
         config.services.push(Container {
             name: name.into(),

@@ -18,8 +18,9 @@ pub struct Pins {
     pub images: BTreeMap<String, ImagePins>,
     /// The local profile's base images: upstream image name -> the recipe
     /// that stands in for it. A key `NAME:VARIANT` stands in for the tags of
-    /// NAME that have VARIANT as a `-`-separated part (`php:apache` for
-    /// `php:8.2-apache`), where upstream's variants are different images.
+    /// NAME that have VARIANT as a `-`-separated part, maybe with a version
+    /// after it (`php:apache` for `php:8.2-apache`, `python:alpine` for
+    /// `python:3.12-alpine3.19`), where upstream's variants are different images.
     #[serde(default)]
     pub catalog: BTreeMap<String, CatalogEntry>,
 }
@@ -269,14 +270,18 @@ impl Pins {
     }
 
     /// The catalog entry that stands in for `reference`: `NAME:VARIANT` where
-    /// the catalog has one for a `-`-separated part of its tag
-    /// (`php:8.2-apache-bookworm` -> `php:apache`), else its name alone.
+    /// the catalog has one for a `-`-separated part of its tag, or for the
+    /// part without the version after it (`php:8.2-apache-bookworm` ->
+    /// `php:apache`, `python:3.12-alpine3.19` -> `python:alpine`), else its
+    /// name alone.
     pub fn catalog_key(&self, reference: &Reference) -> String {
         let name = reference.catalog_name();
+        // A part may carry its version (`alpine3.19`): the variant is its name.
         reference
             .tag()
             .into_iter()
             .flat_map(|tag| tag.split('-'))
+            .flat_map(|part| [part, part.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')])
             .map(|part| format!("{name}:{part}"))
             .find(|key| self.catalog.contains_key(key))
             .unwrap_or_else(|| name.to_string())
@@ -349,6 +354,8 @@ images:
         assert_eq!(key("php:8-cli"), "php");
         assert_eq!(key("php"), "php");
         assert_eq!(key("docker.io/library/php:8-fpm"), "php");
+        assert_eq!(key("php:8.3-apache3.1"), "php:apache");
+        assert_eq!(key("php:8.3"), "php");
     }
 
     #[test]

@@ -119,8 +119,12 @@ pub const ALL_CAPS: [&str; 41] = [
 pub struct Native {
     pub services: Vec<Container>,
     pub files: Vec<File>,
-    /// A service mounts a named volume: the VM keeps them on its data disk.
+    /// A service mounts a volume, or a project folder the build did not
+    /// find: the VM keeps them on its data disk.
     pub volumes: bool,
+    /// The project folders the build did not find, kept on the data disk
+    /// (`shared::made_folders`).
+    pub made_folders: Vec<String>,
     /// Keys carried over only approximately, or left out with
     /// `--allow-unsupported`: said at every build.
     pub notes: Vec<String>,
@@ -134,6 +138,9 @@ pub struct Inputs<'a> {
     /// `project_dir`) and the app's secrets and configs (under `files_dir`).
     pub project_files: Vec<File>,
     pub project_dir: &'a str,
+    /// The project folders the services bind-mount that the build did not
+    /// find, in the VM: kept on the data disk.
+    pub made_folders: Vec<String>,
     /// Where the VM carries the files of the app's secrets and configs.
     pub files_dir: &'a str,
 }
@@ -206,7 +213,8 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
             },
             File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
-        volumes: keeps_volumes(app),
+        volumes: keeps_volumes(app) || !inputs.made_folders.is_empty(),
+        made_folders: inputs.made_folders.clone(),
         notes,
     };
     out.files.extend(inputs.project_files.iter().cloned());
@@ -327,11 +335,12 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
         ..Default::default()
     });
     if native.volumes {
-        config.onboot.push(moby::data(
-            refs,
-            &[&format!("/{VOLUMES_DIR}")],
-            &[&format!("/{ANONYMOUS_DIR}")],
-        ));
+        let volumes = format!("/{VOLUMES_DIR}");
+        let mut dirs = vec![volumes.as_str()];
+        dirs.extend(native.made_folders.iter().map(String::as_str));
+        config
+            .onboot
+            .push(moby::data(refs, &dirs, &[&format!("/{ANONYMOUS_DIR}")]));
     }
     config.services.extend(native.services.iter().cloned());
     config.files.extend(native.files.iter().cloned());
@@ -449,6 +458,7 @@ mod tests {
             facts: &facts,
             project_files: vec![],
             project_dir: "/etc/compose/project",
+            made_folders: Vec::new(),
             files_dir: "/etc/compose",
         };
         let app = shop(json!({}));
@@ -494,6 +504,7 @@ mod tests {
             facts: &facts,
             project_files: vec![],
             project_dir: "/etc/compose/project",
+            made_folders: Vec::new(),
             files_dir: "/etc/compose",
         };
         let mut model = shop(json!({})).model().clone();

@@ -83,7 +83,10 @@ pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
     for rel in app.binds() {
         let host = app.dir.join(rel);
         let Ok(meta) = std::fs::metadata(&host) else {
-            continue; // the engine makes an empty folder, as it would without the VM
+            // Docker would make it, empty: the VM carries the empty folder,
+            // and its data step keeps it on the data disk (`made_folders`).
+            add_dir(&mut out, rel);
+            continue;
         };
         let entries = if meta.is_dir() {
             let mut entries = Vec::new();
@@ -109,6 +112,19 @@ pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
         }
     }
     Ok(out)
+}
+
+/// The project folders the services bind-mount that are not there at build
+/// time, where they are in the VM. Docker makes each on its host, empty, and
+/// what a service writes there (`./data/db:/var/lib/postgresql/data`) stays
+/// in it from run to run; the VM carries each as an empty folder and its data
+/// step binds it from the data disk, so it stays from boot to boot.
+pub fn made_folders(app: &App) -> Vec<String> {
+    app.binds()
+        .into_iter()
+        .filter(|rel| std::fs::metadata(app.dir.join(rel)).is_err())
+        .map(|rel| Path::new(PROJECT_IN_VM).join(rel).display().to_string())
+        .collect()
 }
 
 /// Where the files of the app's secrets and configs are staged for
@@ -275,6 +291,7 @@ pub fn compose_vm(
 ) -> Result<Vm> {
     payload.project_files = project_files(method, app)?;
     payload.project_files.extend(carried_files(method, app)?);
+    payload.data_dirs = made_folders(app);
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
     vm.base_initrd = true;
     vm.checked_in = checked_in && is_default(project, app);
@@ -507,5 +524,60 @@ mod tests {
         let runtime = static_vm::runtime_file(&app).unwrap();
         assert!(runtime.contains("source: /etc/compose/project/conf\n"), "{runtime}");
         assert!(runtime.contains("source: /etc/compose/project/run.sh\n"), "{runtime}");
+        assert!(made_folders(&app).is_empty());
+    }
+
+    /// A bind of a project folder that is not there (`./data/db`, where the
+    /// database writes): Docker makes it on its host and the data stays
+    /// there; the VM carries it empty and keeps it on the data disk.
+    #[test]
+    fn a_project_folder_that_is_not_there_is_made_and_kept_on_the_data_disk() {
+        let project = crate::base::project::for_tests();
+        let dir = TestDir::new("made");
+        let file = dir.join("compose.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "services:\n  web:\n    build: {}\n    volumes:\n      - ./data/db:/var/lib/postgresql/data\n",
+                project.root.join("apps/a").display()
+            ),
+        )
+        .unwrap();
+        let app = load(&file);
+        assert_eq!(made_folders(&app), ["/etc/compose/project/data/db"]);
+        let files = project_files(Method::Static, &app).unwrap();
+        let dirs: Vec<&str> = files
+            .iter()
+            .map(|f| {
+                assert!(f.source.is_none() && f.contents.is_none(), "{f:?}");
+                f.path.as_str()
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                "etc/compose/project",
+                "etc/compose/project/data",
+                "etc/compose/project/data/db"
+            ]
+        );
+        let mut payload = static_vm::payload();
+        payload.data_dirs = made_folders(&app);
+        let refs = [
+            "kernel", "init", "crun", "modules", "network", "getty", "data", "docker", "compose",
+        ]
+        .map(|n| (n.to_string(), format!("{n}:x")))
+        .into_iter()
+        .collect();
+        let config = moby::compose(&refs, &payload);
+        let data = config.onboot.iter().find(|c| c.name == "data").unwrap();
+        assert_eq!(
+            data.command.as_deref().unwrap(),
+            [
+                "/usr/bin/data-disk",
+                moby::ENGINE_VOLUMES,
+                "/etc/compose/project/data/db"
+            ]
+        );
     }
 }

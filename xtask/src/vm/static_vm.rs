@@ -22,6 +22,7 @@ pub fn payload() -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Static),
         project_files: vec![],
+        data_dirs: Vec::new(),
         daemon_json: format!("{{{ENGINE}}}\n"),
         cmdline: vec![],
     }
