@@ -62,6 +62,9 @@ pub struct Container {
     pub readonly: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<String>,
+    /// Binds added to the image's own (`binds.add`).
+    #[serde(rename = "binds.add", skip_serializing_if = "Vec::is_empty")]
+    pub binds_add: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -196,8 +199,17 @@ pub const DATA_IMAGE: &str = "data";
 /// mounts it and binds each of `dirs` (folders of named volumes) and of
 /// `fresh` (folders emptied at each boot: anonymous volumes) from it
 /// (images/data/data-disk). Required: if it fails, the runner starts none of
-/// the app's services, rather than keep their volumes in memory.
+/// the app's services, rather than keep their volumes in memory. The image
+/// binds the VM's /var in, shared, so that what it mounts there is the VM's;
+/// a folder elsewhere (a project folder the build did not find) is bound in
+/// the same way.
 pub fn data(refs: &Refs, dirs: &[&str], fresh: &[&str]) -> Container {
+    let binds_add = dirs
+        .iter()
+        .chain(fresh)
+        .filter(|d| !d.starts_with("/var/"))
+        .map(|d| format!("{d}:{d}:rshared,rbind"))
+        .collect();
     let mut command = vec!["/usr/bin/data-disk".to_string()];
     command.extend(dirs.iter().map(|d| d.to_string()));
     if !fresh.is_empty() {
@@ -208,6 +220,7 @@ pub fn data(refs: &Refs, dirs: &[&str], fresh: &[&str]) -> Container {
         name: "data".into(),
         image: refs[DATA_IMAGE].clone(),
         command: Some(command),
+        binds_add,
         annotations: BTreeMap::from([(lkc_contract::REQUIRED.to_string(), "true".to_string())]),
         ..Default::default()
     }

@@ -579,5 +579,10 @@ mod tests {
                 "/etc/compose/project/data/db"
             ]
         );
+        // The data step mounts the disk's folder on the VM's, not its own.
+        assert_eq!(
+            data.binds_add,
+            ["/etc/compose/project/data/db:/etc/compose/project/data/db:rshared,rbind"]
+        );
     }
 }
