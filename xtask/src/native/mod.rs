@@ -472,6 +472,38 @@ mod tests {
         );
     }
 
+    /// A project folder the build did not find: the data step keeps it on
+    /// the data disk with the volumes, bound into that step's container.
+    #[test]
+    fn a_project_folder_the_build_did_not_find_is_kept_on_the_data_disk() {
+        let facts = shop_facts();
+        let inputs = Inputs {
+            facts: &facts,
+            project_files: vec![],
+            project_dir: "/etc/compose/project",
+            made_folders: vec!["/etc/compose/project/data/db".into()],
+            files_dir: "/etc/compose",
+        };
+        let app = shop(json!({}));
+        let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
+        let config = config(&fake_refs(), &native);
+        let data = config.onboot.iter().find(|c| c.name == "data").unwrap();
+        assert_eq!(
+            data.command.as_deref().unwrap(),
+            [
+                "/usr/bin/data-disk",
+                "/var/lib/native/volumes",
+                "/etc/compose/project/data/db",
+                "--fresh",
+                "/var/lib/native/anonymous"
+            ]
+        );
+        assert_eq!(
+            data.binds_add,
+            ["/etc/compose/project/data/db:/etc/compose/project/data/db:rshared,rbind"]
+        );
+    }
+
     /// Keys the conversion does not carry over: all of them refused at once,
     /// or, when allowed, each listed and left out.
     #[test]
