@@ -146,7 +146,7 @@ pub const SERVICE: &[Key] = &[
     ),
     key("volumes[].target", C, "the mount point in the container"),
     key("volumes[].read_only", C, "a read-only mount"),
-    key("volumes[].bind.create_host_path", C, "compose's default"),
+    key("volumes[].bind.create_host_path", C, "compose's default: a project folder that is not there at build time (`./data/db`) is made, empty, and kept on the data disk from boot to boot (in memory without one), as Docker makes it on its host and keeps what is written there"),
     key(
         "volumes[].volume.nocopy",
         C,
