@@ -213,7 +213,7 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
             },
             File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
-        volumes: keeps_volumes(app) || !inputs.made_folders.is_empty(),
+        volumes: needs_data_disk(app, &inputs.made_folders),
         made_folders: inputs.made_folders.clone(),
         notes,
     };
@@ -312,8 +312,14 @@ fn strip_index(path: &str) -> String {
 /// keeps them on its data disk (the `data` onboot container): named ones
 /// from boot to boot, anonymous ones for one boot, as the engine keeps both
 /// on its disk and not in memory.
-pub fn keeps_volumes(app: &App) -> bool {
+fn keeps_volumes(app: &App) -> bool {
     app.services.iter().any(|s| s.mounts.iter().any(|m| m.kind == "volume"))
+}
+
+/// Does the native VM of `app` have the data step: it keeps volumes, or
+/// `made_folders`, the project folders the build did not find?
+pub fn needs_data_disk(app: &App, made_folders: &[String]) -> bool {
+    keeps_volumes(app) || !made_folders.is_empty()
 }
 
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
