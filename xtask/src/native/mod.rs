@@ -447,6 +447,18 @@ mod tests {
             .collect()
     }
 
+    /// The conversion's inputs for the shop app: no project files, and
+    /// `made_folders` as the project folders the build did not find.
+    fn shop_inputs(facts: &BTreeMap<String, Facts>, made_folders: Vec<String>) -> Inputs<'_> {
+        Inputs {
+            facts,
+            project_files: vec![],
+            project_dir: "/etc/compose/project",
+            made_folders,
+            files_dir: "/etc/compose",
+        }
+    }
+
     fn fake_refs() -> Refs {
         ["kernel", "init", "crun", "modules", "network", "getty", "netns", "data"]
             .into_iter()
@@ -460,13 +472,7 @@ mod tests {
     #[test]
     fn shop_as_linuxkit_yaml() {
         let facts = shop_facts();
-        let inputs = Inputs {
-            facts: &facts,
-            project_files: vec![],
-            project_dir: "/etc/compose/project",
-            made_folders: Vec::new(),
-            files_dir: "/etc/compose",
-        };
+        let inputs = shop_inputs(&facts, Vec::new());
         let app = shop(json!({}));
         let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
         let yaml = moby::render(&config(&fake_refs(), &native), "cargo xtask native").unwrap();
@@ -483,13 +489,7 @@ mod tests {
     #[test]
     fn a_project_folder_the_build_did_not_find_is_kept_on_the_data_disk() {
         let facts = shop_facts();
-        let inputs = Inputs {
-            facts: &facts,
-            project_files: vec![],
-            project_dir: "/etc/compose/project",
-            made_folders: vec!["/etc/compose/project/data/db".into()],
-            files_dir: "/etc/compose",
-        };
+        let inputs = shop_inputs(&facts, vec!["/etc/compose/project/data/db".into()]);
         let app = shop(json!({}));
         let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
         let config = config(&fake_refs(), &native);
@@ -538,13 +538,7 @@ mod tests {
     #[test]
     fn secrets_and_configs_are_read_only_binds_at_their_targets() {
         let facts = shop_facts();
-        let inputs = Inputs {
-            facts: &facts,
-            project_files: vec![],
-            project_dir: "/etc/compose/project",
-            made_folders: Vec::new(),
-            files_dir: "/etc/compose",
-        };
+        let inputs = shop_inputs(&facts, Vec::new());
         let mut model = shop(json!({})).model().clone();
         model["services"]["db"]["secrets"] = json!([{"source": "db-password", "target": "/run/secrets/db-password"}]);
         model["services"]["web"]["configs"] =
