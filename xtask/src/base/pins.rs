@@ -333,6 +333,39 @@ mod tests {
         assert_eq!(pins.image("traefik").unwrap().go, ["traefik"]);
     }
 
+    /// Upstream's python and node tags without -slim or -alpine are its full
+    /// images, with compilers: a Dockerfile on them may build a native module
+    /// (psycopg2, bcrypt), so their stand-in has g++ and make; the small tags
+    /// keep the small one, Alpine's `apk` emulation and older tags' settings.
+    #[test]
+    fn repo_catalog_full_and_small_tags() {
+        let pins = Pins::load(&crate::base::project::root()).unwrap();
+        let recipe = |r: &str| {
+            let key = pins.catalog_key(&Reference::parse(r).unwrap());
+            pins.catalog[&key].recipe.clone()
+        };
+        for (reference, want) in [
+            ("node:20", "node-full"),
+            ("node:lts", "node-full"),
+            ("node:20-bookworm", "node-full"),
+            ("node:20-slim", "node"),
+            ("node:lts-buster-slim", "node"),
+            ("node:20-alpine3.19", "node"),
+            ("python:3", "python-full"),
+            ("python:3.12-slim-bookworm", "python"),
+            ("python:3.7-alpine", "python"),
+        ] {
+            assert_eq!(recipe(reference), want, "{reference}");
+            let packages = &pins.image(want).unwrap().packages;
+            let full = want.ends_with("-full");
+            assert_eq!(packages.contains(&"g++".to_string()), full, "{want}: g++");
+            assert_eq!(pins.image(want).unwrap().alpine, !full, "{want}: apk emulation");
+        }
+        for key in ["node", "node:slim", "node:alpine"] {
+            assert!(pins.catalog[key].older.is_some(), "{key}: older tags' settings");
+        }
+    }
+
     const MINIMAL: &str = "
 debian: {suite: trixie, mirror: http://m, host_packages: {q: {package: qemu-system-x86, min_version: [9.1]}}}
 go:

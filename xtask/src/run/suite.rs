@@ -111,7 +111,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // deletes files of its base; Dockerfiles written for Alpine (apk,
     // busybox's adduser) on the python and alpine stand-ins, one waiting for
     // the other's BusyBox wget healthcheck; express installed by npm in a RUN
-    // step on the node stand-in, run as its `node` user.
+    // step on the node stand-in (`node:20-slim`), run as its `node` user.
     let features = load_as(Some("features"), &FEATURES)?;
     test_boot::run(sh, project, &lean(Method::Static), &features)?;
     test_boot::run(sh, project, &lean(Method::Native), &features)?;
@@ -170,7 +170,9 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // build on `maven:3-eclipse-temurin-17` run on `eclipse-temurin:17-jre`;
     // the uvicorn-gunicorn-fastapi stand-in's /start.sh serving /app/main.py;
     // a Go app built on golang:1.22-alpine, run on alpine:3.20, counting its
-    // visits in postgres:16-alpine.
+    // visits in postgres:16-alpine; express on node:20 (the full stand-in)
+    // with bcrypt 5, whose native addon npm builds with node-gyp, g++ and the
+    // image's own Node.js headers (a 2xx means the addon checked a password).
     let runtimes = load_as(Some("runtimes"), &RUNTIMES)?;
     // At the suite's memory: the static VM carries every image in its
     // initrd, and the first four apps' images alone unpack to 515 MiB, more
@@ -348,7 +350,7 @@ const NGINX_ROUTER: &str = "compose/nginx-router.yml";
 /// configured from the environment, by templates and by envsubst; an image
 /// that deletes files of its base; Dockerfiles for `python:3.7-alpine` and
 /// `alpine:3.20` (apk, adduser -D, USER, BusyBox's wget as a healthcheck
-/// waited for); an express app on the node stand-in.
+/// waited for); an express app on the node stand-in (its slim tag).
 const FEATURES: [&str; 6] = [
     "compose/hello-py.yml",
     "compose/secrets.yml",
@@ -363,13 +365,15 @@ const WEB_DB: &str = "compose/webdb.yml";
 /// app with the mongo stand-in behind it; a PHP page on `php:8-apache` with
 /// mariadb behind it; a Maven-built Java app on the maven and eclipse-temurin
 /// stand-ins; a FastAPI app on the uvicorn-gunicorn-fastapi stand-in; a Go
-/// app on the golang and alpine stand-ins with postgres behind it.
-const RUNTIMES: [&str; 5] = [
+/// app on the golang and alpine stand-ins with postgres behind it; an express
+/// app on `node:20` whose bcrypt addon npm compiles.
+const RUNTIMES: [&str; 6] = [
     "compose/mongo-app.yml",
     "compose/php-mysql.yml",
     "compose/java-app.yml",
     "compose/fastapi-app.yml",
     "compose/go-postgres.yml",
+    "compose/node-addon.yml",
 ];
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
