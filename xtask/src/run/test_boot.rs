@@ -142,10 +142,11 @@ fn longest_grace(app: &App) -> Duration {
 }
 
 /// How long rc.shutdown took inside the VM, from the uptimes its first and
-/// last lines print.
+/// last lines print (a line may start with what the console's shell printed
+/// just before: its prompt and a terminal query).
 fn guest_stop_time(console: &str) -> Option<Duration> {
     let uptime = |prefix: &str| {
-        let line = console.lines().rfind(|l| l.starts_with(prefix))?;
+        let line = console.lines().rev().find_map(|l| l.find(prefix).map(|at| &l[at..]))?;
         let (_, rest) = line.trim_end().rsplit_once("(uptime ")?;
         rest.strip_suffix("s)")?.parse::<f64>().ok()
     };
@@ -1202,6 +1203,9 @@ mod tests {
                        rc.shutdown: services stopped, disks unmounted (uptime 43.15s)\n";
         assert_eq!(guest_stop_time(console), Some(Duration::from_millis(11_750)));
         assert_eq!(killed_at_grace(console), ["counter"]);
+        // After the root shell's prompt and its cursor query, on one line.
+        let prompted = console.replace("rc.shutdown: stopping", "/ # \x1b[6nrc.shutdown: stopping");
+        assert_eq!(guest_stop_time(&prompted), Some(Duration::from_millis(11_750)));
         // No end line (the VM was killed), or no uptimes: not timed.
         assert_eq!(
             guest_stop_time(&console[..console.rfind("rc.shutdown: services").unwrap()]),
