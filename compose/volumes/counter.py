@@ -1,11 +1,12 @@
 """Counts the boots of its VM on a named volume, and serves the count.
 
 At start it adds one to /data/boots, written to a new file, flushed to the
-disk (fsync) and renamed over the old one, as a database commits; then
-`GET /` answers `boots: N, scratch: new`. On a VM that keeps its volumes, the
-second boot says 2. /scratch is an anonymous volume, new for each container
-as Docker makes one: a file an earlier boot left there makes it say
-`scratch: kept` instead.
+disk (fsync) and renamed over the old one, as a database commits, and in the
+same way to /project/boots, a project folder bind-mounted read-write; then
+`GET /` answers `boots: N, project: M, scratch: new`. On a VM that keeps its
+volumes and what services write to the project, the second boot says 2 for
+both. /scratch is an anonymous volume, new for each container as Docker makes
+one: a file an earlier boot left there makes it say `scratch: kept` instead.
 
 It ignores SIGTERM, as many servers do that were never taught to stop: a
 clean stop of its VM must kill it at its grace period (10 s), not wait longer.
@@ -15,22 +16,20 @@ import http.server
 import os
 import signal
 
-PATH = "/data/boots"
-
-
-def count_this_boot():
+def count_this_boot(folder):
+    path = os.path.join(folder, "boots")
     try:
-        with open(PATH) as f:
+        with open(path) as f:
             boots = int(f.read().strip() or 0)
     except FileNotFoundError:
         boots = 0
     boots += 1
-    with open(PATH + ".new", "w") as f:
+    with open(path + ".new", "w") as f:
         f.write(f"{boots}\n")
         f.flush()
         os.fsync(f.fileno())
-    os.rename(PATH + ".new", PATH)
-    dir_fd = os.open("/data", os.O_RDONLY)
+    os.rename(path + ".new", path)
+    dir_fd = os.open(folder, os.O_RDONLY)
     os.fsync(dir_fd)
     os.close(dir_fd)
     return boots
@@ -47,7 +46,7 @@ def scratch_was_new():
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         scratch = "new" if SCRATCH_NEW else "kept"
-        body = f"boots: {BOOTS}, scratch: {scratch}\n".encode()
+        body = f"boots: {BOOTS}, project: {PROJECT_BOOTS}, scratch: {scratch}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -56,7 +55,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-BOOTS = count_this_boot()
+BOOTS = count_this_boot("/data")
+PROJECT_BOOTS = count_this_boot("/project")
 SCRATCH_NEW = scratch_was_new()
 print(f"counter: boot {BOOTS}", flush=True)
 http.server.HTTPServer(("", 8080), Handler).serve_forever()

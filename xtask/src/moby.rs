@@ -195,23 +195,55 @@ pub fn base(refs: &Refs) -> Config {
 /// The onboot image that keeps named volumes on the VM's data disk.
 pub const DATA_IMAGE: &str = "data";
 
+/// What the data step keeps of the project the VM carries (the files and
+/// folders its services bind-mount, under `/etc/compose/project`), besides
+/// the volumes: see `vm::shared::project_data`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectData {
+    /// The project folder in the VM, when a service bind-mounts a file or
+    /// folder of it that is there read-write: an overlay whose upper layer is
+    /// on the data disk, so that what services write there stays from boot to
+    /// boot, as it stays in the folder on Docker's host.
+    pub writable: Option<String>,
+    /// The project folders the services bind-mount that the build did not
+    /// find, in the VM: made empty, each kept on the data disk.
+    pub made: Vec<String>,
+}
+
+impl ProjectData {
+    pub fn is_empty(&self) -> bool {
+        self.writable.is_none() && self.made.is_empty()
+    }
+}
+
 /// The onboot container that finds the VM's data disk, formats it when blank,
 /// mounts it and binds each of `dirs` (folders of named volumes) and of
-/// `fresh` (folders emptied at each boot: anonymous volumes) from it
-/// (images/data/data-disk). Required: if it fails, the runner starts none of
-/// the app's services, rather than keep their volumes in memory. The image
-/// binds the VM's /var in, shared, so that what it mounts there is the VM's;
-/// a folder elsewhere (a project folder the build did not find) is bound in
-/// the same way.
-pub fn data(refs: &Refs, dirs: &[&str], fresh: &[&str]) -> Container {
-    let binds_add = dirs
+/// `fresh` (folders emptied at each boot: anonymous volumes) from it, with
+/// what it keeps of the project (`project`) (images/data/data-disk).
+/// Required: if it fails, the runner starts none of the app's services,
+/// rather than keep their volumes in memory. The image binds the VM's /var
+/// in, shared, so that what it mounts there is the VM's; a folder elsewhere
+/// (the project's) is bound in the same way.
+pub fn data(refs: &Refs, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -> Container {
+    let kept: Vec<&str> = dirs
         .iter()
-        .chain(fresh)
+        .copied()
+        .chain(project.made.iter().map(String::as_str))
+        .collect();
+    let binds_add = project
+        .writable
+        .iter()
+        .map(String::as_str)
+        .chain(kept.iter().copied())
+        .chain(fresh.iter().copied())
         .filter(|d| !d.starts_with("/var/"))
         .map(|d| format!("{d}:{d}:rshared,rbind"))
         .collect();
     let mut command = vec!["/usr/bin/data-disk".to_string()];
-    command.extend(dirs.iter().map(|d| d.to_string()));
+    if let Some(dir) = &project.writable {
+        command.extend(["--writable".to_string(), dir.clone()]);
+    }
+    command.extend(kept.iter().map(|d| d.to_string()));
     if !fresh.is_empty() {
         command.push("--fresh".into());
         command.extend(fresh.iter().map(|d| d.to_string()));
@@ -262,10 +294,8 @@ pub struct ComposePayload {
     /// The project's files and folders the services bind-mount, under
     /// `etc/compose/project/` in the VM.
     pub project_files: Vec<File>,
-    /// Folders the data step keeps on the data disk besides the engine's
-    /// volumes: the project folders the build did not find
-    /// (`shared::made_folders`).
-    pub data_dirs: Vec<String>,
+    /// What the data step keeps of the project besides the engine's volumes.
+    pub project_data: ProjectData,
     pub daemon_json: String,
     /// Extra kernel command-line parameters (the dynamic method's registry).
     pub cmdline: Vec<String>,
@@ -278,9 +308,9 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     for param in &payload.cmdline {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
-    let mut dirs = vec![ENGINE_VOLUMES];
-    dirs.extend(payload.data_dirs.iter().map(String::as_str));
-    config.onboot.push(data(refs, &dirs, &[]));
+    config
+        .onboot
+        .push(data(refs, &[ENGINE_VOLUMES], &payload.project_data, &[]));
     for name in ["docker", "compose"] {
         config.services.push(Container {
             name: name.into(),

@@ -145,7 +145,7 @@ pub const SERVICE: &[Key] = &[
         "a file or folder beside the compose file, or a named volume",
     ),
     key("volumes[].target", C, "the mount point in the container"),
-    key("volumes[].read_only", C, "a read-only mount"),
+    key("volumes[].read_only", C, "a read-only mount; without it, a bind of a project file or folder is writable, and what services write there is kept on the data disk (the project folder is an overlay, the build's files below), as Docker's host keeps it"),
     key("volumes[].bind.create_host_path", C, "compose's default: a project folder that is not there at build time (`./data/db`) is made, empty, and kept on the data disk from boot to boot (in memory without one), as Docker makes it on its host and keeps what is written there"),
     key(
         "volumes[].volume.nocopy",

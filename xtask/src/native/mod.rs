@@ -23,7 +23,7 @@ use anyhow::Result;
 
 use crate::{
     app::{compose::App, keys::Scope},
-    moby::{self, Config, Container, File, Refs},
+    moby::{self, Config, Container, File, ProjectData, Refs},
 };
 
 use image::Facts;
@@ -119,12 +119,11 @@ pub const ALL_CAPS: [&str; 41] = [
 pub struct Native {
     pub services: Vec<Container>,
     pub files: Vec<File>,
-    /// A service mounts a volume, or a project folder the build did not
-    /// find: the VM keeps them on its data disk.
+    /// A service mounts a volume, or writes to the project: the VM keeps
+    /// them on its data disk.
     pub volumes: bool,
-    /// The project folders the build did not find, kept on the data disk
-    /// (`shared::made_folders`).
-    pub made_folders: Vec<String>,
+    /// What the data step keeps of the project (`shared::project_data`).
+    pub project_data: ProjectData,
     /// Keys carried over only approximately, or left out with
     /// `--allow-unsupported`: said at every build.
     pub notes: Vec<String>,
@@ -138,9 +137,8 @@ pub struct Inputs<'a> {
     /// `project_dir`) and the app's secrets and configs (under `files_dir`).
     pub project_files: Vec<File>,
     pub project_dir: &'a str,
-    /// The project folders the services bind-mount that the build did not
-    /// find, in the VM: kept on the data disk.
-    pub made_folders: Vec<String>,
+    /// What the data step keeps of the project (`shared::project_data`).
+    pub project_data: ProjectData,
     /// Where the VM carries the files of the app's secrets and configs.
     pub files_dir: &'a str,
 }
@@ -213,8 +211,8 @@ pub fn convert(app: &App, checked: Checked, inputs: &Inputs) -> Result<Native, V
             },
             File::contents(&format!("{NATIVE_DIR}/nat.nft"), &plan.nft()),
         ],
-        volumes: needs_data_disk(app, &inputs.made_folders),
-        made_folders: inputs.made_folders.clone(),
+        volumes: needs_data_disk(app, &inputs.project_data),
+        project_data: inputs.project_data.clone(),
         notes,
     };
     out.files.extend(inputs.project_files.iter().cloned());
@@ -317,9 +315,9 @@ fn keeps_volumes(app: &App) -> bool {
 }
 
 /// Does the native VM of `app` have the data step: it keeps volumes, or
-/// `made_folders`, the project folders the build did not find?
-pub fn needs_data_disk(app: &App, made_folders: &[String]) -> bool {
-    keeps_volumes(app) || !made_folders.is_empty()
+/// keeps what services write to the project (`shared::project_data`)?
+pub fn needs_data_disk(app: &App, project_data: &ProjectData) -> bool {
+    keeps_volumes(app) || !project_data.is_empty()
 }
 
 /// The native VM's LinuxKit configuration: the base, the `netns` onboot
@@ -341,12 +339,12 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
         ..Default::default()
     });
     if native.volumes {
-        let volumes = format!("/{VOLUMES_DIR}");
-        let mut dirs = vec![volumes.as_str()];
-        dirs.extend(native.made_folders.iter().map(String::as_str));
-        config
-            .onboot
-            .push(moby::data(refs, &dirs, &[&format!("/{ANONYMOUS_DIR}")]));
+        config.onboot.push(moby::data(
+            refs,
+            &[&format!("/{VOLUMES_DIR}")],
+            &native.project_data,
+            &[&format!("/{ANONYMOUS_DIR}")],
+        ));
     }
     config.services.extend(native.services.iter().cloned());
     config.files.extend(native.files.iter().cloned());
@@ -448,13 +446,13 @@ mod tests {
     }
 
     /// The conversion's inputs for the shop app: no project files, and
-    /// `made_folders` as the project folders the build did not find.
-    fn shop_inputs(facts: &BTreeMap<String, Facts>, made_folders: Vec<String>) -> Inputs<'_> {
+    /// `made` as the project folders the build did not find.
+    fn shop_inputs(facts: &BTreeMap<String, Facts>, made: Vec<String>) -> Inputs<'_> {
         Inputs {
             facts,
             project_files: vec![],
             project_dir: "/etc/compose/project",
-            made_folders,
+            project_data: ProjectData { writable: None, made },
             files_dir: "/etc/compose",
         }
     }

@@ -133,8 +133,9 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     test_boot::run(sh, project, &lean(Method::Dynamic), &webdb)?;
     // Named volumes on the data disk: booted, stopped cleanly through the
     // ACPI power button (the counter ignores SIGTERM: the stop must end at
-    // its grace period), booted again on the same disk, the count the first
-    // boot committed is there, and the anonymous volume is new (the first
+    // its grace period), booted again on the same disk, the counts the first
+    // boot committed are there (on a named volume, and in a project folder
+    // bound read-write), and the anonymous volume is new (the first
     // boot's, on the data disk, is removed at the second boot, and said).
     let volumes = load(&[VOLUMES])?;
     for (method, removed) in [
@@ -379,7 +380,7 @@ const RUNTIMES: [&str; 6] = [
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
 const VOLUMES: &str = "compose/volumes.yml";
-const VOLUMES_SAID: &str = "boots: 2, scratch: new";
+const VOLUMES_SAID: &str = "boots: 2, project: 2, scratch: new";
 /// What the static VM's data disk step says at its second boot of
 /// compose/volumes.yml, whose counter has an anonymous volume.
 const ANONYMOUS_REMOVED: &str = "data: removed 1 anonymous volume(s) an earlier boot left in /var/lib/docker/volumes";

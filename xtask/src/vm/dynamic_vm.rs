@@ -34,7 +34,7 @@ pub fn payload(registry: Option<&Address>) -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Dynamic),
         project_files: vec![],
-        data_dirs: Vec::new(),
+        project_data: Default::default(),
         // A registry on the host, reached through QEMU's gateway, speaks plain HTTP.
         daemon_json: format!("{{{ENGINE}, \"insecure-registries\": [\"{GUEST_GATEWAY}/32\"]}}\n"),
         cmdline: registry

@@ -221,7 +221,7 @@ mod tests {
             refs.insert(n.into(), images::reference(n, "0123456789ab"));
         }
         let payload = ComposePayload {
-            data_dirs: Vec::new(),
+            project_data: Default::default(),
             compose_file: "dist/compose-static/docker-compose.yml".into(),
             project_files: vec![File::source(
                 "etc/compose/project/nginx.conf",

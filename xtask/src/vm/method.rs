@@ -69,7 +69,7 @@ impl Method {
     fn own_images(self, app: &App) -> Vec<&'static str> {
         match self {
             Method::Static | Method::Dynamic => vec![moby::DATA_IMAGE, "docker", "compose"],
-            Method::Native if crate::native::needs_data_disk(app, &super::shared::made_folders(app)) => {
+            Method::Native if crate::native::needs_data_disk(app, &super::shared::project_data(app)) => {
                 vec!["netns", moby::DATA_IMAGE]
             }
             Method::Native => vec!["netns"],

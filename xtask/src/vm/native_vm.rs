@@ -59,7 +59,7 @@ fn vm_of(project: &Project, app: &App, checked: native::Checked, facts: &BTreeMa
         facts,
         project_files: carried(app)?,
         project_dir: PROJECT_IN_VM,
-        made_folders: shared::made_folders(app),
+        project_data: shared::project_data(app),
         files_dir: FILES_IN_VM,
     };
     let converted = native::convert(app, checked, &inputs).map_err(|problems| Invalid {

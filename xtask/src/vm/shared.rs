@@ -20,7 +20,7 @@ use crate::{
     },
     base::{files, project::Project},
     building::{apps, images},
-    moby::{self, ComposePayload, File},
+    moby::{self, ComposePayload, File, ProjectData},
     vm::{
         linuxkit::{self, Vm},
         method::Method,
@@ -84,7 +84,7 @@ pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
         let host = app.dir.join(rel);
         let Ok(meta) = std::fs::metadata(&host) else {
             // Docker would make it, empty: the VM carries the empty folder,
-            // and its data step keeps it on the data disk (`made_folders`).
+            // and its data step keeps it on the data disk (`project_data`).
             add_dir(&mut out, rel);
             continue;
         };
@@ -114,17 +114,34 @@ pub fn project_files(method: Method, app: &App) -> Result<Vec<File>> {
     Ok(out)
 }
 
-/// The project folders the services bind-mount that are not there at build
-/// time, where they are in the VM. Docker makes each on its host, empty, and
-/// what a service writes there (`./data/db:/var/lib/postgresql/data`) stays
-/// in it from run to run; the VM carries each as an empty folder and its data
-/// step binds it from the data disk, so it stays from boot to boot.
-pub fn made_folders(app: &App) -> Vec<String> {
-    app.binds()
-        .into_iter()
-        .filter(|rel| std::fs::metadata(app.dir.join(rel)).is_err())
-        .map(|rel| Path::new(PROJECT_IN_VM).join(rel).display().to_string())
-        .collect()
+/// What the data step keeps of the project the VM carries, as Docker keeps
+/// what services write to its host's folder. Docker mounts the project's
+/// files and folders read-write unless a bind says `:ro`, and what a service
+/// writes there (an SQLite file in `./data`, uploads) stays in the folder
+/// from run to run: when a service binds a file or folder that is there
+/// without `:ro`, the VM's project folder is an overlay whose upper layer is
+/// on the data disk (the build's files below it, what services wrote over
+/// them). A bound folder that is not there at build time Docker makes on its
+/// host, empty (`./data/db:/var/lib/postgresql/data`): the VM carries it
+/// empty and its data step binds it from the data disk.
+pub fn project_data(app: &App) -> ProjectData {
+    let writes_a_file_there = app.services.iter().flat_map(|s| &s.mounts).any(|m| {
+        m.kind == "bind"
+            && !m.read_only
+            && m.source
+                .as_deref()
+                .and_then(|source| Path::new(source).strip_prefix(&app.dir).ok())
+                .is_some_and(|rel| std::fs::symlink_metadata(app.dir.join(rel)).is_ok())
+    });
+    ProjectData {
+        writable: writes_a_file_there.then(|| PROJECT_IN_VM.to_string()),
+        made: app
+            .binds()
+            .into_iter()
+            .filter(|rel| std::fs::metadata(app.dir.join(rel)).is_err())
+            .map(|rel| Path::new(PROJECT_IN_VM).join(rel).display().to_string())
+            .collect(),
+    }
 }
 
 /// Where the files of the app's secrets and configs are staged for
@@ -291,7 +308,7 @@ pub fn compose_vm(
 ) -> Result<Vm> {
     payload.project_files = project_files(method, app)?;
     payload.project_files.extend(carried_files(method, app)?);
-    payload.data_dirs = made_folders(app);
+    payload.project_data = project_data(app);
     let mut vm = linuxkit::compose_vm(method.vm_name(), payload);
     vm.base_initrd = true;
     vm.checked_in = checked_in && is_default(project, app);
@@ -524,7 +541,37 @@ mod tests {
         let runtime = static_vm::runtime_file(&app).unwrap();
         assert!(runtime.contains("source: /etc/compose/project/conf\n"), "{runtime}");
         assert!(runtime.contains("source: /etc/compose/project/run.sh\n"), "{runtime}");
-        assert!(made_folders(&app).is_empty());
+        // run.sh is bound without `:ro`: what the service writes there stays,
+        // on an overlay of the project folder whose upper layer is on the disk.
+        let kept = project_data(&app);
+        assert_eq!(
+            kept,
+            ProjectData {
+                writable: Some(PROJECT_IN_VM.into()),
+                made: vec![]
+            }
+        );
+        let mut payload = static_vm::payload();
+        payload.project_data = kept;
+        let config = moby::compose(&compose_refs(), &payload);
+        let data = config.onboot.iter().find(|c| c.name == "data").unwrap();
+        assert_eq!(
+            data.command.as_deref().unwrap(),
+            ["/usr/bin/data-disk", "--writable", PROJECT_IN_VM, moby::ENGINE_VOLUMES]
+        );
+        assert_eq!(
+            data.binds_add,
+            ["/etc/compose/project:/etc/compose/project:rshared,rbind"]
+        );
+    }
+
+    fn compose_refs() -> moby::Refs {
+        [
+            "kernel", "init", "crun", "modules", "network", "getty", "data", "docker", "compose",
+        ]
+        .map(|n| (n.to_string(), format!("{n}:x")))
+        .into_iter()
+        .collect()
     }
 
     /// A bind of a project folder that is not there (`./data/db`, where the
@@ -544,7 +591,15 @@ mod tests {
         )
         .unwrap();
         let app = load(&file);
-        assert_eq!(made_folders(&app), ["/etc/compose/project/data/db"]);
+        // Only read by the app (no bind of a file that is there): the project
+        // folder stays as the VM image has it.
+        assert_eq!(
+            project_data(&app),
+            ProjectData {
+                writable: None,
+                made: vec!["/etc/compose/project/data/db".into()]
+            }
+        );
         let files = project_files(Method::Static, &app).unwrap();
         let dirs: Vec<&str> = files
             .iter()
@@ -562,14 +617,8 @@ mod tests {
             ]
         );
         let mut payload = static_vm::payload();
-        payload.data_dirs = made_folders(&app);
-        let refs = [
-            "kernel", "init", "crun", "modules", "network", "getty", "data", "docker", "compose",
-        ]
-        .map(|n| (n.to_string(), format!("{n}:x")))
-        .into_iter()
-        .collect();
-        let config = moby::compose(&refs, &payload);
+        payload.project_data = project_data(&app);
+        let config = moby::compose(&compose_refs(), &payload);
         let data = config.onboot.iter().find(|c| c.name == "data").unwrap();
         assert_eq!(
             data.command.as_deref().unwrap(),

@@ -22,7 +22,7 @@ pub fn payload() -> ComposePayload {
     ComposePayload {
         compose_file: runtime_compose(Method::Static),
         project_files: vec![],
-        data_dirs: Vec::new(),
+        project_data: Default::default(),
         daemon_json: format!("{{{ENGINE}}}\n"),
         cmdline: vec![],
     }
