@@ -270,18 +270,26 @@ impl Pins {
     }
 
     /// The catalog entry that stands in for `reference`: `NAME:VARIANT` where
-    /// the catalog has one for a `-`-separated part of its tag, or for the
-    /// part without the version after it (`php:8.2-apache-bookworm` ->
-    /// `php:apache`, `python:3.12-alpine3.19` -> `python:alpine`), else its
+    /// the catalog has one for a `-`-separated part of its tag, for the part
+    /// without the version after it, or for a version's major (`php:8.2-apache-bookworm` ->
+    /// `php:apache`, `python:3.12-alpine3.19` -> `python:alpine`,
+    /// `eclipse-temurin:21.0.5_11-jre` -> `eclipse-temurin:21`), else its
     /// name alone.
     pub fn catalog_key(&self, reference: &Reference) -> String {
         let name = reference.catalog_name();
-        // A part may carry its version (`alpine3.19`): the variant is its name.
+        // A part may carry its version (`alpine3.19`): the variant is its
+        // name; a version (`21.0.5_11`) may be one by its major.
         reference
             .tag()
             .into_iter()
             .flat_map(|tag| tag.split('-'))
-            .flat_map(|part| [part, part.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')])
+            .flat_map(|part| {
+                [
+                    part,
+                    part.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.'),
+                    part.split(|c: char| !c.is_ascii_digit()).next().unwrap_or_default(),
+                ]
+            })
             .map(|part| format!("{name}:{part}"))
             .find(|key| self.catalog.contains_key(key))
             .unwrap_or_else(|| name.to_string())
@@ -366,6 +374,37 @@ mod tests {
         }
     }
 
+    /// A tag that asks for Java 21 or 25 gets that JDK (a JDK 17 cannot
+    /// compile for them), any other Java 17's.
+    #[test]
+    fn repo_catalog_java_by_version() {
+        let pins = Pins::load(&crate::base::project::root()).unwrap();
+        for (reference, recipe, jdk) in [
+            ("eclipse-temurin:17-jre", "openjdk", "openjdk-17-jdk-headless"),
+            ("eclipse-temurin:21-jre", "openjdk-21", "openjdk-21-jdk-headless"),
+            (
+                "eclipse-temurin:21.0.5_11-jdk-jammy",
+                "openjdk-21",
+                "openjdk-21-jdk-headless",
+            ),
+            ("openjdk:25-jdk-slim", "openjdk-25", "openjdk-25-jdk-headless"),
+            ("maven:3-eclipse-temurin-17", "maven", "openjdk-17-jdk-headless"),
+            ("maven:3.9-eclipse-temurin-21", "maven-21", "openjdk-21-jdk-headless"),
+            (
+                "maven:3.9.9-eclipse-temurin-25-alpine",
+                "maven-25",
+                "openjdk-25-jdk-headless",
+            ),
+        ] {
+            let key = pins.catalog_key(&Reference::parse(reference).unwrap());
+            assert_eq!(pins.catalog[&key].recipe, recipe, "{reference}");
+            assert!(
+                pins.image(recipe).unwrap().packages.contains(&jdk.to_string()),
+                "{recipe}: {jdk}"
+            );
+        }
+    }
+
     const MINIMAL: &str = "
 debian: {suite: trixie, mirror: http://m, host_packages: {q: {package: qemu-system-x86, min_version: [9.1]}}}
 go:
@@ -389,6 +428,21 @@ images:
         assert_eq!(key("docker.io/library/php:8-fpm"), "php");
         assert_eq!(key("php:8.3-apache3.1"), "php:apache");
         assert_eq!(key("php:8.3"), "php");
+    }
+
+    #[test]
+    fn catalog_variants_by_major_version() {
+        let text =
+            format!("{MINIMAL}catalog:\n  java: {{recipe: a, serves: x}}\n  'java:21': {{recipe: b, serves: x}}\n");
+        let pins = Pins::parse(&text).unwrap();
+        let key = |r: &str| pins.catalog_key(&Reference::parse(r).unwrap());
+        assert_eq!(key("java:21"), "java:21");
+        assert_eq!(key("java:21-jre"), "java:21");
+        assert_eq!(key("java:21.0.5_11-jdk-jammy"), "java:21");
+        assert_eq!(key("java:3.9-eclipse-temurin-21"), "java:21");
+        assert_eq!(key("java:17-jre"), "java");
+        assert_eq!(key("java:211"), "java");
+        assert_eq!(key("java:latest"), "java");
     }
 
     #[test]
