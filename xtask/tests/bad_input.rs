@@ -202,7 +202,7 @@ fn image_the_local_profile_would_have_to_pull() {
     );
     assert!(
         e.contains(
-            "its catalog: alpine, busybox, debian, eclipse-temurin, eclipse-temurin:21, eclipse-temurin:25, golang, mariadb, maven,"
+            "its catalog: adminer, alpine, busybox, debian, eclipse-temurin, eclipse-temurin:21, eclipse-temurin:25, golang,"
         ),
         "{e}"
     );
