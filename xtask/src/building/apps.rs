@@ -364,7 +364,7 @@ fn asked_version(asked: &Reference) -> Option<String> {
 }
 
 /// Whether `asked`'s tag names an older major version than `served`
-/// (`node:14.4.0-alpine` served by 18.20.4; not `node:lts`, whose version
+/// (`node:14.4.0-alpine` served by 20.19.2; not `node:lts`, whose version
 /// the tag does not say).
 fn older_major(asked: &Reference, served: Option<&str>) -> bool {
     let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
