@@ -32,7 +32,8 @@ pub struct CatalogEntry {
     /// The recipe folder under `images/` (listed under `images:`).
     pub recipe: String,
     /// What it serves, said beside the version asked for: a Debian package of
-    /// the recipe (its version is read at build time) or a Go tool (`go:NAME`).
+    /// the recipe (its version is read at build time), a Go tool (`go:NAME`)
+    /// or a PyPI package its recipe folder's requirements.txt pins (`pypi:NAME`).
     pub serves: String,
     /// Where the stand-in falls short of the image it stands in for, said
     /// after what it serves (e.g. modules the upstream image loads).
@@ -46,12 +47,15 @@ pub struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// What [`CatalogEntry::serves`] names: a Go tool (`go:NAME`) or a
-    /// Debian package of the recipe.
+    /// What [`CatalogEntry::serves`] names: a Go tool (`go:NAME`), a PyPI
+    /// package (`pypi:NAME`) or a Debian package of the recipe.
     pub fn served(&self) -> Served<'_> {
-        match self.serves.strip_prefix("go:") {
-            Some(tool) => Served::GoTool(tool),
-            None => Served::Package(&self.serves),
+        if let Some(tool) = self.serves.strip_prefix("go:") {
+            Served::GoTool(tool)
+        } else if let Some(package) = self.serves.strip_prefix("pypi:") {
+            Served::PyPi(package)
+        } else {
+            Served::Package(&self.serves)
         }
     }
 }
@@ -63,13 +67,15 @@ pub enum Served<'a> {
     Package(&'a str),
     /// A Go tool under `go:` in pins.yml, at its pinned version.
     GoTool(&'a str),
+    /// A PyPI package at the version its recipe folder's requirements.txt pins.
+    PyPi(&'a str),
 }
 
 impl<'a> Served<'a> {
     /// The package's or the tool's name.
     pub fn name(self) -> &'a str {
         match self {
-            Served::Package(name) | Served::GoTool(name) => name,
+            Served::Package(name) | Served::GoTool(name) | Served::PyPi(name) => name,
         }
     }
 }

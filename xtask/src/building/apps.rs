@@ -301,6 +301,10 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
             let version = images::package_version(project, reference, package).unwrap_or_else(|| "?".into());
             format!("Debian {suite} {package} {version}")
         }
+        Served::PyPi(package) => {
+            let version = pypi_version(project, &entry.recipe, package).unwrap_or_else(|| "?".into());
+            format!("{package} {version} (PyPI)")
+        }
     };
     match &entry.note {
         Some(note) => format!("{what} ({note})"),
@@ -315,8 +319,18 @@ fn served_version(project: &Project, name: &str, reference: &str) -> Option<Stri
     let version = match entry.served() {
         Served::GoTool(tool) => project.pins.go.get(tool)?.version.clone(),
         Served::Package(package) => images::package_version(project, reference, package)?,
+        Served::PyPi(package) => pypi_version(project, &entry.recipe, package)?,
     };
     Some(upstream_version(&version).to_string())
+}
+
+/// The version of PyPI package `package` that recipe `recipe` pins.
+fn pypi_version(project: &Project, recipe: &str, package: &str) -> Option<String> {
+    images::fetched_packages(project, recipe)
+        .ok()?
+        .into_iter()
+        .find(|f| f.registry == "pypi" && f.name.eq_ignore_ascii_case(package))
+        .map(|f| f.version)
 }
 
 /// The program catalog entry `name` serves: its Debian package or Go tool.

@@ -293,6 +293,100 @@ pub fn package_version(project: &Project, reference: &str, package: &str) -> Opt
     versions.get(package).cloned()
 }
 
+/// A package a recipe's own RUN steps fetch from a package registry, pinned
+/// by hash in its folder: each requirement of its `requirements.txt` (PyPI,
+/// pip's hash-checking mode) and each `NAME-VERSION.tgz` a `*.sha512` file
+/// checks (npm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// `pypi` or `npm`, as purls name them.
+    pub registry: &'static str,
+    pub name: String,
+    pub version: String,
+    /// `sha256:HEX`, `sha512:HEX`: every file the pin accepts.
+    pub hashes: Vec<String>,
+}
+
+impl Fetched {
+    pub fn purl(&self) -> String {
+        format!("pkg:{}/{}@{}", self.registry, self.name.to_lowercase(), self.version)
+    }
+}
+
+/// The packages recipe `name`'s folder pins for its RUN steps to fetch ([`Fetched`]).
+pub fn fetched_packages(project: &Project, name: &str) -> Result<Vec<Fetched>> {
+    let dir = recipe_dir(project, name)?;
+    let mut out = Vec::new();
+    let requirements = dir.join("requirements.txt");
+    if requirements.is_file() {
+        let text = fs::read_to_string(&requirements)?;
+        out.extend(pinned_requirements(&text).with_context(|| requirements.display().to_string())?);
+    }
+    let mut sums: Vec<PathBuf> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sha512"))
+        .collect();
+    sums.sort();
+    for path in sums {
+        let text = fs::read_to_string(&path)?;
+        out.extend(npm_tarball_sums(&text).with_context(|| path.display().to_string())?);
+    }
+    Ok(out)
+}
+
+/// The `NAME==VERSION --hash=…` requirements of a hash-checked requirements file.
+fn pinned_requirements(text: &str) -> Result<Vec<Fetched>> {
+    let joined = text.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines().map(|l| l.split(" #").next().unwrap_or(l).trim()) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let requirement = words.next().unwrap_or_default();
+        let Some((name, version)) = requirement.split_once("==") else {
+            bail!("`{requirement}` is not pinned as NAME==VERSION");
+        };
+        let hashes: Vec<String> = words
+            .filter_map(|w| w.strip_prefix("--hash="))
+            .map(str::to_string)
+            .collect();
+        if hashes.is_empty() {
+            bail!("`{requirement}` has no --hash");
+        }
+        let name = name.split('[').next().unwrap_or(name);
+        out.push(Fetched {
+            registry: "pypi",
+            name: name.to_string(),
+            version: version.to_string(),
+            hashes,
+        });
+    }
+    Ok(out)
+}
+
+/// The npm tarballs (`NAME-VERSION.tgz`) a `sha512sum -c` file checks.
+fn npm_tarball_sums(text: &str) -> Result<Vec<Fetched>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (hash, file) = line
+            .split_once("  ")
+            .with_context(|| format!("`{line}` is not `HEX  FILE` (sha512sum's format)"))?;
+        let stem = file.trim().strip_suffix(".tgz").unwrap_or(file.trim());
+        let (name, version) = stem
+            .rsplit_once('-')
+            .filter(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()))
+            .with_context(|| format!("`{file}` is not an npm tarball's NAME-VERSION.tgz"))?;
+        out.push(Fetched {
+            registry: "npm",
+            name: name.to_string(),
+            version: version.to_string(),
+            hashes: vec![format!("sha512:{hash}")],
+        });
+    }
+    Ok(out)
+}
+
 /// LinuxKit's kernel image shape: `kernel` (the bzImage) and `kernel.tar` (the
 /// modules, unpacked into the VM's root) at the image root.
 fn kernel_files(sh: &Shell, project: &Project, tree: &Path, context: &Path) -> Result<()> {
@@ -365,6 +459,41 @@ mod tests {
 
     fn file(path: &str, exec: bool, body: &str) -> TreeFile {
         (path.to_string(), exec, body.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn fetched_packages_are_read_from_hash_pins() {
+        let text = "# a comment\nuv==0.13.9 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n    # via x\nuvicorn[standard]==0.30.6 --hash=sha256:cc\n";
+        let got = pinned_requirements(text).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].name.as_str(), got[0].version.as_str()), ("uv", "0.13.9"));
+        assert_eq!(got[0].hashes, ["sha256:aa", "sha256:bb"]);
+        assert_eq!(got[1].purl(), "pkg:pypi/uvicorn@0.30.6");
+        let err = pinned_requirements("uv>=0.13 --hash=sha256:aa\n").unwrap_err();
+        assert!(err.to_string().contains("not pinned"), "{err}");
+        assert!(pinned_requirements("uv==0.13.9\n").is_err(), "no hash");
+
+        let npm = npm_tarball_sums("abcd  yarn-1.22.22.tgz\n").unwrap();
+        assert_eq!(npm[0].purl(), "pkg:npm/yarn@1.22.22");
+        assert_eq!(npm[0].hashes, ["sha512:abcd"]);
+        assert!(npm_tarball_sums("abcd yarn.tgz\n").is_err());
+    }
+
+    #[test]
+    fn repo_recipes_that_fetch_pin_what_they_fetch() {
+        let project = crate::base::project::for_tests();
+        for (name, image) in &project.pins.images {
+            let fetched = fetched_packages(&project, name).unwrap();
+            assert_eq!(
+                image.fetches,
+                !fetched.is_empty(),
+                "images.{name}: fetches, and what its folder pins"
+            );
+        }
+        let uv = fetched_packages(&project, "uv").unwrap();
+        assert_eq!(uv[0].purl().split('@').next(), Some("pkg:pypi/uv"));
+        let node = fetched_packages(&project, "node-full").unwrap();
+        assert_eq!(node[0].purl(), "pkg:npm/yarn@1.22.22");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `dist/<vm>.spdx.json`: an SPDX 2.3 SBOM per VM. Every image in the VM and
 //! every app image it runs, with each Debian package in it (pins.lock's name,
-//! version, source package and sha256, the licenses its copyright file names)
-//! and each Go module compiled into its binaries (`go version -m`).
+//! version, source package and sha256, the licenses its copyright file names),
+//! each Go module compiled into its binaries (`go version -m`) and each PyPI
+//! or npm package its recipe fetched (by the hashes its folder pins).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -33,6 +34,8 @@ pub struct Image {
     pub go: Vec<GoModule>,
     /// Packages its own package database lists (images pulled from a registry).
     pub found: Vec<Installed>,
+    /// Packages its recipe's RUN steps fetched from PyPI or npm, by the hashes it pins.
+    pub fetched: Vec<images::Fetched>,
 }
 
 /// A Go module compiled into a binary.
@@ -294,6 +297,36 @@ pub fn document(vm: &str, epoch: u64, created: &str, mirror: &str, images: &[Ima
     }
     for (i, image) in images.iter().enumerate() {
         let image_id = spdx_ref("Image", &[&i.to_string(), &image.name]);
+        for fetched in &image.fetched {
+            let id = spdx_ref("Fetched", &[&i.to_string(), fetched.registry, &fetched.name]);
+            let mut package = json!({
+                "SPDXID": id,
+                "name": fetched.name,
+                "versionInfo": fetched.version,
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": false,
+                "licenseConcluded": "NOASSERTION",
+                "licenseDeclared": "NOASSERTION",
+                "copyrightText": "NOASSERTION",
+                "comment": format!("fetched from the {} registry by the recipe's build, which accepts only: {}", fetched.registry, fetched.hashes.join(", ")),
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": fetched.purl(),
+                }],
+            });
+            if let [only] = fetched.hashes.as_slice() {
+                if let Some((algorithm, value)) = only.split_once(':') {
+                    package["checksums"] = json!([{"algorithm": algorithm.to_uppercase(), "checksumValue": value}]);
+                }
+            }
+            packages.push(package);
+            relationships.push(json!({
+                "spdxElementId": image_id,
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": id,
+            }));
+        }
         for found in &image.found {
             let id = spdx_ref("Found", &[&i.to_string(), &found.kind, &found.name]);
             packages.push(json!({
@@ -368,6 +401,7 @@ fn recipe_image(sh: &Shell, project: &Project, recipe: &str, name: String) -> Re
         licenses: images::package_licenses(project, recipe)?,
         go: recipe_go(sh, project, recipe)?,
         found: vec![],
+        fetched: images::fetched_packages(project, recipe)?,
     })
 }
 
@@ -394,6 +428,7 @@ pub fn write(sh: &Shell, project: &Project, vm: &str, recipes: &[&str], app: Opt
                     go: vec![],
                     // The image's packages, listed once (under its first base).
                     found: if i == 0 { found.clone() } else { vec![] },
+                    fetched: vec![],
                 });
             }
         }
@@ -479,6 +514,7 @@ mod tests {
                 licenses: BTreeMap::new(),
                 go: vec![],
                 found: vec![],
+                fetched: vec![],
             },
             Image {
                 name: "proxy:1 (app image on traefik)".into(),
@@ -491,6 +527,12 @@ mod tests {
                     sum: "h1:x=".into(),
                 }],
                 found: vec![],
+                fetched: vec![images::Fetched {
+                    registry: "npm",
+                    name: "yarn".into(),
+                    version: "1.22.22".into(),
+                    hashes: vec!["sha512:a6b2".into()],
+                }],
             },
         ];
         let doc = document("compose-static", 1, "1970-01-01T00:00:01Z", "http://m/debian/", &images);
@@ -513,6 +555,10 @@ mod tests {
             "pkg:deb/debian/nginx-light@1%3A1.26.3-3?arch=amd64"
         );
         assert_eq!(find("github.com/traefik/traefik/v3")["versionInfo"], "v3.6.12");
+        let yarn = find("yarn");
+        assert_eq!(yarn["externalRefs"][0]["referenceLocator"], "pkg:npm/yarn@1.22.22");
+        assert_eq!(yarn["checksums"][0]["algorithm"], "SHA512");
+        assert_eq!(yarn["checksums"][0]["checksumValue"], "a6b2");
         // Every package is reachable from the document through its relationships.
         let related: BTreeSet<&str> = doc["relationships"]
             .as_array()
