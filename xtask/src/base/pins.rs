@@ -280,9 +280,21 @@ impl Pins {
     /// without the version after it, or for a version's major (`php:8.2-apache-bookworm` ->
     /// `php:apache`, `python:3.12-alpine3.19` -> `python:alpine`,
     /// `eclipse-temurin:21.0.5_11-jre` -> `eclipse-temurin:21`), else its
-    /// name alone.
+    /// name alone. NAME is the image's full name where the catalog has an
+    /// entry for it, with or without the Debian release it may end in
+    /// (`gcr.io/distroless/static-debian12` -> `gcr.io/distroless/static`),
+    /// else its last component (any registry's `nginx`).
     pub fn catalog_key(&self, reference: &Reference) -> String {
-        let name = reference.catalog_name();
+        let familiar = reference.familiar_name();
+        let released = familiar
+            .rsplit_once("-debian")
+            .filter(|(_, release)| !release.is_empty() && release.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(name, _)| name.to_string());
+        let name = [Some(familiar.clone()), released]
+            .into_iter()
+            .flatten()
+            .find(|name| self.catalog.contains_key(name))
+            .unwrap_or_else(|| reference.catalog_name().to_string());
         // A part may carry its version (`alpine3.19`): the variant is its
         // name; a version (`21.0.5_11`) may be one by its major.
         reference
@@ -298,7 +310,7 @@ impl Pins {
             })
             .map(|part| format!("{name}:{part}"))
             .find(|key| self.catalog.contains_key(key))
-            .unwrap_or_else(|| name.to_string())
+            .unwrap_or(name)
     }
 
     /// What image `name` is made from.
@@ -449,6 +461,57 @@ images:
         assert_eq!(key("java:17-jre"), "java");
         assert_eq!(key("java:211"), "java");
         assert_eq!(key("java:latest"), "java");
+    }
+
+    #[test]
+    fn catalog_full_names_with_or_without_their_debian_release() {
+        let text = format!(
+            "{MINIMAL}catalog:\n  static: {{recipe: a, serves: x}}\n  'gcr.io/distroless/static': {{recipe: b, serves: x}}\n  'gcr.io/distroless/static:nonroot': {{recipe: a, serves: y}}\n"
+        );
+        let pins = Pins::parse(&text).unwrap();
+        let key = |r: &str| pins.catalog_key(&Reference::parse(r).unwrap());
+        assert_eq!(key("gcr.io/distroless/static"), "gcr.io/distroless/static");
+        assert_eq!(key("gcr.io/distroless/static-debian12"), "gcr.io/distroless/static");
+        assert_eq!(
+            key("gcr.io/distroless/static-debian12:nonroot"),
+            "gcr.io/distroless/static:nonroot"
+        );
+        assert_eq!(
+            key("gcr.io/distroless/static:debug-nonroot"),
+            "gcr.io/distroless/static:nonroot"
+        );
+        assert_eq!(
+            key("gcr.io/distroless/static-debian12:latest"),
+            "gcr.io/distroless/static"
+        );
+        // Another registry's image of that last name is the short name's.
+        assert_eq!(key("example.com/me/static-debian12"), "static-debian12");
+        assert_eq!(key("example.com/me/static:1"), "static");
+        assert_eq!(key("gcr.io/distroless/static-debianx"), "static-debianx");
+    }
+
+    #[test]
+    fn repo_catalog_distroless() {
+        let project = crate::base::project::for_tests();
+        let recipe = |r: &str| {
+            let key = project.pins.catalog_key(&Reference::parse(r).unwrap());
+            project.pins.catalog[&key].recipe.clone()
+        };
+        for name in [
+            "static",
+            "base",
+            "cc",
+            "static-debian12",
+            "cc-debian12",
+            "base-debian11",
+        ] {
+            assert_eq!(recipe(&format!("gcr.io/distroless/{name}")), "distroless", "{name}");
+            assert_eq!(
+                recipe(&format!("gcr.io/distroless/{name}:nonroot")),
+                "distroless-nonroot",
+                "{name}"
+            );
+        }
     }
 
     #[test]
