@@ -363,10 +363,11 @@ const FEATURES: [&str; 6] = [
 /// A web app with postgres and redis behind it.
 const WEB_DB: &str = "compose/webdb.yml";
 /// The runtimes and databases of the sample apps, booted as one app: a Python
-/// app with the mongo stand-in behind it; a PHP page on `php:8-apache` with
-/// mariadb behind it; a Maven-built Java app on the maven and eclipse-temurin
-/// stand-ins; a FastAPI app on the uvicorn-gunicorn-fastapi stand-in; a Go
-/// app on the golang and alpine stand-ins with postgres behind it; an express
+/// app installed by uv with the mongo stand-in behind it; a PHP page on
+/// `php:8-apache` with mariadb behind it; a Maven-built Java app on the maven
+/// and eclipse-temurin stand-ins; a FastAPI app on the
+/// uvicorn-gunicorn-fastapi stand-in; a Go app on the golang and alpine
+/// stand-ins, and again on distroless, with postgres behind it; an express
 /// app on `node:20` whose bcrypt addon npm compiles.
 const RUNTIMES: [&str; 6] = [
     "compose/mongo-app.yml",
