@@ -248,6 +248,11 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
         };
         ids.insert(app.image_of(service).to_string(), id);
     }
+    if builder == Builder::Buildah {
+        if let Err(e) = images::prune_buildah(sh, project) {
+            ui::note(format!("buildah's storage was not pruned: {e:#}"));
+        }
+    }
     Ok(ids)
 }
 

@@ -268,7 +268,9 @@ fn same_image(one: &BTreeMap<String, String>, two: &BTreeMap<String, String>, im
 
 /// Build the test image serving `page`: busybox (from the VM's own init
 /// image, which is all of Debian's busybox-static), the page, and a file the
-/// last layer deletes. Returns its name in buildah's storage.
+/// last layer deletes. Returns its name in buildah's storage. (Not a named
+/// stage `FROM {init} AS busybox`: with `--layers`, buildah 1.28 leaves that
+/// stage's working container behind, a copy of the image in its vfs storage.)
 fn make_image(sh: &Shell, project: &Project, dir: &Path, page: &str) -> Result<String> {
     let init = images::ensure_in_buildah(sh, project, "init")?;
     let context = dir.join("image");
@@ -278,9 +280,8 @@ fn make_image(sh: &Shell, project: &Project, dir: &Path, page: &str) -> Result<S
     fs::write(
         context.join("Dockerfile"),
         format!(
-            "FROM {init} AS busybox\n\
-             FROM scratch\n\
-             COPY --from=busybox /usr/bin/busybox /bin/busybox\n\
+            "FROM scratch\n\
+             COPY --from={init} /usr/bin/busybox /bin/busybox\n\
              COPY index.html gone.html /www/\n\
              RUN [\"/bin/busybox\", \"rm\", \"/www/gone.html\"]\n\
              EXPOSE 80\n\
