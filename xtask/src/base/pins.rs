@@ -515,6 +515,25 @@ images:
     }
 
     #[test]
+    fn repo_catalog_uv_alone_or_on_python() {
+        let project = crate::base::project::for_tests();
+        let key = |r: &str| project.pins.catalog_key(&Reference::parse(r).unwrap());
+        for (asked, want) in [
+            ("ghcr.io/astral-sh/uv:latest", "uv"),
+            ("ghcr.io/astral-sh/uv:0.5.4", "uv"),
+            ("ghcr.io/astral-sh/uv:python3.12-bookworm-slim", "uv:python"),
+            ("ghcr.io/astral-sh/uv:0.6-python3.12-bookworm", "uv:python"),
+            ("ghcr.io/astral-sh/uv:bookworm-slim", "uv:bookworm"),
+            ("ghcr.io/astral-sh/uv:debian-slim", "uv:debian"),
+            ("ghcr.io/astral-sh/uv:alpine", "uv:alpine"),
+        ] {
+            assert_eq!(key(asked), want, "{asked}");
+        }
+        assert_eq!(project.pins.catalog["uv"].served(), Served::PyPi("uv"));
+        assert_eq!(project.pins.catalog["uv:bookworm"].recipe, "uv-python");
+    }
+
+    #[test]
     fn catalog_serves_a_package_or_a_pinned_go_tool() {
         let text = format!(
             "{MINIMAL}catalog:\n  x: {{recipe: a, serves: busybox-static}}\n  y: {{recipe: b, serves: 'go:t'}}\n"

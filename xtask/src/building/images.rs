@@ -383,23 +383,27 @@ impl Fetched {
     }
 }
 
-/// The packages recipe `name`'s folder pins for its RUN steps to fetch ([`Fetched`]).
+/// The packages recipe `name`'s folder, and the folders it shares, pin for
+/// its RUN steps to fetch ([`Fetched`]).
 pub fn fetched_packages(project: &Project, name: &str) -> Result<Vec<Fetched>> {
-    let dir = recipe_dir(project, name)?;
+    let shared = project.pins.image(name)?.shared.iter();
+    let dirs = std::iter::once(recipe_dir(project, name)?).chain(shared.map(|d| project.root.join("images").join(d)));
     let mut out = Vec::new();
-    let requirements = dir.join("requirements.txt");
-    if requirements.is_file() {
-        let text = fs::read_to_string(&requirements)?;
-        out.extend(pinned_requirements(&text).with_context(|| requirements.display().to_string())?);
-    }
-    let mut sums: Vec<PathBuf> = fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "sha512"))
-        .collect();
-    sums.sort();
-    for path in sums {
-        let text = fs::read_to_string(&path)?;
-        out.extend(npm_tarball_sums(&text).with_context(|| path.display().to_string())?);
+    for dir in dirs {
+        let requirements = dir.join("requirements.txt");
+        if requirements.is_file() {
+            let text = fs::read_to_string(&requirements)?;
+            out.extend(pinned_requirements(&text).with_context(|| requirements.display().to_string())?);
+        }
+        let mut sums: Vec<PathBuf> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "sha512"))
+            .collect();
+        sums.sort();
+        for path in sums {
+            let text = fs::read_to_string(&path)?;
+            out.extend(npm_tarball_sums(&text).with_context(|| path.display().to_string())?);
+        }
     }
     Ok(out)
 }
@@ -579,8 +583,10 @@ mod tests {
                 "images.{name}: fetches, and what its folder pins"
             );
         }
-        let uv = fetched_packages(&project, "uv").unwrap();
-        assert_eq!(uv[0].purl().split('@').next(), Some("pkg:pypi/uv"));
+        for recipe in ["uv", "uv-python"] {
+            let uv = fetched_packages(&project, recipe).unwrap();
+            assert_eq!(uv[0].purl().split('@').next(), Some("pkg:pypi/uv"), "{recipe}");
+        }
         let node = fetched_packages(&project, "node-full").unwrap();
         assert_eq!(node[0].purl(), "pkg:npm/yarn@1.22.22");
     }
