@@ -534,6 +534,19 @@ images:
     }
 
     #[test]
+    fn repo_catalog_database_admin_tools() {
+        let project = crate::base::project::for_tests();
+        let recipe = |r: &str| {
+            let key = project.pins.catalog_key(&Reference::parse(r).unwrap());
+            project.pins.catalog[&key].recipe.clone()
+        };
+        assert_eq!(recipe("adminer:4"), "adminer");
+        assert_eq!(recipe("phpmyadmin"), "phpmyadmin");
+        assert_eq!(recipe("phpmyadmin/phpmyadmin:5.2"), "phpmyadmin");
+        assert_eq!(recipe("phpmyadmin:5.2-apache"), "phpmyadmin");
+    }
+
+    #[test]
     fn catalog_serves_a_package_or_a_pinned_go_tool() {
         let text = format!(
             "{MINIMAL}catalog:\n  x: {{recipe: a, serves: busybox-static}}\n  y: {{recipe: b, serves: 'go:t'}}\n"
