@@ -290,7 +290,7 @@ impl Pins {
             .rsplit_once("-debian")
             .filter(|(_, release)| !release.is_empty() && release.bytes().all(|b| b.is_ascii_digit()))
             .map(|(name, _)| name.to_string());
-        let name = [Some(familiar.clone()), released]
+        let name = [Some(familiar), released]
             .into_iter()
             .flatten()
             .find(|name| self.catalog.contains_key(name))
@@ -490,13 +490,16 @@ images:
         assert_eq!(key("gcr.io/distroless/static-debianx"), "static-debianx");
     }
 
+    /// The recipe the repo's catalog stands in for image `asked` with.
+    fn repo_recipe(project: &crate::base::project::Project, asked: &str) -> String {
+        let key = project.pins.catalog_key(&Reference::parse(asked).unwrap());
+        project.pins.catalog[&key].recipe.clone()
+    }
+
     #[test]
     fn repo_catalog_distroless() {
         let project = crate::base::project::for_tests();
-        let recipe = |r: &str| {
-            let key = project.pins.catalog_key(&Reference::parse(r).unwrap());
-            project.pins.catalog[&key].recipe.clone()
-        };
+        let recipe = |r: &str| repo_recipe(&project, r);
         for name in [
             "static",
             "base",
@@ -536,10 +539,7 @@ images:
     #[test]
     fn repo_catalog_database_admin_tools() {
         let project = crate::base::project::for_tests();
-        let recipe = |r: &str| {
-            let key = project.pins.catalog_key(&Reference::parse(r).unwrap());
-            project.pins.catalog[&key].recipe.clone()
-        };
+        let recipe = |r: &str| repo_recipe(&project, r);
         assert_eq!(recipe("adminer:4"), "adminer");
         assert_eq!(recipe("phpmyadmin"), "phpmyadmin");
         assert_eq!(recipe("phpmyadmin/phpmyadmin:5.2"), "phpmyadmin");
