@@ -1,4 +1,5 @@
-"""Writes a document to MongoDB and reads it back; 200 only if both worked."""
+"""Reads the greeting mongo-init.js seeded, writes a document to MongoDB and
+reads it back; 200 only if all worked."""
 import datetime
 import json
 import os
@@ -8,18 +9,23 @@ import pymongo
 
 # Connects lazily: the app starts before the database accepts connections.
 client = pymongo.MongoClient(os.environ["MONGO_URL"], serverSelectionTimeoutMS=5000)
-visits = client.app.visits
+database = client.get_default_database()
+visits = database.visits
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         try:
+            greeting = database.greetings.find_one({})
+            if greeting is None:
+                raise RuntimeError("no greeting: mongo-init.js did not run")
             doc = {"path": self.path, "at": datetime.datetime.now(datetime.timezone.utc)}
             inserted = visits.insert_one(doc).inserted_id
             found = visits.find_one({"_id": inserted})
             if found is None or found["path"] != self.path:
                 raise RuntimeError(f"document {inserted} did not read back")
             body = {
+                "greeting": greeting["text"],
                 "id": str(inserted),
                 "visits": visits.count_documents({}),
                 "server": client.server_info()["version"],

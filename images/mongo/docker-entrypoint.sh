@@ -4,9 +4,12 @@
 # owns /data/db and /data/configdb and runs as `mongodb`; with
 # MONGO_INITDB_ROOT_USERNAME and MONGO_INITDB_ROOT_PASSWORD (or their _FILE
 # forms) mongod runs with --auth and that user is created in `admin` on a new
-# data folder; /docker-entrypoint-initdb.d/*.sh run once, on a new data folder,
-# against a server on 127.0.0.1; mongod listens on every interface unless
-# told where. Other commands run as they are.
+# data folder; /docker-entrypoint-initdb.d/*.sh and *.js run once, in name
+# order, on a new data folder, against a server on 127.0.0.1 (*.js by the
+# shell, on MONGO_INITDB_DATABASE as the root user, as upstream runs them;
+# *.sh sourced, with the same shell command in the array `mongo`); mongod
+# listens on every interface unless told where. Other commands run as they
+# are.
 set -Eeuo pipefail
 
 if [ "${1:0:1}" = - ]; then
@@ -74,7 +77,7 @@ wait_for_port() {
 }
 
 # run_initdb_scripts ARGS...: start mongod ARGS on 127.0.0.1 only, run the
-# *.sh files in /docker-entrypoint-initdb.d against it, and stop it.
+# *.sh and *.js files in /docker-entrypoint-initdb.d against it, and stop it.
 run_initdb_scripts() {
 	local f port=27017 prev=
 	for f; do
@@ -91,6 +94,11 @@ run_initdb_scripts() {
 		exit 1
 	fi
 	export MONGO_INITDB_DATABASE="${MONGO_INITDB_DATABASE:-test}"
+	# Upstream's name for the shell command init scripts use.
+	mongo=(mongosh --host 127.0.0.1 --port "$port" --quiet)
+	if [ "$MONGO_INITDB_ROOT_USERNAME" ] && [ "$MONGO_INITDB_ROOT_PASSWORD" ]; then
+		mongo+=(--username="$MONGO_INITDB_ROOT_USERNAME" --password="$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase=admin)
+	fi
 	echo
 	for f in /docker-entrypoint-initdb.d/*; do
 		case "$f" in
@@ -98,6 +106,10 @@ run_initdb_scripts() {
 				echo "$0: running $f"
 				# shellcheck source=/dev/null
 				. "$f"
+				;;
+			*.js)
+				echo "$0: running $f"
+				"${mongo[@]}" "$MONGO_INITDB_DATABASE" "$f"
 				;;
 			*) echo "$0: ignoring $f" ;;
 		esac
@@ -140,16 +152,6 @@ if [ "$1" = mongod ]; then
 	scripts=(/docker-entrypoint-initdb.d/*.sh /docker-entrypoint-initdb.d/*.js)
 	shopt -u nullglob
 	if [ "${#db_files[@]}" -eq 0 ] && [ "${#scripts[@]}" -gt 0 ]; then
-		for f in "${scripts[@]}"; do
-			case "$f" in
-				*.js)
-					echo >&2
-					echo >&2 "error: $f needs the mongo shell (mongosh) to run, and this stand-in (FerretDB) has none"
-					echo >&2
-					exit 1
-					;;
-			esac
-		done
 		run_initdb_scripts "$@"
 	fi
 

@@ -170,12 +170,18 @@ pub struct HostPackage {
     pub backports: bool,
 }
 
-/// A Go program built from a module fetched through the Go module proxy.
+/// A Go program built from a module fetched through the Go module proxy, or
+/// from this repository's own source (`source`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GoTool {
     pub module: String,
     pub version: String,
+    /// A folder of this repository holding the module (its go.mod names
+    /// `module`), built in place of a download: its dependencies are pinned
+    /// by its go.sum, and `version` is the program's own.
+    #[serde(default)]
+    pub source: Option<String>,
     /// The module's go.sum hash (`h1:…`), checked after download. Required for
     /// modules the checksum database does not list.
     #[serde(default)]
@@ -238,6 +244,14 @@ impl Pins {
             if let Some(sum) = &tool.sum {
                 if !sum.starts_with("h1:") {
                     bail!("go.{name}.sum {sum:?} is not a go.sum hash (h1:…)");
+                }
+            }
+            if let Some(dir) = &tool.source {
+                if tool.sum.is_some() {
+                    bail!("go.{name}: a `source` folder has no module hash (`sum`): its go.sum pins what it uses");
+                }
+                if dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+                    bail!("go.{name}.source `{dir}`: name a folder of this repository");
                 }
             }
         }
@@ -591,6 +605,25 @@ images:
             format!("{err:#}").contains("images.a lists no Debian packages"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn a_go_tool_from_this_repository_is_pinned_by_its_go_sum() {
+        let local = MINIMAL.replace("binary: t}", "binary: t, source: images/t/src}");
+        let pins = Pins::parse(&local).unwrap();
+        assert_eq!(pins.go_tool("t").unwrap().source.as_deref(), Some("images/t/src"));
+        let err = Pins::parse(&local.replace("binary: t,", "binary: t, sum: 'h1:x',")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("go.t: a `source` folder has no module hash"),
+            "{err:#}"
+        );
+        for outside in ["/src", "images/../../src"] {
+            let err = Pins::parse(&local.replace("images/t/src", outside)).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("name a folder of this repository"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Go programs built from pinned modules through the Go module proxy: the linuxkit
-//! CLI (and, for the apps, traefik and FerretDB). Built once per pin into the cache, outside the repo.
+//! CLI (and, for the apps, traefik and FerretDB); and this repository's own Go
+//! programs (the mongo stand-in's shell), their dependencies pinned by their
+//! go.sum. Built once per pin (or source) into the cache, outside the repo.
 
 use std::path::{Path, PathBuf};
 
@@ -7,45 +9,55 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::pins::GoTool, base::project::Project, base::ui, building::host};
+use crate::{base::exec, base::files, base::pins::GoTool, base::project::Project, base::ui, building::host};
 
 /// Where the pinned build of tool `name` lives; the version (and what the
-/// build sets, if anything) is in the path, so a changed pin builds anew and
-/// never reuses an old binary.
-pub fn binary_path(project: &Project, name: &str, tool: &GoTool) -> PathBuf {
-    let vars = tool.build_vars();
+/// build sets, if anything; for a tool of this repository, its source) is in
+/// the path, so a changed pin builds anew and never reuses an old binary.
+pub fn binary_path(project: &Project, name: &str, tool: &GoTool) -> Result<PathBuf> {
+    let mut vars = tool.build_vars();
+    if let Some(dir) = &tool.source {
+        let dir = project.root.join(dir);
+        let files = files::tree_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
+        vars += &format!(" source={}", files::content_hash("", &files, 32));
+    }
     let dir = if vars.is_empty() {
         format!("{name}-{}", tool.version)
     } else {
-        format!(
-            "{name}-{}-{}",
-            tool.version,
-            crate::base::files::content_hash(&vars, &[], 3)
-        )
+        format!("{name}-{}-{}", tool.version, files::content_hash(&vars, &[], 3))
     };
-    project.cache_path("go").join(dir).join(&tool.binary)
+    Ok(project.cache_path("go").join(dir).join(&tool.binary))
 }
 
 pub fn cached_binary(project: &Project, name: &str) -> Option<PathBuf> {
     let tool = project.pins.go.get(name)?;
-    Some(binary_path(project, name, tool)).filter(|p| p.is_file())
+    binary_path(project, name, tool).ok().filter(|p| p.is_file())
 }
 
-/// The path of the pinned build of Go tool `name`, building it first if needed.
+/// What the build line calls tool `name`.
+fn describe(name: &str, tool: &GoTool) -> String {
+    match &tool.source {
+        Some(dir) => format!("{name} {} (Go, {dir}/)", tool.version),
+        None => format!("{name} {} (Go module {})", tool.version, tool.module),
+    }
+}
+
+/// The path of the pinned build of tool `name`, building it first if needed.
 pub fn ensure(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
     let tool = project.pins.go_tool(name)?;
-    let out = binary_path(project, name, tool);
+    let out = binary_path(project, name, tool)?;
     if out.is_file() {
-        ui::cached(format!("{name} {} (Go module {})", tool.version, tool.module));
+        ui::cached(describe(name, tool));
         return Ok(out);
     }
     let go = host::path(project, "go")?;
-    let step = ui::step(format!("{name} {} (Go module {})", tool.version, tool.module));
-    build(sh, &go, project, name, tool, &out).with_context(|| {
-        format!(
+    let step = ui::step(describe(name, tool));
+    build(sh, &go, project, name, tool, &out).with_context(|| match &tool.source {
+        Some(dir) => format!("building {name} from {dir}/ (pinned by its go.sum)"),
+        None => format!(
             "building {name} from {}@{} (pinned in pins.yml)",
             tool.module, tool.version
-        )
+        ),
     })?;
     step.done_with("built");
     Ok(out)
@@ -79,6 +91,9 @@ fn ldflags(tool: &GoTool, time: &str) -> String {
 }
 
 fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, out: &Path) -> Result<()> {
+    if let Some(dir) = &tool.source {
+        return build_source(sh, go, project, name, tool, dir, out);
+    }
     let module_at = format!("{}@{}", tool.module, tool.version);
     let _env = [
         sh.push_env("CGO_ENABLED", "0"),
@@ -114,6 +129,53 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
     }
     let tmp = out.with_extension("partial");
     sh.create_dir(out.parent().unwrap())?;
+    let package = &tool.package;
+    {
+        let _dir = sh.push_dir(&work);
+        exec::run(cmd!(sh, "{go} build -trimpath {ldflags} -o {tmp} {package}"))?;
+    }
+    std::fs::rename(&tmp, out)?;
+    sh.remove_path(&work)?;
+    Ok(())
+}
+
+/// Build tool `name` from this repository's folder `dir`, in a copy of it (the
+/// repository stays as it is), with its go.sum as the only source of hashes:
+/// `-mod=readonly` fails on a dependency it does not list.
+fn build_source(
+    sh: &Shell,
+    go: &Path,
+    project: &Project,
+    name: &str,
+    tool: &GoTool,
+    dir: &str,
+    out: &Path,
+) -> Result<()> {
+    let src = project.root.join(dir);
+    let declared = std::fs::read_to_string(src.join("go.mod"))
+        .with_context(|| format!("reading {dir}/go.mod"))?
+        .lines()
+        .find_map(|line| line.strip_prefix("module ").map(|m| m.trim().to_string()));
+    if declared.as_deref() != Some(tool.module.as_str()) {
+        bail!(
+            "{dir}/go.mod declares module {declared:?}, but pins.yml's go.{name}.module is {:?}",
+            tool.module
+        );
+    }
+    let _env = [
+        sh.push_env("CGO_ENABLED", "0"),
+        sh.push_env("GOFLAGS", "-mod=readonly"),
+        sh.push_env("GOWORK", "off"),
+    ];
+    let work = project.cache_path("go").join(format!("src-{name}"));
+    if work.exists() {
+        sh.remove_path(&work)?;
+    }
+    sh.create_dir(work.parent().unwrap())?;
+    exec::run(cmd!(sh, "cp -r {src} {work}"))?;
+    let tmp = out.with_extension("partial");
+    sh.create_dir(out.parent().unwrap())?;
+    let ldflags = format!("-ldflags={}", ldflags(tool, ""));
     let package = &tool.package;
     {
         let _dir = sh.push_dir(&work);

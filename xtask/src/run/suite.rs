@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI runs, in the order that fails fastest:
 //! shellcheck on the VM's shell scripts, formatting, clippy, `cargo test`,
-//! then every boot test.
+//! `go test` of this repository's Go programs, then every boot test.
 
 use std::{
     fs,
@@ -14,6 +14,7 @@ use xshell::{cmd, Shell};
 use crate::{
     app::compose,
     base::{exec, project::Project, ui},
+    building::{gotools, host},
     disk::Format,
     run::{
         boot::VmOpts,
@@ -39,6 +40,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         exec::run(exec::clean_cargo_env(command)).context(context)?;
         step.done();
     }
+    go_tests(sh, project)?;
     let app = crate::building::apps::default_app(project)?;
     let boot = |method, unreachable_registry| test_boot::Options {
         method,
@@ -260,6 +262,28 @@ fn checked_in_files_unchanged(sh: &Shell, project: &Project) -> Result<()> {
 
 /// The folder whose shell scripts are checked: the VM's own, in its images.
 const SCRIPTS: &str = "images";
+
+/// `go test` for each of this repository's own Go programs (pins.yml `go:`
+/// entries with a `source`), with the pinned FerretDB as `$FERRETDB`: the
+/// mongo stand-in's shell is tested against the server it runs beside.
+fn go_tests(sh: &Shell, project: &Project) -> Result<()> {
+    let go = host::path(project, "go")?;
+    let ferretdb = gotools::ensure(sh, project, "ferretdb")?;
+    for (name, tool) in &project.pins.go {
+        let Some(dir) = &tool.source else { continue };
+        let step = ui::step(format!("go test ({dir}/)"));
+        let _env = [
+            sh.push_env("FERRETDB", &ferretdb),
+            sh.push_env("GOFLAGS", "-mod=readonly"),
+            sh.push_env("GOWORK", "off"),
+            sh.push_env("CGO_ENABLED", "0"),
+        ];
+        let _dir = sh.push_dir(project.root.join(dir));
+        exec::run(cmd!(sh, "{go} test -count=1 ./...")).with_context(|| format!("the Go tests of {name} ({dir}/)"))?;
+        step.done();
+    }
+    Ok(())
+}
 
 /// Run shellcheck on every shell script under images/ (the init scripts, the
 /// services' start scripts): a finding fails the suite before anything is
