@@ -44,6 +44,10 @@ pub struct CatalogEntry {
     /// goes through (said in the build's note).
     #[serde(default)]
     pub older: Option<Older>,
+    /// The catalog entry for tags asking for a newer version than this one
+    /// serves (`python:3.12-slim` when this entry serves 3.11).
+    #[serde(default)]
+    pub newer: Option<Newer>,
 }
 
 impl CatalogEntry {
@@ -88,6 +92,36 @@ pub struct Older {
     pub env: BTreeMap<String, String>,
     /// Why, in the build's note.
     pub why: String,
+}
+
+/// Where tags newer than a catalog entry go ([`CatalogEntry::newer`]).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Newer {
+    /// The version the entry serves: a tag naming a later one (compared on
+    /// the parts the tag gives: `3.12` and `3.12.4` are later than `3.11`,
+    /// `3` is not) goes to `entry`.
+    pub than: String,
+    /// The catalog entry that serves those tags.
+    pub entry: String,
+}
+
+impl Newer {
+    /// Whether `version` (a tag's, `3.12`) is later than [`Newer::than`].
+    pub fn takes(&self, version: &str) -> bool {
+        let parts = |v: &str| {
+            v.split('.')
+                .map(|p| p.parse::<u32>().ok())
+                .collect::<Option<Vec<u32>>>()
+        };
+        match (parts(version), parts(&self.than)) {
+            (Some(asked), Some(than)) => {
+                let n = asked.len().min(than.len());
+                asked[..n] > than[..n]
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -285,6 +319,14 @@ impl Pins {
                     bail!("catalog.{name}.serves names Go tool `{tool}`, which is not under `go:`");
                 }
             }
+            if let Some(newer) = &entry.newer {
+                if !self.catalog.contains_key(&newer.entry) {
+                    bail!("catalog.{name}.newer.entry `{}` is not under `catalog:`", newer.entry);
+                }
+                if newer.than.split('.').any(|p| p.parse::<u32>().is_err()) {
+                    bail!("catalog.{name}.newer.than {:?} is not a version (3.11)", newer.than);
+                }
+            }
         }
         Ok(())
     }
@@ -297,8 +339,20 @@ impl Pins {
     /// name alone. NAME is the image's full name where the catalog has an
     /// entry for it, with or without the Debian release it may end in
     /// (`gcr.io/distroless/static-debian12` -> `gcr.io/distroless/static`),
-    /// else its last component (any registry's `nginx`).
+    /// else its last component (any registry's `nginx`). Where that entry
+    /// sends newer tags elsewhere ([`CatalogEntry::newer`]) and the tag asks
+    /// for a newer version, the entry it names (`python:3.12-slim` ->
+    /// `python-3.13:slim`).
     pub fn catalog_key(&self, reference: &Reference) -> String {
+        let key = self.matching_key(reference);
+        let newer = self.catalog.get(&key).and_then(|entry| entry.newer.as_ref());
+        match (newer, reference.tag_version()) {
+            (Some(newer), Some(version)) if newer.takes(&version) => newer.entry.clone(),
+            _ => key,
+        }
+    }
+
+    fn matching_key(&self, reference: &Reference) -> String {
         let familiar = reference.familiar_name();
         let released = familiar
             .rsplit_once("-debian")
@@ -392,12 +446,15 @@ mod tests {
             ("node:lts-buster-slim", "node"),
             ("node:20-alpine3.19", "node"),
             ("python:3", "python-full"),
-            ("python:3.12-slim-bookworm", "python"),
+            ("python:3.11-slim-bookworm", "python"),
             ("python:3.7-alpine", "python"),
+            ("python:3.12", "python-full-3.13"),
+            ("python:3.12-slim-bookworm", "python-3.13"),
+            ("python:3.13-alpine", "python-3.13"),
         ] {
             assert_eq!(recipe(reference), want, "{reference}");
             let packages = &pins.image(want).unwrap().packages;
-            let full = want.ends_with("-full");
+            let full = want.contains("-full");
             assert_eq!(packages.contains(&"g++".to_string()), full, "{want}: g++");
             assert_eq!(pins.image(want).unwrap().alpine, !full, "{want}: apk emulation");
         }
@@ -445,6 +502,37 @@ images:
   a: {packages: [busybox-static]}
   b: {packages: [netbase], go: [t]}
 ";
+
+    #[test]
+    fn tags_newer_than_an_entry_serves_go_to_the_entry_it_names() {
+        let text = format!(
+            "{MINIMAL}catalog:
+  python: {{recipe: a, serves: x, newer: {{than: '3.11', entry: 'python-3.13'}}}}
+  'python:slim': {{recipe: a, serves: x, newer: {{than: '3.11', entry: 'python-3.13:slim'}}}}
+  python-3.13: {{recipe: b, serves: x}}
+  'python-3.13:slim': {{recipe: b, serves: x}}
+"
+        );
+        let pins = Pins::parse(&text).unwrap();
+        let key = |r: &str| pins.catalog_key(&Reference::parse(r).unwrap());
+        assert_eq!(key("python:3.12-slim"), "python-3.13:slim");
+        assert_eq!(key("python:3.13.1-slim-bookworm"), "python-3.13:slim");
+        assert_eq!(key("python:3.14"), "python-3.13");
+        assert_eq!(key("python:3.11-slim"), "python:slim", "the version served");
+        assert_eq!(key("python:3.11.9"), "python", "the version served");
+        assert_eq!(key("python:3.7-alpine"), "python", "older");
+        assert_eq!(key("python:3-slim"), "python:slim", "no minor asked");
+        assert_eq!(key("python:slim"), "python:slim");
+        assert_eq!(key("python"), "python");
+        let err = Pins::parse(&text.replace("entry: 'python-3.13'}", "entry: nope}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("catalog.python.newer.entry `nope` is not under `catalog:`"),
+            "{err:#}"
+        );
+        let err = Pins::parse(&text.replace("than: '3.11', entry: 'python-3.13'", "than: 3.x, entry: 'python-3.13'"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("is not a version"), "{err:#}");
+    }
 
     #[test]
     fn catalog_variants_by_tag_part() {

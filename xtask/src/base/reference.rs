@@ -126,6 +126,16 @@ impl Reference {
         self.tag.as_deref()
     }
 
+    /// The version the tag names (`3.7` of `python:3.7-alpine`, `3.6` of
+    /// `traefik:v3.6`), if it names one.
+    pub fn tag_version(&self) -> Option<String> {
+        let tag = self.tag()?;
+        let tag = tag.strip_prefix('v').unwrap_or(tag);
+        let wanted: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let wanted = wanted.trim_end_matches('.');
+        (!wanted.is_empty()).then(|| wanted.to_string())
+    }
+
     /// The digest as written (`sha256:…`), if one is.
     #[allow(dead_code)] // for pulls by digest; only the tests read it yet
     pub fn digest(&self) -> Option<&str> {

@@ -358,7 +358,7 @@ fn upstream_version(version: &str) -> &str {
 /// that the stand-in's `served` version is not, the line that says so.
 fn version_note(asked: &Reference, program: &str, served: Option<&str>) -> Option<String> {
     // `latest`, `alpine`, `lts`: no version to compare
-    let wanted = asked_version(asked)?;
+    let wanted = asked.tag_version()?;
     let served = served.unwrap_or("?");
     let same = wanted
         .split('.')
@@ -372,22 +372,12 @@ fn version_note(asked: &Reference, program: &str, served: Option<&str>) -> Optio
     })
 }
 
-/// The version `asked`'s tag names (`3.7` of `python:3.7-alpine`, `3.6` of
-/// `traefik:v3.6`), if it names one.
-fn asked_version(asked: &Reference) -> Option<String> {
-    let tag = asked.tag()?;
-    let tag = tag.strip_prefix('v').unwrap_or(tag);
-    let wanted: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let wanted = wanted.trim_end_matches('.');
-    (!wanted.is_empty()).then(|| wanted.to_string())
-}
-
 /// Whether `asked`'s tag names an older major version than `served`
 /// (`node:14.4.0-alpine` served by 20.19.2; not `node:lts`, whose version
 /// the tag does not say).
 fn older_major(asked: &Reference, served: Option<&str>) -> bool {
     let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
-    match (asked_version(asked).as_deref().and_then(major), served.and_then(major)) {
+    match (asked.tag_version().as_deref().and_then(major), served.and_then(major)) {
         (Some(wanted), Some(served)) => wanted < served,
         _ => false,
     }
@@ -683,6 +673,34 @@ mod tests {
         assert_eq!(upstream_version("1:1.26.3-3+deb13u10"), "1.26.3");
         assert_eq!(upstream_version("v3.6.12"), "3.6.12");
         assert_eq!(upstream_version("2:1.24~2"), "1.24");
+    }
+
+    #[test]
+    fn the_repo_catalogs_newer_entries_serve_what_they_say() {
+        // `newer.than` is the version the entry's recipe locks, and the entry
+        // it names locks a later one: tags between them get the later one.
+        let project = crate::base::project::for_tests();
+        let locked = |entry: &str| {
+            let entry = &project.pins.catalog[entry];
+            let debs = project.lock.image(&entry.recipe).unwrap();
+            let deb = debs.iter().find(|d| d.package == entry.serves).unwrap();
+            deb.version.clone()
+        };
+        let mut seen = 0;
+        for (name, entry) in &project.pins.catalog {
+            let Some(newer) = &entry.newer else { continue };
+            seen += 1;
+            let served = locked(name);
+            assert!(
+                served.starts_with(&format!("{}.", newer.than)),
+                "{name}: {served} is not {}",
+                newer.than
+            );
+            let later = locked(&newer.entry);
+            let minor: String = later.split('.').take(2).collect::<Vec<_>>().join(".");
+            assert!(newer.takes(&minor), "{name}: {} serves {later}", newer.entry);
+        }
+        assert!(seen >= 3, "python's entries send newer tags on");
     }
 
     #[test]
