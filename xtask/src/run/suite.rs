@@ -175,7 +175,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // a Go app built on golang:1.22-alpine, run on alpine:3.20, counting its
     // visits in postgres:16-alpine; express on node:20 (the full stand-in)
     // with bcrypt 5, whose native addon npm builds with node-gyp, g++ and the
-    // image's own Node.js headers (a 2xx means the addon checked a password).
+    // image's own Node.js headers (a 2xx means the addon checked a password);
+    // pika publishing to `rabbitmq:3-management-alpine` as the user
+    // RABBITMQ_DEFAULT_* made (a 2xx means the message came back), its
+    // management UI answering.
     let runtimes = load_as(Some("runtimes"), &RUNTIMES)?;
     // At the suite's memory: the static VM carries every image in its
     // initrd, and the first four apps' images alone unpack to 515 MiB, more
@@ -392,14 +395,16 @@ const WEB_DB: &str = "compose/webdb.yml";
 /// and eclipse-temurin stand-ins; a FastAPI app on the
 /// uvicorn-gunicorn-fastapi stand-in; a Go app on the golang and alpine
 /// stand-ins, and again on distroless, with postgres behind it; an express
-/// app on `node:20` whose bcrypt addon npm compiles.
-const RUNTIMES: [&str; 6] = [
+/// app on `node:20` whose bcrypt addon npm compiles; a Python app that sends
+/// a message through the rabbitmq stand-in and gets it back.
+const RUNTIMES: [&str; 7] = [
     "compose/mongo-app.yml",
     "compose/php-mysql.yml",
     "compose/java-app.yml",
     "compose/fastapi-app.yml",
     "compose/go-postgres.yml",
     "compose/node-addon.yml",
+    "compose/rabbitmq-app.yml",
 ];
 /// An app whose worker fails after the app came up.
 const EXITS: &str = "compose/exits.yml";
