@@ -1,5 +1,5 @@
-"""Reads the greeting mongo-init.js seeded, writes a document to MongoDB and
-reads it back; 200 only if all worked."""
+"""Reads the greeting mongo-init.js seeded and the tips mongoimport seeded,
+writes a document to MongoDB and reads it back; 200 only if all worked."""
 import datetime
 import json
 import os
@@ -23,6 +23,9 @@ class Handler(BaseHTTPRequestHandler):
             greeting = database.greetings.find_one({})
             if greeting is None:
                 raise RuntimeError("no greeting: mongo-init.js did not run")
+            tips = [t["tip"] for t in database.tips.find({}).sort("_id")]
+            if len(tips) != 2:
+                raise RuntimeError(f"{len(tips)} tips, not the 2 of tips.json")
             doc: Document = {"path": self.path, "at": datetime.datetime.now(datetime.timezone.utc)}
             inserted = visits.insert_one(doc).inserted_id
             found = visits.find_one({"_id": inserted})
@@ -30,6 +33,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise RuntimeError(f"document {inserted} did not read back")
             body = {
                 "greeting": greeting["text"],
+                "tips": tips,
                 "id": str(inserted),
                 "visits": visits.count_documents({}),
                 "server": client.server_info()["version"],

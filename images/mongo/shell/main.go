@@ -175,11 +175,14 @@ type shell struct {
 	uris      []string
 	scripts   []string // the files being run, innermost last (load() resolves against it)
 	defaultDB string
+	// patient: wait for a server that is not there yet, as mongoimport
+	// (the Go driver's 30 s) does, rather than fail at once as mongosh.
+	patient bool
 }
 
 func (s *shell) connect(uri string, cred *options.Credential) (int, error) {
-	opts := options.Client().ApplyURI(uri).SetMaxPoolSize(1).SetAppName("mongosh")
-	if opts.ServerSelectionTimeout == nil {
+	opts := options.Client().ApplyURI(uri).SetMaxPoolSize(1).SetAppName(filepath.Base(os.Args[0]))
+	if opts.ServerSelectionTimeout == nil && !s.patient {
 		opts.SetServerSelectionTimeout(10 * time.Second)
 	}
 	if cred != nil {
@@ -190,7 +193,7 @@ func (s *shell) connect(uri string, cred *options.Credential) (int, error) {
 	}
 	// The driver retries an address that refuses until the selection
 	// timeout; mongosh says at once that nothing listens there.
-	if len(opts.Hosts) == 1 && !strings.HasPrefix(uri, "mongodb+srv://") {
+	if len(opts.Hosts) == 1 && !strings.HasPrefix(uri, "mongodb+srv://") && !s.patient {
 		addr := opts.Hosts[0]
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			addr = net.JoinHostPort(addr, "27017")
@@ -499,6 +502,9 @@ func fail(format string, a ...any) {
 }
 
 func main() {
+	if filepath.Base(os.Args[0]) == "mongoimport" {
+		os.Exit(mongoimport(os.Args[1:]))
+	}
 	a, err := parseArgs(os.Args[1:])
 	if err != nil {
 		fail("MongoshInvalidInputError: %v", err)

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-var shellBinary string
+var shellBinary, importBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mongosh-test")
@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the shell:", err)
 		os.Exit(1)
 	}
+	importBinary = filepath.Join(dir, "mongoimport")
+	if err := os.Symlink("mongosh", importBinary); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -41,11 +46,15 @@ func TestMain(m *testing.M) {
 // authentication. It returns the port.
 func server(t *testing.T, auth bool) string {
 	t.Helper()
+	return serverOn(t, freePort(t), auth)
+}
+
+func serverOn(t *testing.T, port string, auth bool) string {
+	t.Helper()
 	ferretdb := os.Getenv("FERRETDB")
 	if ferretdb == "" {
 		t.Skip("FERRETDB (a FerretDB v1 binary) is not set: `cargo xtask test` sets it")
 	}
-	port := freePort(t)
 	data := t.TempDir()
 	args := []string{
 		"--handler=sqlite", "--sqlite-url=file:" + data + "/", "--state-dir=" + data,
@@ -92,7 +101,12 @@ type result struct {
 
 func mongosh(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(shellBinary, args...)
+	return run(t, shellBinary, stdin, args...)
+}
+
+func run(t *testing.T, binary, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Dir = t.TempDir()
 	var out, errOut bytes.Buffer
 	cmd.Stdin = strings.NewReader(stdin)
@@ -272,5 +286,73 @@ func TestUncaughtErrorsExit1(t *testing.T) {
 	}
 	if r := mongosh(t, "", "--bogus"); r.code != 1 || r.stderr != "MongoshInvalidInputError: unknown option --bogus\n" {
 		t.Errorf("--bogus: %+v", r)
+	}
+}
+
+// mongoimport, as seeding services run it: JSON lines, a JSON array into a
+// dropped collection (its name from the file's), CSV with a header line
+// (dotted names nest, numbers are numbers, blanks left out); an array
+// without --jsonArray fails, naming the file and what to add.
+func TestMongoimportSeeds(t *testing.T) {
+	port := server(t, true)
+	dir := t.TempDir()
+	lines := write(t, dir, "lines.json", `{"name": "x", "n": 1}
+{"name": "y", "n": {"$numberLong": "5"}, "at": {"$date": "2024-01-02T03:04:05Z"}}
+`)
+	users := write(t, dir, "users.json", `[{"_id": 1, "user": "ann"}, {"_id": 2, "user": "bob"}]`)
+	people := write(t, dir, "people.csv", "name,age,addr.city\nann,30,Oslo\nbob,4.5,\n")
+	login := []string{"--host", "127.0.0.1:" + port, "-u", "root", "-p", "secret", "--authenticationDatabase", "admin", "-d", "app"}
+	for _, args := range [][]string{
+		{"-c", "items", "--file", lines},
+		{"--jsonArray", "--drop", users},
+		{"--jsonArray", "--drop", users},
+		{"-c", "people", "--type", "csv", "--headerline", "--ignoreBlanks", people},
+	} {
+		r := run(t, importBinary, "", append(login, args...)...)
+		if r.code != 0 || !strings.Contains(r.stderr, "2 document(s) imported successfully. 0 document(s) failed to import.") {
+			t.Fatalf("mongoimport %v: %+v", args, r)
+		}
+	}
+	r := mongosh(t, "", "--quiet", "--port", port, "-u", "root", "-p", "secret", "--authenticationDatabase", "admin", "app",
+		"--eval", "[db.items, db.users, db.people].map((c) => c.find({}, c.getName() === 'users' ? {} : { _id: 0 }).toArray())")
+	want := `[
+  [
+    { name: 'x', n: 1 },
+    { name: 'y', n: Long('5'), at: ISODate('2024-01-02T03:04:05.000Z') }
+  ],
+  [ { _id: 1, user: 'ann' }, { _id: 2, user: 'bob' } ],
+  [
+    { name: 'ann', age: 30, addr: { city: 'Oslo' } },
+    { name: 'bob', age: 4.5 }
+  ]
+]
+`
+	if r.stdout != want {
+		t.Errorf("imported:\n%s\nwant:\n%s\n%s", r.stdout, want, r.stderr)
+	}
+	r = run(t, importBinary, "", append(login, "-c", "bad", users)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "Failed: "+users+": document 1:") || !strings.Contains(r.stderr, "use --jsonArray") {
+		t.Errorf("an array without --jsonArray: %+v", r)
+	}
+}
+
+// A seeding service may start before mongo listens (or while mongo restarts
+// after its init scripts): mongoimport waits for the server, as the real
+// one's driver does, where mongosh fails at once.
+func TestMongoimportWaitsForTheServer(t *testing.T) {
+	if os.Getenv("FERRETDB") == "" {
+		t.Skip("FERRETDB (a FerretDB v1 binary) is not set: `cargo xtask test` sets it")
+	}
+	port := freePort(t)
+	seed := write(t, t.TempDir(), "seed.json", `{"n": 1}`)
+	done := make(chan result)
+	go func() {
+		done <- run(t, importBinary, "", "--host", "127.0.0.1", "--port", port, "-d", "app", "-c", "seed", seed)
+	}()
+	time.Sleep(2 * time.Second)
+	serverOn(t, port, false)
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.stderr, "1 document(s) imported successfully") {
+		t.Errorf("mongoimport before the server: %+v", r)
 	}
 }

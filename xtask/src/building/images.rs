@@ -311,19 +311,21 @@ pub fn prune_buildah(sh: &Shell, project: &Project) -> Result<()> {
     for name in project.pins.images.keys() {
         current.insert(reference(name, &tag(project, name)?));
     }
-    let stale: Vec<&str> = listed
+    // By name, not by ID: `rmi ID` refuses an image two stale tags name (two
+    // recipe versions that built the same image), `rmi NAME` untags it and
+    // removes it with its last name.
+    let stale: Vec<Vec<&str>> = listed
         .iter()
-        .filter(|image| {
-            let names: Vec<&str> = image["names"]
+        .map(|image| {
+            image["names"]
                 .as_array()
-                .map(|n| n.iter().filter_map(|n| n.as_str()).collect())
-                .unwrap_or_default();
-            !names.is_empty() && names.iter().all(|n| stale_recipe_image(project, &current, n))
+                .map(|n| n.iter().filter_map(|n| n.as_str()).collect::<Vec<&str>>())
+                .unwrap_or_default()
         })
-        .filter_map(|image| image["id"].as_str())
+        .filter(|names| !names.is_empty() && names.iter().all(|n| stale_recipe_image(project, &current, n)))
         .collect();
     let mut args = vec!["rmi"];
-    args.extend(&stale);
+    args.extend(stale.iter().flatten());
     if !stale.is_empty() {
         buildah::run(sh, project, &args)?;
     }
