@@ -115,27 +115,39 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
     let ldflags = format!("-ldflags={}", ldflags(tool, &info.time));
     // Build in a writable copy of the module: `go build` inside the module cache
     // is read-only, and `go install mod@version` rejects modules with replace lines.
-    let work = project.cache_path("go").join(format!("src-{name}"));
-    if work.exists() {
-        sh.remove_path(&work)?;
-    }
-    sh.create_dir(work.parent().unwrap())?;
-    let src = &dl.dir;
-    exec::run(cmd!(sh, "cp -r {src} {work}"))?;
+    let work = work_copy(sh, project, name, &dl.dir)?;
     exec::run(cmd!(sh, "chmod -R u+w {work}"))?;
     if let Some(file) = &tool.version_file {
         let path = work.join(file);
         std::fs::write(&path, format!("{}\n", tool.version)).with_context(|| format!("writing {}", path.display()))?;
     }
+    go_build(sh, go, &work, tool, &ldflags, out)
+}
+
+/// A fresh copy of `src` to build tool `name` in (a module cache's folder
+/// is read-only; the repository's stays as it is).
+fn work_copy(sh: &Shell, project: &Project, name: &str, src: &Path) -> Result<PathBuf> {
+    let work = project.cache_path("go").join(format!("src-{name}"));
+    if work.exists() {
+        sh.remove_path(&work)?;
+    }
+    sh.create_dir(work.parent().unwrap())?;
+    exec::run(cmd!(sh, "cp -r {src} {work}"))?;
+    Ok(work)
+}
+
+/// `go build` of `tool`'s package in `work` into `out` (whole or not at all),
+/// then `work` removed.
+fn go_build(sh: &Shell, go: &Path, work: &Path, tool: &GoTool, ldflags: &str, out: &Path) -> Result<()> {
     let tmp = out.with_extension("partial");
     sh.create_dir(out.parent().unwrap())?;
     let package = &tool.package;
     {
-        let _dir = sh.push_dir(&work);
+        let _dir = sh.push_dir(work);
         exec::run(cmd!(sh, "{go} build -trimpath {ldflags} -o {tmp} {package}"))?;
     }
     std::fs::rename(&tmp, out)?;
-    sh.remove_path(&work)?;
+    sh.remove_path(work)?;
     Ok(())
 }
 
@@ -167,22 +179,20 @@ fn build_source(
         sh.push_env("GOFLAGS", "-mod=readonly"),
         sh.push_env("GOWORK", "off"),
     ];
-    let work = project.cache_path("go").join(format!("src-{name}"));
-    if work.exists() {
-        sh.remove_path(&work)?;
+    let work = work_copy(sh, project, name, &src)?;
+    go_build(sh, go, &work, tool, &format!("-ldflags={}", ldflags(tool, "")), out)?;
+    // Each edit of the source builds anew: the builds of earlier sources go.
+    let this = out.parent().expect("in its folder");
+    for entry in std::fs::read_dir(project.cache_path("go"))? {
+        let path = entry?.path();
+        let earlier = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{name}-")));
+        if earlier && path != this {
+            sh.remove_path(&path)?;
+        }
     }
-    sh.create_dir(work.parent().unwrap())?;
-    exec::run(cmd!(sh, "cp -r {src} {work}"))?;
-    let tmp = out.with_extension("partial");
-    sh.create_dir(out.parent().unwrap())?;
-    let ldflags = format!("-ldflags={}", ldflags(tool, ""));
-    let package = &tool.package;
-    {
-        let _dir = sh.push_dir(&work);
-        exec::run(cmd!(sh, "{go} build -trimpath {ldflags} -o {tmp} {package}"))?;
-    }
-    std::fs::rename(&tmp, out)?;
-    sh.remove_path(&work)?;
     Ok(())
 }
 

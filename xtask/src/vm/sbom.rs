@@ -383,8 +383,12 @@ fn recipe_go(sh: &Shell, project: &Project, recipe: &str) -> Result<Vec<GoModule
     let mut out = Vec::new();
     for tool in &project.pins.image(recipe)?.go {
         let pin = project.pins.go_tool(tool)?;
-        let binary = gotools::cached_binary(project, tool)
-            .with_context(|| format!("Go tool {tool} is not built (in the cache)"))?;
+        // Built with the image, unless it went since (another source of a
+        // tool of this repository's was built in between): then again.
+        let binary = match gotools::cached_binary(project, tool) {
+            Some(binary) => binary,
+            None => gotools::ensure(sh, project, tool)?,
+        };
         let go = host::path(project, "go")?;
         let text = exec::read(cmd!(sh, "{go} version -m {binary}"))
             .with_context(|| format!("go version -m {}", binary.display()))?;
