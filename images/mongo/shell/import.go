@@ -60,6 +60,7 @@ func parseImportArgs(list []string) (importArgs, error) {
 		"-j": true, "--numInsertionWorkers": true, "--writeConcern": true, "--parseGrace": true,
 		"--batchSize": true, "--tlsCAFile": true, "--sslCAFile": true,
 	}
+	var err error
 	for i := 0; i < len(list); i++ {
 		arg := list[i]
 		if !strings.HasPrefix(arg, "-") {
@@ -83,11 +84,9 @@ func parseImportArgs(list []string) (importArgs, error) {
 			return a, fmt.Errorf("unknown option %s", arg)
 		}
 		if !hasValue {
-			if i+1 >= len(list) {
-				return a, fmt.Errorf("option %s needs a value", name)
+			if value, err = nextValue(list, &i, name); err != nil {
+				return a, err
 			}
-			i++
-			value = list[i]
 		}
 		switch {
 		case isValue:

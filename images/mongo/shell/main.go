@@ -71,8 +71,18 @@ var flagOptions = map[string]bool{
 	"--json=canonical": true,
 }
 
+// nextValue is the word after option name at list[*i], which it consumes.
+func nextValue(list []string, i *int, name string) (string, error) {
+	if *i+1 >= len(list) {
+		return "", fmt.Errorf("option %s needs a value", name)
+	}
+	*i++
+	return list[*i], nil
+}
+
 func parseArgs(list []string) (args, error) {
 	var a args
+	var err error
 	for i := 0; i < len(list); i++ {
 		arg := list[i]
 		if !strings.HasPrefix(arg, "-") || arg == "-" {
@@ -99,11 +109,9 @@ func parseArgs(list []string) (args, error) {
 			return a, fmt.Errorf("unknown option %s", arg)
 		}
 		if !hasValue {
-			if i+1 >= len(list) {
-				return a, fmt.Errorf("option %s needs a value", name)
+			if value, err = nextValue(list, &i, name); err != nil {
+				return a, err
 			}
-			i++
-			value = list[i]
 		}
 		switch name {
 		case "--host":
