@@ -25,6 +25,7 @@ use crate::{
         limits::{self, Sizes},
         Firmware, Format, Medium,
     },
+    vm::{linuxkit::Artifacts, memory},
 };
 
 /// What the assembly does: part of every image's stamp, so a change here remakes it.
@@ -38,6 +39,23 @@ pub struct Input<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub cmdline: &'a str,
+    /// The VM's roots disk, if its initrd does not hold the services' root
+    /// filesystems: the image carries them in its initrd (a cpio archive
+    /// before the initrd's own, [`initrd_with_roots`]).
+    pub roots: Option<&'a Path>,
+}
+
+impl<'a> Input<'a> {
+    /// VM `vm` as `built`.
+    pub fn of(vm: &'a str, built: &'a Artifacts) -> Input<'a> {
+        Input {
+            vm,
+            kernel: &built.kernel,
+            initrd: &built.initrd,
+            cmdline: &built.cmdline,
+            roots: built.roots.as_deref(),
+        }
+    }
 }
 
 /// Make `format` of `input` in dist/ (unless it is there, made from the
@@ -47,9 +65,14 @@ pub fn build(sh: &Shell, project: &Project, format: Format, input: &Input) -> Re
     let Some(name) = format.file_name(input.vm) else {
         return Ok(None);
     };
+    // The roots are in the initrd of a CD, in a partition of a disk.
+    let roots = match format.medium() {
+        Some(Medium::Cdrom) => input.roots.map(fs::metadata).transpose()?.map_or(0, |m| m.len()),
+        _ => 0,
+    };
     let sizes = Sizes {
         kernel: fs::metadata(input.kernel)?.len(),
-        initrd: fs::metadata(input.initrd)?.len(),
+        initrd: fs::metadata(input.initrd)?.len() + roots,
         cmdline: input.cmdline.len() as u64,
     };
     let problems = limits::check(format, sizes);
@@ -59,13 +82,14 @@ pub fn build(sh: &Shell, project: &Project, format: Format, input: &Input) -> Re
     let out = project.dist.join(&name);
     let stamp_path = project.dist.join(format!(".{name}.stamp"));
     let stamp = format!(
-        "{RECIPE}\n{format}\n{}\n{}\ncmdline {}\n",
+        "{RECIPE}\n{format}\n{}\n{}\ncmdline {}\nroots {}\n",
         file_id(input.kernel)?,
         file_id(input.initrd)?,
-        input.cmdline
+        input.cmdline,
+        input.roots.map(file_id).transpose()?.unwrap_or_default()
     );
     let unpacked = unpacked(project, input.initrd)?;
-    let need = unpacked.map(|u| limits::min_memory(sizes.initrd, u));
+    let need = unpacked.map(|u| memory::min_memory(sizes.initrd, u + roots));
     let memory = need.map_or(String::new(), |m| {
         format!(", needs {m} MiB of memory or more to unpack its initrd")
     });
@@ -99,7 +123,7 @@ fn file_id(path: &Path) -> Result<String> {
     Ok(format!("{} {} {mtime}", path.display(), meta.len()))
 }
 
-/// How many bytes `initrd` unpacks to (see [`limits::unpacked_size`]),
+/// How many bytes `initrd` unpacks to (see [`memory::unpacked_size`]),
 /// remembered beside it by size and mtime (`None`: a compression it does not
 /// measure). Reading a 150 MB initrd takes a second.
 pub fn unpacked(project: &Project, initrd: &Path) -> Result<Option<u64>> {
@@ -114,7 +138,7 @@ pub fn unpacked(project: &Project, initrd: &Path) -> Result<Option<u64>> {
         return Ok(Some(size));
     }
     let data = fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
-    match limits::unpacked_size(&data) {
+    match memory::unpacked_size(&data) {
         Ok(size) => {
             let _ = fs::create_dir_all(&project.dist).and_then(|()| fs::write(&memo, format!("{id} {size}\n")));
             Ok(Some(size))
@@ -155,6 +179,20 @@ impl Drop for Scratch {
 
 fn make(sh: &Shell, format: Format, input: &Input, scratch: &Scratch) -> Result<()> {
     let work = &scratch.work;
+    // A disk carries the roots in a partition of their own; a CD, in the initrd.
+    let joined = work.join("initrd.img");
+    let cdrom = format.medium() == Some(Medium::Cdrom);
+    let input = &match input.roots {
+        Some(roots) if cdrom => {
+            initrd_with_roots(input.initrd, roots, &joined)?;
+            Input {
+                initrd: &joined,
+                roots: None,
+                ..input.clone()
+            }
+        }
+        _ => input.clone(),
+    };
     let firmware = format.firmware().expect("an image format");
     let fat = work.join("fat.img");
     match firmware {
@@ -169,14 +207,36 @@ fn make(sh: &Shell, format: Format, input: &Input, scratch: &Scratch) -> Result<
         }
     }
     match format.medium().expect("an image format") {
-        Medium::Disk { qcow2: false } => disk(sh, firmware, &fat, &scratch.partial),
+        Medium::Disk { qcow2: false } => disk(sh, firmware, &fat, input.roots, &scratch.partial),
         Medium::Disk { qcow2: true } => {
             let raw = work.join("disk.img");
-            disk(sh, firmware, &fat, &raw)?;
+            disk(sh, firmware, &fat, input.roots, &raw)?;
             qcow2(sh, &raw, &scratch.partial)
         }
         Medium::Cdrom => iso(sh, input, work, &fat, &scratch.partial),
     }
+}
+
+/// At `out`: `initrd` with the roots disk's image in it, as the file
+/// `rc.init` mounts (`containers/lower.sqfs`), in an uncompressed cpio
+/// archive before the initrd's own (the kernel unpacks them one after the
+/// other; a squashfs image does not compress further). An image boots from
+/// one disk or CD, whose firmware loads the kernel and the initrd: this is
+/// what the VM then unpacks, as a kernel+initrd boot of a VM small enough
+/// would.
+pub fn initrd_with_roots(initrd: &Path, roots: &Path, out: &Path) -> Result<()> {
+    use crate::building::cpio::{Meta, Writer};
+    let mut file =
+        std::io::BufWriter::new(fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
+    let mut cpio = Writer::new(&mut file);
+    cpio.node("containers", Meta::dir(0o755))?;
+    let size = fs::metadata(roots)?.len();
+    let mut image = fs::File::open(roots).with_context(|| format!("reading {}", roots.display()))?;
+    cpio.file("containers/lower.sqfs", Meta::file(0o644), size, &mut image)?;
+    cpio.finish()?;
+    std::io::copy(&mut fs::File::open(initrd)?, &mut file)?;
+    file.into_inner()?.sync_all()?;
+    Ok(())
 }
 
 /// A FAT32 filesystem of `size` bytes in a new file.
@@ -233,9 +293,11 @@ fn unified_kernel_image(sh: &Shell, input: &Input, work: &Path, out: &Path) -> R
 }
 
 /// A disk image at `out`: the partition table, then the FAT filesystem in
-/// its partition (and for BIOS, syslinux's boot code in the MBR).
-fn disk(sh: &Shell, firmware: Firmware, fat: &Path, out: &Path) -> Result<()> {
-    let d: Disk = layout::disk(firmware, fs::metadata(fat)?.len());
+/// its partition (and for BIOS, syslinux's boot code in the MBR), and the
+/// roots image in the next one.
+fn disk(sh: &Shell, firmware: Firmware, fat: &Path, roots: Option<&Path>, out: &Path) -> Result<()> {
+    let roots_size = roots.map(fs::metadata).transpose()?.map(|m| m.len());
+    let d: Disk = layout::disk(firmware, fs::metadata(fat)?.len(), roots_size);
     let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     file.set_len(d.size)?;
     let script = out.with_extension("sfdisk");
@@ -253,6 +315,10 @@ fn disk(sh: &Shell, firmware: Firmware, fat: &Path, out: &Path) -> Result<()> {
             "the FAT filesystem is {copied} bytes, its partition {}",
             d.partition_size
         );
+    }
+    if let (Some(roots), Some((start, _))) = (roots, d.roots) {
+        file.seek(SeekFrom::Start(start))?;
+        std::io::copy(&mut fs::File::open(roots)?, &mut file)?;
     }
     if firmware == Firmware::Bios {
         let mbr = fs::read(SYSLINUX_MBR).with_context(|| format!("reading {SYSLINUX_MBR}"))?;
@@ -335,6 +401,7 @@ mod tests {
             kernel: &kernel,
             initrd: &initrd,
             cmdline: "console=ttyS0",
+            roots: None,
         };
         let err = format!("{:#}", build(&sh, &project, Format::RawBios, &input).unwrap_err());
         assert!(err.starts_with("vm cannot be made as raw-bios:"), "{err}");
@@ -378,6 +445,7 @@ mod tests {
             kernel: &kernel,
             initrd: &initrd,
             cmdline,
+            roots: None,
         };
         let built = |f| build(&sh, &project, f, &input).unwrap().unwrap();
         let part = |img: &Path| format!("{}@@{}", img.display(), layout::PARTITION_START);
@@ -463,6 +531,108 @@ mod tests {
             .filter(|n| n.contains("partial") || n.starts_with(".disk-"))
             .collect();
         assert_eq!(leftovers, Vec::<String>::new());
+        fs::remove_dir_all(project.dist.parent().unwrap()).unwrap();
+    }
+
+    /// A VM with a roots disk: a disk image holds it, byte for byte, in a
+    /// second partition after the FAT one, and its initrd is the VM's own;
+    /// an ISO (booted as a CD, which the VM does not read) has it in its
+    /// initrd, as `containers/lower.sqfs` in a cpio archive before the VM's
+    /// own initrd, which the kernel unpacks next.
+    #[test]
+    fn roots_go_in_a_partition_of_a_disk_and_the_initrd_of_a_cd() {
+        let project = scratch_project("roots");
+        let dist = &project.dist;
+        let (kernel, initrd, roots) = (
+            dist.join("vm-kernel"),
+            dist.join("vm-initrd.img"),
+            dist.join("vm-roots.img"),
+        );
+        fs::write(&kernel, vec![0x4b; 300_000]).unwrap();
+        let mut own = crate::building::cpio::Writer::new(Vec::new());
+        own.bytes("init", crate::building::cpio::Meta::file(0o755), b"#!/bin/sh\n")
+            .unwrap();
+        fs::write(&initrd, own.finish().unwrap()).unwrap();
+        let image: Vec<u8> = (0..3 * 1024 * 1024 + 4096).map(|i| (i % 251) as u8).collect();
+        fs::write(&roots, &image).unwrap();
+        let sh = Shell::new().unwrap();
+        let input = Input {
+            vm: "vm",
+            kernel: &kernel,
+            initrd: &initrd,
+            cmdline: "console=ttyS0",
+            roots: Some(&roots),
+        };
+        let built = |f| build(&sh, &project, f, &input).unwrap().unwrap();
+
+        let bios = built(Format::RawBios);
+        let table: serde_json::Value = serde_json::from_str(&run(&["sfdisk", "-J", bios.to_str().unwrap()])).unwrap();
+        let second = &table["partitiontable"]["partitions"][1];
+        assert_eq!(second["type"], "83");
+        let start = second["start"].as_u64().unwrap() * layout::SECTOR;
+        let disk = fs::read(&bios).unwrap();
+        assert!(
+            disk[start as usize..][..image.len()] == image[..],
+            "the roots partition's bytes"
+        );
+        let fat = format!("{}@@{}", bios.display(), layout::PARTITION_START);
+        let on_fat = dist.join("fat-initrd");
+        run(&["mcopy", "-i", &fat, "::/initrd.img", on_fat.to_str().unwrap()]);
+        assert_eq!(
+            fs::read(&on_fat).unwrap(),
+            fs::read(&initrd).unwrap(),
+            "the VM's own initrd"
+        );
+
+        let iso = built(Format::IsoEfi);
+        let (efi, uki, joined) = (dist.join("efi.img"), dist.join("BOOTX64.EFI"), dist.join("joined"));
+        run(&[
+            "xorriso",
+            "-osirrox",
+            "on",
+            "-indev",
+            iso.to_str().unwrap(),
+            "-extract",
+            "/boot/efi.img",
+            efi.to_str().unwrap(),
+        ]);
+        run(&[
+            "mcopy",
+            "-i",
+            efi.to_str().unwrap(),
+            "::/EFI/BOOT/BOOTX64.EFI",
+            uki.to_str().unwrap(),
+        ]);
+        run(&[
+            "objcopy",
+            "-O",
+            "binary",
+            "--only-section",
+            ".initrd",
+            uki.to_str().unwrap(),
+            joined.to_str().unwrap(),
+        ]);
+        let out = dist.join("unpacked");
+        fs::create_dir_all(&out).unwrap();
+        // cpio reads the first archive; the VM's own follows it.
+        let listed = run(&[
+            "cpio",
+            "-idv",
+            "--quiet",
+            "-D",
+            out.to_str().unwrap(),
+            "-F",
+            joined.to_str().unwrap(),
+        ]);
+        assert_eq!(fs::read(out.join("containers/lower.sqfs")).unwrap(), image, "{listed}");
+        let bytes = fs::read(&joined).unwrap();
+        assert!(bytes.ends_with(&fs::read(&initrd).unwrap()));
+        assert_eq!(
+            memory::unpacked_size(&bytes).unwrap(),
+            memory::unpacked_size(&fs::read(&initrd).unwrap()).unwrap()
+                + (bytes.len() - fs::metadata(&initrd).unwrap().len() as usize) as u64,
+            "the kernel unpacks both archives"
+        );
         fs::remove_dir_all(project.dist.parent().unwrap()).unwrap();
     }
 

@@ -18,6 +18,9 @@ const GPT_ID: &str = "4C494E55-584B-4954-2D43-4F4D504F5345";
 const ESP_UUID: &str = "4C494E55-584B-4954-2D45-535000000001";
 /// The GPT type of an EFI system partition.
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The GPT type of a Linux filesystem, and the roots partition's own UUID.
+const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const ROOTS_UUID: &str = "4C494E55-584B-4954-2D52-4F4F54530001";
 
 fn round_up(n: u64, to: u64) -> u64 {
     n.div_ceil(to) * to
@@ -31,7 +34,8 @@ pub fn fat_size(sizes: &[u64]) -> u64 {
     round_up((data + data / 50 + 8 * MIB).max(FAT_MIN), MIB)
 }
 
-/// A disk with one partition holding the FAT filesystem.
+/// A disk with a partition holding the FAT filesystem, and one holding the
+/// VM's roots disk (a squashfs image) if it has one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Disk {
     /// Bytes, a whole number of MiB.
@@ -41,36 +45,57 @@ pub struct Disk {
     /// The partition's first byte and its length (the FAT filesystem's).
     pub partition_start: u64,
     pub partition_size: u64,
+    /// The roots partition's first byte and its length (whole MiB), after the FAT one.
+    pub roots: Option<(u64, u64)>,
 }
 
 /// BIOS: MBR, the FAT partition active (SeaBIOS and syslinux's MBR boot
 /// from it). UEFI: GPT, the FAT partition an EFI system partition, and a
-/// MiB at the end for the GPT's backup copy.
-pub fn disk(firmware: Firmware, fat: u64) -> Disk {
+/// MiB at the end for the GPT's backup copy. A roots image of `roots` bytes
+/// gets a second partition (Linux's type), which the VM finds by the image's
+/// first bytes.
+pub fn disk(firmware: Firmware, fat: u64, roots: Option<u64>) -> Disk {
     let (label, tail) = match firmware {
         Firmware::Bios => ("dos", 0),
         Firmware::Efi => ("gpt", MIB),
     };
+    let roots = roots.map(|bytes| (PARTITION_START + fat, round_up(bytes, MIB)));
     Disk {
-        size: PARTITION_START + fat + tail,
+        size: PARTITION_START + fat + roots.map_or(0, |(_, size)| size) + tail,
         label,
         partition_start: PARTITION_START,
         partition_size: fat,
+        roots,
     }
 }
 
 /// The `sfdisk` script that writes `disk`'s partition table.
 pub fn sfdisk_script(disk: &Disk) -> String {
     let (start, sectors) = (disk.partition_start / SECTOR, disk.partition_size / SECTOR);
+    let roots = disk.roots.map(|(start, size)| (start / SECTOR, size / SECTOR));
     match disk.label {
-        "dos" => format!(
-            "label: dos\nlabel-id: {MBR_ID}\nunit: sectors\n\
-             start={start}, size={sectors}, type=c, bootable\n"
-        ),
-        _ => format!(
-            "label: gpt\nlabel-id: {GPT_ID}\nunit: sectors\nfirst-lba: 34\n\
-             start={start}, size={sectors}, type={ESP_TYPE}, uuid={ESP_UUID}, name=\"EFI system\"\n"
-        ),
+        "dos" => {
+            let mut script = format!(
+                "label: dos\nlabel-id: {MBR_ID}\nunit: sectors\n\
+                 start={start}, size={sectors}, type=c, bootable\n"
+            );
+            if let Some((start, sectors)) = roots {
+                script += &format!("start={start}, size={sectors}, type=83\n");
+            }
+            script
+        }
+        _ => {
+            let mut script = format!(
+                "label: gpt\nlabel-id: {GPT_ID}\nunit: sectors\nfirst-lba: 34\n\
+                 start={start}, size={sectors}, type={ESP_TYPE}, uuid={ESP_UUID}, name=\"EFI system\"\n"
+            );
+            if let Some((start, sectors)) = roots {
+                script += &format!(
+                    "start={start}, size={sectors}, type={LINUX_TYPE}, uuid={ROOTS_UUID}, name=\"compose roots\"\n"
+                );
+            }
+            script
+        }
     }
 }
 
@@ -149,14 +174,31 @@ mod tests {
 
     #[test]
     fn bios_disk_is_mbr_with_an_active_fat_partition() {
-        let d = disk(Firmware::Bios, 100 * MIB);
+        let d = disk(Firmware::Bios, 100 * MIB, None);
         assert_eq!(d.size, 101 * MIB);
         insta::assert_snapshot!(sfdisk_script(&d));
     }
 
+    /// A roots image gets a partition of its own after the FAT one, in whole
+    /// MiB, before the backup GPT.
+    #[test]
+    fn roots_get_a_partition_after_the_fat_one() {
+        let bios = disk(Firmware::Bios, 100 * MIB, Some(10 * MIB + 4096));
+        assert_eq!(bios.roots, Some((101 * MIB, 11 * MIB)));
+        assert_eq!(bios.size, 112 * MIB);
+        assert!(
+            sfdisk_script(&bios).ends_with("start=206848, size=22528, type=83\n"),
+            "{}",
+            sfdisk_script(&bios)
+        );
+        let efi = disk(Firmware::Efi, 100 * MIB, Some(10 * MIB));
+        assert_eq!(efi.size, 112 * MIB, "1 MiB after the roots for the backup GPT");
+        insta::assert_snapshot!(sfdisk_script(&efi));
+    }
+
     #[test]
     fn efi_disk_is_gpt_with_an_esp_and_room_for_the_backup_table() {
-        let d = disk(Firmware::Efi, 100 * MIB);
+        let d = disk(Firmware::Efi, 100 * MIB, None);
         assert_eq!(
             d.size,
             102 * MIB,

@@ -19,12 +19,7 @@ use crate::{base::project::Project, vm::linuxkit::Artifacts, vm::sums};
 /// After a build of VM `vm` into `built`: make its `format` in dist/ (nothing
 /// for `kernel+initrd`), and list it in dist/SHA256SUMS.
 pub fn build(sh: &Shell, project: &Project, vm: &str, built: &Artifacts, format: Format) -> Result<()> {
-    let input = assemble::Input {
-        vm,
-        kernel: &built.kernel,
-        initrd: &built.initrd,
-        cmdline: &built.cmdline,
-    };
+    let input = assemble::Input::of(vm, built);
     if assemble::build(sh, project, format, &input)?.is_some() {
         sums::write(project)?;
     }

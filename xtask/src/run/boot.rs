@@ -19,9 +19,9 @@ use crate::{
     base::project::{self, Project},
     base::{exec, ui},
     building::host,
-    disk::{assemble, format::OVMF_VARS, limits, Firmware, Format},
+    disk::{assemble, format::OVMF_VARS, Firmware, Format, Medium},
     run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
-    vm::linuxkit::Artifacts,
+    vm::{linuxkit::Artifacts, memory},
 };
 
 /// How the user asked for the VM to run.
@@ -194,6 +194,8 @@ pub fn spec(
         console,
         forwards,
         extra: opts.qemu_args.clone(),
+        // An image format carries the roots itself.
+        roots: artifacts.roots.clone().filter(|_| disk.is_none()),
         disk,
         data: opts.data.clone(),
         qmp: Some(artifacts.qmp_socket()),
@@ -259,6 +261,7 @@ pub fn pinned(project: &Project, build: impl FnOnce() -> Result<Artifacts>) -> R
         kernel: link(&built.kernel)?,
         initrd: link(&built.initrd)?,
         cmdline: built.cmdline,
+        roots: built.roots.as_deref().map(link).transpose()?,
     };
     Ok(Pinned {
         artifacts,
@@ -271,19 +274,19 @@ pub fn pinned(project: &Project, build: impl FnOnce() -> Result<Artifacts>) -> R
 /// lock) make its `opts.format` in dist/ from the pinned kernel, initrd and
 /// command line (`vm`: its name), and pin that too.
 pub fn with_format(sh: &Shell, project: &Project, pinned: &mut Pinned, vm: &str, opts: &VmOpts) -> Result<()> {
-    let initrd = fs::metadata(&pinned.initrd)?.len();
+    // A CD has the roots in its initrd (see assemble::Input).
+    let roots = match (&pinned.roots, opts.format.medium()) {
+        (Some(roots), Some(Medium::Cdrom)) => fs::metadata(roots)?.len(),
+        _ => 0,
+    };
+    let initrd = fs::metadata(&pinned.initrd)?.len() + roots;
     if let Some(unpacked) = assemble::unpacked(project, &pinned.initrd)? {
-        if let Some(problem) = limits::memory(initrd, unpacked, opts.memory) {
+        if let Some(problem) = memory::memory(initrd, unpacked + roots, opts.memory) {
             bail!("{vm} does not fit in the VM's memory: {problem}");
         }
     }
     let _lock = project.lock()?;
-    let input = assemble::Input {
-        vm,
-        kernel: &pinned.artifacts.kernel,
-        initrd: &pinned.artifacts.initrd,
-        cmdline: &pinned.artifacts.cmdline,
-    };
+    let input = assemble::Input::of(vm, &pinned.artifacts);
     let Some(built) = assemble::build(sh, project, opts.format, &input)? else {
         return Ok(());
     };
@@ -799,6 +802,7 @@ mod tests {
                 kernel: kernel.clone(),
                 initrd: initrd.clone(),
                 cmdline: String::new(),
+                roots: None,
             })
         })
         .unwrap();

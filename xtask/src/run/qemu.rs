@@ -77,6 +77,9 @@ pub struct VmSpec {
     pub extra: Vec<String>,
     /// Boot this image with its firmware instead of `kernel`/`initrd`/`cmdline`.
     pub disk: Option<Disk>,
+    /// The read-only disk of the services' root filesystems (a squashfs
+    /// image), for a VM whose initrd does not hold them.
+    pub roots: Option<PathBuf>,
     /// The data disk that keeps the app's named volumes (a raw file).
     pub data: Option<PathBuf>,
     /// A QMP socket to ask the VM to power down through ACPI ([`Vm::power_down`]).
@@ -86,6 +89,10 @@ pub struct VmSpec {
 /// The data disk's virtio serial number, as the guest sees it in
 /// /sys/block/vdX/serial.
 pub const DATA_SERIAL: &str = "compose-data";
+
+/// The roots disk's virtio serial number (for a person reading
+/// /sys/block/vdX/serial: the guest finds the disk by its content).
+pub const ROOTS_SERIAL: &str = "compose-roots";
 
 /// A disk image or ISO booted the way a host boots it.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +145,15 @@ pub fn args(spec: &VmSpec) -> Vec<String> {
             push(&["-append", &spec.cmdline]);
         }
         Some(disk) => push(&disk_args(disk).iter().map(String::as_str).collect::<Vec<_>>()),
+    }
+    if let Some(roots) = &spec.roots {
+        // The guest finds it by its first bytes (rc.init); QEMU only reads it.
+        push(&[
+            "-drive",
+            &format!("file={},format=raw,if=none,id=roots,readonly=on", option_value(roots)),
+            "-device",
+            &format!("virtio-blk-pci,drive=roots,serial={ROOTS_SERIAL}"),
+        ]);
     }
     if let Some(data) = &spec.data {
         // cache=writeback: the guest's flushes reach the host file (fdatasync),
@@ -426,6 +442,7 @@ mod tests {
             forwards: vec![Forward::tcp(8080, 80)],
             extra: vec![],
             disk: None,
+            roots: None,
             data: None,
             qmp: None,
         }
@@ -485,6 +502,22 @@ mod tests {
         );
         assert!(a.contains(&"virtio-blk-pci,drive=data,serial=compose-data".to_string()));
         assert!(a.contains(&"unix:/tmp/q.sock,server=on,wait=off".to_string()));
+    }
+
+    /// The roots disk is attached read-only: the VM cannot change the
+    /// services' root filesystems in dist/, and QEMU shares the file with
+    /// another VM booting the same build.
+    #[test]
+    fn roots_disk_is_read_only() {
+        let mut s = spec(Accel::Tcg, Console::Terminal);
+        s.roots = Some("dist/.boot-1/compose-native-roots.img".into());
+        let a = args(&s);
+        let drive = a.iter().find(|x| x.contains("id=roots")).expect("a roots drive");
+        assert_eq!(
+            drive,
+            "file=dist/.boot-1/compose-native-roots.img,format=raw,if=none,id=roots,readonly=on"
+        );
+        assert!(a.contains(&"virtio-blk-pci,drive=roots,serial=compose-roots".to_string()));
     }
 
     #[test]

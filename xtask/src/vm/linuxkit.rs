@@ -114,6 +114,9 @@ pub struct Artifacts {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
+    /// The read-only disk holding the services' root filesystems, where
+    /// they are not in the initrd (see [`crate::vm::packed::Roots`]).
+    pub roots: Option<PathBuf>,
 }
 
 /// Build the VM's images, write its YAML and run `linuxkit build` unless `dist/`
@@ -134,6 +137,7 @@ pub fn build(sh: &Shell, project: &Project, vm: &Vm) -> Result<Artifacts> {
             format!("{name}-initrd.img")
         }),
         cmdline: config.kernel.cmdline.clone(),
+        roots: None,
     };
     // dist/<name>.stamp: the YAML the artifacts were built from, and the size
     // and mtime of every host file it copies in.

@@ -2,10 +2,11 @@
 //! module: `static_vm` with its ready image store, `dynamic_vm`, `native_vm`
 //! with the native conversion; `shared` is what they have in common), the
 //! LinuxKit YAML that describes it, and `linuxkit build` turning that into a
-//! kernel and an initrd.
+//! kernel and an initrd; `memory`, what an initrd asks of the VM's memory.
 pub mod dynamic_vm;
 pub mod imagestore;
 pub mod linuxkit;
+pub mod memory;
 pub mod method;
 pub mod native_vm;
 pub mod packed;

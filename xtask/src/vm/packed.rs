@@ -40,7 +40,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     base::{exec, files, project::Project, ui},
-    vm::parts,
+    vm::{memory, parts},
 };
 
 /// How much of the cache's squashfs images (`<cache>/squashfs`) and image
@@ -51,7 +51,7 @@ use crate::{
 pub const CACHE_CAP: u64 = 2 << 30;
 
 /// What the packing does: part of every output's stamp, so a change here remakes it.
-const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0, identical files linked (shared); modules trimmed, uncompressed; v6";
+const FORMAT: &str = "squashfs zstd-19 1M lower and read-only rootfs, times 0, identical files linked (shared), on a disk of its own where too big to unpack; modules trimmed, uncompressed; v7";
 
 /// mksquashfs's options for every image (part of the cache key): file and
 /// filesystem times are 0, so an image is made of its files alone.
@@ -113,32 +113,101 @@ pub fn onboot_modules(dockerfile: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
-/// Write `out` from `base` (remade when the base or this packing changes).
+/// Where a VM's shared image of the containers' roots goes ([`Layout::Shared`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    /// Always in the initrd: one file boots.
+    InInitrd,
+    /// On a read-only disk of its own (`NAME-roots.img` beside the initrd)
+    /// when, in the initrd, the VM would need more than this many MiB to
+    /// unpack it ([`memory::min_memory`]): an initrd's files stay in memory
+    /// for as long as the VM runs, its compressed copy beside them while it
+    /// unpacks, where a disk's are read into the page cache as they are
+    /// used, and dropped from it when memory is short.
+    DiskAbove(u32),
+}
+
+/// What [`pack`] made: the initrd, and the roots disk if the roots went on one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub initrd: PathBuf,
+    pub roots: Option<PathBuf>,
+}
+
+/// In an initrd whose shared roots image is on a disk: the image's first
+/// bytes (its squashfs superblock, which names the image's size and tables),
+/// by which `rc.init` finds the disk holding it.
+pub const SUPERBLOCK_IN_INITRD: &str = "containers/lower.sqfs.superblock";
+/// How many bytes of the image [`SUPERBLOCK_IN_INITRD`] holds.
+pub const SUPERBLOCK_LEN: usize = 96;
+
+/// The roots disk of the packed initrd `out` (`dist/NAME-initrd.img` ->
+/// `dist/NAME-roots.img`).
+pub fn roots_path(out: &Path) -> PathBuf {
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    let vm = name.strip_suffix("-initrd.img").unwrap_or(&name);
+    out.with_file_name(format!("{vm}-roots.img"))
+}
+
+/// Write `out` from `base` (remade when the base or this packing changes),
+/// every root in the initrd.
 pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layout) -> Result<PathBuf> {
+    Ok(pack_with(sh, project, base, out, layout, Roots::InInitrd)?.initrd)
+}
+
+/// Write `out` from `base` (remade when the base or this packing changes),
+/// its shared roots image where `roots` says.
+pub fn pack_with(
+    sh: &Shell,
+    project: &Project,
+    base: &Path,
+    out: &Path,
+    layout: Layout,
+    roots: Roots,
+) -> Result<Packed> {
     let stamp_path = out.with_extension("stamp");
+    let roots_disk = roots_path(out);
     let meta = fs::metadata(base)?;
     let dockerfile = fs::read_to_string(project.root.join("images/modules/Dockerfile"))?;
     let mut wanted = onboot_modules(&dockerfile)?;
     wanted.extend(ALSO_LOADED.iter().map(|m| m.to_string()));
     let stamp = format!(
-        "{FORMAT} {layout:?}\n{} {:?}\nmodules {}\n",
+        "{FORMAT} {layout:?} {roots:?}\n{} {:?}\nmodules {}\n",
         meta.len(),
         meta.modified()?,
         wanted.join(" ")
     );
-    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        let sizes = parts::read(out)?;
-        ui::cached_with(
-            format!("{} (packed)", project.rel(out).display()),
-            (!sizes.is_empty()).then(|| parts::summary(&sizes)),
-        );
-        return Ok(out.to_path_buf());
+    // The stamp's last line says where the roots went: `roots BYTES` on a
+    // disk of that size, `roots initrd` in the initrd.
+    let recorded = fs::read_to_string(&stamp_path).ok();
+    if let Some(placed) = recorded.as_deref().and_then(|r| r.strip_prefix(stamp.as_str())) {
+        let roots = match placed.trim_end().strip_prefix("roots ") {
+            Some("initrd") => Some(None),
+            Some(bytes) => bytes
+                .parse::<u64>()
+                .ok()
+                .filter(|b| fs::metadata(&roots_disk).is_ok_and(|m| m.len() == *b))
+                .map(|_| Some(roots_disk.clone())),
+            None => None,
+        };
+        if let (true, Some(roots)) = (out.is_file(), roots) {
+            let sizes = parts::read(out)?;
+            ui::cached_with(
+                format!("{} (packed)", project.rel(out).display()),
+                (!sizes.is_empty()).then(|| parts::summary(&sizes)),
+            );
+            return Ok(Packed {
+                initrd: out.to_path_buf(),
+                roots,
+            });
+        }
     }
     let step = ui::step(format!(
         "packing {} (squashfs container filesystems, trimmed modules, lz4)",
         project.rel(base).display()
     ));
     let _ = fs::remove_file(&stamp_path);
+    let _ = fs::remove_file(&roots_disk);
     let work = out.with_extension("work");
     if work.exists() {
         fs::remove_dir_all(&work)?;
@@ -168,16 +237,31 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     ))
     .context("clamping file times to SOURCE_DATE_EPOCH")?;
     let partial = out.with_extension("partial");
-    // Sorted, so every directory comes before what it holds.
-    exec::run(
-        cmd!(
-            sh,
-            "bash -o pipefail -c 'cd \"$1\" && find . | sort | cpio -o -H newc --quiet --renumber-inodes --ignore-devno | lz4 -l -q > \"$0\"' {partial} {work}"
-        )
-        .env("LC_ALL", "C"),
-    )
-    .context("packing the initrd")?;
+    cpio_lz4(sh, &work, &partial)?;
+    let shared = work.join("containers/lower.sqfs");
+    let mut placed = None;
+    if let (Roots::DiskAbove(limit), true) = (roots, shared.is_file()) {
+        let size = fs::metadata(&partial)?.len();
+        let unpacked = memory::unpacked_size(&fs::read(&partial)?).map_err(anyhow::Error::msg)?;
+        let need = memory::min_memory(size, unpacked);
+        if need > limit {
+            let disk = roots_disk.with_extension("partial");
+            fs::rename(&shared, &disk)?;
+            let mut superblock = vec![0; SUPERBLOCK_LEN];
+            std::io::Read::read_exact(&mut fs::File::open(&disk)?, &mut superblock)?;
+            let (containers, kept) = (work.join("containers"), work.join(SUPERBLOCK_IN_INITRD));
+            fs::write(&kept, superblock)?;
+            exec::run(cmd!(sh, "touch -h -d {epoch} {containers} {kept}"))?;
+            cpio_lz4(sh, &work, &partial)?;
+            fs::rename(&disk, &roots_disk)?;
+            placed = Some((roots_disk.clone(), need));
+        }
+    }
     fs::remove_dir_all(&work)?;
+    if placed.is_some() {
+        // Not in the initrd: the summary names what is.
+        sizes.retain(|p| p.name != SHARED_PART);
+    }
     let size = fs::metadata(&partial)?.len();
     let images: u64 = sizes.iter().map(|p| p.bytes).sum();
     sizes.push(parts::Part::new(
@@ -187,11 +271,42 @@ pub fn pack(sh: &Shell, project: &Project, base: &Path, out: &Path, layout: Layo
     let _ = fs::remove_file(parts::path_of(out));
     fs::rename(&partial, out)?;
     parts::write(out, &sizes)?;
-    fs::write(&stamp_path, stamp)?;
+    let where_roots = match &placed {
+        Some((disk, _)) => format!("roots {}\n", fs::metadata(disk)?.len()),
+        None => "roots initrd\n".into(),
+    };
+    fs::write(&stamp_path, stamp + &where_roots)?;
     step.done();
     ui::note(format!("{} ({} MB)", project.rel(out).display(), size / 1_000_000));
     ui::note(parts::summary(&sizes));
-    Ok(out.to_path_buf())
+    if let (Some((disk, need)), Roots::DiskAbove(limit)) = (&placed, roots) {
+        ui::note(format!(
+            "{} ({} MB): the services' root filesystems, on a read-only disk of their own; in the initrd they would need --memory {need}, over {limit}",
+            project.rel(disk).display(),
+            fs::metadata(disk)?.len() / 1_000_000
+        ));
+    }
+    Ok(Packed {
+        initrd: out.to_path_buf(),
+        roots: placed.map(|(disk, _)| disk),
+    })
+}
+
+/// The parts file's name for the shared roots image.
+const SHARED_PART: &str = "every container's root (shared)";
+
+/// `work` as an initrd at `out`: one cpio archive, legacy lz4 (which the
+/// kernel unpacks fastest).
+fn cpio_lz4(sh: &Shell, work: &Path, out: &Path) -> Result<()> {
+    // Sorted, so every directory comes before what it holds.
+    exec::run(
+        cmd!(
+            sh,
+            "bash -o pipefail -c 'cd \"$1\" && find . | sort | cpio -o -H newc --quiet --renumber-inodes --ignore-devno | lz4 -l -q > \"$0\"' {out} {work}"
+        )
+        .env("LC_ALL", "C"),
+    )
+    .context("packing the initrd")
 }
 
 /// The squashfs images under `containers` as parts of the initrd, named by
@@ -204,10 +319,7 @@ fn squashfs_parts(containers: &Path) -> Result<Vec<parts::Part>> {
     for kind in fs::read_dir(containers)? {
         let kind = kind?.path();
         if kind.extension().is_some_and(|e| e == "sqfs") {
-            found.push(parts::Part::new(
-                "every container's root (shared)",
-                fs::metadata(&kind)?.len(),
-            ));
+            found.push(parts::Part::new(SHARED_PART, fs::metadata(&kind)?.len()));
             continue;
         }
         if !kind.is_dir() {

@@ -1,5 +1,5 @@
 //! `dist/SHA256SUMS`: the SHA-256 of every VM artifact in `dist/` (each
-//! VM's kernel, initrd and SBOM, its disk images and ISOs, and the app's image tarballs), in `sha256sum`'s
+//! VM's kernel, initrd, roots disk and SBOM, its disk images and ISOs, and the app's image tarballs), in `sha256sum`'s
 //! format, so `cd dist && sha256sum -c SHA256SUMS` checks them. Rewritten
 //! after every build; a file whose size and mtime did not change is not read
 //! again (`dist/.SHA256SUMS.cache`).
@@ -30,6 +30,7 @@ fn artifacts(dist: &Path) -> Result<Vec<PathBuf>> {
         let artifact = image
             || name.ends_with("-kernel")
             || (name.ends_with("-initrd.img") && !name.ends_with("-base-initrd.img"))
+            || name.ends_with("-roots.img")
             || name.ends_with(".spdx.json");
         if artifact {
             out.push(PathBuf::from(name));
@@ -95,6 +96,7 @@ mod tests {
             ("vm-kernel", "k"),
             ("vm.spdx.json", "s"),
             ("vm-initrd.img", "i"),
+            ("vm-roots.img", "r"),
             ("vm-base-initrd.img", "b"),
             ("vm.yml", "y"),
             ("vm-efi.img", "e"),
@@ -117,6 +119,7 @@ mod tests {
                 "vm-efi.iso",
                 "vm-initrd.img",
                 "vm-kernel",
+                "vm-roots.img",
                 "vm.spdx.json",
             ])
             .current_dir(&dir)
