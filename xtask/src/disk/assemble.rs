@@ -25,7 +25,7 @@ use crate::{
         limits::{self, Sizes},
         Firmware, Format, Medium,
     },
-    vm::{linuxkit::Artifacts, memory},
+    vm::{linuxkit::Artifacts, memory, packed::ROOTS_IN_INITRD},
 };
 
 /// What the assembly does: part of every image's stamp, so a change here remakes it.
@@ -218,7 +218,7 @@ fn make(sh: &Shell, format: Format, input: &Input, scratch: &Scratch) -> Result<
 }
 
 /// At `out`: `initrd` with the roots disk's image in it, as the file
-/// `rc.init` mounts (`containers/lower.sqfs`), in an uncompressed cpio
+/// `rc.init` mounts ([`ROOTS_IN_INITRD`]), in an uncompressed cpio
 /// archive before the initrd's own (the kernel unpacks them one after the
 /// other; a squashfs image does not compress further). An image boots from
 /// one disk or CD, whose firmware loads the kernel and the initrd: this is
@@ -229,10 +229,9 @@ pub fn initrd_with_roots(initrd: &Path, roots: &Path, out: &Path) -> Result<()> 
     let mut file =
         std::io::BufWriter::new(fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     let mut cpio = Writer::new(&mut file);
-    cpio.node("containers", Meta::dir(0o755))?;
     let size = fs::metadata(roots)?.len();
     let mut image = fs::File::open(roots).with_context(|| format!("reading {}", roots.display()))?;
-    cpio.file("containers/lower.sqfs", Meta::file(0o644), size, &mut image)?;
+    cpio.file(ROOTS_IN_INITRD, Meta::file(0o644), size, &mut image)?;
     cpio.finish()?;
     std::io::copy(&mut fs::File::open(initrd)?, &mut file)?;
     file.into_inner()?.sync_all()?;
@@ -537,7 +536,7 @@ mod tests {
     /// A VM with a roots disk: a disk image holds it, byte for byte, in a
     /// second partition after the FAT one, and its initrd is the VM's own;
     /// an ISO (booted as a CD, which the VM does not read) has it in its
-    /// initrd, as `containers/lower.sqfs` in a cpio archive before the VM's
+    /// initrd, as `roots.sqfs` in a cpio archive before the VM's
     /// own initrd, which the kernel unpacks next.
     #[test]
     fn roots_go_in_a_partition_of_a_disk_and_the_initrd_of_a_cd() {
@@ -624,7 +623,7 @@ mod tests {
             "-F",
             joined.to_str().unwrap(),
         ]);
-        assert_eq!(fs::read(out.join("containers/lower.sqfs")).unwrap(), image, "{listed}");
+        assert_eq!(fs::read(out.join(ROOTS_IN_INITRD)).unwrap(), image, "{listed}");
         let bytes = fs::read(&joined).unwrap();
         assert!(bytes.ends_with(&fs::read(&initrd).unwrap()));
         assert_eq!(

@@ -186,9 +186,10 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // RABBITMQ_DEFAULT_* made (a 2xx means the message came back), its
     // management UI answering.
     let runtimes = load_as(Some("runtimes"), &RUNTIMES)?;
-    // At the suite's memory: the static VM carries every image in its
-    // initrd, and the first four apps' images alone unpack to 515 MiB, more
-    // than a 1 GiB VM's tmpfs holds.
+    // At the suite's memory: the images' layers go on the roots disk (in the
+    // initrd they would need 2.7 GiB), but the services (a JVM, MariaDB, two
+    // PostgreSQL servers, RabbitMQ, FerretDB, ...) need more than 1 GiB once
+    // they run.
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &runtimes)?;
     // A service that exits after the app came up: the boot test stops at the
     // compose runner's line, with the status and the service's last output.

@@ -39,7 +39,7 @@ use crate::{
     app::compose::{self, App},
     base::{exec, files, project::Project, reference::Reference, ui},
     building::cpio::{Meta, Writer},
-    vm::{packed, parts},
+    vm::{memory, packed, parts},
 };
 
 const DOCKER: &str = "var/lib/docker";
@@ -495,7 +495,17 @@ fn make_whiteout(path: &Path) -> Result<()> {
 
 /// Write `out`: the `base` initrd `linuxkit build` made (packed as lz4, see `packed`),
 /// then the image store of every image `app` uses (from its tarball in dist/images/).
-pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path) -> Result<()> {
+/// Where, with every layer in it, the initrd would need more than `roots`
+/// MiB to unpack, the layers' images go on a roots disk instead (returned):
+/// see [`roots_disk`].
+pub fn initrd(
+    sh: &Shell,
+    project: &Project,
+    app: &App,
+    base: &Path,
+    out: &Path,
+    roots: u32,
+) -> Result<Option<PathBuf>> {
     let base = &packed::pack(
         sh,
         project,
@@ -543,13 +553,45 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         stamp += &format!("segment {}\n", s.display());
     }
     let stamp_path = out.with_extension("stamp");
+    let disk = packed::roots_path(out);
     sizes.push(parts::Part::new("image store metadata", metadata.len() as u64));
-    if out.is_file() && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+    // Where the layers go: on a disk of their own when the initrd would not
+    // unpack in `roots` MiB with them.
+    let mut initrd_size = metadata.len() as u64;
+    let mut unpacked = metadata.len() as u64;
+    for file in std::iter::once(base).chain(&segments) {
+        let bytes = fs::read(file)?;
+        initrd_size += bytes.len() as u64;
+        unpacked += memory::unpacked_size(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    }
+    let need = memory::min_memory(initrd_size, unpacked);
+    let on_disk = need > roots;
+    stamp += &format!("roots above {roots} MiB: {on_disk}\n");
+    let cached = out.is_file()
+        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
+        && (!on_disk || disk.is_file());
+    if on_disk {
+        // Not in the initrd: the summary names what is.
+        sizes.retain(|p| !p.name.starts_with("image "));
+    }
+    // What the roots disk is, and why.
+    let disk_note = |disk: &Path| -> Result<()> {
+        ui::note(format!(
+            "{} ({} MB): the image layers, on a read-only disk of their own; in the initrd they would need --memory {need}, over {roots}",
+            project.rel(disk).display(),
+            fs::metadata(disk)?.len() / 1_000_000
+        ));
+        Ok(())
+    };
+    if cached {
         ui::cached_with(
             format!("{} (base initrd + image store)", project.rel(out).display()),
             Some(parts::summary(&sizes)),
         );
-        return Ok(());
+        if on_disk {
+            disk_note(&disk)?;
+        }
+        return Ok(on_disk.then_some(disk));
     }
     let step = ui::step(format!(
         "{}: base initrd + image store of {} image(s), {} layer segment(s)",
@@ -558,7 +600,14 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         segments.len()
     ));
     let _ = fs::remove_file(&stamp_path);
+    let _ = fs::remove_file(&disk);
     let partial = out.with_extension("partial");
+    let layers = if on_disk {
+        roots_disk(sh, &segments, &disk)?
+    } else {
+        Vec::new()
+    };
+    let segments = if on_disk { Vec::new() } else { segments };
     {
         let mut f = std::io::BufWriter::new(fs::File::create(&partial)?);
         let mut offset = 0u64;
@@ -573,9 +622,13 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
                 offset += pad + std::io::copy(bytes, f)?;
                 Ok(())
             };
-        // The small uncompressed metadata archive first, then the lz4 run:
-        // the base and the layers.
+        // The small uncompressed metadata archive first (and with the
+        // layers on a disk, what stands for them), then the lz4 run: the
+        // base and the layers.
         append(&mut f, &mut metadata.as_slice(), true)?;
+        if !layers.is_empty() {
+            append(&mut f, &mut layers.as_slice(), true)?;
+        }
         append(&mut f, &mut fs::File::open(base)?, true)?;
         for s in &segments {
             append(&mut f, &mut fs::File::open(s)?, false)?;
@@ -592,7 +645,79 @@ pub fn initrd(sh: &Shell, project: &Project, app: &App, base: &Path, out: &Path)
         fs::metadata(out)?.len() / 1_000_000
     ));
     ui::note(parts::summary(&sizes));
-    Ok(())
+    if on_disk {
+        disk_note(&disk)?;
+    }
+    Ok(on_disk.then_some(disk))
+}
+
+/// Where the roots disk has the layers' images: `LAYERS_ON_DISK/<cache id>/diff.sqfs`,
+/// which the engine's start script mounts on the layer's `diff/`.
+const LAYERS_ON_DISK: &str = "docker-layers";
+
+/// The layers of `segments` on a roots disk at `disk`: a squashfs image of
+/// their images (stored as they are: each is compressed already), and the
+/// cpio archive the initrd gets in their place: each layer's `diff/` mount
+/// point and the disk's superblock, by which `rc.init` finds it.
+fn roots_disk(sh: &Shell, segments: &[PathBuf], disk: &Path) -> Result<Vec<u8>> {
+    let work = disk.with_extension("work");
+    if work.exists() {
+        fs::remove_dir_all(&work)?;
+    }
+    let (unpack, tree) = (work.join("unpack"), work.join("tree"));
+    let layers = tree.join(LAYERS_ON_DISK);
+    fs::create_dir_all(&layers)?;
+    let mut caches = Vec::new();
+    for segment in segments {
+        fs::create_dir_all(&unpack)?;
+        exec::run(
+            cmd!(
+                sh,
+                "bash -o pipefail -c 'cd \"$1\" && lz4 -dc \"$0\" | cpio -idm --quiet --no-absolute-filenames' {segment} {unpack}"
+            )
+            .env("LC_ALL", "C"),
+        )
+        .with_context(|| format!("unpacking {}", segment.display()))?;
+        let overlay = unpack.join(DOCKER).join("overlay2");
+        for entry in fs::read_dir(&overlay)? {
+            let cache = entry?.file_name().to_string_lossy().into_owned();
+            fs::create_dir_all(layers.join(&cache))?;
+            fs::rename(
+                overlay.join(&cache).join("diff.sqfs"),
+                layers.join(&cache).join("diff.sqfs"),
+            )?;
+            caches.push(cache);
+        }
+        fs::remove_dir_all(&unpack)?;
+    }
+    let partial = disk.with_extension("partial");
+    let _ = fs::remove_file(&partial);
+    exec::run(cmd!(
+        sh,
+        "mksquashfs {tree} {partial} -noappend -quiet -no-progress -noI -noId -noD -noF -noX -all-root -all-time 0 -mkfs-time 0"
+    ))
+    .context("making the image layers' disk (mksquashfs)")?;
+    fs::remove_dir_all(&work)?;
+    let mut superblock = vec![0; packed::SUPERBLOCK_LEN];
+    std::io::Read::read_exact(&mut fs::File::open(&partial)?, &mut superblock)?;
+    fs::rename(&partial, disk)?;
+    let mut w = Writer::new(Vec::new());
+    w.bytes(packed::SUPERBLOCK_IN_INITRD, Meta::file(0o644), &superblock)?;
+    for (path, perm) in [
+        ("var", 0o755),
+        ("var/lib", 0o755),
+        (DOCKER, 0o710),
+        ("var/lib/docker/overlay2", 0o710),
+    ] {
+        w.node(path, Meta::dir(perm))?;
+    }
+    caches.sort();
+    caches.dedup();
+    for cache in &caches {
+        w.node(&format!("{DOCKER}/overlay2/{cache}"), Meta::dir(0o710))?;
+        w.node(&format!("{DOCKER}/overlay2/{cache}/diff"), Meta::dir(0o755))?;
+    }
+    w.finish()
 }
 
 #[cfg(test)]
@@ -751,6 +876,52 @@ mod tests {
             .unwrap();
         assert_eq!(fs::read(out.join("app/big")).unwrap(), big);
         assert_eq!(fs::read_to_string(out.join("app/small")).unwrap(), "hello\n");
+    }
+
+    /// With the layers on a roots disk: the disk holds each layer's image
+    /// byte for byte where the engine's start script looks for it, and the
+    /// archive the initrd gets in their place has each layer's mount point
+    /// and the disk's first bytes, by which rc.init finds it.
+    #[test]
+    fn layers_on_a_roots_disk() {
+        let tmp = TestDir::new("layers-disk");
+        let sh = Shell::new().unwrap();
+        let chain = "d".repeat(64);
+        let image: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut w = Writer::new(Vec::new());
+        w.node(&format!("{DOCKER}/overlay2/{chain}/diff"), Meta::dir(0o755))
+            .unwrap();
+        w.bytes(
+            &format!("{DOCKER}/overlay2/{chain}/diff.sqfs"),
+            Meta::file(0o600),
+            &image,
+        )
+        .unwrap();
+        let cpio = tmp.join("segment.cpio");
+        fs::write(&cpio, w.finish().unwrap()).unwrap();
+        let segment = tmp.join("segment.cpio.lz4");
+        cmd!(sh, "lz4 -l -q {cpio} {segment}").run().unwrap();
+        let disk = tmp.join("vm-roots.img");
+
+        let archive = roots_disk(&sh, &[segment], &disk).unwrap();
+
+        let out = tmp.join("out");
+        cmd!(sh, "unsquashfs -quiet -no-progress -d {out} {disk}")
+            .run()
+            .unwrap();
+        let on_disk = out.join(LAYERS_ON_DISK).join(&chain).join("diff.sqfs");
+        assert_eq!(fs::read(on_disk).unwrap(), image);
+        let listed = tmp.join("initrd");
+        fs::create_dir_all(&listed).unwrap();
+        let initrd_part = tmp.join("part.cpio");
+        fs::write(&initrd_part, &archive).unwrap();
+        cmd!(sh, "cpio -idm --quiet -D {listed} -F {initrd_part}")
+            .run()
+            .unwrap();
+        let superblock = fs::read(listed.join(packed::SUPERBLOCK_IN_INITRD)).unwrap();
+        assert_eq!(superblock[..], fs::read(&disk).unwrap()[..packed::SUPERBLOCK_LEN]);
+        assert!(listed.join(format!("{DOCKER}/overlay2/{chain}/diff")).is_dir());
+        assert!(!listed.join(format!("{DOCKER}/overlay2/{chain}/diff.sqfs")).exists());
     }
 
     #[test]

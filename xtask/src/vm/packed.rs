@@ -134,10 +134,13 @@ pub struct Packed {
     pub roots: Option<PathBuf>,
 }
 
-/// In an initrd whose shared roots image is on a disk: the image's first
-/// bytes (its squashfs superblock, which names the image's size and tables),
-/// by which `rc.init` finds the disk holding it.
-pub const SUPERBLOCK_IN_INITRD: &str = "containers/lower.sqfs.superblock";
+/// In an initrd whose container filesystems are on a roots disk: the disk's
+/// first bytes (its squashfs superblock, which names the image's size and
+/// tables), by which `rc.init` finds it and mounts it on /run/roots.
+pub const SUPERBLOCK_IN_INITRD: &str = "roots.sqfs.superblock";
+/// Where an initrd carries the roots disk's image itself (an image booted
+/// from a CD): `rc.init` mounts it on /run/roots as it would the disk.
+pub const ROOTS_IN_INITRD: &str = "roots.sqfs";
 /// How many bytes of the image [`SUPERBLOCK_IN_INITRD`] holds.
 pub const SUPERBLOCK_LEN: usize = 96;
 
@@ -196,6 +199,13 @@ pub fn pack_with(
                 format!("{} (packed)", project.rel(out).display()),
                 (!sizes.is_empty()).then(|| parts::summary(&sizes)),
             );
+            if let Some(disk) = &roots {
+                ui::note(format!(
+                    "{} ({} MB): the services' root filesystems, on a read-only disk of their own",
+                    project.rel(disk).display(),
+                    fs::metadata(disk)?.len() / 1_000_000
+                ));
+            }
             return Ok(Packed {
                 initrd: out.to_path_buf(),
                 roots,
@@ -251,7 +261,7 @@ pub fn pack_with(
             std::io::Read::read_exact(&mut fs::File::open(&disk)?, &mut superblock)?;
             let (containers, kept) = (work.join("containers"), work.join(SUPERBLOCK_IN_INITRD));
             fs::write(&kept, superblock)?;
-            exec::run(cmd!(sh, "touch -h -d {epoch} {containers} {kept}"))?;
+            exec::run(cmd!(sh, "touch -h -d {epoch} {work} {containers} {kept}"))?;
             cpio_lz4(sh, &work, &partial)?;
             fs::rename(&disk, &roots_disk)?;
             placed = Some((roots_disk.clone(), need));
