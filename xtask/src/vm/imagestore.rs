@@ -43,6 +43,13 @@ use crate::{
 };
 
 const DOCKER: &str = "var/lib/docker";
+/// The folders above the layers' (`overlay2/<cache id>`), with the engine's modes.
+const OVERLAY_PARENTS: [(&str, u32); 4] = [
+    ("var", 0o755),
+    ("var/lib", 0o755),
+    (DOCKER, 0o710),
+    ("var/lib/docker/overlay2", 0o710),
+];
 
 /// An image as the store records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,12 +313,7 @@ fn layer_segment(
     exec::run(cmd!(sh, "mksquashfs {diff} {image} {opts...}"))?;
     let cpio = work.join("segment.cpio");
     let mut w = Writer::new(std::io::BufWriter::new(fs::File::create(&cpio)?));
-    for (path, perm) in [
-        ("var", 0o755),
-        ("var/lib", 0o755),
-        (DOCKER, 0o710),
-        ("var/lib/docker/overlay2", 0o710),
-    ] {
+    for (path, perm) in OVERLAY_PARENTS {
         w.node(path, Meta::dir(perm))?;
     }
     let cache = format!("{DOCKER}/overlay2/{chain}");
@@ -698,17 +700,11 @@ fn roots_disk(sh: &Shell, segments: &[PathBuf], disk: &Path) -> Result<Vec<u8>> 
     ))
     .context("making the image layers' disk (mksquashfs)")?;
     fs::remove_dir_all(&work)?;
-    let mut superblock = vec![0; packed::SUPERBLOCK_LEN];
-    std::io::Read::read_exact(&mut fs::File::open(&partial)?, &mut superblock)?;
+    let superblock = packed::superblock(&partial)?;
     fs::rename(&partial, disk)?;
     let mut w = Writer::new(Vec::new());
     w.bytes(packed::SUPERBLOCK_IN_INITRD, Meta::file(0o644), &superblock)?;
-    for (path, perm) in [
-        ("var", 0o755),
-        ("var/lib", 0o755),
-        (DOCKER, 0o710),
-        ("var/lib/docker/overlay2", 0o710),
-    ] {
+    for (path, perm) in OVERLAY_PARENTS {
         w.node(path, Meta::dir(perm))?;
     }
     caches.sort();

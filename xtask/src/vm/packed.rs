@@ -144,6 +144,15 @@ pub const ROOTS_IN_INITRD: &str = "roots.sqfs";
 /// How many bytes of the image [`SUPERBLOCK_IN_INITRD`] holds.
 pub const SUPERBLOCK_LEN: usize = 96;
 
+/// The first bytes of the squashfs image `image` that the initrd keeps
+/// ([`SUPERBLOCK_IN_INITRD`]).
+pub fn superblock(image: &Path) -> Result<Vec<u8>> {
+    let mut bytes = vec![0; SUPERBLOCK_LEN];
+    std::io::Read::read_exact(&mut fs::File::open(image)?, &mut bytes)
+        .with_context(|| format!("reading the superblock of {}", image.display()))?;
+    Ok(bytes)
+}
+
 /// The roots disk of the packed initrd `out` (`dist/NAME-initrd.img` ->
 /// `dist/NAME-roots.img`).
 pub fn roots_path(out: &Path) -> PathBuf {
@@ -257,8 +266,7 @@ pub fn pack_with(
         if need > limit {
             let disk = roots_disk.with_extension("partial");
             fs::rename(&shared, &disk)?;
-            let mut superblock = vec![0; SUPERBLOCK_LEN];
-            std::io::Read::read_exact(&mut fs::File::open(&disk)?, &mut superblock)?;
+            let superblock = superblock(&disk)?;
             let (containers, kept) = (work.join("containers"), work.join(SUPERBLOCK_IN_INITRD));
             fs::write(&kept, superblock)?;
             exec::run(cmd!(sh, "touch -h -d {epoch} {work} {containers} {kept}"))?;
