@@ -46,6 +46,15 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    /// The bytes of the roots disk that `format`'s initrd carries: a CD's
+    /// all of them, a disk's none (they are in a partition of their own).
+    pub fn roots_in_initrd(&self, format: Format) -> Result<u64> {
+        Ok(match (self.roots, format.medium()) {
+            (Some(roots), Some(Medium::Cdrom)) => fs::metadata(roots)?.len(),
+            _ => 0,
+        })
+    }
+
     /// VM `vm` as `built`.
     pub fn of(vm: &'a str, built: &'a Artifacts) -> Input<'a> {
         Input {
@@ -65,11 +74,7 @@ pub fn build(sh: &Shell, project: &Project, format: Format, input: &Input) -> Re
     let Some(name) = format.file_name(input.vm) else {
         return Ok(None);
     };
-    // The roots are in the initrd of a CD, in a partition of a disk.
-    let roots = match format.medium() {
-        Some(Medium::Cdrom) => input.roots.map(fs::metadata).transpose()?.map_or(0, |m| m.len()),
-        _ => 0,
-    };
+    let roots = input.roots_in_initrd(format)?;
     let sizes = Sizes {
         kernel: fs::metadata(input.kernel)?.len(),
         initrd: fs::metadata(input.initrd)?.len() + roots,

@@ -19,7 +19,7 @@ use crate::{
     base::project::{self, Project},
     base::{exec, ui},
     building::host,
-    disk::{assemble, format::OVMF_VARS, Firmware, Format, Medium},
+    disk::{assemble, format::OVMF_VARS, Firmware, Format},
     run::qemu::{self, Accel, Console, Forward, Probe, VmSpec, Why},
     vm::{linuxkit::Artifacts, memory},
 };
@@ -274,11 +274,8 @@ pub fn pinned(project: &Project, build: impl FnOnce() -> Result<Artifacts>) -> R
 /// lock) make its `opts.format` in dist/ from the pinned kernel, initrd and
 /// command line (`vm`: its name), and pin that too.
 pub fn with_format(sh: &Shell, project: &Project, pinned: &mut Pinned, vm: &str, opts: &VmOpts) -> Result<()> {
-    // A CD has the roots in its initrd (see assemble::Input).
-    let roots = match (&pinned.roots, opts.format.medium()) {
-        (Some(roots), Some(Medium::Cdrom)) => fs::metadata(roots)?.len(),
-        _ => 0,
-    };
+    let input = assemble::Input::of(vm, &pinned.artifacts);
+    let roots = input.roots_in_initrd(opts.format)?;
     let initrd = fs::metadata(&pinned.initrd)?.len() + roots;
     if let Some(unpacked) = assemble::unpacked(project, &pinned.initrd)? {
         if let Some(problem) = memory::memory(initrd, unpacked + roots, opts.memory) {
@@ -286,7 +283,6 @@ pub fn with_format(sh: &Shell, project: &Project, pinned: &mut Pinned, vm: &str,
         }
     }
     let _lock = project.lock()?;
-    let input = assemble::Input::of(vm, &pinned.artifacts);
     let Some(built) = assemble::build(sh, project, opts.format, &input)? else {
         return Ok(());
     };

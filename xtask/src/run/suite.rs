@@ -87,7 +87,7 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // (README: 512 MiB native, 1 GiB static and dynamic), not the suite's 3 GiB.
     let lean = |method| {
         let mut options = boot(Some(method), false);
-        options.vm.memory = options.vm.memory.min(default_app_memory(method));
+        options.vm.memory = options.vm.memory.min(method.memory());
         options
     };
     // A third routed site merged over the default file (compose's own -f merge):
@@ -200,16 +200,6 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
         Ok(_) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
     }
     checked_in_files_unchanged(sh, project)
-}
-
-/// The least memory, in MiB, the default app serves in under `method`
-/// (README's table, "smallest `--memory` that serves"): what an app of
-/// stand-ins must serve in too.
-fn default_app_memory(method: Method) -> u32 {
-    match method {
-        Method::Native => 512,
-        Method::Static | Method::Dynamic => 1024,
-    }
 }
 
 /// Boot `app` (`options`) on a data disk whose first MiB is not blank and

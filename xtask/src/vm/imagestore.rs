@@ -576,15 +576,7 @@ pub fn initrd(
         // Not in the initrd: the summary names what is.
         sizes.retain(|p| !p.name.starts_with("image "));
     }
-    // What the roots disk is, and why.
-    let disk_note = |disk: &Path| -> Result<()> {
-        ui::note(format!(
-            "{} ({} MB): the image layers, on a read-only disk of their own; in the initrd they would need --memory {need}, over {roots}",
-            project.rel(disk).display(),
-            fs::metadata(disk)?.len() / 1_000_000
-        ));
-        Ok(())
-    };
+    let disk_note = |disk: &Path| packed::say_roots_disk(project, disk, "the image layers", Some((need, roots)));
     if cached {
         ui::cached_with(
             format!("{} (base initrd + image store)", project.rel(out).display()),
@@ -672,14 +664,7 @@ fn roots_disk(sh: &Shell, segments: &[PathBuf], disk: &Path) -> Result<Vec<u8>> 
     let mut caches = Vec::new();
     for segment in segments {
         fs::create_dir_all(&unpack)?;
-        exec::run(
-            cmd!(
-                sh,
-                "bash -o pipefail -c 'cd \"$1\" && lz4 -dc \"$0\" | cpio -idm --quiet --no-absolute-filenames' {segment} {unpack}"
-            )
-            .env("LC_ALL", "C"),
-        )
-        .with_context(|| format!("unpacking {}", segment.display()))?;
+        packed::unpack(sh, "lz4 -dc", segment, &unpack)?;
         let overlay = unpack.join(DOCKER).join("overlay2");
         for entry in fs::read_dir(&overlay)? {
             let cache = entry?.file_name().to_string_lossy().into_owned();

@@ -56,6 +56,17 @@ pub fn write_checked_in(sh: &Shell, project: &Project) -> Result<()> {
 }
 
 impl Method {
+    /// The memory (MiB) this method's VM is to serve an app of stand-ins in
+    /// (README's table, "smallest `--memory` that serves"): the packing puts
+    /// the container filesystems on a roots disk where the initrd would need
+    /// more to unpack, and the suite boots such apps with it.
+    pub fn memory(self) -> u32 {
+        match self {
+            Method::Native => 512,
+            Method::Static | Method::Dynamic => 1024,
+        }
+    }
+
     /// The VM's name: linuxkit/<name>.yml, dist/<name>-kernel …
     pub fn vm_name(self) -> &'static str {
         match self {

@@ -22,10 +22,6 @@ use crate::{
     },
 };
 
-/// The memory (MiB) a native VM is to serve in: where its services' roots
-/// would need more to unpack from the initrd, they go on a disk of their own.
-pub const MEMORY: u32 = 512;
-
 /// The app's images built, in the LinuxKit cache, and their facts by image.
 fn images(sh: &Shell, project: &Project, app: &App) -> Result<BTreeMap<String, Facts>> {
     // The images go from buildah's storage into the LinuxKit cache.
@@ -115,7 +111,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
     let vm = vm_of(project, app, checked, &facts)?;
     let mut artifacts = linuxkit::build(sh, project, &vm)?;
     let out = project.dist.join(format!("{}-initrd.img", Method::Native.vm_name()));
-    let roots = packed::Roots::DiskAbove(MEMORY);
+    let roots = packed::Roots::DiskAbove(Method::Native.memory());
     let packed = packed::pack_with(sh, project, &artifacts.initrd, &out, packed::Layout::Shared, roots)
         .context("packing the native VM's initrd")?;
     artifacts.initrd = packed.initrd;

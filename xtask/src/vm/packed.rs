@@ -153,6 +153,24 @@ pub fn superblock(image: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Say what the roots disk `disk` holds (`what`) and, where known, why it
+/// is not in the initrd: `(need, limit)`, the memory the initrd would need
+/// with it and the method's.
+pub fn say_roots_disk(project: &Project, disk: &Path, what: &str, why: Option<(u32, u32)>) -> Result<()> {
+    let why = why.map_or(String::new(), |(need, limit)| {
+        format!("; in the initrd they would need --memory {need}, over {limit}")
+    });
+    ui::note(format!(
+        "{} ({} MB): {what}, on a read-only disk of their own{why}",
+        project.rel(disk).display(),
+        fs::metadata(disk)?.len() / 1_000_000
+    ));
+    Ok(())
+}
+
+/// What the native VM's roots disk holds, as [`say_roots_disk`] says it.
+const SERVICES_ROOTS: &str = "the services' root filesystems";
+
 /// The roots disk of the packed initrd `out` (`dist/NAME-initrd.img` ->
 /// `dist/NAME-roots.img`).
 pub fn roots_path(out: &Path) -> PathBuf {
@@ -209,11 +227,7 @@ pub fn pack_with(
                 (!sizes.is_empty()).then(|| parts::summary(&sizes)),
             );
             if let Some(disk) = &roots {
-                ui::note(format!(
-                    "{} ({} MB): the services' root filesystems, on a read-only disk of their own",
-                    project.rel(disk).display(),
-                    fs::metadata(disk)?.len() / 1_000_000
-                ));
+                say_roots_disk(project, disk, SERVICES_ROOTS, None)?;
             }
             return Ok(Packed {
                 initrd: out.to_path_buf(),
@@ -232,15 +246,7 @@ pub fn pack_with(
         fs::remove_dir_all(&work)?;
     }
     fs::create_dir_all(&work)?;
-    // pipefail: a failed gunzip must not pass for an empty archive.
-    exec::run(
-        cmd!(
-            sh,
-            "bash -o pipefail -c 'cd \"$1\" && gzip -dc \"$0\" | cpio -idmu --quiet --no-absolute-filenames' {base} {work}"
-        )
-        .env("LC_ALL", "C"),
-    )
-    .context("unpacking the base initrd")?;
+    unpack(sh, "gzip -dc", base, &work).context("unpacking the base initrd")?;
     trim_modules(sh, &work, &wanted)?;
     let cache = project.cache_path("squashfs");
     pack_lowers(sh, &cache, &work, layout)?;
@@ -298,11 +304,7 @@ pub fn pack_with(
     ui::note(format!("{} ({} MB)", project.rel(out).display(), size / 1_000_000));
     ui::note(parts::summary(&sizes));
     if let (Some((disk, need)), Roots::DiskAbove(limit)) = (&placed, roots) {
-        ui::note(format!(
-            "{} ({} MB): the services' root filesystems, on a read-only disk of their own; in the initrd they would need --memory {need}, over {limit}",
-            project.rel(disk).display(),
-            fs::metadata(disk)?.len() / 1_000_000
-        ));
+        say_roots_disk(project, disk, SERVICES_ROOTS, Some((*need, limit)))?;
     }
     Ok(Packed {
         initrd: out.to_path_buf(),
@@ -312,6 +314,20 @@ pub fn pack_with(
 
 /// The parts file's name for the shared roots image.
 const SHARED_PART: &str = "every container's root (shared)";
+
+/// Unpack the cpio archive `archive`, decompressed by `decompress` (`gzip
+/// -dc`, `lz4 -dc`), into the folder `into`.
+pub fn unpack(sh: &Shell, decompress: &str, archive: &Path, into: &Path) -> Result<()> {
+    // pipefail: a failed decompression must not pass for an empty archive.
+    exec::run(
+        cmd!(
+            sh,
+            "bash -o pipefail -c 'cd \"$1\" && $2 \"$0\" | cpio -idmu --quiet --no-absolute-filenames' {archive} {into} {decompress}"
+        )
+        .env("LC_ALL", "C"),
+    )
+    .with_context(|| format!("unpacking {}", archive.display()))
+}
 
 /// `work` as an initrd at `out`: one cpio archive, legacy lz4 (which the
 /// kernel unpacks fastest).

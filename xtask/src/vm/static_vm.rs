@@ -38,10 +38,6 @@ pub fn vm(project: &Project, app: &App) -> Result<Vm> {
     shared::compose_vm(project, Method::Static, payload(), app, true)
 }
 
-/// The memory (MiB) a static VM is to serve in: where its image store would
-/// need more to unpack from the initrd, its layers go on a disk of their own.
-pub const MEMORY: u32 = 1024;
-
 /// Build the app's images and save them, `linuxkit build` the VM, then append
 /// the app's image store to its initrd.
 pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
@@ -54,7 +50,7 @@ pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
 /// The VM's initrd: what `linuxkit build` made, then the app's image store.
 fn append_images(sh: &Shell, project: &Project, app: &App, mut artifacts: Artifacts) -> Result<Artifacts> {
     let full = project.dist.join(format!("{}-initrd.img", Method::Static.vm_name()));
-    artifacts.roots = imagestore::initrd(sh, project, app, &artifacts.initrd, &full, MEMORY)?;
+    artifacts.roots = imagestore::initrd(sh, project, app, &artifacts.initrd, &full, Method::Static.memory())?;
     artifacts.initrd = full;
     Ok(artifacts)
 }
