@@ -223,8 +223,10 @@ impl ProjectData {
 /// Required: if it fails, the runner starts none of the app's services,
 /// rather than keep their volumes in memory. The image binds the VM's /var
 /// in, shared, so that what it mounts there is the VM's; a folder elsewhere
-/// (the project's) is bound in the same way.
-pub fn data(refs: &Refs, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -> Container {
+/// (the project's) is bound in the same way. With an `engine` root, the whole
+/// of a Docker engine's state is kept there too (the images it pulled), but
+/// for what an earlier boot's containers left.
+pub fn data(refs: &Refs, engine: Option<&str>, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -> Container {
     let kept: Vec<&str> = dirs
         .iter()
         .copied()
@@ -234,6 +236,7 @@ pub fn data(refs: &Refs, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -
         .writable
         .iter()
         .map(String::as_str)
+        .chain(engine)
         .chain(kept.iter().copied())
         .chain(fresh.iter().copied())
         .filter(|d| !d.starts_with("/var/"))
@@ -242,6 +245,9 @@ pub fn data(refs: &Refs, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -
     let mut command = vec!["/usr/bin/data-disk".to_string()];
     if let Some(dir) = &project.writable {
         command.extend(["--writable".to_string(), dir.clone()]);
+    }
+    if let Some(root) = engine {
+        command.extend(["--engine".to_string(), root.to_string()]);
     }
     command.extend(kept.iter().map(|d| d.to_string()));
     if !fresh.is_empty() {
@@ -258,6 +264,8 @@ pub fn data(refs: &Refs, dirs: &[&str], project: &ProjectData, fresh: &[&str]) -
     }
 }
 
+/// Where a Docker engine keeps its state: images, containers, volumes.
+pub const ENGINE_ROOT: &str = "/var/lib/docker";
 /// Where a Docker engine keeps its named volumes.
 pub const ENGINE_VOLUMES: &str = "/var/lib/docker/volumes";
 
@@ -299,6 +307,10 @@ pub struct ComposePayload {
     pub daemon_json: String,
     /// Extra kernel command-line parameters (the dynamic method's registry).
     pub cmdline: Vec<String>,
+    /// The engine pulls its images at boot: its whole store is kept on the
+    /// data disk (a Docker host's /var/lib/docker), not only its volumes, so
+    /// that pulled images take no memory and the next boot has them.
+    pub pulls: bool,
 }
 
 /// A compose VM: the base, a Docker engine, and the compose runner with the
@@ -308,9 +320,12 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
     for param in &payload.cmdline {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
-    config
-        .onboot
-        .push(data(refs, &[ENGINE_VOLUMES], &payload.project_data, &[]));
+    // A static VM's images are in its initrd: only the volumes go to the disk.
+    let data = match payload.pulls {
+        true => data(refs, Some(ENGINE_ROOT), &[], &payload.project_data, &[]),
+        false => data(refs, None, &[ENGINE_VOLUMES], &payload.project_data, &[]),
+    };
+    config.onboot.push(data);
     for name in ["docker", "compose"] {
         config.services.push(Container {
             name: name.into(),

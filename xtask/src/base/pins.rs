@@ -14,6 +14,12 @@ pub const FILE: &str = "pins.yml";
 pub struct Pins {
     pub debian: Debian,
     pub go: BTreeMap<String, GoTool>,
+    /// Go distributions (a GOROOT) that images carry whole, as the Go module
+    /// proxy serves the Go project's release builds (`golang.org/toolchain`,
+    /// what `GOTOOLCHAIN` downloads): the golang stand-ins newer than
+    /// Debian's Go.
+    #[serde(default)]
+    pub go_toolchains: BTreeMap<String, GoToolchain>,
     /// What each image recipe under `images/` is made from, by folder name.
     pub images: BTreeMap<String, ImagePins>,
     /// The local profile's base images: upstream image name -> the recipe
@@ -51,13 +57,18 @@ pub struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// What [`CatalogEntry::serves`] names: a Go tool (`go:NAME`), a PyPI
-    /// package (`pypi:NAME`) or a Debian package of the recipe.
+    /// What [`CatalogEntry::serves`] names: a Go tool (`go:NAME`), a Go
+    /// distribution (`goroot:NAME`), a PyPI package (`pypi:NAME`), an npm
+    /// package (`npm:NAME`) or a Debian package of the recipe.
     pub fn served(&self) -> Served<'_> {
         if let Some(tool) = self.serves.strip_prefix("go:") {
             Served::GoTool(tool)
+        } else if let Some(toolchain) = self.serves.strip_prefix("goroot:") {
+            Served::GoRoot(toolchain)
         } else if let Some(package) = self.serves.strip_prefix("pypi:") {
             Served::PyPi(package)
+        } else if let Some(package) = self.serves.strip_prefix("npm:") {
+            Served::Npm(package)
         } else {
             Served::Package(&self.serves)
         }
@@ -71,15 +82,23 @@ pub enum Served<'a> {
     Package(&'a str),
     /// A Go tool under `go:` in pins.yml, at its pinned version.
     GoTool(&'a str),
+    /// A Go distribution under `go_toolchains:`, at its pinned version.
+    GoRoot(&'a str),
     /// A PyPI package at the version its recipe folder's requirements.txt pins.
     PyPi(&'a str),
+    /// An npm package at the version its recipe folder's `*.sha512` files pin.
+    Npm(&'a str),
 }
 
 impl<'a> Served<'a> {
     /// The package's or the tool's name.
     pub fn name(self) -> &'a str {
         match self {
-            Served::Package(name) | Served::GoTool(name) | Served::PyPi(name) => name,
+            Served::Package(name)
+            | Served::GoTool(name)
+            | Served::GoRoot(name)
+            | Served::PyPi(name)
+            | Served::Npm(name) => name,
         }
     }
 }
@@ -104,6 +123,10 @@ pub struct Newer {
     pub than: String,
     /// The catalog entry that serves those tags.
     pub entry: String,
+    /// Tags that name no version (`golang:alpine`, `latest`) go there too:
+    /// upstream's newest, where no older pin in an app needs the entry's own.
+    #[serde(default)]
+    pub untagged: bool,
 }
 
 impl Newer {
@@ -160,6 +183,17 @@ pub struct ImagePins {
     /// name otherwise.
     #[serde(default)]
     pub recipe_folder: Option<String>,
+    /// The npm registry's tarballs that the `*.sha512` files of the recipe
+    /// folder (and of its `shared` ones) list are downloaded into the build
+    /// context, each checked against its sha512, for the Dockerfile to
+    /// install (Node.js itself, from a package that carries its release
+    /// build): its RUN steps then fetch nothing.
+    #[serde(default)]
+    pub npm_tarballs: bool,
+    /// A Go distribution from `go_toolchains:`, put in the image's tree as
+    /// /usr/local/go (the upstream golang image's GOROOT).
+    #[serde(default)]
+    pub goroot: Option<String>,
     /// The recipe's own RUN steps fetch from a package registry (pinned by
     /// hash in the recipe folder): its build sees the host's CA bundle, as an
     /// app's RUN steps do. Off for the rest, whose RUN steps read the image's
@@ -202,6 +236,29 @@ pub struct HostPackage {
     /// May come from `<codename>-backports` when the host's suite is too old.
     #[serde(default)]
     pub backports: bool,
+}
+
+/// A Go distribution: module `golang.org/toolchain` at `version`
+/// (`v0.0.1-go1.27.3.linux-amd64`), checked against its go.sum hash.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GoToolchain {
+    pub version: String,
+    pub sum: String,
+}
+
+impl GoToolchain {
+    /// The module the Go project publishes its release builds as.
+    pub const MODULE: &'static str = "golang.org/toolchain";
+
+    /// The Go version it is (`1.27.3`).
+    pub fn go_version(&self) -> &str {
+        let version = self.version.strip_prefix("v0.0.1-go").unwrap_or(&self.version);
+        let end = version
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(version.len());
+        version[..end].trim_end_matches('.')
+    }
 }
 
 /// A Go program built from a module fetched through the Go module proxy, or
@@ -289,7 +346,27 @@ impl Pins {
                 }
             }
         }
+        for (name, toolchain) in &self.go_toolchains {
+            let go = toolchain.go_version();
+            let valid = toolchain.version == format!("v0.0.1-go{go}.linux-amd64")
+                && go.split('.').all(|p| p.parse::<u32>().is_ok());
+            if !valid {
+                bail!(
+                    "go_toolchains.{name}.version {:?} is not a Go release build's module version (v0.0.1-go1.27.3.linux-amd64)",
+                    toolchain.version
+                );
+            }
+            if !toolchain.sum.starts_with("h1:") {
+                bail!(
+                    "go_toolchains.{name}.sum {:?} is not a go.sum hash (h1:…)",
+                    toolchain.sum
+                );
+            }
+        }
         for (name, image) in &self.images {
+            if let Some(goroot) = image.goroot.as_ref().filter(|g| !self.go_toolchains.contains_key(*g)) {
+                bail!("images.{name}.goroot names `{goroot}`, which is not under `go_toolchains:`");
+            }
             if image.packages.is_empty() {
                 bail!("images.{name} lists no Debian packages");
             }
@@ -317,6 +394,14 @@ impl Pins {
             if let Served::GoTool(tool) = entry.served() {
                 if !self.go.contains_key(tool) {
                     bail!("catalog.{name}.serves names Go tool `{tool}`, which is not under `go:`");
+                }
+            }
+            if let Served::GoRoot(toolchain) = entry.served() {
+                if self.images[&entry.recipe].goroot.as_deref() != Some(toolchain) {
+                    bail!(
+                        "catalog.{name}.serves names Go distribution `{toolchain}`, which recipe `{}` does not carry (its `goroot`)",
+                        entry.recipe
+                    );
                 }
             }
             if let Some(newer) = &entry.newer {
@@ -348,6 +433,7 @@ impl Pins {
         let newer = self.catalog.get(&key).and_then(|entry| entry.newer.as_ref());
         match (newer, reference.tag_version()) {
             (Some(newer), Some(version)) if newer.takes(&version) => newer.entry.clone(),
+            (Some(newer), None) if newer.untagged => newer.entry.clone(),
             _ => key,
         }
     }
@@ -440,11 +526,15 @@ mod tests {
         };
         for (reference, want) in [
             ("node:20", "node-full"),
-            ("node:lts", "node-full"),
             ("node:20-bookworm", "node-full"),
             ("node:20-slim", "node"),
-            ("node:lts-buster-slim", "node"),
             ("node:20-alpine3.19", "node"),
+            ("node:lts", "node-24-full"),
+            ("node:24", "node-24-full"),
+            ("node:22-bookworm", "node-24-full"),
+            ("node:lts-buster-slim", "node-24"),
+            ("node:22-alpine", "node-24"),
+            ("node:alpine", "node-24"),
             ("python:3", "python-full"),
             ("python:3.11-slim-bookworm", "python"),
             ("python:3.7-alpine", "python"),
@@ -458,7 +548,7 @@ mod tests {
             assert_eq!(packages.contains(&"g++".to_string()), full, "{want}: g++");
             assert_eq!(pins.image(want).unwrap().alpine, !full, "{want}: apk emulation");
         }
-        for key in ["node", "node:slim", "node:alpine"] {
+        for key in ["node", "node:slim", "node:alpine", "node-24", "node-24:slim"] {
             assert!(pins.catalog[key].older.is_some(), "{key}: older tags' settings");
         }
     }
@@ -532,6 +622,48 @@ images:
         let err = Pins::parse(&text.replace("than: '3.11', entry: 'python-3.13'", "than: 3.x, entry: 'python-3.13'"))
             .unwrap_err();
         assert!(format!("{err:#}").contains("is not a version"), "{err:#}");
+    }
+
+    /// golang: tags after Debian's 1.24, and those naming no version
+    /// (upstream's newest), go to the Go project's release build, whose Go
+    /// version the module version says.
+    #[test]
+    fn golang_tags_past_debians_go_and_untagged_go_to_the_release_build() {
+        let text = format!(
+            "{MINIMAL}go_toolchains:
+  go: {{version: v0.0.1-go1.27.3.linux-amd64, sum: 'h1:x='}}
+catalog:
+  golang: {{recipe: a, serves: x, newer: {{than: '1.24', entry: golang-1.27, untagged: true}}}}
+  golang-1.27: {{recipe: c, serves: 'goroot:go'}}
+"
+        )
+        .replace("images:\n", "images:\n  c: {packages: [git], goroot: go}\n");
+        let pins = Pins::parse(&text).unwrap();
+        assert_eq!(pins.go_toolchains["go"].go_version(), "1.27.3");
+        let key = |r: &str| pins.catalog_key(&Reference::parse(r).unwrap());
+        assert_eq!(key("golang:1.22-alpine"), "golang", "Debian's 1.24 serves it");
+        assert_eq!(key("golang:1.24.4-bookworm"), "golang");
+        assert_eq!(key("golang:1.25-alpine"), "golang-1.27");
+        assert_eq!(key("golang:1.27"), "golang-1.27");
+        assert_eq!(key("golang:alpine"), "golang-1.27", "no version: upstream's newest");
+        assert_eq!(key("golang"), "golang-1.27");
+        assert_eq!(key("golang:1-alpine"), "golang", "no minor asked");
+        let err = Pins::parse(&text.replace("goroot: go}", "goroot: nope}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("images.c.goroot names `nope`, which is not under `go_toolchains:`"),
+            "{err:#}"
+        );
+        let err = Pins::parse(&text.replace("go1.27.3.linux-amd64", "go1.27.3")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is not a Go release build's module version"),
+            "{err:#}"
+        );
+        let err =
+            Pins::parse(&text.replace("recipe: c, serves: 'goroot:go'", "recipe: a, serves: 'goroot:go'")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("which recipe `a` does not carry"),
+            "{err:#}"
+        );
     }
 
     #[test]

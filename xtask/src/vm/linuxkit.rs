@@ -233,6 +233,7 @@ mod tests {
             )],
             daemon_json: "{}\n".into(),
             cmdline: vec!["linuxkit_compose.registry=r.example.com/team".into()],
+            pulls: true,
         };
         insta::assert_snapshot!(render(&compose(&refs, &payload), "cargo xtask yaml").unwrap());
     }

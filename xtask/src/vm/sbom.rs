@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 
 use crate::{
     app::compose::App,
-    base::{exec, files, lock::Deb, project::Project, ui},
+    base::{exec, files, lock::Deb, pins::GoToolchain, project::Project, ui},
     building::{
         app_pulls, apps, gotools, host, images,
         pull::{self, Installed},
@@ -393,6 +393,15 @@ fn recipe_go(sh: &Shell, project: &Project, recipe: &str) -> Result<Vec<GoModule
         let text = exec::read(cmd!(sh, "{go} version -m {binary}"))
             .with_context(|| format!("go version -m {}", binary.display()))?;
         out.extend(go_modules(&text, &pin.version, pin.sum.as_deref().unwrap_or_default()));
+    }
+    // A Go distribution the image carries whole (its GOROOT).
+    if let Some(name) = &project.pins.image(recipe)?.goroot {
+        let toolchain = &project.pins.go_toolchains[name];
+        out.push(GoModule {
+            path: GoToolchain::MODULE.into(),
+            version: toolchain.version.clone(),
+            sum: toolchain.sum.clone(),
+        });
     }
     Ok(out)
 }

@@ -25,6 +25,7 @@ pub fn payload() -> ComposePayload {
         project_data: Default::default(),
         daemon_json: format!("{{{ENGINE}}}\n"),
         cmdline: vec![],
+        pulls: false,
     }
 }
 
