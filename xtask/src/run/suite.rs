@@ -113,7 +113,8 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // deletes files of its base; Dockerfiles written for Alpine (apk,
     // busybox's adduser) on the python and alpine stand-ins, one waiting for
     // the other's BusyBox wget healthcheck; express installed by npm in a RUN
-    // step on the node stand-in (`node:20-slim`), run as its `node` user.
+    // step on `node:22-alpine` (the Node.js 24 stand-in), its TypeScript run
+    // by `node index.ts` as the image's `node` user.
     let features = load_as(Some("features"), &FEATURES)?;
     test_boot::run(sh, project, &lean(Method::Static), &features)?;
     test_boot::run(sh, project, &lean(Method::Native), &features)?;
@@ -395,7 +396,7 @@ const NGINX_ROUTER: &str = "compose/nginx-router.yml";
 /// configured from the environment, by templates and by envsubst; an image
 /// that deletes files of its base; Dockerfiles for `python:3.7-alpine` and
 /// `alpine:3.20` (apk, adduser -D, USER, BusyBox's wget as a healthcheck
-/// waited for); an express app on the node stand-in (its slim tag).
+/// waited for); an express app in TypeScript on `node:22-alpine` (Node.js 24).
 const FEATURES: [&str; 6] = [
     "compose/hello-py.yml",
     "compose/secrets.yml",

@@ -173,9 +173,15 @@ const KILLED_AT_GRACE: &str = " did not stop in ";
 /// rc.shutdown's first line.
 const STOPPING: &str = "rc.shutdown: stopping the services";
 
-/// The size of the data disk a boot test makes (a sparse file): `run-*`'s,
-/// as a dynamic VM's engine pulls its images onto it.
-const TEST_DISK_GIB: u64 = data::DEFAULT_GIB;
+/// The size of the data disk a boot test makes (a sparse file), for the
+/// volumes alone; a dynamic VM's engine pulls its images onto it too, so it
+/// gets `run-*`'s.
+fn test_disk_gib(method: Option<Method>) -> u64 {
+    match method {
+        Some(Method::Dynamic) => data::DEFAULT_GIB,
+        _ => 2,
+    }
+}
 
 /// What rc.shutdown says when the services are stopped and the disks unmounted.
 const STOPPED_CLEANLY: &str = "rc.shutdown: services stopped, disks unmounted";
@@ -297,9 +303,10 @@ fn boot(
     timeouts: (u64, u64),
     fresh: bool,
 ) -> Result<Headless> {
+    let size = test_disk_gib(args.method);
     let disk = match &args.data_disk {
-        Some(path) => data::prepare(path, TEST_DISK_GIB, false)?,
-        None => data::prepare(&artifacts.scratch("data.img"), TEST_DISK_GIB, fresh)?,
+        Some(path) => data::prepare(path, size, false)?,
+        None => data::prepare(&artifacts.scratch("data.img"), size, fresh)?,
     };
     let vm_opts = VmOpts {
         data: Some(disk.path),

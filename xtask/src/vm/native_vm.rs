@@ -104,9 +104,9 @@ fn carried(app: &App) -> Result<Vec<moby::File>> {
 pub fn build(sh: &Shell, project: &Project, app: &App) -> Result<Artifacts> {
     let checked = check(app)?;
     shared::check_locked(sh, project)?;
-    // Before the images: a secret whose variable is not set stops the build now.
-    shared::stage_files(project, Method::Native, app)?;
+    let staged = shared::stage_files(project, Method::Native, app)?;
     let facts = images(sh, project, app)?;
+    staged.write()?;
     shared::stage_project(project, Method::Native, app)?;
     let vm = vm_of(project, app, checked, &facts)?;
     let mut artifacts = linuxkit::build(sh, project, &vm)?;

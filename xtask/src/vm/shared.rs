@@ -183,12 +183,13 @@ pub fn carried_files(method: Method, app: &App) -> Result<Vec<File>> {
     Ok(out)
 }
 
-/// Write the files of the app's secrets and configs to the stage
-/// [`carried_files`] names: a `file:` one copied, an `environment:` one from
-/// the build's environment, a `content:` one from the compose file. They are
-/// the user's secrets: 0400 (configs 0600) in a folder only its owner reads,
-/// and never printed.
-pub fn stage_files(project: &Project, method: Method, app: &App) -> Result<()> {
+/// The files of the app's secrets and configs, read (a `file:` one), taken
+/// from the build's environment (an `environment:` one) or from the compose
+/// file (a `content:` one), for [`StagedFiles::write`] to put where
+/// [`carried_files`] names them. Read before the images are built, so that a
+/// secret whose variable is not set stops the build at once; written after
+/// them, so that a build that fails leaves dist/ as it was.
+pub fn stage_files(project: &Project, method: Method, app: &App) -> Result<StagedFiles> {
     let files = app.files().map_err(|problems| compose::Invalid {
         file: app.file.clone(),
         problems,
@@ -208,9 +209,8 @@ pub fn stage_files(project: &Project, method: Method, app: &App) -> Result<()> {
                 continue;
             }
         };
-        let to = stage.join(&c.path);
-        write_private(&to, &bytes, if c.kind == Kind::Secret { 0o400 } else { 0o600 })?;
-        wanted.push(to);
+        let mode = if c.kind == Kind::Secret { 0o400 } else { 0o600 };
+        wanted.push((stage.join(&c.path), bytes, mode));
     }
     if !problems.is_empty() {
         return Err(compose::Invalid {
@@ -219,15 +219,34 @@ pub fn stage_files(project: &Project, method: Method, app: &App) -> Result<()> {
         }
         .into());
     }
-    if stage.is_dir() {
-        for (file, _, _) in files::tree_files(&stage)? {
-            let path = stage.join(file);
-            if !wanted.contains(&path) {
-                std::fs::remove_file(&path)?;
+    Ok(StagedFiles { stage, wanted })
+}
+
+/// The secrets' and configs' files of a build, read: see [`stage_files`].
+pub struct StagedFiles {
+    stage: PathBuf,
+    /// Path, bytes, mode.
+    wanted: Vec<(PathBuf, Vec<u8>, u32)>,
+}
+
+impl StagedFiles {
+    /// Write the files to the stage, and remove what an earlier build left
+    /// there. They are the user's secrets: 0400 (configs 0600) in a folder
+    /// only its owner reads, and never printed.
+    pub fn write(self) -> Result<()> {
+        for (to, bytes, mode) in &self.wanted {
+            write_private(to, bytes, *mode)?;
+        }
+        if self.stage.is_dir() {
+            for (file, _, _) in files::tree_files(&self.stage)? {
+                let path = self.stage.join(file);
+                if !self.wanted.iter().any(|(to, _, _)| *to == path) {
+                    std::fs::remove_file(&path)?;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Write `bytes` to `path` with `mode`, its folders 0700, unless it holds
@@ -326,10 +345,10 @@ pub fn prepare_compose(
     runtime_file: &str,
 ) -> Result<(apps::Builder, BTreeMap<String, String>)> {
     check_locked(sh, project)?;
-    // Before the images: a secret whose variable is not set stops the build now.
-    stage_files(project, method, app)?;
+    let staged = stage_files(project, method, app)?;
     let builder = apps::builder(sh);
     let ids = apps::build(sh, project, app, builder)?;
+    staged.write()?;
     let path = project.root.join(runtime_compose(method));
     std::fs::create_dir_all(path.parent().expect("under dist/"))?;
     files::write_if_changed(&path, runtime_file.as_bytes())?;
