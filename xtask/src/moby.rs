@@ -321,9 +321,10 @@ pub fn compose(refs: &Refs, payload: &ComposePayload) -> Config {
         config.kernel.cmdline = format!("{} {param}", config.kernel.cmdline);
     }
     // A static VM's images are in its initrd: only the volumes go to the disk.
-    let data = match payload.pulls {
-        true => data(refs, Some(ENGINE_ROOT), &[], &payload.project_data, &[]),
-        false => data(refs, None, &[ENGINE_VOLUMES], &payload.project_data, &[]),
+    let data = if payload.pulls {
+        data(refs, Some(ENGINE_ROOT), &[], &payload.project_data, &[])
+    } else {
+        data(refs, None, &[ENGINE_VOLUMES], &payload.project_data, &[])
     };
     config.onboot.push(data);
     for name in ["docker", "compose"] {

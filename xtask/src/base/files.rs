@@ -64,8 +64,17 @@ pub fn content_hash(prefix: &str, files: &[TreeFile], bytes: usize) -> String {
 
 /// The hex SHA-256 of a file, read in pieces.
 pub fn sha256(path: &Path) -> Result<String> {
+    digest::<Sha256>(path)
+}
+
+/// The hex SHA-512 of a file (npm's tarball hash), read in pieces.
+pub fn sha512(path: &Path) -> Result<String> {
+    digest::<sha2::Sha512>(path)
+}
+
+fn digest<D: Digest>(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;

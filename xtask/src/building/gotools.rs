@@ -100,14 +100,10 @@ pub fn install_toolchain(sh: &Shell, project: &Project, name: &str, goroot: &Pat
     let module_at = format!("{}@{}", GoToolchain::MODULE, toolchain.version);
     let go = host::path(project, "go")?;
     let step = ui::step(format!("Go {} ({module_at}, Go module proxy)", toolchain.go_version()));
-    let dl: Download = {
+    let dl = {
         let _env = [sh.push_env("GOFLAGS", "-mod=mod"), sh.push_env("GOWORK", "off")];
-        let json = exec::read(cmd!(sh, "{go} mod download -json {module_at}")).context("go mod download")?;
-        serde_json::from_str(&json).context("reading `go mod download -json` output")?
+        download(sh, &go, &module_at, Some(&toolchain.sum))?
     };
-    if dl.sum != toolchain.sum {
-        bail!("{module_at} has hash {}, but pins.yml pins {}", dl.sum, toolchain.sum);
-    }
     if goroot.exists() {
         sh.remove_path(goroot)?;
     }
@@ -118,6 +114,17 @@ pub fn install_toolchain(sh: &Shell, project: &Project, name: &str, goroot: &Pat
     exec::run(cmd!(sh, "chmod -R a+x {bin} {tool}"))?;
     step.done_with(format!("into /{}", GOROOT));
     Ok(())
+}
+
+/// `go mod download` of `module_at` (`MODULE@VERSION`) into the Go module
+/// cache, its go.sum hash checked against `pinned` where pins.yml pins one.
+fn download(sh: &Shell, go: &Path, module_at: &str, pinned: Option<&str>) -> Result<Download> {
+    let json = exec::read(cmd!(sh, "{go} mod download -json {module_at}")).context("go mod download")?;
+    let dl: Download = serde_json::from_str(&json).context("reading `go mod download -json` output")?;
+    if let Some(want) = pinned.filter(|want| dl.sum != *want) {
+        bail!("{module_at} has hash {}, but pins.yml pins {want}", dl.sum);
+    }
+    Ok(dl)
 }
 
 /// Where an image carries its Go distribution, as upstream's golang image.
@@ -148,13 +155,7 @@ fn build(sh: &Shell, go: &Path, project: &Project, name: &str, tool: &GoTool, ou
         // module itself (it does not list untagged nested modules like linuxkit's).
         sh.push_env("GONOSUMDB", if tool.sum.is_some() { tool.module.as_str() } else { "" }),
     ];
-    let json = exec::read(cmd!(sh, "{go} mod download -json {module_at}")).context("go mod download")?;
-    let dl: Download = serde_json::from_str(&json).context("reading `go mod download -json` output")?;
-    if let Some(want) = &tool.sum {
-        if &dl.sum != want {
-            bail!("{module_at} has hash {}, but pins.yml pins {want}", dl.sum);
-        }
-    }
+    let dl = download(sh, go, &module_at, tool.sum.as_deref())?;
     let info = std::fs::read_to_string(&dl.info).with_context(|| format!("reading {}", dl.info.display()))?;
     let info: Info = serde_json::from_str(&info).with_context(|| format!("reading {}", dl.info.display()))?;
     let ldflags = format!("-ldflags={}", ldflags(tool, &info.time));

@@ -469,11 +469,7 @@ fn npm_tarball(sh: &Shell, project: &Project, tarball: &Fetched) -> Result<PathB
         .iter()
         .filter_map(|h| h.strip_prefix("sha512:"))
         .collect();
-    let sha512 = |path: &Path| -> Result<String> {
-        let out = exec::read(cmd!(sh, "sha512sum {path}"))?;
-        Ok(out.split_whitespace().next().unwrap_or_default().to_string())
-    };
-    if file.is_file() && want.contains(&sha512(&file)?.as_str()) {
+    if file.is_file() && want.contains(&files::sha512(&file)?.as_str()) {
         ui::cached(format!("npm {name}@{version}"));
         return Ok(file);
     }
@@ -482,7 +478,7 @@ fn npm_tarball(sh: &Shell, project: &Project, tarball: &Fetched) -> Result<PathB
     let url = format!("https://registry.npmjs.org/{name}/-/{base}-{version}.tgz");
     let partial = file.with_extension("partial");
     exec::run(cmd!(sh, "curl -fsSL -o {partial} {url}")).with_context(|| format!("fetching {url}"))?;
-    let got = sha512(&partial)?;
+    let got = files::sha512(&partial)?;
     if !want.contains(&got.as_str()) {
         fs::remove_file(&partial)?;
         bail!("{url} has sha512 {got}, but the recipe pins {}", want.join(" or "));
