@@ -1,7 +1,8 @@
 // PemTrustStore: writes a PKCS#12 trust store holding every certificate of a
-// PEM bundle. The maven stand-in's `mvn` runs it (as a single-file source
-// program) when a build mounts the host's CA bundle over the image's, because
-// the JVM reads its trust from a key store, never from a PEM bundle.
+// PEM bundle. The Java stand-ins' `java` (java-common/java) runs it, as a
+// single-file source program, when a build mounts the host's CA bundle over
+// the image's, because the JVM reads its trust from a key store, never from a
+// PEM bundle.
 //
 // Usage: java PemTrustStore.java BUNDLE.pem STORE.p12 PASSWORD
 
