@@ -11,7 +11,7 @@ use std::{
     time::SystemTime,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// One file of a tree: its path relative to the tree, whether it is
@@ -59,7 +59,7 @@ pub fn content_hash(prefix: &str, files: &[TreeFile], bytes: usize) -> String {
         h.update(format!("{path}\0{exec}\0{}\0", data.len()));
         h.update(data);
     }
-    h.finalize().iter().take(bytes).map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize()[..bytes])
 }
 
 /// The hex SHA-256 of a file, read in pieces.
@@ -83,7 +83,37 @@ fn digest<D: Digest>(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Standard base64 (RFC 4648, `=` padding optional), as npm's integrity
+/// hashes are written.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digits = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in digits.bytes() {
+        let value = ALPHABET
+            .iter()
+            .position(|&a| a == c)
+            .with_context(|| format!("`{}` is not base64", char::from(c)))?;
+        acc = ((acc << 6) | value as u32) & 0xffff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    if digits.len() % 4 == 1 {
+        bail!("`{text}` is not base64: its length");
+    }
+    Ok(out)
 }
 
 /// [`write_atomic`], unless `path` already holds `contents` (its mtime then stays,
@@ -151,6 +181,16 @@ pub fn prune_least_recent(dir: &Path, cap: u64, since: SystemTime) -> Result<Vec
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base64_as_npm_writes_integrity() {
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert_eq!(base64_decode("Zg==").unwrap(), b"f");
+        assert_eq!(base64_decode("Zm9vYg").unwrap(), b"foob");
+        assert_eq!(hex(&base64_decode("3q2+7w==").unwrap()), "deadbeef");
+        assert!(base64_decode("Zm9v!").is_err());
+        assert!(base64_decode("Zm9vY").is_err());
+    }
+
     use super::*;
     use crate::base::testdir::TestDir;
     use std::time::Duration;

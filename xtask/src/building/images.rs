@@ -6,6 +6,7 @@
 //! pins, the Debian suite), so the tag alone says whether the cache is current.
 
 use std::{
+    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
 };
@@ -261,11 +262,7 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 /// Debian's own adduser stays in /usr/sbin for the command lines that are not
 /// busybox's. An image without apt (no `minbase`) gets `fixed` too, the
 /// Debian packages it carries, from which its apk takes what it can.
-fn install_alpine_compat(
-    project: &Project,
-    tree: &Path,
-    fixed: Option<&std::collections::BTreeMap<String, String>>,
-) -> Result<()> {
+fn install_alpine_compat(project: &Project, tree: &Path, fixed: Option<&BTreeMap<String, String>>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for (file, target, mode) in ALPINE_COMPAT_FILES {
         let from = project.root.join(ALPINE_COMPAT).join(file);
@@ -294,7 +291,7 @@ fn versions_path(project: &Project, reference: &str) -> PathBuf {
 
 /// Package -> the licenses its copyright file names, in the built image `name`
 /// as its recipe stands now (empty if it was built before they were recorded).
-pub fn package_licenses(project: &Project, name: &str) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+pub fn package_licenses(project: &Project, name: &str) -> Result<BTreeMap<String, Vec<String>>> {
     let path = versions_path(project, &reference(name, &tag(project, name)?)).with_extension("licenses.json");
     Ok(fs::read_to_string(path)
         .ok()
@@ -305,7 +302,7 @@ pub fn package_licenses(project: &Project, name: &str) -> Result<std::collection
 /// The version of Debian package `package` in the built image `reference`.
 pub fn package_version(project: &Project, reference: &str, package: &str) -> Option<String> {
     let text = fs::read_to_string(versions_path(project, reference)).ok()?;
-    let versions: std::collections::BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+    let versions: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
     versions.get(package).cloned()
 }
 
@@ -396,8 +393,14 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// Its package URL; an npm scope's `@` is written `%40`, as the purl
+    /// specification has it.
     pub fn purl(&self) -> String {
-        format!("pkg:{}/{}@{}", self.registry, self.name.to_lowercase(), self.version)
+        let name = self.name.to_lowercase();
+        let name = name
+            .strip_prefix('@')
+            .map_or(name.clone(), |scoped| format!("%40{scoped}"));
+        format!("pkg:{}/{}@{}", self.registry, name, self.version)
     }
 }
 
@@ -412,6 +415,11 @@ pub fn fetched_packages(project: &Project, name: &str) -> Result<Vec<Fetched>> {
         if requirements.is_file() {
             let text = fs::read_to_string(&requirements)?;
             out.extend(pinned_requirements(&text).with_context(|| requirements.display().to_string())?);
+        }
+        let lockfile = dir.join("package-lock.json");
+        if lockfile.is_file() {
+            let text = fs::read_to_string(&lockfile)?;
+            out.extend(npm_lockfile(&text).with_context(|| lockfile.display().to_string())?);
         }
         let mut sums: Vec<PathBuf> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -505,6 +513,58 @@ fn npm_tarball_sums(text: &str) -> Result<Vec<Fetched>> {
             name: name.to_string(),
             version: version.to_string(),
             hashes: vec![format!("sha512:{hash}")],
+        });
+    }
+    Ok(out)
+}
+
+/// The packages an npm lockfile (`package-lock.json`, lockfile version 2 or
+/// 3) has `npm ci --omit=dev --omit=optional` install, as the recipes run
+/// it: each with the sha512 npm checks its tarball against.
+fn npm_lockfile(text: &str) -> Result<Vec<Fetched>> {
+    #[derive(serde::Deserialize)]
+    struct Lock {
+        packages: BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        name: Option<String>,
+        version: Option<String>,
+        integrity: Option<String>,
+        #[serde(default)]
+        dev: bool,
+        #[serde(default)]
+        optional: bool,
+        #[serde(default, rename = "devOptional")]
+        dev_optional: bool,
+        #[serde(default)]
+        link: bool,
+    }
+    let lock: Lock = serde_json::from_str(text).context("not an npm lockfile of version 2 or 3 (no `packages`)")?;
+    let mut out = Vec::new();
+    for (path, entry) in lock.packages {
+        if path.is_empty() || entry.dev || entry.optional || entry.dev_optional || entry.link {
+            continue;
+        }
+        let name = entry
+            .name
+            .unwrap_or_else(|| path.rsplit("node_modules/").next().unwrap_or(&path).to_string());
+        let (Some(version), Some(integrity)) = (entry.version, entry.integrity) else {
+            bail!("`{path}` has no version or integrity hash");
+        };
+        let hashes = integrity
+            .split_whitespace()
+            .map(|sri| {
+                let (algorithm, digest) = sri.split_once('-').context("not ALGORITHM-BASE64")?;
+                Ok(format!("{algorithm}:{}", files::hex(&files::base64_decode(digest)?)))
+            })
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("`{path}`'s integrity `{integrity}`"))?;
+        out.push(Fetched {
+            registry: "npm",
+            name,
+            version,
+            hashes,
         });
     }
     Ok(out)
@@ -615,6 +675,32 @@ mod tests {
         assert!(err.to_string().contains("not pinned"), "{err}");
         assert!(pinned_requirements("uv==0.13.9\n").is_err(), "no hash");
 
+        let lock = r#"{"lockfileVersion": 3, "packages": {
+            "": {"name": "app", "dependencies": {"express": "4.18.1"}},
+            "node_modules/express": {"version": "4.18.1", "integrity": "sha512-3q0="},
+            "node_modules/@types/node": {"version": "20.1.0", "integrity": "sha512-AAE="},
+            "node_modules/a/node_modules/b": {"version": "1.0.0", "integrity": "sha1-/w== sha512-/w=="},
+            "node_modules/aws": {"version": "3.0.0", "integrity": "sha512-AA==", "optional": true},
+            "node_modules/mocha": {"version": "10.0.0", "integrity": "sha512-AA==", "dev": true}
+        }}"#;
+        let got = npm_lockfile(lock).unwrap();
+        let purls: Vec<String> = got.iter().map(Fetched::purl).collect();
+        assert_eq!(
+            purls,
+            [
+                "pkg:npm/%40types/node@20.1.0",
+                "pkg:npm/b@1.0.0",
+                "pkg:npm/express@4.18.1"
+            ]
+        );
+        assert_eq!(got[1].hashes, ["sha1:ff", "sha512:ff"]);
+        assert_eq!(got[2].hashes, ["sha512:dead"]);
+        let err = npm_lockfile(r#"{"packages": {"node_modules/x": {"version": "1.0.0"}}}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("`node_modules/x` has no version or integrity"),
+            "{err}"
+        );
+
         let npm = npm_tarball_sums("abcd  yarn-1.22.22.tgz\n").unwrap();
         assert_eq!(npm[0].purl(), "pkg:npm/yarn@1.22.22");
         assert_eq!(npm[0].hashes, ["sha512:abcd"]);
@@ -640,6 +726,15 @@ mod tests {
             let uv = fetched_packages(&project, recipe).unwrap();
             assert_eq!(uv[0].purl().split('@').next(), Some("pkg:pypi/uv"), "{recipe}");
         }
+        // mongo-express and every package it needs, from its lockfile.
+        let admin = fetched_packages(&project, "mongo-express").unwrap();
+        assert!(
+            admin.iter().any(|f| f.purl() == "pkg:npm/mongo-express@1.0.0"),
+            "{admin:?}"
+        );
+        assert!(admin
+            .iter()
+            .all(|f| f.hashes.len() == 1 && f.hashes[0].starts_with("sha512:")));
         let node = fetched_packages(&project, "node-full").unwrap();
         assert_eq!(node[0].purl(), "pkg:npm/yarn@1.22.22");
     }
