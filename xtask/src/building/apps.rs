@@ -69,6 +69,17 @@ fn emulates_apk(project: &Project, name: &str) -> bool {
         .is_some_and(|image| image.alpine)
 }
 
+/// The WORKDIR the stand-in for catalog entry `name` ends its recipe in
+/// (golang's /go, php's /var/www/html); None: `/`.
+fn stand_in_workdir(project: &Project, name: &str) -> Option<String> {
+    let recipe = &project.pins.catalog.get(name)?.recipe;
+    let text = fs::read_to_string(images::recipe_dir(project, recipe).ok()?.join("Dockerfile")).ok()?;
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("WORKDIR "))
+        .next_back()
+        .map(|dir| dir.trim().to_string())
+}
+
 fn catalog_names(project: &Project) -> String {
     project.pins.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
 }
@@ -161,12 +172,14 @@ pub fn dockerfile_plan(project: &Project, build: &Build) -> Result<dockerfile::P
                 reference: pull::local_name(asked),
                 entry: pull::local_name(asked),
                 apk: true,
+                workdir: None,
             });
         }
         let entry = project.pins.catalog_key(asked);
         catalog_reference(project, &entry).map(|reference| dockerfile::Local {
             reference,
             apk: emulates_apk(project, &entry),
+            workdir: stand_in_workdir(project, &entry),
             entry,
         })
     };

@@ -170,6 +170,8 @@ pub struct Local {
     pub entry: String,
     /// It emulates Alpine's `apk` (pins.yml `alpine: true`).
     pub apk: bool,
+    /// Its WORKDIR, where it sets one.
+    pub workdir: Option<String>,
 }
 
 /// What the local profile builds instead of the Dockerfile as written.
@@ -359,8 +361,10 @@ pub fn plan(
             }
         }
     };
-    // Which stages stand on a substitute without apk (for the Alpine check): by index.
+    // Which stages stand on a substitute without apk (for the Alpine check),
+    // and the WORKDIR of each stage's image: by index.
     let mut on_debian = vec![false; stages.len()];
+    let mut base_workdirs: Vec<Option<String>> = vec![None; stages.len()];
     for (i, stage) in stages.iter().enumerate() {
         let ins = &instructions[stage.from];
         let (flag_list, rest) = flags(&ins.args);
@@ -379,6 +383,7 @@ pub fn plan(
         }
         if let Some(stand_in) = local(ins.line, Some(stage.from), &stage.base, &mut problems) {
             on_debian[i] = !stand_in.apk;
+            base_workdirs[i] = stand_in.workdir.clone();
             rewritten.insert(
                 stage.from,
                 format!("FROM {flag_text}{} {as_part}", stand_in.reference)
@@ -387,17 +392,29 @@ pub fn plan(
             );
         }
     }
-    // Within the needed stages: images copied from, Alpine-only steps, heredocs.
+    // Within the needed stages: images copied from, Alpine-only steps,
+    // heredocs, mounts at paths relative to the WORKDIR. Each stage's WORKDIR:
+    // its image's, then as the Dockerfile sets it (a stage on a stage starts
+    // in that one's); None: `/`.
     let mut stage_index: Option<usize> = None;
+    let mut workdirs: Vec<Option<String>> = vec![None; stages.len()];
     for (idx, ins) in instructions.iter().enumerate() {
         if ins.keyword == "FROM" {
-            stage_index = Some(stage_index.map_or(0, |s| s + 1));
+            let s = stage_index.map_or(0, |s| s + 1);
+            stage_index = Some(s);
+            workdirs[s] = find(&stages[s].base)
+                .filter(|j| *j < s)
+                .and_then(|j| workdirs[j].clone());
             continue;
         }
         let Some(s) = stage_index.filter(|s| needed[*s]) else {
             continue;
         };
-        let (flag_list, rest) = flags(&ins.args);
+        let (mut flag_list, rest) = flags(&ins.args);
+        if ins.keyword == "WORKDIR" {
+            let dir = expand(rest.trim().trim_matches('"'), &vars);
+            workdirs[s] = (!dir.contains('$')).then(|| absolute(workdirs[s].as_deref().unwrap_or("/"), &dir));
+        }
         if matches!(ins.keyword.as_str(), "COPY" | "ADD") {
             let from = flag_list.iter().find(|(k, _)| k == "from").map(|(_, v)| v.clone());
             if let Some(from) = from.filter(|f| find(f).is_none()) {
@@ -434,8 +451,30 @@ pub fn plan(
                     catalog_name(&stages[root_base(&stages.iter().map(|s| s.base.clone()).collect::<Vec<_>>(), s, &find)].base)
                 ));
             }
+            // BuildKit takes a mount's relative target in the WORKDIR (docker
+            // init's Dockerfiles bind requirements.txt, package.json and go.mod
+            // so); buildah wants it absolute.
+            let workdir = workdirs[s].as_deref().unwrap_or("/");
+            let mut relative_mounts = false;
+            for (flag, value) in flag_list.iter_mut().filter(|(flag, _)| flag == "mount") {
+                let parts: Vec<String> = value
+                    .split(',')
+                    .map(|part| match part.split_once('=') {
+                        Some((key @ ("target" | "dst" | "destination"), path)) if !path.starts_with('/') => {
+                            relative_mounts = true;
+                            format!("{key}={}", absolute(workdir, path))
+                        }
+                        _ => part.to_string(),
+                    })
+                    .collect();
+                debug_assert_eq!(flag, "mount");
+                *value = parts.join(",");
+            }
             if !ins.heredocs.is_empty() {
                 rewritten.insert(idx, heredoc_run(&flag_list, rest, &ins.heredocs, &ins.args));
+            } else if relative_mounts {
+                let flag_text: String = flag_list.iter().map(|(k, v)| format!("--{k}={v} ")).collect();
+                rewritten.insert(idx, format!("RUN {flag_text}{rest}"));
             }
         }
     }
@@ -454,6 +493,30 @@ pub fn plan(
         substitutions,
         instructions,
     })
+}
+
+/// `path` taken in the folder `dir` (itself absolute), `.` and `..` resolved.
+fn absolute(dir: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = if path.starts_with('/') {
+        vec![]
+    } else {
+        dir.split('/').collect()
+    };
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let joined = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    format!("/{joined}")
 }
 
 /// The stage whose base is an image, following stage-on-stage `FROM`s down from `i`.
@@ -517,6 +580,7 @@ mod tests {
                 reference: format!("linuxkit-compose.local/{name}:t"),
                 entry: name.to_string(),
                 apk: name == "python",
+                workdir: (name == "golang").then(|| "/go".to_string()),
             })
     }
 
@@ -648,6 +712,38 @@ mod tests {
             "{}",
             p.dockerfile
         );
+    }
+
+    #[test]
+    fn mounts_at_relative_targets_are_taken_in_the_workdir() {
+        let text = "ARG APP=/app\nFROM python:3.12-slim AS base\nWORKDIR $APP\nRUN --mount=type=cache,target=/root/.cache/pip \\\n    --mount=type=bind,source=requirements.txt,target=requirements.txt \\\n    pip install -r requirements.txt\nWORKDIR src\nRUN --mount=type=bind,target=. --mount=type=bind,source=x,dst=../x.txt ls\nFROM base AS final\nRUN --mount=type=bind,source=go.mod,target=./go.mod true\nFROM golang:1.22 AS other\nRUN --mount=type=bind,source=go.sum,target=go.sum go mod download\n";
+        let plan = plan_of(text, Some("final")).unwrap();
+        assert!(
+            plan.dockerfile.contains("RUN --mount=type=cache,target=/root/.cache/pip --mount=type=bind,source=requirements.txt,target=/app/requirements.txt pip install -r requirements.txt\n"),
+            "{}",
+            plan.dockerfile
+        );
+        assert!(
+            plan.dockerfile
+                .contains("RUN --mount=type=bind,target=/app/src --mount=type=bind,source=x,dst=/app/x.txt ls\n"),
+            "{}",
+            plan.dockerfile
+        );
+        // A stage on a stage starts in its WORKDIR.
+        assert!(
+            plan.dockerfile
+                .contains("RUN --mount=type=bind,source=go.mod,target=/app/src/go.mod true\n"),
+            "{}",
+            plan.dockerfile
+        );
+        let plan = plan_of(text, Some("other")).unwrap();
+        assert!(
+            plan.dockerfile.contains("target=/go.sum go mod download"),
+            "{}",
+            plan.dockerfile
+        );
+        assert_eq!(absolute("/a/b", "../c/./d"), "/a/c/d");
+        assert_eq!(absolute("/", "."), "/");
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
 
 /// The folder image `name` is built from: its own, or the one pins.yml's
 /// `recipe_folder` names.
-fn recipe_dir(project: &Project, name: &str) -> Result<PathBuf> {
+pub fn recipe_dir(project: &Project, name: &str) -> Result<PathBuf> {
     let folder = project.pins.image(name)?.recipe_folder.as_deref().unwrap_or(name);
     Ok(project.root.join("images").join(folder))
 }

@@ -108,7 +108,8 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // What the stand-ins and the methods must carry as Docker does, as one
     // app (compose's -f merge; each file boots alone too) under static and
     // native, every published port answering: the Python app with its
-    // bind-mounted file; secrets and configs (owner and mode included); nginx
+    // bind-mounted file, built from a Dockerfile as `docker init` writes it;
+    // secrets and configs (owner and mode included); nginx
     // configured by its templates and by envsubst from bash; a layer that
     // deletes files of its base; Dockerfiles written for Alpine (apk,
     // busybox's adduser) on the python and alpine stand-ins, one waiting for
@@ -391,7 +392,9 @@ const THIRD_SITE: &str = "compose/third-site.yml";
 /// The default app with nginx as its Host router (the plain VM's app).
 const NGINX_ROUTER: &str = "compose/nginx-router.yml";
 /// What the stand-ins and methods carry as Docker does, booted as one app:
-/// the repository's second example app (Python, a bind-mounted file);
+/// the repository's second example app (Python, a bind-mounted file, a
+/// Dockerfile as `docker init` writes one: Debian's adduser, a bind mount at
+/// a target relative to the WORKDIR);
 /// secrets and configs from a file and inline, with owners and modes; nginx
 /// configured from the environment, by templates and by envsubst; an image
 /// that deletes files of its base; Dockerfiles for `python:3.7-alpine` and
