@@ -243,6 +243,43 @@ fn debian_syntax_goes_to_debian_adduser() {
     assert_eq!(log, ["debian-addgroup --system svc"]);
 }
 
+/// Where the stand-in has no Debian adduser (alpine's), busybox's long forms
+/// are busybox's, as on Alpine: `docker init`'s Go Dockerfile makes its user
+/// on alpine so. Debian-only options are refused with busybox's usage.
+#[test]
+fn long_options_without_debian_adduser_are_busybox_s() {
+    let host = Host::new("long");
+    fs::remove_file(host.dir.join("debian/adduser")).unwrap();
+    let (ok, err, log) = host.run(
+        "adduser",
+        &[
+            "--disabled-password",
+            "--gecos",
+            "",
+            "--home",
+            "/nonexistent",
+            "--shell",
+            "/sbin/nologin",
+            "--no-create-home",
+            "--uid",
+            "10001",
+            "appuser",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        log,
+        [
+            "groupadd -g 10001 appuser",
+            "useradd -M -N -u 10001 -g 10001 -c  -d /nonexistent -s /sbin/nologin appuser"
+        ]
+    );
+    let (ok, err, log) = host.run("adduser", &["--system", "--group", "svc"]);
+    assert!(!ok);
+    assert!(err.starts_with("Usage: adduser"), "{err}");
+    assert!(log.is_empty(), "{log:?}");
+}
+
 /// `apk add` through the table: Alpine names become Debian's, same names
 /// pass through, `--virtual` remembers what it newly installed for `apk
 /// del`, `--no-cache` leaves no lists.

@@ -40,10 +40,11 @@ const ROOTFS_TAR: &str = "rootfs.tar";
 const ALPINE_COMPAT: &str = "images/alpine-compat";
 
 /// Where each of its files goes in the image, and its mode.
-const ALPINE_COMPAT_FILES: [(&str, &str, u32); 4] = [
+const ALPINE_COMPAT_FILES: [(&str, &str, u32); 5] = [
     ("apk", "usr/local/sbin/apk", 0o755),
     ("busybox-users", "usr/local/sbin/adduser", 0o755),
     ("busybox-users", "usr/local/sbin/addgroup", 0o755),
+    ("update-ca-certificates", "usr/local/sbin/update-ca-certificates", 0o755),
     ("apk-packages", "usr/local/share/alpine-compat/apk-packages", 0o644),
 ];
 
