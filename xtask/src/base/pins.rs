@@ -197,7 +197,7 @@ pub struct ImagePins {
     /// The recipe's own RUN steps fetch from a package registry (pinned by
     /// hash in the recipe folder): its build sees the host's CA bundle, as an
     /// app's RUN steps do. Off for the rest, whose RUN steps read the image's
-    /// own bundle (the Java recipes record its checksum).
+    /// own bundle.
     #[serde(default)]
     pub fetches: bool,
 }
