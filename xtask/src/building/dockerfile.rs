@@ -402,9 +402,10 @@ pub fn plan(
         if ins.keyword == "FROM" {
             let s = stage_index.map_or(0, |s| s + 1);
             stage_index = Some(s);
-            workdirs[s] = find(&stages[s].base)
-                .filter(|j| *j < s)
-                .and_then(|j| workdirs[j].clone());
+            workdirs[s] = match find(&stages[s].base).filter(|j| *j < s) {
+                Some(j) => workdirs[j].clone(),
+                None => base_workdirs[s].clone(),
+            };
             continue;
         }
         let Some(s) = stage_index.filter(|s| needed[*s]) else {
@@ -456,7 +457,7 @@ pub fn plan(
             // so); buildah wants it absolute.
             let workdir = workdirs[s].as_deref().unwrap_or("/");
             let mut relative_mounts = false;
-            for (flag, value) in flag_list.iter_mut().filter(|(flag, _)| flag == "mount") {
+            for (_, value) in flag_list.iter_mut().filter(|(flag, _)| flag == "mount") {
                 let parts: Vec<String> = value
                     .split(',')
                     .map(|part| match part.split_once('=') {
@@ -467,7 +468,6 @@ pub fn plan(
                         _ => part.to_string(),
                     })
                     .collect();
-                debug_assert_eq!(flag, "mount");
                 *value = parts.join(",");
             }
             if !ins.heredocs.is_empty() {
@@ -736,9 +736,10 @@ mod tests {
             "{}",
             plan.dockerfile
         );
+        // A stage on an image starts in the image's (golang's is /go).
         let plan = plan_of(text, Some("other")).unwrap();
         assert!(
-            plan.dockerfile.contains("target=/go.sum go mod download"),
+            plan.dockerfile.contains("target=/go/go.sum go mod download"),
             "{}",
             plan.dockerfile
         );
