@@ -416,12 +416,37 @@ pub fn listenable(forwards: Vec<Forward>) -> Result<Vec<Forward>> {
 
 /// A port on 127.0.0.1 that nothing listens on right now (TCP, or UDP).
 pub fn free_port(udp: bool) -> Result<u16> {
-    let port = if udp {
-        UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|s| s.local_addr())
-    } else {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr())
-    };
-    Ok(port.context("finding a free port on 127.0.0.1")?.port())
+    Ok(free_ports(&[udp])?[0])
+}
+
+/// One free port on 127.0.0.1 per entry of `udp` (TCP where false), no two
+/// alike: every socket is held until all are chosen, so the kernel cannot hand
+/// out a port twice, which QEMU would refuse as a hostfwd it cannot bind.
+pub fn free_ports(udp: &[bool]) -> Result<Vec<u16>> {
+    enum Held {
+        Tcp(TcpListener),
+        Udp(UdpSocket),
+    }
+    let held = udp
+        .iter()
+        .map(|&udp| {
+            let socket = if udp {
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map(Held::Udp)
+            } else {
+                TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map(Held::Tcp)
+            };
+            socket.context("finding a free port on 127.0.0.1")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    held.iter()
+        .map(|h| {
+            let addr = match h {
+                Held::Tcp(l) => l.local_addr(),
+                Held::Udp(s) => s.local_addr(),
+            };
+            Ok(addr.context("finding a free port on 127.0.0.1")?.port())
+        })
+        .collect()
 }
 
 /// Can 127.0.0.1:`port` be listened on?
@@ -617,6 +642,26 @@ pub fn read_log(log: &Path) -> String {
 mod tests {
     use super::*;
     use crate::base::testdir::TestDir;
+
+    /// A VM with many published ports gets as many host ports, no two alike
+    /// (QEMU exits at once on a hostfwd it cannot bind), each free after.
+    #[test]
+    fn free_ports_are_distinct_and_free() {
+        let udp: Vec<bool> = (0..400).map(|i| i % 3 == 0).collect();
+        let ports = free_ports(&udp).unwrap();
+        let tcp: std::collections::BTreeSet<u16> =
+            ports.iter().zip(&udp).filter(|(_, u)| !**u).map(|(p, _)| *p).collect();
+        let by_udp: std::collections::BTreeSet<u16> =
+            ports.iter().zip(&udp).filter(|(_, u)| **u).map(|(p, _)| *p).collect();
+        assert_eq!(
+            tcp.len() + by_udp.len(),
+            udp.len(),
+            "a port handed out twice: {ports:?}"
+        );
+        for (port, udp) in ports.iter().zip(&udp) {
+            assert!(listen_check(*port, *udp).is_ok(), "{port} still held");
+        }
+    }
 
     /// Port 80 as compose publishes it: kept where this process may listen
     /// on it (root), moved to one it may listen on otherwise (an ordinary

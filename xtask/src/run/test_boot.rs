@@ -317,16 +317,12 @@ fn boot(
         Accel::Tcg => timeouts.0,
         Accel::Kvm => timeouts.1,
     }));
-    let forwards = guest_ports
+    let hosts = boot::free_ports(&guest_ports.iter().map(|&(_, udp)| udp).collect::<Vec<_>>())?;
+    let forwards: Vec<Forward> = guest_ports
         .iter()
-        .map(|&(guest, udp)| {
-            Ok(Forward {
-                host: boot::free_port(udp)?,
-                guest,
-                udp,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .zip(hosts)
+        .map(|(&(guest, udp), host)| Forward { host, guest, udp })
+        .collect();
     let serial = boot::serial_log(&project.dist, name)?;
     let log = serial.path.clone();
     let spec = boot::spec(
