@@ -736,6 +736,18 @@ mod tests {
         assert!(admin
             .iter()
             .all(|f| f.hashes.len() == 1 && f.hashes[0].starts_with("sha512:")));
+        // pgAdmin and its Python packages, each pinned with its hashes.
+        let pgadmin = fetched_packages(&project, "pgadmin4").unwrap();
+        for purl in [
+            "pkg:pypi/pgadmin4@9.18",
+            "pkg:pypi/gunicorn@26.0.0",
+            "pkg:pypi/setuptools@84.2.1",
+        ] {
+            assert!(pgadmin.iter().any(|f| f.purl() == purl), "{purl}: {pgadmin:?}");
+        }
+        assert!(pgadmin
+            .iter()
+            .all(|f| f.hashes.iter().all(|h| h.starts_with("sha256:"))));
         let node = fetched_packages(&project, "node-full").unwrap();
         assert_eq!(node[0].purl(), "pkg:npm/yarn@1.22.22");
     }
