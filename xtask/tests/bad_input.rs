@@ -202,7 +202,7 @@ fn image_the_local_profile_would_have_to_pull() {
     );
     assert!(
         e.contains(
-            "its catalog: adminer, alpine, ankane/pgvector, busybox, debian, dpage/pgadmin4, eclipse-temurin, eclipse-temurin:21, eclipse-temurin:25, gcr.io/distroless/base, gcr.io/distroless/base-nossl,"
+            "its catalog: adminer, alpine, ankane/pgvector, busybox, caddy, debian, dpage/pgadmin4, eclipse-temurin, eclipse-temurin:21, eclipse-temurin:25, gcr.io/distroless/base, gcr.io/distroless/base-nossl,"
         ),
         "{e}"
     );
