@@ -202,6 +202,18 @@ pub struct ImagePins {
     pub fetches: bool,
 }
 
+impl ImagePins {
+    /// Whether the image carries images/ca-compat's `update-ca-certificates`:
+    /// every configured system (`minbase`) with the CA certificates, and
+    /// every one with the Alpine emulation (whose `apk add ca-certificates
+    /// && update-ca-certificates` needs it), where a Dockerfile's RUN step
+    /// may call it while the build mounts the host's bundle over the image's.
+    pub fn ca_compat(&self) -> bool {
+        self.alpine
+            || (self.variant.as_deref() == Some("minbase") && self.packages.iter().any(|p| p == "ca-certificates"))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Debian {

@@ -40,13 +40,19 @@ const ROOTFS_TAR: &str = "rootfs.tar";
 const ALPINE_COMPAT: &str = "images/alpine-compat";
 
 /// Where each of its files goes in the image, and its mode.
-const ALPINE_COMPAT_FILES: [(&str, &str, u32); 5] = [
+const ALPINE_COMPAT_FILES: [(&str, &str, u32); 4] = [
     ("apk", "usr/local/sbin/apk", 0o755),
     ("busybox-users", "usr/local/sbin/adduser", 0o755),
     ("busybox-users", "usr/local/sbin/addgroup", 0o755),
-    ("update-ca-certificates", "usr/local/sbin/update-ca-certificates", 0o755),
     ("apk-packages", "usr/local/share/alpine-compat/apk-packages", 0o644),
 ];
+
+/// The `update-ca-certificates` that works while a build has mounted the
+/// host's CA bundle over the image's (see [`ImagePins::ca_compat`]), and
+/// where it goes: before Debian's on the stand-ins' PATH.
+const CA_COMPAT: &str = "images/ca-compat";
+const CA_COMPAT_FILES: [(&str, &str, u32); 1] =
+    [("update-ca-certificates", "usr/local/sbin/update-ca-certificates", 0o755)];
 
 /// In an image without apt, the Debian packages it carries (one a line), which
 /// its apk reads instead of dpkg's database.
@@ -71,14 +77,14 @@ pub fn tag(project: &Project, name: &str) -> Result<String> {
     }
     let mut recipe = files::tree_files(&dir).with_context(|| format!("reading {}", project.rel(&dir).display()))?;
     let image = project.pins.image(name)?;
-    if image.alpine {
-        // The shared Alpine emulation is part of the recipe of every image that has it.
-        let shared = project.root.join(ALPINE_COMPAT);
-        let files = files::tree_files(&shared).with_context(|| format!("reading {ALPINE_COMPAT}"))?;
+    // The shared emulations are part of the recipe of every image that has them.
+    let emulations = [(image.alpine, ALPINE_COMPAT), (image.ca_compat(), CA_COMPAT)];
+    for (_, folder) in emulations.into_iter().filter(|(has, _)| *has) {
+        let files = files::tree_files(&project.root.join(folder)).with_context(|| format!("reading {folder}"))?;
         recipe.extend(
             files
                 .into_iter()
-                .map(|(path, exec, body)| (format!("{ALPINE_COMPAT}/{path}"), exec, body)),
+                .map(|(path, exec, body)| (format!("{folder}/{path}"), exec, body)),
         );
     }
     for dir in &image.shared {
@@ -220,6 +226,9 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
     if pins.alpine {
         install_alpine_compat(project, &tree, pins.variant.is_none().then_some(&versions))?;
     }
+    if pins.ca_compat() {
+        install_files(project, CA_COMPAT, &CA_COMPAT_FILES, &tree)?;
+    }
     if let Some(toolchain) = &pins.goroot {
         gotools::install_toolchain(sh, project, toolchain, &tree.join(gotools::GOROOT))?;
     }
@@ -264,17 +273,23 @@ fn build(sh: &Shell, project: &Project, name: &str, reference: &str) -> Result<(
 /// busybox's. An image without apt (no `minbase`) gets `fixed` too, the
 /// Debian packages it carries, from which its apk takes what it can.
 fn install_alpine_compat(project: &Project, tree: &Path, fixed: Option<&BTreeMap<String, String>>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for (file, target, mode) in ALPINE_COMPAT_FILES {
-        let from = project.root.join(ALPINE_COMPAT).join(file);
-        let to = tree.join(target);
-        fs::create_dir_all(to.parent().expect("a folder"))?;
-        fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        fs::set_permissions(&to, fs::Permissions::from_mode(mode))?;
-    }
+    install_files(project, ALPINE_COMPAT, &ALPINE_COMPAT_FILES, tree)?;
     if let Some(packages) = fixed {
         let list: String = packages.keys().map(|p| format!("{p}\n")).collect();
         fs::write(tree.join(ALPINE_FIXED_PACKAGES), list)?;
+    }
+    Ok(())
+}
+
+/// Copy `files` (name in `folder`, path in the image, mode) into an image's tree.
+fn install_files(project: &Project, folder: &str, files: &[(&str, &str, u32)], tree: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (file, target, mode) in files {
+        let from = project.root.join(folder).join(file);
+        let to = tree.join(target);
+        fs::create_dir_all(to.parent().expect("a folder"))?;
+        fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(*mode))?;
     }
     Ok(())
 }
@@ -817,6 +832,47 @@ mod tests {
             );
         }
         assert_eq!(tag(&project, "traefik").unwrap(), before.1);
+    }
+
+    /// images/ca-compat's update-ca-certificates goes into every configured
+    /// system with the CA certificates (debian:bookworm-slim's stand-in,
+    /// where `apt-get install ca-certificates && update-ca-certificates`
+    /// runs) and every Alpine emulation, and is part of their tags; not into
+    /// images no Dockerfile runs a shell in (traefik, distroless).
+    #[test]
+    fn ca_compat_goes_where_update_ca_certificates_may_run() {
+        let project = crate::base::project::for_tests();
+        let has = |name: &str| project.pins.image(name).unwrap().ca_compat();
+        for name in [
+            "debian",
+            "python-full",
+            "rust",
+            "openjdk",
+            "php-apache",
+            "alpine",
+            "caddy",
+        ] {
+            assert!(has(name), "{name}");
+        }
+        for name in ["traefik", "distroless", "postgres", "nginx"] {
+            assert!(!has(name), "{name}");
+        }
+        let mut without = crate::base::project::for_tests();
+        without
+            .pins
+            .images
+            .get_mut("debian")
+            .unwrap()
+            .packages
+            .retain(|p| p != "ca-certificates");
+        assert!(!without.pins.image("debian").unwrap().ca_compat());
+        let shared = files::tree_files(&project.root.join(CA_COMPAT)).unwrap();
+        for (path, _, _) in &shared {
+            assert!(
+                CA_COMPAT_FILES.iter().any(|(file, _, _)| file == path),
+                "{CA_COMPAT}/{path} is not installed"
+            );
+        }
     }
 
     /// An image built from another's recipe folder (pins.yml `recipe_folder`)
