@@ -377,18 +377,28 @@ fn stop_cleanly(qmp: &Path, pid: u32) -> bool {
 /// 443 to 8443), else to any free port, and a line says so and how to keep
 /// the port; a port something else holds is an error.
 pub fn listenable(forwards: Vec<Forward>) -> Result<Vec<Forward>> {
-    let mut out = Vec::new();
-    for f in forwards {
+    let mut out: Vec<Forward> = Vec::new();
+    for f in &forwards {
+        let f = *f;
         let proto = if f.udp { "udp" } else { "tcp" };
+        // A port another forward asks for, or one already moved to, is not
+        // free for this one, whatever the kernel says now.
+        let taken = |p: u16, out: &[Forward]| forwards.iter().chain(out).any(|o| o.host == p && o.udp == f.udp);
         let host = match listen_check(f.host, f.udp) {
             Ok(()) => f.host,
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                let nearby = f.host.checked_add(8000).filter(|&p| {
-                    listen_check(p, f.udp).is_ok() && !out.iter().any(|o: &Forward| o.host == p && o.udp == f.udp)
-                });
+                let nearby = f
+                    .host
+                    .checked_add(8000)
+                    .filter(|&p| listen_check(p, f.udp).is_ok() && !taken(p, &out));
                 let moved = match nearby {
                     Some(p) => p,
-                    None => free_port(f.udp)?,
+                    None => loop {
+                        let p = free_port(f.udp)?;
+                        if !taken(p, &out) {
+                            break p;
+                        }
+                    },
                 };
                 let first = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                     .map(|s| s.trim().to_string())
@@ -660,6 +670,25 @@ mod tests {
         );
         for (port, udp) in ports.iter().zip(&udp) {
             assert!(listen_check(*port, *udp).is_ok(), "{port} still held");
+        }
+    }
+
+    /// Ports 80 and 8080 both published (a web server and a dashboard): where
+    /// 80 must move, it does not move to 8080, which the other forward keeps
+    /// (two forwards on one host port and QEMU exits at once).
+    #[test]
+    fn a_moved_port_avoids_the_ports_other_forwards_ask_for() {
+        if listen_check(8080, false).is_err() {
+            return; // something on this machine holds 8080: not this case
+        }
+        let moved = listenable(vec![Forward::tcp(80, 80), Forward::tcp(8080, 8080)]).unwrap();
+        assert_eq!(moved[1].host, 8080);
+        match listen_check(80, false).map_err(|e| e.kind()) {
+            Ok(()) => assert_eq!(moved[0].host, 80),
+            Err(_) => {
+                assert_ne!(moved[0].host, 8080, "{moved:?}");
+                assert!(moved[0].host >= 1024, "{moved:?}");
+            }
         }
     }
 
