@@ -337,6 +337,52 @@ fn apk_add_and_del_with_apt() {
     assert_eq!(log[0], "apt-get update -qq");
 }
 
+/// A `php:*-fpm-alpine` Dockerfile's libraries: the headers for
+/// docker-php-ext-install in a `--virtual` group, the runtime libraries
+/// asked for after it. Debian's runtime libraries are named by soname, so
+/// `icu-libs` is libicu-dev too; deleting the group must not take it.
+#[test]
+fn apk_keeps_what_is_asked_for_after_a_virtual_group() {
+    let host = Host::new("apk-php");
+    fs::write(
+        host.dir.join("available"),
+        "libicu-dev\nlibzip-dev\nlibonig-dev\nbash\n",
+    )
+    .unwrap();
+    let (ok, err, log) = host.run(
+        "apk",
+        &[
+            "add",
+            "--no-cache",
+            "--virtual",
+            ".build-deps",
+            "icu-dev",
+            "libzip-dev",
+            "oniguruma-dev",
+        ],
+    );
+    assert!(ok, "{err}");
+    let install = "apt-get install -y -qq --no-install-recommends libicu-dev libzip-dev libonig-dev";
+    assert!(log.contains(&install.to_string()), "{log:?}");
+    fs::write(
+        host.dir.join("installed"),
+        "bash\nlibicu-dev\nlibzip-dev\nlibonig-dev\n",
+    )
+    .unwrap();
+    let (ok, err, _) = host.run("apk", &["add", "--no-cache", "icu-libs"]);
+    assert!(ok, "{err}");
+    let (ok, err, log) = host.run("apk", &["del", ".build-deps"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("apt-get autoremove --purge -y -qq")
+    );
+    assert!(
+        log.contains(&"apt-mark auto libzip-dev libonig-dev".to_string()),
+        "{log:?}"
+    );
+}
+
 /// A name with no Debian counterpart fails the step, naming it and the table;
 /// verbs that are not emulated say so.
 #[test]

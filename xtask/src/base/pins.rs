@@ -565,6 +565,28 @@ mod tests {
         }
     }
 
+    /// php's -alpine tags (-cli and -fpm; upstream has no -apache one) go to
+    /// the variant's stand-in, which emulates apk: `php:8.3-fpm-alpine`
+    /// Dockerfiles `apk add icu-dev` before docker-php-ext-install.
+    #[test]
+    fn repo_catalog_php_alpine_tags() {
+        let pins = Pins::load(&crate::base::project::root()).unwrap();
+        for (reference, want) in [
+            ("php:8.3-fpm-alpine", "php-fpm"),
+            ("php:fpm-alpine3.20", "php-fpm"),
+            ("php:8.3-cli-alpine", "php"),
+            ("php:8-alpine", "php"),
+            ("php:8.2-apache", "php-apache"),
+        ] {
+            let key = pins.catalog_key(&Reference::parse(reference).unwrap());
+            let recipe = &pins.catalog[&key].recipe;
+            assert_eq!(recipe, want, "{reference}");
+            if reference.contains("alpine") {
+                assert!(pins.image(recipe).unwrap().alpine, "{reference}: apk emulation");
+            }
+        }
+    }
+
     /// A tag that asks for Java 21 or 25 gets that JDK (a JDK 17 cannot
     /// compile for them), any other Java 17's.
     #[test]
