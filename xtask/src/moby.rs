@@ -75,8 +75,36 @@ pub struct Container {
     pub rlimits: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    /// The OCI runtime spec's `linux.resources`, as LinuxKit's `resources:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// The cgroup limits a container gets (OCI `LinuxResources`, the part of it
+/// compose sets).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Limit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuQuota>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Limit>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Limit {
+    pub limit: i64,
+}
+
+/// A CPU limit as a CFS quota: `quota` microseconds of CPU time in each
+/// `period`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct CpuQuota {
+    pub quota: i64,
+    pub period: u64,
 }
 
 /// An OCI mount as LinuxKit's `mounts:` takes it.

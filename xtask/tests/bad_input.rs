@@ -257,16 +257,16 @@ fn dockerfile_the_local_profile_cannot_build() {
 fn keys_the_native_method_does_not_carry_over() {
     let a = root().join("apps/a");
     let text = format!(
-        "services:\n  a:\n    build: {}\n    image: x/a:1\n    init: true\n    blkio_config:\n      weight: 300\n    ports: ['8080:80']\n  b:\n    build: {}\n    image: x/b:1\n    deploy:\n      resources:\n        limits:\n          memory: 50M\n    network_mode: service:a\n",
+        "services:\n  a:\n    build: {}\n    image: x/a:1\n    pid: host\n    blkio_config:\n      weight: 300\n    ports: ['8080:80']\n  b:\n    build: {}\n    image: x/b:1\n    deploy:\n      resources:\n        limits:\n          memory: 50M\n    ipc: host\n    network_mode: service:a\n",
         a.display(),
         a.display()
     );
     let e = fails("native", "native-keys", &text);
     for want in [
         "4 problems",
-        "service `a`: `init` is not carried over by the native method: no init process",
+        "service `a`: `pid` is not carried over by the native method: services get their own PID namespace",
         "service `a`: `blkio_config.weight` is not carried over by the native method",
-        "service `b`: `deploy` is not carried over by the native method",
+        "service `b`: `ipc` is not carried over by the native method",
         "service `b`: network_mode `service:a`",
         "(build anyway with --allow-unsupported)",
     ] {

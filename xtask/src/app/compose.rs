@@ -471,6 +471,21 @@ impl App {
             body.remove("build");
             body.insert("image".into(), image(self.image_of(service)).into());
             body.insert("pull_policy".into(), pull_policy.into());
+            // A port published on one of the host's addresses
+            // (`127.0.0.1:8000:8000`) is published on the VM's own: the
+            // host's addresses are not the VM's (the engine there could
+            // not bind 127.0.0.1 for QEMU's forward, nor bind the host's
+            // LAN address at all), and QEMU's forward on the host is what
+            // the user reaches it by (on 127.0.0.1).
+            for port in body
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                port.remove("host_ip");
+            }
             for volume in body
                 .get_mut("volumes")
                 .and_then(Value::as_array_mut)
@@ -651,7 +666,11 @@ fn service(project: &str, name: &str, body: &ConfigService, dir: &Path) -> Resul
         network_mode: body.network_mode.clone(),
         expose: body.expose.clone(),
         depends_on: body.depends_on.clone(),
-        restart: body.restart.clone(),
+        // compose's: `restart:`, else what `deploy.restart_policy` maps to.
+        restart: body.restart.clone().or_else(|| {
+            let policy = body.process.deploy.restart_policy.as_ref();
+            policy.map(model::RestartPolicy::as_restart)
+        }),
         healthcheck: body.healthcheck.clone(),
         secrets: body.secrets.clone(),
         configs: body.configs.clone(),

@@ -57,6 +57,90 @@ pub struct Process {
     pub stop_signal: Option<String>,
     /// `stop_grace_period:` as compose writes it (a Go duration).
     pub stop_grace_period: Option<String>,
+    /// `mem_limit:` in bytes, as compose writes it.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub mem_limit: Option<String>,
+    /// `cpus:` as compose writes it (a number of CPUs, `0.5`).
+    #[serde(default, deserialize_with = "opt_text")]
+    pub cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub deploy: Deploy,
+    /// `init: true`: an init process (Docker's: tini) runs the service's.
+    #[serde(default)]
+    pub init: bool,
+}
+
+impl Process {
+    /// The memory limit in bytes: `deploy.resources.limits.memory`, else
+    /// `mem_limit` (compose refuses the two when they differ).
+    pub fn memory_limit(&self) -> Option<&str> {
+        self.deploy
+            .resources
+            .limits
+            .memory
+            .as_deref()
+            .or(self.mem_limit.as_deref())
+    }
+
+    /// The CPU limit: `deploy.resources.limits.cpus`, else `cpus`.
+    pub fn cpu_limit(&self) -> Option<&str> {
+        self.deploy.resources.limits.cpus.as_deref().or(self.cpus.as_deref())
+    }
+
+    /// The process limit: `deploy.resources.limits.pids`, else `pids_limit`.
+    pub fn pids_limit(&self) -> Option<i64> {
+        self.deploy.resources.limits.pids.or(self.pids_limit)
+    }
+}
+
+/// `deploy:` as `docker compose up` reads it (the rest is swarm's).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Deploy {
+    pub replicas: Option<u64>,
+    #[serde(default)]
+    pub resources: DeployResources,
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeployResources {
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Limits {
+    #[serde(default, deserialize_with = "opt_text")]
+    pub cpus: Option<String>,
+    /// Bytes, as compose writes them.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+}
+
+/// `deploy.restart_policy:`, which compose uses where `restart:` is not set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: Option<String>,
+    pub max_attempts: Option<u64>,
+}
+
+impl RestartPolicy {
+    /// The `restart:` policy compose makes of it (docker compose's
+    /// mapRestartPolicyCondition): none -> no, on-failure[:max_attempts],
+    /// any (the default) -> always.
+    pub fn as_restart(&self) -> String {
+        match self.condition.as_deref().unwrap_or("any") {
+            "none" | "no" => "no".into(),
+            "on-failure" => match self.max_attempts {
+                Some(n) if n > 0 => format!("on-failure:{n}"),
+                _ => "on-failure".into(),
+            },
+            "any" | "always" => "always".into(),
+            other => other.into(),
+        }
+    }
 }
 
 /// One `ulimits:` entry: a number sets both limits.

@@ -227,10 +227,14 @@ pub fn build(sh: &Shell, project: &Project, app: &App, builder: Builder) -> Resu
         None => BTreeMap::new(),
     };
     let mut ids = BTreeMap::new();
+    let mut same_builds = BTreeMap::new();
     for service in &app.services {
         let id = match &service.build {
-            Some(build) => build_one(sh, project, service.image.as_str(), build, builder, &pulled)
-                .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?,
+            Some(build) => {
+                let image = service.image.as_str();
+                build_one(sh, project, image, build, builder, &pulled, &mut same_builds)
+                    .with_context(|| format!("{}: building service `{}`", app.file.display(), service.name))?
+            }
             // An image pulled from its registry.
             None if project.images.registry().is_some() => {
                 let asked = app.stands_in_for(service).unwrap_or(&service.image);
@@ -407,6 +411,13 @@ fn older_major(asked: &Reference, served: Option<&str>) -> bool {
     }
 }
 
+/// Build `image` from `build`. Services with the same build (a web app and
+/// its worker, `build: .` twice) share one image, as Docker's build cache
+/// gives them one: `same_builds` has each build's inputs and the image
+/// first built from them, which the later ones are tagged from. Built
+/// twice, they would differ wherever a build is not reproducible (a
+/// package compiled in a random temporary folder), and a static VM would
+/// carry both.
 fn build_one(
     sh: &Shell,
     project: &Project,
@@ -414,6 +425,7 @@ fn build_one(
     build: &Build,
     builder: Builder,
     pulled: &BTreeMap<String, pull::Pulled>,
+    same_builds: &mut BTreeMap<String, String>,
 ) -> Result<String> {
     let dockerfile_path = build.context.join(&build.dockerfile);
     let mut plan = dockerfile_plan(project, build)
@@ -472,6 +484,17 @@ fn build_one(
     build_args.push(format!("dockerfile={}", plan.dockerfile));
     build_args.extend(bases);
     let inputs = inputs_hash(&build.context, &build_args)?;
+    if let Some(first) = same_builds.get(&inputs) {
+        match builder {
+            Builder::Buildah => buildah::run(sh, project, &["tag", first, image])?,
+            Builder::Docker => exec::run(cmd!(sh, "docker tag {first} {image}"))?,
+        }
+        ui::note(format!(
+            "app image {image}: the same build as {first}'s, tagged from it"
+        ));
+        return built_id(sh, project, image, &inputs, builder)?.context("the tagged image is not there");
+    }
+    same_builds.insert(inputs.clone(), image.to_string());
     if let Some(id) = built_id(sh, project, image, &inputs, builder)? {
         ui::cached(format!("app image {image}"));
         return Ok(id);

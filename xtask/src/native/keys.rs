@@ -180,7 +180,11 @@ pub const SERVICE: &[Key] = &[
         C,
         "how long the runner waits before KILL (Docker's default 10 s)",
     ),
-    key("init", R, "no init process is put in front of the service"),
+    key(
+        "init",
+        C,
+        "tini (Debian's, static) runs the service's command as /sbin/docker-init, as Docker's engine does",
+    ),
     key("pull_policy", C, "nothing is pulled: every image is in the VM"),
     key("platform", A, "the VM is linux/amd64"),
     key(
@@ -194,9 +198,54 @@ pub const SERVICE: &[Key] = &[
     key("profiles[]", C, "chosen by compose (`--profile`)"),
     key("pid", R, "services get their own PID namespace"),
     key("ipc", R, "services get their own IPC namespace"),
-    key("deploy.**", R, "swarm/resources keys: not carried over"),
-    key("mem_limit", R, "no memory limit is applied"),
-    key("cpus", R, "no CPU limit is applied"),
+    key(
+        "deploy.resources.limits.memory",
+        C,
+        "the container's memory limit (its cgroup's memory.max), as Docker sets it",
+    ),
+    key(
+        "deploy.resources.limits.cpus",
+        C,
+        "a CPU quota of that many CPUs' time per 100 ms, as Docker sets it",
+    ),
+    key("deploy.resources.limits.pids", C, "the container's process limit"),
+    key(
+        "deploy.resources.reservations.memory",
+        A,
+        "ignored: nothing but the app runs in the VM to reserve against",
+    ),
+    key(
+        "deploy.resources.reservations.cpus",
+        A,
+        "ignored: nothing but the app runs in the VM to reserve against",
+    ),
+    key("deploy.replicas", C, "1: one container; more is refused"),
+    key("deploy.mode", A, "one container, whatever the mode"),
+    key(
+        "deploy.restart_policy.condition",
+        C,
+        "where `restart` is not set, the restart policy compose makes of it (none: no, on-failure, any: always)",
+    ),
+    key(
+        "deploy.restart_policy.max_attempts",
+        C,
+        "on-failure's maximum restart count",
+    ),
+    key("deploy.restart_policy.delay", A, "Docker's back-off between restarts"),
+    key("deploy.restart_policy.window", A, "Docker's back-off between restarts"),
+    key("deploy.labels.*", A, "ignored (swarm service metadata)"),
+    key("deploy.placement.**", A, "ignored: one machine, as under `docker compose up`"),
+    key("deploy.update_config.**", A, "ignored (swarm updates), as under `docker compose up`"),
+    key("deploy.rollback_config.**", A, "ignored (swarm rollbacks), as under `docker compose up`"),
+    key("deploy.endpoint_mode", A, "ignored (swarm load balancing)"),
+    key("mem_limit", C, "the container's memory limit, as `deploy.resources.limits.memory`"),
+    key("cpus", C, "a CPU quota, as `deploy.resources.limits.cpus`"),
+    key("pids_limit", C, "the container's process limit"),
+    key(
+        "mem_reservation",
+        A,
+        "ignored: nothing but the app runs in the VM to reserve against",
+    ),
     key("devices[]", R, "no device is passed in"),
     key(
         "secrets[].source",
@@ -375,7 +424,7 @@ mod tests {
         for k in SERVICE {
             assert!(md.contains(&format!("`services.*.{}`", k.path)), "{}", k.path);
         }
-        assert!(md.contains("| `services.*.init` | refused |"), "{md}");
+        assert!(md.contains("| `services.*.devices[]` | refused |"), "{md}");
     }
 
     /// The README's table is this table, as `cargo xtask yaml` writes it.

@@ -355,6 +355,8 @@ pub fn config(refs: &Refs, native: &Native) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::moby::{CpuQuota, Limit, Resources};
+    use lkc_contract as contract;
     use serde_json::json;
     use std::path::Path;
 
@@ -513,7 +515,7 @@ mod tests {
     /// or, when allowed, each listed and left out.
     #[test]
     fn unsupported_keys_are_refused_or_listed() {
-        let app = shop(json!({"init": true, "pid": "host", "devices": ["/dev/fuse"]}));
+        let app = shop(json!({"ipc": "host", "pid": "host", "devices": ["/dev/fuse"]}));
         let errs = check(&app).unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(
@@ -529,6 +531,82 @@ mod tests {
                 .any(|n| n.contains("left out with --allow-unsupported (3)")),
             "{notes:#?}"
         );
+    }
+
+    /// compose's limits, `init` and `deploy.restart_policy` as Docker's
+    /// engine applies them: the cgroup limits in the OCI spec (`--memory`,
+    /// `--cpus` as a quota per 100 ms, `--pids-limit`), tini as PID 1 in
+    /// front of the command, the restart policy compose makes of the
+    /// deploy one; reservations are said to be ignored, replicas refused.
+    #[test]
+    fn limits_init_and_restart_policy_as_docker_applies_them() {
+        let facts = shop_facts();
+        let inputs = shop_inputs(&facts, Vec::new());
+        let web = |app: &App| {
+            let native = convert(app, check(app).unwrap(), &inputs).unwrap();
+            let web = native.services.into_iter().find(|c| c.name == "web").unwrap();
+            (web, native.notes)
+        };
+        let app = shop(json!({
+            "init": true,
+            "restart": null,
+            "deploy": {
+                "resources": {
+                    "limits": {"cpus": 0.5, "memory": "268435456", "pids": 50},
+                    "reservations": {"memory": "134217728"}
+                },
+                "restart_policy": {"condition": "on-failure", "max_attempts": 3},
+                "placement": {}
+            }
+        }));
+        let (container, notes) = web(&app);
+        assert_eq!(
+            container.resources,
+            Some(Resources {
+                memory: Some(Limit { limit: 268_435_456 }),
+                cpu: Some(CpuQuota {
+                    quota: 50_000,
+                    period: 100_000
+                }),
+                pids: Some(Limit { limit: 50 }),
+            })
+        );
+        assert_eq!(
+            container.command.as_deref().unwrap()[..4],
+            ["/sbin/docker-init", "--", "/usr/local/bin/shop", "serve"]
+        );
+        assert!(container
+            .binds
+            .contains(&"/usr/bin/tini-static:/sbin/docker-init:ro".to_string()));
+        assert_eq!(container.annotations[contract::RESTART], "on-failure:3");
+        assert!(
+            notes.iter().any(|n| n.contains("deploy.resources.reservations.memory")),
+            "{notes:?}"
+        );
+
+        let (container, _) = web(&shop(json!({"mem_limit": "314572800", "cpus": 1.5, "pids_limit": -1})));
+        let resources = container.resources.unwrap();
+        assert_eq!(resources.memory, Some(Limit { limit: 314_572_800 }));
+        assert_eq!(
+            resources.cpu,
+            Some(CpuQuota {
+                quota: 150_000,
+                period: 100_000
+            })
+        );
+        assert_eq!(resources.pids, None, "-1: no limit");
+        assert_eq!(
+            container.command.as_deref().unwrap()[0],
+            "/usr/local/bin/shop",
+            "no init"
+        );
+
+        let (container, _) = web(&shop(json!({})));
+        assert_eq!(container.resources, None);
+
+        let app = shop(json!({"deploy": {"replicas": 3}}));
+        let errs = convert(&app, check(&app).unwrap(), &inputs).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("`deploy.replicas` 3")), "{errs:?}");
     }
 
     /// Each secret and config a service uses: its file in the VM bound

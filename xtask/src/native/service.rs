@@ -11,9 +11,9 @@ use lkc_contract as contract;
 use crate::{
     app::{
         compose::{self, App, Service},
-        model::{duration_ms, Dependency, Healthcheck},
+        model::{duration_ms, Dependency, Healthcheck, Process},
     },
-    moby::{Container, File, Mount},
+    moby::{Container, CpuQuota, File, Limit, Mount, Resources},
     native::{
         image::{self, Facts},
         network::{self, Mode, Plan},
@@ -168,6 +168,15 @@ pub(super) fn service(
         };
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
+    let resources = resources(settings).unwrap_or_else(|e| {
+        problems.push(e);
+        None
+    });
+    if let Some(n) = settings.deploy.replicas.filter(|&n| n != 1) {
+        problems.push(format!(
+            "`deploy.replicas` {n}: the native method runs one container per service"
+        ));
+    }
     let mut annotations = s.labels.clone();
     annotations.insert(contract::SERVICE.into(), s.name.clone());
     if !s.depends_on.is_empty() {
@@ -212,11 +221,18 @@ pub(super) fn service(
     if !problems.is_empty() {
         return Err(problems);
     }
+    let mut args = process.args;
+    if settings.init {
+        // As Docker's engine does: its tini bound at /sbin/docker-init, in
+        // front of the service's own command.
+        binds.push(format!("{INIT}:/sbin/docker-init:ro"));
+        args.splice(0..0, ["/sbin/docker-init".to_string(), "--".to_string()]);
+    }
     let container = Container {
         name: s.name.clone(),
         image: image::cache_reference(app.image_of(s)),
         capabilities: Some(process::capabilities(settings, &ALL_CAPS)),
-        command: Some(process.args),
+        command: Some(args),
         env: Some(process.env),
         cwd: Some(process.cwd),
         uid: Some(process.uid),
@@ -233,10 +249,47 @@ pub(super) fn service(
         sysctl,
         rlimits,
         oom_score_adj: settings.oom_score_adj.map(|n| n as i32),
+        resources,
         annotations,
         ..Default::default()
     };
     Ok((container, files, volumes))
+}
+
+/// The VM's init for `init: true`: tini, from the crun image (pins.yml).
+const INIT: &str = "/usr/bin/tini-static";
+
+/// Docker's CFS period for `--cpus` (100 ms, in microseconds).
+const CPU_PERIOD: u64 = 100_000;
+
+/// The cgroup limits compose's memory, CPU and process limits ask for, as
+/// Docker sets them (`--memory`, `--cpus`, `--pids-limit`); None without any.
+fn resources(settings: &Process) -> Result<Option<Resources>, String> {
+    let memory = match settings.memory_limit() {
+        None => None,
+        Some(bytes) => match bytes.parse::<i64>() {
+            // Docker's own floor: a container cannot start in less.
+            Ok(n) if n >= 6 * 1024 * 1024 => Some(Limit { limit: n }),
+            Ok(n) => return Err(format!("memory limit {n} bytes: the minimum is 6 MiB, as Docker's")),
+            Err(_) => return Err(format!("memory limit `{bytes}` is not a number of bytes")),
+        },
+    };
+    let cpu = match settings.cpu_limit() {
+        None => None,
+        Some(text) => match text.parse::<f64>() {
+            // 0 means no limit, as for Docker.
+            Ok(0.0) => None,
+            Ok(n) if n > 0.0 && n.is_finite() => Some(CpuQuota {
+                quota: (n * CPU_PERIOD as f64).round() as i64,
+                period: CPU_PERIOD,
+            }),
+            _ => return Err(format!("CPU limit `{text}` is not a positive number of CPUs")),
+        },
+    };
+    // 0 and -1 mean no limit.
+    let pids = settings.pids_limit().filter(|&n| n > 0).map(|limit| Limit { limit });
+    let any = memory.is_some() || cpu.is_some() || pids.is_some();
+    Ok(any.then_some(Resources { memory, cpu, pids }))
 }
 
 /// The dependencies as the runner takes them: each one's condition.

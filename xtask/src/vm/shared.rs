@@ -398,6 +398,31 @@ mod tests {
         assert!(!file.contains("build:"), "{file}");
     }
 
+    /// A port the compose file publishes on one of the host's addresses is
+    /// published on the VM's: QEMU's forward, on the host's 127.0.0.1,
+    /// reaches the VM's address, never its loopback.
+    #[test]
+    fn ports_on_a_host_address_are_published_on_the_vms() {
+        let dir = TestDir::new("host-ip");
+        let file = dir.join("compose.yaml");
+        std::fs::write(
+            &file,
+            "services:\n  web:\n    image: nginx\n    ports: [\"127.0.0.1:8000:80\", \"192.0.2.7:8443:443\", \"9000:9000\"]\n",
+        )
+        .unwrap();
+        let app = load(&file);
+        for text in [static_vm::runtime_file(&app), dynamic_vm::runtime_file(&app)] {
+            let model: serde_json::Value = serde_yaml::from_str(&text.unwrap()).unwrap();
+            let ports = model["services"]["web"]["ports"].as_array().unwrap();
+            let published: Vec<(&str, u64)> = ports
+                .iter()
+                .map(|p| (p["published"].as_str().unwrap(), p["target"].as_u64().unwrap()))
+                .collect();
+            assert_eq!(published, [("8000", 80), ("8443", 443), ("9000", 9000)]);
+            assert!(ports.iter().all(|p| p.get("host_ip").is_none()), "{ports:?}");
+        }
+    }
+
     #[test]
     fn dynamic_pulls_from_the_named_registry() {
         let p = dynamic_vm::payload(None);
