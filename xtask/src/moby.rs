@@ -60,6 +60,10 @@ pub struct Container {
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readonly: Option<bool>,
+    /// The OCI process's `noNewPrivileges`: setuid programs and file
+    /// capabilities grant nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<String>,
     /// Binds added to the image's own (`binds.add`).

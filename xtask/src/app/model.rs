@@ -35,6 +35,13 @@ pub struct Process {
     /// `extra_hosts:` as (name, address).
     #[serde(default, deserialize_with = "extra_hosts")]
     pub extra_hosts: Vec<(String, String)>,
+    /// `links:` as compose writes them (`db`, `db:database`); compose has
+    /// made each a `depends_on` too.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// `security_opt:` entries (`no-new-privileges:true`, `seccomp=unconfined`).
+    #[serde(default)]
+    pub security_opt: Vec<String>,
     #[serde(default)]
     pub privileged: bool,
     #[serde(default)]
@@ -72,6 +79,17 @@ pub struct Process {
 }
 
 impl Process {
+    /// `links:` as (service, alias): `db` is (db, db).
+    pub fn links(&self) -> Vec<(String, String)> {
+        self.links
+            .iter()
+            .map(|l| match l.split_once(':') {
+                Some((to, alias)) => (to.to_string(), alias.to_string()),
+                None => (l.clone(), l.clone()),
+            })
+            .collect()
+    }
+
     /// The memory limit in bytes: `deploy.resources.limits.memory`, else
     /// `mem_limit` (compose refuses the two when they differ).
     pub fn memory_limit(&self) -> Option<&str> {

@@ -433,11 +433,13 @@ fn build_one(
     // The pulled bases, by digest: part of what the image is built from.
     let registry = project.images.registry().is_some();
     let mut bases = Vec::new();
+    // Said once the build is known not to be another service's.
+    let mut notes = Vec::new();
     for sub in plan.substitutions.iter().filter(|_| registry) {
         let base = &pulled[&sub.entry];
         to_builder(sh, project, &base.reference, builder)?;
         let path = project.rel(&dockerfile_path);
-        ui::note(format!(
+        notes.push(format!(
             "{}: FROM {} (line {}) -> {}",
             path.display(),
             sub.asked,
@@ -450,18 +452,18 @@ fn build_one(
         let entry = &project.pins.catalog[&sub.entry];
         let base = local_base(sh, project, &entry.recipe, builder)?;
         let path = project.rel(&dockerfile_path);
-        ui::note(format!("{}: {}", path.display(), served(project, sub, &base)));
+        notes.push(format!("{}: {}", path.display(), served(project, sub, &base)));
         let served = served_version(project, &sub.entry, &base);
         let Ok(asked) = Reference::parse(&sub.asked) else {
             continue;
         };
         if let Some(note) = version_note(&asked, &served_program(project, &sub.entry), served.as_deref()) {
-            ui::note(format!("{}: line {}: {note}", path.display(), sub.line));
+            notes.push(format!("{}: line {}: {note}", path.display(), sub.line));
         }
         if let Some(older) = entry.older.as_ref().filter(|_| older_major(&asked, served.as_deref())) {
             plan.set_env_after(sub, &older.env);
             let env: Vec<String> = older.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            ui::note(format!(
+            notes.push(format!(
                 "{}: line {}: ENV {} in that stage: {}",
                 path.display(),
                 sub.line,
@@ -495,6 +497,7 @@ fn build_one(
         return built_id(sh, project, image, &inputs, builder)?.context("the tagged image is not there");
     }
     same_builds.insert(inputs.clone(), image.to_string());
+    notes.into_iter().for_each(ui::note);
     if let Some(id) = built_id(sh, project, image, &inputs, builder)? {
         ui::cached(format!("app image {image}"));
         return Ok(id);

@@ -271,10 +271,18 @@ pub const SERVICE: &[Key] = &[
     key("configs[].mode", C, "the file's mode in the VM (default 0444)"),
     key("dns[]", R, "services use the VM's resolver"),
     key("dns_search[]", R, "services use the VM's resolver"),
-    key("security_opt[]", R, "no seccomp/AppArmor profile is applied"),
+    key(
+        "security_opt[]",
+        C,
+        "`no-new-privileges` as the process's flag; seccomp and AppArmor `unconfined` and SELinux `label` options as the VM runs anyway (no profile, no SELinux); a profile is refused",
+    ),
     key("userns_mode", R, "no user namespace"),
     key("cgroup_parent", R, "LinuxKit places each service's cgroup"),
-    key("links[]", R, "legacy links: use networks"),
+    key(
+        "links[]",
+        C,
+        "the alias (`db:database`) in the linking service's /etc/hosts; compose makes each link a `depends_on`",
+    ),
     key("volumes_from[]", R, "not carried over"),
     key("extends.**", C, "resolved by compose"),
 ];

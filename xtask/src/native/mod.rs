@@ -609,6 +609,52 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("`deploy.replicas` 3")), "{errs:?}");
     }
 
+    /// A legacy link (`db:database`) names the database for the web service
+    /// alone; `no-new-privileges` is the process's flag; an `unconfined`
+    /// seccomp and an SELinux label are what the VM does anyway, while a
+    /// seccomp profile it would not apply is refused.
+    #[test]
+    fn links_and_security_opt_as_docker_applies_them() {
+        let facts = shop_facts();
+        let inputs = shop_inputs(&facts, Vec::new());
+        let app = shop(json!({
+            "links": ["db:database"],
+            "security_opt": ["no-new-privileges:true", "seccomp=unconfined", "label:disable"]
+        }));
+        let native = convert(&app, check(&app).unwrap(), &inputs).unwrap();
+        let hosts = |name: &str| {
+            let path = format!("{NATIVE_DIR}/hosts/{name}");
+            native
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .unwrap()
+                .contents
+                .clone()
+                .unwrap()
+        };
+        assert!(
+            hosts("web")
+                .lines()
+                .any(|l| l.ends_with(" database") && l.contains("\tdb ")),
+            "{}",
+            hosts("web")
+        );
+        assert!(!hosts("db").contains("database"), "{}", hosts("db"));
+        let web = native.services.iter().find(|c| c.name == "web").unwrap();
+        assert_eq!(web.no_new_privileges, Some(true));
+        let db = native.services.iter().find(|c| c.name == "db").unwrap();
+        assert_eq!(db.no_new_privileges, None, "Docker's default");
+
+        let app = shop(json!({"security_opt": ["seccomp=/etc/docker/strict.json"]}));
+        let errs = convert(&app, check(&app).unwrap(), &inputs).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("no seccomp profile") && e.contains("strict.json")),
+            "{errs:?}"
+        );
+    }
+
     /// Each secret and config a service uses: its file in the VM bound
     /// read-only at compose's target; an external one refused before anything
     /// is built.

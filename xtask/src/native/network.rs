@@ -247,9 +247,19 @@ impl Plan {
     }
 
     /// `/etc/hosts` of `service`: itself, then every service it shares a
-    /// network with, under its name, aliases there, and container name
-    /// (`<project>-<service>-1`), as Docker's DNS answers them.
-    pub fn hosts(&self, project: &str, service: &str, hostname: &str, extra: &[(String, String)]) -> String {
+    /// network with, under its name, aliases there, container name
+    /// (`<project>-<service>-1`), and the aliases `service`'s `links` give
+    /// it (`db:database`: (db, database)), as Docker's DNS answers them;
+    /// then its `extra_hosts`. A link to a service it shares no network
+    /// with is an error, as Docker's.
+    pub fn hosts(
+        &self,
+        project: &str,
+        service: &str,
+        hostname: &str,
+        links: &[(String, String)],
+        extra: &[(String, String)],
+    ) -> Result<String, String> {
         let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         let mine: Vec<&Attachment> = match self.mode(service) {
             Mode::Bridged(atts) => atts.iter().collect(),
@@ -266,9 +276,14 @@ impl Plan {
                     continue;
                 }
                 let names = lines.entry(att.address).or_default();
+                let linked = links
+                    .iter()
+                    .filter(|(to, _)| to == other)
+                    .map(|(_, alias)| alias.clone());
                 for n in [other.clone(), format!("{project}-{other}-1")]
                     .into_iter()
                     .chain(att.aliases.iter().cloned())
+                    .chain(linked)
                 {
                     if !names.contains(&n) {
                         names.push(n);
@@ -276,13 +291,21 @@ impl Plan {
                 }
             }
         }
+        if let Some((to, _)) = links
+            .iter()
+            .find(|(to, _)| !lines.values().any(|names| names.contains(to)))
+        {
+            return Err(format!(
+                "`links`: `{to}` shares no network with `{service}`, so it cannot be linked to (as with Docker)"
+            ));
+        }
         for (addr, names) in lines {
             let _ = writeln!(out, "{addr}\t{}", names.join(" "));
         }
         for (host, addr) in extra {
             let _ = writeln!(out, "{addr}\t{host}");
         }
-        out
+        Ok(out)
     }
 
     /// The script the `netns` onboot container runs (busybox sh, iproute2):
@@ -440,12 +463,26 @@ mod tests {
     #[test]
     fn names_resolve_only_across_shared_networks() {
         let plan = plan(&two_networks(), &[]).unwrap();
-        let db = plan.hosts("p", "db", "db", &[]);
+        let db = plan.hosts("p", "db", "db", &[], &[]).unwrap();
         assert!(db.contains("10.5.0.3\tweb p-web-1\n"), "{db}");
         assert!(!db.contains("proxy"), "db and proxy share no network: {db}");
-        let proxy = plan.hosts("p", "proxy", "proxy", &[("h".into(), "1.2.3.4".into())]);
+        let proxy = plan
+            .hosts("p", "proxy", "proxy", &[], &[("h".into(), "1.2.3.4".into())])
+            .unwrap();
         assert!(proxy.contains("172.19.0.3\tweb p-web-1 www\n"), "{proxy}");
         assert!(proxy.contains("1.2.3.4\th\n"), "extra_hosts: {proxy}");
+    }
+
+    #[test]
+    fn links_name_the_linked_service_for_the_linking_one_only() {
+        let plan = plan(&two_networks(), &[]).unwrap();
+        let link = |to: &str, alias: &str| (to.to_string(), alias.to_string());
+        let web = plan.hosts("p", "web", "web", &[link("db", "database")], &[]).unwrap();
+        assert!(web.contains("10.5.0.2\tdb p-db-1 database\n"), "{web}");
+        let proxy = plan.hosts("p", "proxy", "proxy", &[], &[]).unwrap();
+        assert!(!proxy.contains("database"), "{proxy}");
+        let e = plan.hosts("p", "proxy", "proxy", &[link("db", "db")], &[]).unwrap_err();
+        assert!(e.contains("`db` shares no network with `proxy`"), "{e}");
     }
 
     #[test]

@@ -37,12 +37,11 @@ pub(super) fn service(
     let process = process::process(settings, facts, &hostname)?;
     let mut files = Vec::new();
     let mut volumes = Vec::new();
-    let extra_hosts = &settings.extra_hosts;
     let hosts_file = format!("{NATIVE_DIR}/hosts/{}", s.name);
-    files.push(File::contents(
-        &hosts_file,
-        &plan.hosts(project, &s.name, &hostname, extra_hosts),
-    ));
+    match plan.hosts(project, &s.name, &hostname, &settings.links(), &settings.extra_hosts) {
+        Ok(hosts) => files.push(File::contents(&hosts_file, &hosts)),
+        Err(e) => problems.push(e),
+    }
     let mut binds = vec![
         format!("/{hosts_file}:/etc/hosts:ro"),
         "/etc/resolv.conf:/etc/resolv.conf:ro".to_string(),
@@ -168,6 +167,10 @@ pub(super) fn service(
         };
         rlimits.push(format!("{name},{},{}", n(soft), n(hard)));
     }
+    let no_new_privileges = security_opt(&settings.security_opt).unwrap_or_else(|e| {
+        problems.extend(e);
+        None
+    });
     let resources = resources(settings).unwrap_or_else(|e| {
         problems.push(e);
         None
@@ -243,6 +246,7 @@ pub(super) fn service(
         uts: Some("new".into()),
         hostname: Some(hostname),
         readonly: Some(settings.read_only),
+        no_new_privileges,
         binds,
         tmpfs,
         mounts,
@@ -254,6 +258,40 @@ pub(super) fn service(
         ..Default::default()
     };
     Ok((container, files, volumes))
+}
+
+/// `security_opt:` as the native method carries it: `no-new-privileges`
+/// (`:true`, `=true`, `:false`) as the process's flag (None: not set);
+/// `unconfined` seccomp and AppArmor, and SELinux `label` options, are what
+/// the VM does anyway (it applies no seccomp or AppArmor profile and has no
+/// SELinux). A profile that would confine the service more is an error.
+fn security_opt(opts: &[String]) -> Result<Option<bool>, Vec<String>> {
+    let mut no_new_privileges = None;
+    let mut problems = Vec::new();
+    for opt in opts {
+        // Docker takes `KEY=VALUE` and the older `KEY:VALUE`.
+        let (key, value) = match (opt.split_once('='), opt.split_once(':')) {
+            (Some((k, v)), _) | (None, Some((k, v))) => (k, Some(v)),
+            (None, None) => (opt.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => no_new_privileges = Some(true),
+            ("no-new-privileges", Some("false")) => no_new_privileges = Some(false),
+            ("seccomp" | "apparmor", Some("unconfined")) | ("label", Some(_)) => {}
+            ("seccomp", Some(profile)) => problems.push(format!(
+                "`security_opt` `{opt}`: the VM applies no seccomp profile; the service would run unconfined, not under `{profile}`"
+            )),
+            ("apparmor", Some(profile)) => problems.push(format!(
+                "`security_opt` `{opt}`: the VM's kernel has no AppArmor; the service would run unconfined, not under `{profile}`"
+            )),
+            _ => problems.push(format!("`security_opt` `{opt}` is not carried over")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(no_new_privileges)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The VM's init for `init: true`: tini, from the crun image (pins.yml).

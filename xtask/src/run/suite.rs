@@ -196,12 +196,21 @@ pub fn run(sh: &Shell, project: &Project, vm: VmOpts) -> Result<()> {
     // they run.
     test_boot::run(sh, project, &boot(Some(Method::Static), false), &runtimes)?;
     // A service that exits after the app came up: the boot test stops at the
-    // compose runner's line, with the status and the service's last output.
+    // runner's line, with the status and the service's last output; not at
+    // the exit of a service its restart policy starts again.
     let exits = load(&[EXITS])?;
-    match test_boot::run(sh, project, &boot(Some(Method::Static), false), &exits) {
-        Err(e) if format!("{e:#}").contains(EXITS_SAID) => ui::note(format!("{EXITS}: stopped at `{EXITS_SAID}`")),
-        Err(e) => return Err(e).context(format!("{EXITS}: want the boot to stop at `{EXITS_SAID}`")),
-        Ok(_) => bail!("{EXITS}: the boot passed, but its worker service exits with status 3"),
+    for (method, said) in [(Method::Static, EXITS_SAID), (Method::Native, NATIVE_EXITS_SAID)] {
+        match test_boot::run(sh, project, &boot(Some(method), false), &exits) {
+            Err(e) if format!("{e:#}").contains(said) && format!("{e:#}").contains(EXITS_REASON) => {
+                ui::note(format!("{EXITS} ({method:?}): stopped at `{said}`"))
+            }
+            Err(e) => {
+                return Err(e).context(format!(
+                    "{EXITS} ({method:?}): want the boot to stop at `{said}`, saying `{EXITS_REASON}`"
+                ))
+            }
+            Ok(_) => bail!("{EXITS} ({method:?}): the boot passed, but its worker service exits with status 3"),
+        }
     }
     checked_in_files_unchanged(sh, project)
 }
@@ -428,7 +437,8 @@ const RUNTIMES: [&str; 7] = [
     NODE_ADDON,
     "compose/rabbitmq-app.yml",
 ];
-/// An app whose worker fails after the app came up.
+/// An app whose worker fails after the app came up, and whose web service
+/// fails once and is restarted.
 const EXITS: &str = "compose/exits.yml";
 /// A counter of boots kept on a named volume, and what its second boot says.
 const VOLUMES: &str = "compose/volumes.yml";
@@ -451,6 +461,10 @@ const WEB_DB_SAID: &str = "boots remembered: postgres 2, redis 2";
 const FOREIGN_DISK_SAID: &str = "holds data that is not this project's";
 /// What the compose runner says of it, which the boot test must stop at.
 const EXITS_SAID: &str = "compose: service worker exited with status 3";
+/// The same from the native runner.
+const NATIVE_EXITS_SAID: &str = "service: worker exited with status 3";
+/// The worker's last output, which the boot test's failure must give.
+const EXITS_REASON: &str = "worker: lost its database";
 
 #[cfg(test)]
 mod tests {

@@ -977,16 +977,16 @@ fn console_shell(console: &str) -> bool {
 
 /// The console line that says this boot cannot succeed, if there is one:
 /// the kernel could not unpack the whole initrd, init could not start a
-/// service, the compose runner gave up, or a compose service failed or
-/// started again after the app came up. A boot test stops there instead of
-/// waiting out its deadline.
+/// service, the compose runner gave up, or a service (native, or compose's
+/// after the app came up) exited with an error and no restart policy starts
+/// it again. A boot test stops there instead of waiting out its deadline.
 fn gave_up(console: &str) -> Option<String> {
     // Only whole lines: the guest may be halfway through writing the last
     // one (`service: onboot 000-modules exited with st` is no failure yet).
     let whole = console.rfind('\n').map_or("", |end| &console[..end]);
     let line = whole.lines().find(|l| {
         l.starts_with(RUNNER_FAILED)
-            || compose_service_failed(l)
+            || failed_for_good(l).is_some()
             || l.starts_with("service: starting ")
             || (l.starts_with("service: ") && l.contains(" skipped: "))
             || (l.starts_with("service: ") && l.contains(" not started: "))
@@ -994,42 +994,41 @@ fn gave_up(console: &str) -> Option<String> {
             || (l.starts_with("service: onboot ") && !l.contains(" exited with status 0"))
             || l.contains(UNPACK_FAILED)
     })?;
-    Some(if line.contains(UNPACK_FAILED) {
-        format!(
+    if line.contains(UNPACK_FAILED) {
+        return Some(format!(
             "{}: the initrd does not fit in the VM's root filesystem (a tmpfs of half its memory): give it more --memory",
             line.trim()
-        )
-    } else if line.starts_with("service: onboot ") {
-        // The step's reason is what it printed last, just before.
-        let said = last_words(whole, line);
-        if said.is_empty() {
-            line.to_string()
-        } else {
-            format!("{line} (it said: {})", said.join(" / "))
-        }
+        ));
+    }
+    // The reason is what the step or service printed last, just before:
+    // the VM's own steps start their lines with their name (`data: …` for
+    // `service: onboot 002-data exited …`), and the runners say a failed
+    // service's last output again under its name (`service: web: …`,
+    // `compose: web: …`).
+    let prefix = if let Some(rest) = line.strip_prefix("service: onboot ") {
+        rest.split_whitespace().next().map(|bundle| {
+            format!(
+                "{}: ",
+                bundle.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-')
+            )
+        })
     } else {
+        failed_for_good(line)
+    };
+    let said = prefix.map(|p| last_words(whole, line, &p)).unwrap_or_default();
+    Some(if said.is_empty() {
         line.to_string()
+    } else {
+        format!("{line} (it said: {})", said.join(" / "))
     })
 }
 
-/// The last lines (up to two) onboot step `line` names printed before the
-/// runner's `line` about it: the VM's own steps start theirs with their
-/// name (`data: …` for `service: onboot 002-data exited …`).
-fn last_words<'a>(console: &'a str, line: &str) -> Vec<&'a str> {
-    let Some(bundle) = line
-        .strip_prefix("service: onboot ")
-        .and_then(|rest| rest.split_whitespace().next())
-    else {
-        return vec![];
-    };
-    let prefix = format!(
-        "{}: ",
-        bundle.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-')
-    );
+/// The last lines (up to two) starting with `prefix` before `line`.
+fn last_words<'a>(console: &'a str, line: &str, prefix: &str) -> Vec<&'a str> {
     let mut said: Vec<&str> = console
         .lines()
         .take_while(|l| *l != line)
-        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| l.starts_with(prefix))
         .map(str::trim_end)
         .collect();
     let keep = said.len().saturating_sub(2);
@@ -1037,16 +1036,27 @@ fn last_words<'a>(console: &'a str, line: &str) -> Vec<&'a str> {
     said
 }
 
-/// Does the compose runner's line `line` say a service exited with an error,
-/// or started again (a restart policy at work), after the app came up?
-fn compose_service_failed(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("compose: service ") else {
-        return false;
+/// Does a runner's `line` say a service exited with an error and that its
+/// restart policy does not start it again: the native runner's
+/// `service: web exited with status 1`, the compose runner's
+/// `compose: service web exited with status 1` (which it says only after
+/// the app came up)? Returns the prefix of the lines in which the runner
+/// said the service's last output.
+fn failed_for_good(line: &str) -> Option<String> {
+    let (runner, rest) = if let Some(rest) = line.strip_prefix("compose: service ") {
+        ("compose", rest)
+    } else {
+        (
+            "service",
+            line.strip_prefix("service: ").filter(|r| !r.starts_with("onboot "))?,
+        )
     };
-    let failed = rest
-        .split_once(" exited with status ")
-        .is_some_and(|(_, status)| !status.starts_with("0 ") && status != "0");
-    failed || rest.contains(" started again")
+    let (name, status) = rest.split_once(" exited with status ")?;
+    let failed = !name.contains(' ')
+        && !status.contains(lkc_contract::RESTARTS_IT)
+        && !status.starts_with("0 ")
+        && status.trim_end() != "0";
+    failed.then(|| format!("{runner}: {name}: "))
 }
 
 /// What the kernel says when the initrd does not fit in its root tmpfs.
@@ -1262,7 +1272,7 @@ mod tests {
             "service: web not started: dependency db exited with status 3",
             "service: supervisor: no service left to run",
             "compose: service web exited with status 1 (uptime 41.2s)",
-            "compose: service web started again (uptime 42.0s)",
+            "service: web exited with status 137 (uptime 41.2s)",
         ] {
             assert_eq!(gave_up(&format!("{ok}{line}\n")).as_deref(), Some(line));
         }
@@ -1287,8 +1297,53 @@ mod tests {
                 "service: onboot 002-data exited with status 1 (uptime 9.5s) (it said: data: /dev/vda holds data that is not this project's: it is not formatted / data: FAILED: no compose service is started)"
             )
         );
+        // A service's last output, said again by its runner, comes with it.
+        for (said, exited) in [
+            (
+                "compose: web: connecting to db\ncompose: web: FATAL: password authentication failed\n",
+                "compose: service web exited with status 1 (uptime 41.2s)",
+            ),
+            (
+                "service: web: connecting to db\nservice: web: FATAL: password authentication failed\n",
+                "service: web exited with status 1 (uptime 41.2s)",
+            ),
+        ] {
+            assert_eq!(
+                gave_up(&format!("{ok}{said}{exited}\n")),
+                Some(format!(
+                    "{exited} (it said: {})",
+                    said.lines().collect::<Vec<_>>().join(" / ")
+                ))
+            );
+        }
         let full = gave_up("[    4.955680] Initramfs unpacking failed: write error\n").unwrap();
         assert!(full.contains("give it more --memory"), "{full}");
+    }
+
+    #[test]
+    fn a_service_its_restart_policy_starts_again_is_waited_for() {
+        // A web service restarted until its database is ready (restart:
+        // always, depends_on without a condition) answers later, as under
+        // Docker: only an exit that is final ends the wait.
+        let ok = "service: started compose\ncompose: app is up: db web (uptime 30.1s)\n";
+        let restarts = format!(
+            "{ok}compose: web: could not connect to db:5432\n\
+             compose: service web exited with status 1{again} (uptime 31.0s)\n\
+             compose: service web started again (uptime 31.2s)\n\
+             service: web exited with status 1{again} (uptime 12.0s)\n\
+             service: restarting web (attempt 1)\n\
+             service: started web (uptime 12.2s)\n",
+            again = lkc_contract::RESTARTS_IT
+        );
+        assert_eq!(gave_up(&restarts), None);
+        // Its last exit, the policy's retries spent, ends it.
+        let last = "service: web exited with status 1 (uptime 14.0s)";
+        assert_eq!(gave_up(&format!("{restarts}{last}\n")).as_deref(), Some(last));
+        // A native service that finishes its job is no failure either.
+        assert_eq!(
+            gave_up(&format!("{ok}service: migrate exited with status 0 (uptime 20.0s)\n")),
+            None
+        );
     }
 
     #[test]

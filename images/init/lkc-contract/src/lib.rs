@@ -63,6 +63,13 @@ pub const REQUIRED: &str = "org.linuxkit-compose.required";
 /// starts when a [`REQUIRED`] onboot container failed, to look into why.
 pub const CONSOLE: &str = "org.linuxkit-compose.console";
 
+/// What the VM's runners add to the console line saying a service exited
+/// (`service: web exited with status 1`, `compose: service web exited with
+/// status 1`) when its restart policy starts it again: only an exit without
+/// it is the service's last, which a boot test stops at. The compose runner
+/// (images/compose/compose-up) writes the same words.
+pub const RESTARTS_IT: &str = "; its restart policy starts it again";
+
 /// The value of [`DEPENDS_ON`]: each dependency's bundle name (the compose
 /// service name) and the condition it must meet, in name order (so the JSON
 /// is the same from one conversion to the next).

@@ -64,23 +64,71 @@ pub fn run_detached(bundle: &Path, name: &str) -> Result<ExitStatus, String> {
         .map_err(spawn_err)
 }
 
+/// A container `crun run` runs in the foreground, its output going through
+/// `tee` to its log and the console.
+pub struct Logged {
+    crun: Child,
+    tee: Child,
+}
+
+/// How long [`Logged::wait`] waits for `tee` once the container is gone:
+/// only a process that left the container's process tree (none should) can
+/// keep the pipe open longer.
+const TEE_DRAINS_WITHIN: Duration = Duration::from_secs(2);
+
+impl Logged {
+    /// Wait for the container to exit, then for its log to have everything
+    /// it wrote, and return its exit status as a shell reports it. A `tee`
+    /// still running after [`TEE_DRAINS_WITHIN`] is reaped by a thread.
+    pub fn wait(mut self) -> Result<i32, String> {
+        let status = self.crun.wait().map_err(|e| format!("waiting for {RUNTIME}: {e}"));
+        let drained = Instant::now() + TEE_DRAINS_WITHIN;
+        while matches!(self.tee.try_wait(), Ok(None)) && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut tee = self.tee;
+        std::thread::spawn(move || tee.wait());
+        status.map(code)
+    }
+}
+
 /// Start `crun run --bundle DIR NAME` in the foreground (crun lives as long
 /// as the container and exits with its status), stdin from /dev/null and
-/// output logged (see `log_pipe`). The caller waits for the returned child;
-/// tee is reaped by a thread of its own.
-pub fn spawn_logged(bundle: &Path, name: &str) -> Result<Child, String> {
-    let (mut tee, out, err) = log_pipe(name)?;
-    let child = Command::new(RUNTIME)
+/// output logged (see `log_pipe`).
+pub fn spawn_logged(bundle: &Path, name: &str) -> Result<Logged, String> {
+    let (tee, out, err) = log_pipe(name)?;
+    let crun = Command::new(RUNTIME)
         .args(["run", "--bundle"])
         .arg(bundle)
         .arg(name)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .spawn()
-        .map_err(spawn_err);
-    std::thread::spawn(move || tee.wait());
-    child
+        .spawn();
+    match crun {
+        Ok(crun) => Ok(Logged { crun, tee }),
+        Err(e) => {
+            // tee ends with its pipe, whose last writers went with `Command`.
+            let mut tee = tee;
+            std::thread::spawn(move || tee.wait());
+            Err(spawn_err(e))
+        }
+    }
+}
+
+/// The last `n` lines of what container `name` wrote to its log
+/// (`/var/log/NAME.log`, every run of it), without empty ones.
+pub fn last_lines(name: &str, n: usize) -> Vec<String> {
+    let text = fs::read(format!("/var/log/{name}.log")).unwrap_or_default();
+    tail(&String::from_utf8_lossy(&text), n)
+}
+
+fn tail(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Run the runtime with `args`, quietly; on failure returns its own message.
@@ -197,6 +245,14 @@ pub fn probe(name: &str, argv: &[String], timeout: Duration) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_lines_skip_blank_ones() {
+        let log = "starting\n\nconnecting to db:5432\r\nerror: connection refused\n\n";
+        assert_eq!(tail(log, 2), ["connecting to db:5432", "error: connection refused"]);
+        assert_eq!(tail(log, 10).len(), 3);
+        assert!(tail("", 10).is_empty());
+    }
 
     #[test]
     fn running_is_read_from_crun_state() {

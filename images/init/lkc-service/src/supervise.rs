@@ -281,32 +281,37 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
         let Some(run) = shared.launch(name) else { return skip() };
         let started = Instant::now();
         let status = match oci::spawn_logged(&svc.dir, name) {
-            Ok(mut child) => {
+            Ok(child) => {
                 log(&format!("started {name}{}", crate::uptime()));
                 if let Some(hc) = &svc.spec.healthcheck {
                     spawn_healthcheck(shared, name, hc, run, started);
                 }
-                match child.wait() {
-                    Ok(st) => oci::code(st),
-                    Err(e) => {
-                        log(&format!("{name}: waiting for {}: {e}", oci::RUNTIME));
-                        -1
-                    }
-                }
+                child.wait().unwrap_or_else(|e| {
+                    log(&format!("{name}: {e}"));
+                    -1
+                })
             }
             Err(e) => {
                 log(&format!("starting {name}: {e}"));
                 127
             }
         };
-        log(&format!("{name} exited with status {status}"));
-        let again = !shared.lock().stopping && restart::should_restart(svc.spec.restart, status, restarts);
+        let stopping = shared.lock().stopping;
+        let again = !stopping && restart::should_restart(svc.spec.restart, status, restarts);
         shared.update(name, |st| {
             st.running = false;
             st.first_exit.get_or_insert(status);
             st.last_exit = Some(status);
             st.finished = !again;
         });
+        if !again && !stopping && status != 0 {
+            // Its reason, together, just before the line a boot test stops
+            // at; the console had it interleaved with the other services'.
+            for line in oci::last_lines(name, LAST_LINES) {
+                log(&format!("{name}: {line}"));
+            }
+        }
+        log(&exit_line(name, status, again));
         if !again {
             return;
         }
@@ -319,6 +324,18 @@ fn run_service(shared: &Arc<Shared>, svc: &Service) {
         // only clears one that crun could not (its error is expected).
         let _ = oci::delete_force(name);
     }
+}
+
+/// How many lines of its output a service that failed for good has said
+/// again with its exit status.
+const LAST_LINES: usize = 10;
+
+/// What the runner says when `name` exits with `status`: whether it starts
+/// again by its restart policy is part of the line, since only an exit that
+/// is final ends the service (and a boot test).
+fn exit_line(name: &str, status: i32, again: bool) -> String {
+    let then = if again { lkc_contract::RESTARTS_IT } else { "" };
+    format!("{name} exited with status {status}{then}{}", crate::uptime())
 }
 
 /// Probe run `run` of `name` while it lasts, logging health transitions and
