@@ -2,6 +2,7 @@
 //! would check over HTTP, print the timing, and always stop the VM.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -497,7 +498,11 @@ impl Headless {
                     ui::tell!("--- what the compose runner said ---\n{compose}\n---");
                 }
                 let took = ui::secs(started.elapsed());
-                let e = explain_crash(e, &boot::read_log(&log), accel);
+                let console = boot::read_log(&log);
+                let mut e = explain_crash(e, &console, accel);
+                if let Some(restarts) = restarted(&console) {
+                    e = e.context(restarts);
+                }
                 Err(e.context(format!("boot test failed {took} after QEMU started")))
             }
         }
@@ -1059,6 +1064,41 @@ fn failed_for_good(line: &str) -> Option<String> {
     failed.then(|| format!("{runner}: {name}: "))
 }
 
+/// The services a restart policy started again, for a failed boot test
+/// (often a deadline waited out while a service kept failing): how often
+/// each, and its last such exit.
+fn restarted(console: &str) -> Option<String> {
+    let mut seen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for line in console.lines() {
+        let Some((before, _)) = line.split_once(lkc_contract::RESTARTS_IT) else {
+            continue;
+        };
+        let Some(rest) = before
+            .strip_prefix("compose: service ")
+            .or_else(|| before.strip_prefix("service: "))
+        else {
+            continue;
+        };
+        let Some((name, status)) = rest.split_once(" exited with status ") else {
+            continue;
+        };
+        let entry = seen.entry(name).or_default();
+        *entry = (entry.0 + 1, status);
+    }
+    let said: Vec<String> = seen
+        .into_iter()
+        .map(|(name, (n, status))| {
+            let times = if n == 1 {
+                "once".to_string()
+            } else {
+                format!("{n} times")
+            };
+            format!("`{name}` exited and was restarted by its restart policy {times} (last with status {status})")
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
 /// What the kernel says when the initrd does not fit in its root tmpfs.
 const UNPACK_FAILED: &str = "Initramfs unpacking failed";
 
@@ -1344,6 +1384,26 @@ mod tests {
             gave_up(&format!("{ok}service: migrate exited with status 0 (uptime 20.0s)\n")),
             None
         );
+    }
+
+    #[test]
+    fn a_failed_boot_says_which_services_kept_restarting() {
+        let again = lkc_contract::RESTARTS_IT;
+        let console = format!(
+            "service: web exited with status 1{again} (uptime 12.0s)\n\
+             service: restarting web (attempt 1)\n\
+             service: web exited with status 1{again} (uptime 14.0s)\n\
+             compose: service worker exited with status 137{again} (uptime 30.0s)\n\
+             service: db exited with status 0 (uptime 31.0s)\n"
+        );
+        assert_eq!(
+            restarted(&console).as_deref(),
+            Some(
+                "`web` exited and was restarted by its restart policy 2 times (last with status 1); \
+                 `worker` exited and was restarted by its restart policy once (last with status 137)"
+            )
+        );
+        assert_eq!(restarted("service: db exited with status 1 (uptime 31.0s)\n"), None);
     }
 
     #[test]
