@@ -64,13 +64,17 @@ db_path() {
 	echo "$path"
 }
 
-# wait_for_port PORT: wait up to 30 s for a server on 127.0.0.1:PORT.
+# wait_for_port PORT PID: wait for a server on 127.0.0.1:PORT while process
+# PID runs, up to 180 s. Upstream waits 30 s, which a server started with an
+# app's other services under emulation can take (seen: FerretDB beside eight
+# services in a 1 GiB VM under TCG); one that exits fails at once.
 wait_for_port() {
 	local _
-	for _ in $(seq 30); do
+	for _ in $(seq 180); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
 			return 0
 		fi
+		kill -0 "$2" 2>/dev/null || return 1
 		sleep 1
 	done
 	return 1
@@ -87,7 +91,7 @@ run_initdb_scripts() {
 	done
 	"$@" --bind_ip 127.0.0.1 &
 	local pid=$!
-	if ! wait_for_port "$port"; then
+	if ! wait_for_port "$port" "$pid"; then
 		echo >&2
 		echo >&2 "error: mongod does not appear to have accepted connections quickly enough -- perhaps it had an error?"
 		echo >&2
