@@ -1041,13 +1041,12 @@ fn last_words<'a>(console: &'a str, line: &str, prefix: &str) -> Vec<&'a str> {
     said
 }
 
-/// Does a runner's `line` say a service exited with an error and that its
-/// restart policy does not start it again: the native runner's
+/// A runner's line saying a service exited: the native runner's
 /// `service: web exited with status 1`, the compose runner's
 /// `compose: service web exited with status 1` (which it says only after
-/// the app came up)? Returns the prefix of the lines in which the runner
-/// said the service's last output.
-fn failed_for_good(line: &str) -> Option<String> {
+/// the app came up), as (runner, service, status and the rest, whether its
+/// restart policy starts it again).
+fn exit_line(line: &str) -> Option<(&str, &str, &str, bool)> {
     let (runner, rest) = if let Some(rest) = line.strip_prefix("compose: service ") {
         ("compose", rest)
     } else {
@@ -1057,10 +1056,18 @@ fn failed_for_good(line: &str) -> Option<String> {
         )
     };
     let (name, status) = rest.split_once(" exited with status ")?;
-    let failed = !name.contains(' ')
-        && !status.contains(lkc_contract::RESTARTS_IT)
-        && !status.starts_with("0 ")
-        && status.trim_end() != "0";
+    if name.contains(' ') {
+        return None;
+    }
+    Some((runner, name, status, status.contains(lkc_contract::RESTARTS_IT)))
+}
+
+/// Does a runner's `line` say a service exited with an error and that its
+/// restart policy does not start it again? Returns the prefix of the lines
+/// in which the runner said the service's last output.
+fn failed_for_good(line: &str) -> Option<String> {
+    let (runner, name, status, again) = exit_line(line)?;
+    let failed = !again && !status.starts_with("0 ") && status.trim_end() != "0";
     failed.then(|| format!("{runner}: {name}: "))
 }
 
@@ -1070,18 +1077,10 @@ fn failed_for_good(line: &str) -> Option<String> {
 fn restarted(console: &str) -> Option<String> {
     let mut seen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
     for line in console.lines() {
-        let Some((before, _)) = line.split_once(lkc_contract::RESTARTS_IT) else {
+        let Some((_, name, status, true)) = exit_line(line) else {
             continue;
         };
-        let Some(rest) = before
-            .strip_prefix("compose: service ")
-            .or_else(|| before.strip_prefix("service: "))
-        else {
-            continue;
-        };
-        let Some((name, status)) = rest.split_once(" exited with status ") else {
-            continue;
-        };
+        let status = status.split(lkc_contract::RESTARTS_IT).next().unwrap_or(status);
         let entry = seen.entry(name).or_default();
         *entry = (entry.0 + 1, status);
     }
