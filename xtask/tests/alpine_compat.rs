@@ -115,7 +115,8 @@ impl Host {
             .env_clear()
             .env("PATH", path)
             .env("APK_PACKAGES", compat("apk-packages"))
-            .env("APK_STATE", self.dir.join("state"));
+            .env("APK_STATE", self.dir.join("state"))
+            .env("APK_ROOT", self.dir.join("root"));
         // The script was written a moment ago; a test on another thread that
         // forks then holds its write descriptor until its child execs, and
         // exec(2) meanwhile fails with ETXTBSY. Try again shortly.
@@ -383,15 +384,55 @@ fn apk_keeps_what_is_asked_for_after_a_virtual_group() {
     );
 }
 
+/// Commands Alpine installs elsewhere than Debian are where Alpine has them:
+/// `apk add --no-cache tini` then `ENTRYPOINT ["/sbin/tini", "--"]` (Debian's
+/// is /usr/bin/tini), su-exec as Debian's gosu. `apk del` takes the link with
+/// the package; a file the image already has there is left alone.
+#[test]
+fn apk_links_commands_where_alpine_has_them() {
+    let host = Host::new("apk-links");
+    fs::write(host.dir.join("available"), "tini\ngosu\n").unwrap();
+    let root = host.dir.join("root");
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::write(root.join("usr/bin/tini"), "").unwrap();
+    let (ok, err, log) = host.run("apk", &["add", "--no-cache", "tini", "su-exec"]);
+    assert!(ok, "{err}");
+    assert!(
+        log.contains(&"apt-get install -y -qq --no-install-recommends tini gosu".to_string()),
+        "{log:?}"
+    );
+    let link = |path: &str| fs::read_link(root.join(path)).map(|t| t.display().to_string());
+    assert_eq!(link("sbin/tini").unwrap(), "/usr/bin/tini");
+    assert_eq!(link("sbin/su-exec").unwrap(), "/usr/sbin/gosu");
+    assert!(err.contains("linked /sbin/tini -> /usr/bin/tini"), "{err}");
+
+    // Once the package took its command away, del takes the link too; the
+    // link whose command is still there stays.
+    fs::write(host.dir.join("installed"), "tini\n").unwrap();
+    fs::create_dir_all(root.join("usr/sbin")).unwrap();
+    fs::write(root.join("usr/sbin/gosu"), "").unwrap();
+    fs::remove_file(root.join("usr/bin/tini")).unwrap();
+    let (ok, err, _) = host.run("apk", &["del", "tini"]);
+    assert!(ok, "{err}");
+    assert!(link("sbin/tini").is_err(), "the link outlived tini");
+    assert_eq!(link("sbin/su-exec").unwrap(), "/usr/sbin/gosu");
+
+    // A file already at Alpine's path is the image's own: kept.
+    fs::write(root.join("sbin/tini"), "own").unwrap();
+    let (ok, err, _) = host.run("apk", &["add", "tini"]);
+    assert!(ok, "{err}");
+    assert_eq!(fs::read_to_string(root.join("sbin/tini")).unwrap(), "own");
+}
+
 /// A name with no Debian counterpart fails the step, naming it and the table;
 /// verbs that are not emulated say so.
 #[test]
 fn apk_refuses_what_it_cannot_stand_in_for() {
     let host = Host::new("apk-no");
-    let (ok, err, log) = host.run("apk", &["add", "--no-cache", "bash", "abuild", "su-exec"]);
+    let (ok, err, log) = host.run("apk", &["add", "--no-cache", "bash", "abuild", "s6-overlay"]);
     assert!(!ok);
     assert!(
-        err.contains("no Debian package stands in for: abuild su-exec (add it to the table in"),
+        err.contains("no Debian package stands in for: abuild s6-overlay (add it to the table in"),
         "{err}"
     );
     assert!(err.contains("images/alpine-compat/apk-packages"), "{err}");
