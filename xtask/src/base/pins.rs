@@ -565,6 +565,29 @@ mod tests {
         }
     }
 
+    /// A Debian tag gets the suite it names: a Dockerfile on
+    /// `debian:trixie-slim` may install what only trixie has, and a program
+    /// built on the trixie stand-ins (golang) may need its glibc. The others
+    /// (bookworm's, older ones, none) get bookworm's, as the rust stand-in's
+    /// binaries need.
+    #[test]
+    fn repo_catalog_debian_by_suite() {
+        let pins = Pins::load(&crate::base::project::root()).unwrap();
+        for (reference, recipe, suite) in [
+            ("debian:trixie-slim", "debian-trixie", "trixie"),
+            ("debian:13", "debian-trixie", "trixie"),
+            ("debian:13.2-slim", "debian-trixie", "trixie"),
+            ("debian:trixie-20250203", "debian-trixie", "trixie"),
+            ("debian:bookworm-slim", "debian", "bookworm"),
+            ("debian:12-slim", "debian", "bookworm"),
+            ("debian", "debian", "bookworm"),
+        ] {
+            let key = pins.catalog_key(&Reference::parse(reference).unwrap());
+            assert_eq!(pins.catalog[&key].recipe, recipe, "{reference}");
+            assert_eq!(pins.suite_of(pins.image(recipe).unwrap()), suite, "{reference}");
+        }
+    }
+
     /// php's -alpine tags (-cli and -fpm; upstream has no -apache one) go to
     /// the variant's stand-in, which emulates apk: `php:8.3-fpm-alpine`
     /// Dockerfiles `apk add icu-dev` before docker-php-ext-install.

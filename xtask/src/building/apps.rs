@@ -7,7 +7,11 @@
 //! resolve through the catalog (pins.yml `catalog:`) to stand-ins built from
 //! Debian packages, and `docker compose config` is what reads the compose file.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::Path,
+};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -81,7 +85,21 @@ fn stand_in_workdir(project: &Project, name: &str) -> Option<String> {
 }
 
 fn catalog_names(project: &Project) -> String {
-    project.pins.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+    let catalog = &project.pins.catalog;
+    let name = |key: &str| key.split_once(':').map_or(key, |(name, _)| name).to_string();
+    // Entries only newer tags reach (`python-3.13` for `python:3.12`) are
+    // not names an app writes.
+    let reached: BTreeSet<String> = catalog
+        .values()
+        .filter_map(|e| e.newer.as_ref())
+        .map(|n| name(&n.entry))
+        .collect();
+    let names: BTreeSet<String> = catalog
+        .keys()
+        .map(|key| name(key))
+        .filter(|n| !reached.contains(n))
+        .collect();
+    names.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 /// Check, before anything is built, that the local profile can build every
